@@ -1,0 +1,57 @@
+/*
+ * msgread.h - a bounded, zero-copy MessagePack reader for untrusted
+ * input (store records, sync frames, export files).
+ *
+ * msgpack-c's unpacker allocates memory in proportion to the container
+ * sizes an input *claims*, before checking that the bytes exist, so a
+ * five-byte hostile frame can demand gigabytes.  This reader never
+ * allocates: it walks the buffer, checks every length against the bytes
+ * that remain, limits nesting depth, and reports truncation and type
+ * errors distinctly.  Encoding still uses msgpack-c's packer.
+ */
+#ifndef DS_MSGREAD_H
+#define DS_MSGREAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DS_MR_MAX_DEPTH 32
+
+typedef struct ds_mr {
+    const uint8_t *p;
+    const uint8_t *end;
+} ds_mr;
+
+typedef enum {
+    DS_MR_NIL, DS_MR_BOOL, DS_MR_INT, DS_MR_FLOAT, DS_MR_STR, DS_MR_BIN,
+    DS_MR_ARRAY, DS_MR_MAP, DS_MR_EXT, DS_MR_INVALID, DS_MR_END
+} ds_mr_type;
+
+static inline void ds_mr_init(ds_mr *r, const void *buf, size_t len)
+{
+    r->p = (const uint8_t *)buf;
+    r->end = r->p + len;
+}
+static inline size_t ds_mr_left(const ds_mr *r) { return (size_t)(r->end - r->p); }
+
+/* Type of the next value without consuming it (DS_MR_END at the end). */
+ds_mr_type ds_mr_peek(const ds_mr *r);
+
+/* Each reader consumes one value of the named type and returns 0,
+ * DS_ERR_TRUNCATED (input ends inside the value) or DS_ERR_MALFORMED
+ * (another type, or an invalid byte).  On error nothing is consumed. */
+int ds_mr_map(ds_mr *r, uint32_t *count);
+int ds_mr_array(ds_mr *r, uint32_t *count);
+int ds_mr_str(ds_mr *r, const char **s, uint32_t *len);   /* not NUL-terminated */
+int ds_mr_bin(ds_mr *r, const uint8_t **b, uint32_t *len);
+int ds_mr_uint(ds_mr *r, uint64_t *v);    /* non-negative integer */
+int ds_mr_int(ds_mr *r, int64_t *v);      /* any integer fitting int64 */
+int ds_mr_double(ds_mr *r, double *v);    /* float32/64, or an integer */
+int ds_mr_bool(ds_mr *r, int *v);
+int ds_mr_nil(ds_mr *r);
+/* Skips one value of any type (containers recursively, depth-limited). */
+int ds_mr_skip(ds_mr *r);
+/* 1 if the |len| bytes at |s| equal the C string |key|, else 0. */
+int ds_mr_key_eq(const char *s, uint32_t len, const char *key);
+
+#endif

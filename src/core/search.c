@@ -1,0 +1,485 @@
+/*
+ * search.c - the read side of the search index: query parsing, combined
+ * statistics over several stores, and BM25 top-k with MaxScore early
+ * termination (see docs/search.md).
+ *
+ * Posting lists are read zero-copy: MDB_GET_MULTIPLE hands out whole
+ * pages of fixed-size postings from the memory map, which become the
+ * segments of an in-memory iterator.  MaxScore orders the query terms by
+ * their best possible contribution; once the k-th best score exceeds the
+ * sum of the weakest terms' bounds, documents holding only those terms
+ * cannot enter the top k, so candidates come from the strong terms only
+ * and the weak lists are merely probed.
+ */
+#include "ds/search.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/store_int.h"
+#include "core/util.h"
+
+#define BM25_K1 1.2
+#define BM25_B 0.75
+#define QUERY_MAX_TERMS 1024
+#define RELATED_TERMS 24
+
+struct ds_query {
+    size_t n;
+    char **terms;
+    uint32_t *qtf;
+};
+
+/* ---- queries ----------------------------------------------------------- */
+
+static _Thread_local ds_tokenizer *query_tok;
+
+typedef struct qb { ds_query *q; size_t cap; } qb;
+
+static int add_qterm(const char *term, size_t len, void *ud)
+{
+    qb *b = ud;
+    ds_query *q = b->q;
+    for (size_t i = 0; i < q->n; i++)
+        if (strlen(q->terms[i]) == len && memcmp(q->terms[i], term, len) == 0) {
+            q->qtf[i]++;
+            return 0;
+        }
+    if (q->n == QUERY_MAX_TERMS) return 0;
+    if (q->n == b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 8;
+        char **t = realloc(q->terms, nc * sizeof *t);
+        if (!t) return DS_ERR_NOMEM;
+        q->terms = t;
+        uint32_t *f = realloc(q->qtf, nc * sizeof *f);
+        if (!f) return DS_ERR_NOMEM;
+        q->qtf = f;
+        b->cap = nc;
+    }
+    if (!(q->terms[q->n] = strndup(term, len))) return DS_ERR_NOMEM;
+    q->qtf[q->n++] = 1;
+    return 0;
+}
+
+int ds_query_parse(const char *text, size_t len, ds_query **out)
+{
+    *out = NULL;
+    if (!query_tok) {
+        int rc = ds_tokenizer_new(&query_tok);
+        if (rc) return rc;
+    }
+    ds_query *q = calloc(1, sizeof *q);
+    if (!q) return DS_ERR_NOMEM;
+    qb b = { q, 0 };
+    int rc = ds_tokenize(query_tok, text, len, add_qterm, &b);
+    if (!rc && q->n == 0) rc = DS_ERR_EMPTY;
+    if (rc) { ds_query_free(q); return rc; }
+    *out = q;
+    return 0;
+}
+
+void ds_query_free(ds_query *q)
+{
+    if (!q) return;
+    for (size_t i = 0; i < q->n; i++) free(q->terms[i]);
+    free(q->terms);
+    free(q->qtf);
+    free(q);
+}
+
+size_t ds_query_nterms(const ds_query *q) { return q->n; }
+const char *ds_query_term(const ds_query *q, size_t i) { return i < q->n ? q->terms[i] : NULL; }
+
+/* ---- statistics -------------------------------------------------------- */
+
+int ds_search_stats_init(ds_search_stats *s, const ds_query *q)
+{
+    memset(s, 0, sizeof *s);
+    s->nterms = q->n;
+    s->df = calloc(q->n ? q->n : 1, sizeof *s->df);
+    return s->df ? 0 : DS_ERR_NOMEM;
+}
+
+void ds_search_stats_free(ds_search_stats *s)
+{
+    free(s->df);
+    memset(s, 0, sizeof *s);
+}
+
+int ds_search_stats_add(ds_store *st, const ds_query *q, ds_search_stats *acc)
+{
+    if (acc->nterms != q->n) return DS_ERR_INVALID;
+    MDB_txn *txn;
+    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    if (rc) return rc;
+    ds_counters c;
+    MDB_cursor *cur = NULL;
+    if (!(rc = ds__counters_read(st, txn, &c)))
+        rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_POSTINGS], &cur));
+    for (size_t i = 0; i < q->n && !rc; i++) {
+        MDB_val k = { strlen(q->terms[i]), q->terms[i] }, d;
+        int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET);
+        if (mrc == MDB_NOTFOUND) continue;
+        size_t cnt = 0;
+        if (mrc || (mrc = mdb_cursor_count(cur, &cnt))) { rc = ds__lmdb_err(mrc); break; }
+        acc->df[i] += cnt;
+    }
+    if (cur) mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc) return rc;
+    acc->doc_count += c.docs;
+    acc->total_len += c.total_len;
+    return 0;
+}
+
+static double idf(const ds_search_stats *s, size_t i)
+{
+    double N = (double)s->doc_count, df = (double)s->df[i];
+    return log(1.0 + (N - df + 0.5) / (df + 0.5));
+}
+
+void ds_query_prune(ds_query *q, ds_search_stats *stats, size_t max_terms)
+{
+    /* Selection sort by weight, unseen terms last; small n. */
+    size_t keep = 0;
+    for (size_t i = 0; i < q->n && keep < max_terms; i++) {
+        size_t best = SIZE_MAX;
+        double bw = -1;
+        for (size_t j = keep; j < q->n; j++) {
+            double w = stats->df[j] ? idf(stats, j) * q->qtf[j] : -0.5;
+            if (w > bw) { bw = w; best = j; }
+        }
+        if (best == SIZE_MAX || bw < 0) break;
+        char *t = q->terms[keep]; q->terms[keep] = q->terms[best]; q->terms[best] = t;
+        uint32_t f = q->qtf[keep]; q->qtf[keep] = q->qtf[best]; q->qtf[best] = f;
+        uint64_t d = stats->df[keep]; stats->df[keep] = stats->df[best]; stats->df[best] = d;
+        keep++;
+    }
+    for (size_t i = keep; i < q->n; i++) free(q->terms[i]);
+    q->n = keep;
+    stats->nterms = keep;
+}
+
+/* ---- posting iterators ------------------------------------------------- */
+
+typedef struct seg { const uint8_t *p; size_t n; } seg;
+
+typedef struct piter {
+    seg *segs;
+    size_t nseg, si, pi;
+    uint64_t cur;          /* current document seq, UINT64_MAX at the end */
+    double w;              /* idf * query term frequency */
+    double ub;             /* upper bound of the contribution */
+} piter;
+
+static uint64_t seq_at(const uint8_t *p)
+{
+    return ((uint64_t)p[0] << 32) | ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) |
+           ((uint64_t)p[3] << 8) | p[4];
+}
+
+static const uint8_t *pi_post(const piter *it)
+{
+    return it->segs[it->si].p + it->pi * DS_POSTING_LEN;
+}
+
+static void pi_set(piter *it)
+{
+    it->cur = it->si < it->nseg ? seq_at(pi_post(it)) : UINT64_MAX;
+}
+
+static void pi_next(piter *it)
+{
+    if (++it->pi == it->segs[it->si].n) { it->si++; it->pi = 0; }
+    pi_set(it);
+}
+
+static void pi_seek(piter *it, uint64_t target)
+{
+    if (it->cur >= target) return;
+    size_t old_si = it->si;
+    size_t lo = it->si, hi = it->nseg;    /* first segment whose last >= target */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const seg *s = &it->segs[mid];
+        if (seq_at(s->p + (s->n - 1) * DS_POSTING_LEN) < target) lo = mid + 1; else hi = mid;
+    }
+    it->si = lo;
+    if (lo == it->nseg) { it->cur = UINT64_MAX; return; }
+    size_t a = lo == old_si ? it->pi : 0, b = it->segs[lo].n;
+    while (a < b) {
+        size_t mid = (a + b) / 2;
+        if (seq_at(it->segs[lo].p + mid * DS_POSTING_LEN) < target) a = mid + 1; else b = mid;
+    }
+    it->pi = a;
+    pi_set(it);
+}
+
+/* Loads the page segments of |term|'s posting list (zero-copy). */
+static int pi_load(MDB_cursor *cur, const char *term, piter *it)
+{
+    memset(it, 0, sizeof *it);
+    MDB_val k = { strlen(term), (void *)term }, d;
+    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET);
+    size_t cap = 0;
+    if (mrc == 0) mrc = mdb_cursor_get(cur, &k, &d, MDB_GET_MULTIPLE);
+    while (mrc == 0) {
+        if (d.mv_size % DS_POSTING_LEN) return DS_ERR_STORE;
+        if (it->nseg == cap) {
+            cap = cap ? cap * 2 : 8;
+            seg *s = realloc(it->segs, cap * sizeof *s);
+            if (!s) return DS_ERR_NOMEM;
+            it->segs = s;
+        }
+        if (d.mv_size) it->segs[it->nseg++] = (seg){ d.mv_data, d.mv_size / DS_POSTING_LEN };
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_MULTIPLE);
+    }
+    if (mrc != MDB_NOTFOUND) return ds__lmdb_err(mrc);
+    pi_set(it);
+    return 0;
+}
+
+/* ---- top-k heap -------------------------------------------------------- */
+
+typedef struct cand { double score; uint64_t seq; } cand;
+
+/* a ranks below b: lower score, or equal score and older. */
+static int below(const cand *a, const cand *b)
+{
+    return a->score < b->score || (a->score == b->score && a->seq < b->seq);
+}
+
+static void heap_down(cand *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && below(&h[l], &h[m])) m = l;
+        if (r < n && below(&h[r], &h[m])) m = r;
+        if (m == i) return;
+        cand t = h[i]; h[i] = h[m]; h[m] = t;
+        i = m;
+    }
+}
+
+static void heap_push(cand *h, size_t *n, size_t k, cand c)
+{
+    if (*n < k) {
+        size_t i = (*n)++;
+        h[i] = c;
+        while (i && below(&h[i], &h[(i - 1) / 2])) {
+            cand t = h[i]; h[i] = h[(i - 1) / 2]; h[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+    } else if (below(&h[0], &c)) {
+        h[0] = c;
+        heap_down(h, *n, 0);
+    }
+}
+
+static int cmp_cand_desc(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    return below(x, y) ? 1 : below(y, x) ? -1 : 0;
+}
+
+static int cmp_ub(const void *a, const void *b)
+{
+    const piter *x = a, *y = b;
+    return x->ub < y->ub ? -1 : x->ub > y->ub;
+}
+
+/* ---- search ------------------------------------------------------------ */
+
+static int read_node(ds_store *st, MDB_txn *txn, uint64_t seq, ds_node *out)
+{
+    uint8_t kb[8];
+    ds_put_be64(kb, seq);
+    MDB_val k = { 8, kb }, d;
+    ds_node_init(out);
+    int rc = mdb_get(txn, st->dbi[DBI_NODES], &k, &d);
+    if (rc) return ds__lmdb_err(rc);
+    rc = ds_node_decode(d.mv_data, d.mv_size, out);
+    if (rc) return rc == DS_ERR_NOMEM ? rc : DS_ERR_STORE;
+    out->seq = seq;
+    return 0;
+}
+
+static int passes(ds_store *st, MDB_txn *txn, const ds_search_filter *f, uint64_t seq, int *ok)
+{
+    ds_node n;
+    int rc = read_node(st, txn, seq, &n);
+    if (rc) return rc;
+    *ok = (!f->ns || strcmp(n.ns, f->ns) == 0) &&
+          (!f->project || ds_path_within(n.project, f->project)) &&
+          (!f->exclude_id || memcmp(n.id, f->exclude_id, DS_ID_LEN) != 0);
+    ds_node_free(&n);
+    return 0;
+}
+
+int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stats,
+                    const ds_search_filter *filter, size_t k, ds_hit *hits, size_t *nhits)
+{
+    *nhits = 0;
+    if (k == 0) return 0;
+    if (stats->nterms != q->n) return DS_ERR_INVALID;
+    int filtered = filter && (filter->ns || filter->project || filter->exclude_id);
+    double avgdl = stats->doc_count ? (double)stats->total_len / (double)stats->doc_count : 1.0;
+    if (avgdl <= 0) avgdl = 1.0;
+    const double K0 = BM25_K1 * (1 - BM25_B), Kb = BM25_K1 * BM25_B / avgdl;
+    double max_total = 0;
+    for (size_t i = 0; i < q->n; i++)
+        if (stats->df[i]) max_total += idf(stats, i) * q->qtf[i] * (BM25_K1 + 1);
+    if (max_total <= 0) return 0;
+
+    MDB_txn *txn;
+    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    if (rc) return rc;
+    MDB_cursor *cur = NULL;
+    piter *its = calloc(q->n, sizeof *its);
+    cand *heap = calloc(k, sizeof *heap);
+    double *cum = calloc(q->n, sizeof *cum);
+    size_t m = 0, hn = 0;
+    if (!its || !heap || !cum) { rc = DS_ERR_NOMEM; goto out; }
+    if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_POSTINGS], &cur)))) goto out;
+    for (size_t i = 0; i < q->n; i++) {
+        if (!stats->df[i]) continue;
+        if ((rc = pi_load(cur, q->terms[i], &its[m]))) { m++; goto out; }
+        if (its[m].cur == UINT64_MAX) { free(its[m].segs); continue; }
+        its[m].w = idf(stats, i) * q->qtf[i];
+        its[m].ub = its[m].w * (BM25_K1 + 1);
+        m++;
+    }
+    qsort(its, m, sizeof *its, cmp_ub);
+    for (size_t i = 0; i < m; i++) cum[i] = its[i].ub + (i ? cum[i - 1] : 0);
+
+    size_t e = 0;                 /* its[e..m) are essential */
+    double theta = 0;
+    while (e < m) {
+        uint64_t d = UINT64_MAX;
+        for (size_t i = e; i < m; i++) if (its[i].cur < d) d = its[i].cur;
+        if (d == UINT64_MAX) break;
+        double s = 0;
+        for (size_t i = e; i < m; i++) {
+            if (its[i].cur != d) continue;
+            const uint8_t *p = pi_post(&its[i]);
+            double tf = p[5], dl = (double)((p[6] << 8) | p[7]);
+            s += its[i].w * tf * (BM25_K1 + 1) / (tf + K0 + Kb * dl);
+            pi_next(&its[i]);
+        }
+        for (size_t i = e; i-- > 0;) {
+            if (hn == k && s + cum[i] <= theta) break;
+            pi_seek(&its[i], d);
+            if (its[i].cur != d) continue;
+            const uint8_t *p = pi_post(&its[i]);
+            double tf = p[5], dl = (double)((p[6] << 8) | p[7]);
+            s += its[i].w * tf * (BM25_K1 + 1) / (tf + K0 + Kb * dl);
+        }
+        if (hn == k && s <= theta) continue;
+        if (filtered) {
+            int ok;
+            if ((rc = passes(st, txn, filter, d, &ok))) goto out;
+            if (!ok) continue;
+        }
+        heap_push(heap, &hn, k, (cand){ s, d });
+        if (hn == k) {
+            theta = heap[0].score;
+            while (e < m && cum[e] <= theta) e++;
+        }
+    }
+    qsort(heap, hn, sizeof *heap, cmp_cand_desc);
+    for (size_t i = 0; i < hn; i++) {
+        if ((rc = read_node(st, txn, heap[i].seq, &hits[i].node))) {
+            ds_hits_free(hits, i);
+            goto out;
+        }
+        hits[i].score = heap[i].score / max_total;
+        if (hits[i].score > 1.0) hits[i].score = 1.0;
+        hits[i].store_index = 0;
+    }
+    *nhits = hn;
+out:
+    for (size_t i = 0; i < m && its; i++) free(its[i].segs);
+    free(its);
+    free(heap);
+    free(cum);
+    if (cur) mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+void ds_hits_free(ds_hit *hits, size_t n)
+{
+    for (size_t i = 0; i < n; i++) ds_node_free(&hits[i].node);
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+    const ds_hit *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    if (x->store_index != y->store_index) return x->store_index - y->store_index;
+    return x->node.seq < y->node.seq ? 1 : x->node.seq > y->node.seq ? -1 : 0;
+}
+
+static int search_with_stats(ds_store **stores, size_t nstores, const ds_query *q,
+                             const ds_search_stats *stats, const ds_search_filter *filter,
+                             size_t k, ds_hit *hits, size_t *nhits)
+{
+    *nhits = 0;
+    if (nstores == 1) return ds_search_store(stores[0], q, stats, filter, k, hits, nhits);
+    ds_hit *all = calloc(k * nstores, sizeof *all);
+    if (!all) return DS_ERR_NOMEM;
+    size_t total = 0;
+    int rc = 0;
+    for (size_t s = 0; s < nstores && !rc; s++) {
+        size_t n = 0;
+        rc = ds_search_store(stores[s], q, stats, filter, k, all + total, &n);
+        for (size_t i = 0; i < n; i++) all[total + i].store_index = (int)s;
+        total += n;
+    }
+    if (rc) { ds_hits_free(all, total); free(all); return rc; }
+    qsort(all, total, sizeof *all, cmp_hit);
+    size_t keep = total < k ? total : k;
+    memcpy(hits, all, keep * sizeof *all);
+    ds_hits_free(all + keep, total - keep);
+    free(all);
+    *nhits = keep;
+    return 0;
+}
+
+int ds_search_multi(ds_store **stores, size_t nstores, const ds_query *q,
+                    const ds_search_filter *filter, size_t k, ds_hit *hits, size_t *nhits)
+{
+    *nhits = 0;
+    ds_search_stats stats;
+    int rc = ds_search_stats_init(&stats, q);
+    for (size_t s = 0; s < nstores && !rc; s++) rc = ds_search_stats_add(stores[s], q, &stats);
+    if (!rc) rc = search_with_stats(stores, nstores, q, &stats, filter, k, hits, nhits);
+    ds_search_stats_free(&stats);
+    return rc;
+}
+
+int ds_search_related(ds_store **stores, size_t nstores, size_t origin,
+                      const uint8_t id[DS_ID_LEN], size_t k, ds_hit *hits, size_t *nhits)
+{
+    *nhits = 0;
+    if (origin >= nstores) return DS_ERR_INVALID;
+    ds_node n;
+    int rc = ds_store_get(stores[origin], id, &n);
+    if (rc) return rc;
+    ds_query *q;
+    rc = ds_query_parse(n.content, n.content_len, &q);
+    ds_node_free(&n);
+    if (rc) return rc == DS_ERR_EMPTY ? 0 : rc;
+    ds_search_stats stats;
+    rc = ds_search_stats_init(&stats, q);
+    for (size_t s = 0; s < nstores && !rc; s++) rc = ds_search_stats_add(stores[s], q, &stats);
+    if (!rc) {
+        ds_query_prune(q, &stats, RELATED_TERMS);
+        ds_search_filter f = { .exclude_id = id };
+        if (q->n) rc = search_with_stats(stores, nstores, q, &stats, &f, k, hits, nhits);
+    }
+    ds_search_stats_free(&stats);
+    ds_query_free(q);
+    return rc;
+}

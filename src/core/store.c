@@ -1,0 +1,769 @@
+/*
+ * store.c - the LMDB knowledge store (see include/ds/store.h and
+ * docs/storage.md).  Nodes are keyed by their store-local sequence
+ * number, so new writes append and sync cursors are plain seq ranges; an
+ * id table maps UUIDs to sequences; source and project lookups are
+ * duplicate-sorted tables keyed by a 16-byte BLAKE2b of the string (paths
+ * can exceed LMDB's key limit).  The search index (index.c) lives in the
+ * same environment and is written in the same transaction.
+ */
+#include "core/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ds/error.h"
+#include "core/util.h"
+
+#define DEFAULT_MAP_SIZE (64ull << 30)
+#define KEY_HASH_LEN 16
+
+static const char *dbi_names[DBI_COUNT] = {
+    "meta", "nodes", "ids", "by_source", "by_project", "postings",
+    "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
+};
+static const unsigned dbi_flags[DBI_COUNT] = {
+    [DBI_SOURCE] = MDB_DUPSORT | MDB_DUPFIXED,
+    [DBI_PROJECT] = MDB_DUPSORT | MDB_DUPFIXED,
+    [DBI_POSTINGS] = MDB_DUPSORT | MDB_DUPFIXED,
+};
+
+int ds__lmdb_err(int rc)
+{
+    switch (rc) {
+    case 0: return 0;
+    case MDB_NOTFOUND: return DS_ERR_NOTFOUND;
+    case MDB_KEYEXIST: return DS_ERR_EXISTS;
+    case MDB_MAP_FULL: return DS_ERR_FULL;
+    case ENOMEM: return DS_ERR_NOMEM;
+    case EACCES: case ENOENT: case EROFS: case ENOSPC: case EIO: return DS_ERR_IO;
+    case EAGAIN: case EBUSY: return DS_ERR_BUSY;
+    default: return DS_ERR_STORE;
+    }
+}
+
+int ds__store_write_check(ds_store *st)
+{
+    if (st->fail_after > 0 && --st->fail_after == 0) return DS_ERR_INJECTED;
+    return 0;
+}
+
+void ds_store_fail_after(ds_store *st, int n)
+{
+    st->fail_after = n > 0 ? n : 0;
+}
+
+/* ---- meta -------------------------------------------------------------- */
+
+static int meta_get_u64(ds_store *st, MDB_txn *txn, const char *key, uint64_t *v)
+{
+    MDB_val k = { strlen(key), (void *)key }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_META], &k, &d);
+    if (rc == MDB_NOTFOUND) { *v = 0; return 0; }
+    if (rc) return ds__lmdb_err(rc);
+    if (d.mv_size != 8) return DS_ERR_STORE;
+    *v = ds_get_be64(d.mv_data);
+    return 0;
+}
+
+static int meta_put(ds_store *st, MDB_txn *txn, const char *key, const void *val, size_t len)
+{
+    MDB_val k = { strlen(key), (void *)key }, d = { len, (void *)val };
+    return ds__lmdb_err(mdb_put(txn, st->dbi[DBI_META], &k, &d, 0));
+}
+
+static int meta_put_u64(ds_store *st, MDB_txn *txn, const char *key, uint64_t v)
+{
+    uint8_t b[8];
+    ds_put_be64(b, v);
+    return meta_put(st, txn, key, b, 8);
+}
+
+static const char *type_keys[DS_SOURCE_TYPE_COUNT] = { "count_session", "count_file", "count_note" };
+
+int ds__counters_read(ds_store *st, MDB_txn *txn, ds_counters *c)
+{
+    int rc;
+    if ((rc = meta_get_u64(st, txn, "last_seq", &c->last_seq)) ||
+        (rc = meta_get_u64(st, txn, "docs", &c->docs)) ||
+        (rc = meta_get_u64(st, txn, "total_len", &c->total_len)) ||
+        (rc = meta_get_u64(st, txn, "terms", &c->terms)))
+        return rc;
+    for (int i = 0; i < DS_SOURCE_TYPE_COUNT; i++)
+        if ((rc = meta_get_u64(st, txn, type_keys[i], &c->by_type[i]))) return rc;
+    return 0;
+}
+
+static int counters_write(ds_store *st, MDB_txn *txn, const ds_counters *c)
+{
+    int rc;
+    if ((rc = meta_put_u64(st, txn, "last_seq", c->last_seq)) ||
+        (rc = meta_put_u64(st, txn, "docs", c->docs)) ||
+        (rc = meta_put_u64(st, txn, "total_len", c->total_len)) ||
+        (rc = meta_put_u64(st, txn, "terms", c->terms)))
+        return rc;
+    for (int i = 0; i < DS_SOURCE_TYPE_COUNT; i++)
+        if ((rc = meta_put_u64(st, txn, type_keys[i], c->by_type[i]))) return rc;
+    return 0;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static int open_dbis(ds_store *st, MDB_txn *txn, unsigned create)
+{
+    for (int i = 0; i < DBI_COUNT; i++) {
+        int rc = mdb_dbi_open(txn, dbi_names[i], dbi_flags[i] | create, &st->dbi[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* First open of a new store: schema and epoch. */
+static int init_meta(ds_store *st, MDB_txn *txn, const ds_store_opts *o)
+{
+    MDB_val k = { 6, "schema" }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_META], &k, &d);
+    if (rc == 0) return 0;
+    if (rc != MDB_NOTFOUND) return ds__lmdb_err(rc);
+    if (!o || !o->epoch_seed) return DS_ERR_INVALID;
+    uint8_t s[4];
+    ds_put_be32(s, DS_STORE_SCHEMA);
+    if ((rc = meta_put(st, txn, "schema", s, 4)) ||
+        (rc = meta_put(st, txn, "epoch", o->epoch_seed, DS_EPOCH_LEN)))
+        return rc;
+    ds_counters c = { 0 };
+    return counters_write(st, txn, &c);
+}
+
+static int check_schema(ds_store *st, MDB_txn *txn)
+{
+    MDB_val k = { 6, "schema" }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_META], &k, &d);
+    if (rc) return ds__lmdb_err(rc);
+    if (d.mv_size != 4) return DS_ERR_STORE;
+    if (ds_get_be32(d.mv_data) > DS_STORE_SCHEMA) return DS_ERR_SCHEMA;
+    return 0;
+}
+
+int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
+{
+    *out = NULL;
+    char datafile[4096];
+    if (snprintf(datafile, sizeof datafile, "%s/data.mdb", dir) >= (int)sizeof datafile)
+        return DS_ERR_INVALID;
+    struct stat sb;
+    int exists = stat(datafile, &sb) == 0;
+    if (!exists) {
+        if (opts && opts->no_create) return DS_ERR_NOTFOUND;
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) return DS_ERR_IO;
+    }
+    ds_store *st = calloc(1, sizeof *st);
+    if (!st) return DS_ERR_NOMEM;
+    int rc = DS_ERR_NOMEM;
+    if (!(st->path = strdup(dir))) goto fail_alloc;
+    if ((rc = ds_tokenizer_new(&st->tok))) goto fail_alloc;
+    if ((rc = ds__lmdb_err(mdb_env_create(&st->env)))) goto fail_alloc;
+    mdb_env_set_maxdbs(st->env, DBI_COUNT + 4);
+    mdb_env_set_mapsize(st->env, opts && opts->map_size ? opts->map_size : DEFAULT_MAP_SIZE);
+    if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600))) {
+        rc = rc == ENOENT || rc == EACCES ? DS_ERR_IO : ds__lmdb_err(rc);
+        goto fail_env;
+    }
+    int dead;
+    mdb_reader_check(st->env, &dead);
+
+    /* Fast path: every table exists, a read transaction suffices (and
+     * does not wait for a writer in another process). */
+    MDB_txn *txn;
+    if ((rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))) goto fail_env;
+    int orc = open_dbis(st, txn, 0);
+    if (orc == 0 && (rc = check_schema(st, txn)) == 0) {
+        rc = ds__lmdb_err(mdb_txn_commit(txn));
+        if (rc) goto fail_env;
+        *out = st;
+        return 0;
+    }
+    mdb_txn_abort(txn);
+    if (orc == 0 && rc) goto fail_env;          /* schema problem */
+    if (orc != MDB_NOTFOUND) { rc = ds__lmdb_err(orc); goto fail_env; }
+
+    if ((rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, 0, &txn)))) goto fail_env;
+    if ((rc = ds__lmdb_err(open_dbis(st, txn, MDB_CREATE))) ||
+        (rc = init_meta(st, txn, opts)) ||
+        (rc = check_schema(st, txn))) {
+        mdb_txn_abort(txn);
+        goto fail_env;
+    }
+    if ((rc = ds__lmdb_err(mdb_txn_commit(txn)))) goto fail_env;
+    *out = st;
+    return 0;
+
+fail_env:
+    mdb_env_close(st->env);
+fail_alloc:
+    ds_tokenizer_free(st->tok);
+    free(st->path);
+    free(st);
+    return rc;
+}
+
+void ds_store_close(ds_store *st)
+{
+    if (!st) return;
+    if (st->active) ds_wtxn_abort(st->active);
+    mdb_env_close(st->env);
+    ds_tokenizer_free(st->tok);
+    free(st->path);
+    free(st);
+}
+
+const char *ds_store_path(const ds_store *st) { return st->path; }
+
+int ds_store_info_get(ds_store *st, ds_store_info *out)
+{
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    if (rc) return rc;
+    ds_counters c;
+    rc = ds__counters_read(st, txn, &c);
+    MDB_val k = { 5, "epoch" }, d;
+    if (!rc && mdb_get(txn, st->dbi[DBI_META], &k, &d) == 0 && d.mv_size == DS_EPOCH_LEN)
+        memcpy(out->epoch, d.mv_data, DS_EPOCH_LEN);
+    MDB_val ks = { 6, "schema" };
+    if (!rc && mdb_get(txn, st->dbi[DBI_META], &ks, &d) == 0 && d.mv_size == 4)
+        out->schema = ds_get_be32(d.mv_data);
+    mdb_txn_abort(txn);
+    if (rc) return rc;
+    out->last_seq = c.last_seq;
+    out->node_count = c.docs;
+    out->term_count = c.terms;
+    out->total_len = c.total_len;
+    memcpy(out->count_by_type, c.by_type, sizeof c.by_type);
+    char datafile[4096];
+    struct stat sb;
+    snprintf(datafile, sizeof datafile, "%s/data.mdb", st->path);
+    if (stat(datafile, &sb) == 0) out->file_bytes = (uint64_t)sb.st_size;
+    return 0;
+}
+
+/* ---- write transactions ------------------------------------------------ */
+
+int ds_store_begin(ds_store *st, ds_wtxn **out)
+{
+    *out = NULL;
+    if (st->active) return DS_ERR_BUSY;
+    ds_wtxn *tx = calloc(1, sizeof *tx);
+    if (!tx) return DS_ERR_NOMEM;
+    tx->st = st;
+    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, 0, &tx->txn));
+    if (!rc) rc = ds__counters_read(st, tx->txn, &tx->c);
+    if (rc) {
+        if (tx->txn) mdb_txn_abort(tx->txn);
+        free(tx);
+        return rc;
+    }
+    st->active = tx;
+    *out = tx;
+    return 0;
+}
+
+static void wtxn_release(ds_wtxn *tx)
+{
+    ds__postbuf_free(&tx->pb);
+    tx->st->active = NULL;
+    free(tx);
+}
+
+void ds_wtxn_abort(ds_wtxn *tx)
+{
+    if (!tx) return;
+    mdb_txn_abort(tx->txn);
+    wtxn_release(tx);
+}
+
+int ds_wtxn_commit(ds_wtxn *tx)
+{
+    int rc = tx->failed;
+    if (!rc) rc = ds__index_flush(tx);
+    if (!rc) rc = counters_write(tx->st, tx->txn, &tx->c);
+    if (rc) {
+        mdb_txn_abort(tx->txn);
+    } else {
+        rc = ds__lmdb_err(mdb_txn_commit(tx->txn));
+    }
+    wtxn_release(tx);
+    return rc;
+}
+
+/* Records the first failure: the transaction can then only be aborted. */
+static int fail(ds_wtxn *tx, int rc)
+{
+    if (rc && !tx->failed) tx->failed = rc;
+    return rc;
+}
+
+static int put_rec(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl,
+                   unsigned flags)
+{
+    int rc = ds__store_write_check(tx->st);
+    if (rc) return rc;
+    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
+    return ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[dbi], &key, &val, flags));
+}
+
+static int del_rec(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl)
+{
+    int rc = ds__store_write_check(tx->st);
+    if (rc) return rc;
+    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
+    return ds__lmdb_err(mdb_del(tx->txn, tx->st->dbi[dbi], &key, v ? &val : NULL));
+}
+
+static void str_key(const char *s, uint8_t out[KEY_HASH_LEN])
+{
+    ds_hash(s, strlen(s), out, KEY_HASH_LEN);
+}
+
+/* Reads and decodes the node stored under |seq| within |txn|. */
+static int get_by_seq(ds_store *st, MDB_txn *txn, uint64_t seq, ds_node *out)
+{
+    uint8_t kb[8];
+    ds_put_be64(kb, seq);
+    MDB_val k = { 8, kb }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_NODES], &k, &d);
+    if (rc) { ds_node_init(out); return ds__lmdb_err(rc); }
+    rc = ds_node_decode(d.mv_data, d.mv_size, out);
+    if (rc) return rc == DS_ERR_NOMEM ? rc : DS_ERR_STORE;   /* corrupt record */
+    out->seq = seq;
+    return 0;
+}
+
+static int lookup_seq(ds_store *st, MDB_txn *txn, const uint8_t id[DS_ID_LEN], uint64_t *seq)
+{
+    MDB_val k = { DS_ID_LEN, (void *)id }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_IDS], &k, &d);
+    if (rc) return ds__lmdb_err(rc);
+    if (d.mv_size != 8) return DS_ERR_STORE;
+    *seq = ds_get_be64(d.mv_data);
+    return 0;
+}
+
+/* Removes node |seq| and everything that points at it. */
+static int delete_seq(ds_wtxn *tx, uint64_t seq)
+{
+    ds_node old;
+    int rc = get_by_seq(tx->st, tx->txn, seq, &old);
+    if (rc) return rc;
+    uint8_t sk[8], h[KEY_HASH_LEN];
+    uint32_t dl = 0;
+    ds_put_be64(sk, seq);
+    if ((rc = ds__index_remove(tx, seq, old.content, old.content_len, &dl))) goto out;
+    if ((rc = del_rec(tx, DBI_NODES, sk, 8, NULL, 0))) goto out;
+    if ((rc = del_rec(tx, DBI_IDS, old.id, DS_ID_LEN, NULL, 0))) goto out;
+    str_key(old.source, h);
+    if ((rc = del_rec(tx, DBI_SOURCE, h, sizeof h, sk, 8))) goto out;
+    str_key(old.project, h);
+    if ((rc = del_rec(tx, DBI_PROJECT, h, sizeof h, sk, 8))) goto out;
+    if (tx->c.docs) tx->c.docs--;
+    tx->c.total_len -= tx->c.total_len >= dl ? dl : tx->c.total_len;
+    if (tx->c.by_type[old.source_type]) tx->c.by_type[old.source_type]--;
+out:
+    ds_node_free(&old);
+    return rc;
+}
+
+static int validate(const ds_node *n)
+{
+    if (!n->content || !n->source || !n->ns || (unsigned)n->source_type >= DS_SOURCE_TYPE_COUNT)
+        return DS_ERR_INVALID;
+    if (n->content_len > DS_NODE_MAX_CONTENT) return DS_ERR_TOOLARGE;
+    if (!ds_utf8_valid(n->content, n->content_len) ||
+        strlen(n->source) > DS_NODE_MAX_FIELD ||
+        (n->project && strlen(n->project) > DS_NODE_MAX_FIELD) ||
+        strlen(n->ns) > DS_NODE_MAX_FIELD ||
+        (n->metadata && strlen(n->metadata) > DS_NODE_MAX_FIELD))
+        return DS_ERR_INVALID;
+    return 0;
+}
+
+static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
+{
+    if (inserted) *inserted = 0;
+    if (tx->failed) return tx->failed;
+    int rc = validate(n);
+    if (rc) return rc;
+    if (!n->project && (rc = ds_node_set_str(&n->project, ""))) return rc;
+    uint64_t oldseq;
+    rc = lookup_seq(tx->st, tx->txn, n->id, &oldseq);
+    if (rc == 0) {
+        if (only_new) return 0;
+        if ((rc = delete_seq(tx, oldseq))) return fail(tx, rc);
+    } else if (rc != DS_ERR_NOTFOUND) {
+        return fail(tx, rc);
+    }
+    if (tx->c.last_seq >= DS_SEQ_MAX) return fail(tx, DS_ERR_FULL);
+    uint64_t seq = tx->c.last_seq + 1;
+    ds_node_hash(n);
+    uint8_t *enc;
+    size_t enclen;
+    if ((rc = ds_node_encode(n, &enc, &enclen))) return fail(tx, rc);
+    uint8_t sk[8], h[KEY_HASH_LEN];
+    uint32_t dl = 0;
+    ds_put_be64(sk, seq);
+    rc = put_rec(tx, DBI_NODES, sk, 8, enc, enclen, MDB_APPEND);
+    free(enc);
+    if (rc) return fail(tx, rc);
+    if ((rc = put_rec(tx, DBI_IDS, n->id, DS_ID_LEN, sk, 8, 0))) return fail(tx, rc);
+    str_key(n->source, h);
+    if ((rc = put_rec(tx, DBI_SOURCE, h, sizeof h, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
+    str_key(n->project, h);
+    if ((rc = put_rec(tx, DBI_PROJECT, h, sizeof h, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
+    if ((rc = ds__index_add(tx, seq, n->content, n->content_len, &dl))) return fail(tx, rc);
+    tx->c.last_seq = seq;
+    tx->c.docs++;
+    tx->c.total_len += dl;
+    tx->c.by_type[n->source_type]++;
+    n->seq = seq;
+    if (inserted) *inserted = 1;
+    return 0;
+}
+
+int ds_wtxn_put(ds_wtxn *tx, ds_node *n) { return put_node(tx, n, 0, NULL); }
+
+int ds_wtxn_put_new(ds_wtxn *tx, ds_node *n, int *inserted) { return put_node(tx, n, 1, inserted); }
+
+int ds_wtxn_delete(ds_wtxn *tx, const uint8_t id[DS_ID_LEN])
+{
+    if (tx->failed) return tx->failed;
+    uint64_t seq;
+    int rc = lookup_seq(tx->st, tx->txn, id, &seq);
+    if (rc) return rc == DS_ERR_NOTFOUND ? rc : fail(tx, rc);
+    return fail(tx, delete_seq(tx, seq));
+}
+
+/* Collects the seqs stored under |h| in duplicate table |dbi|. */
+static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t h[KEY_HASH_LEN],
+                        uint64_t **seqs, size_t *n)
+{
+    *seqs = NULL;
+    *n = 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->dbi[dbi], &cur);
+    if (rc) return ds__lmdb_err(rc);
+    MDB_val k = { KEY_HASH_LEN, (void *)h }, d;
+    size_t cap = 0;
+    rc = mdb_cursor_get(cur, &k, &d, MDB_SET);
+    while (rc == 0) {
+        if (d.mv_size != 8) { rc = EINVAL; break; }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *p = realloc(*seqs, cap * sizeof *p);
+            if (!p) { rc = ENOMEM; break; }
+            *seqs = p;
+        }
+        (*seqs)[(*n)++] = ds_get_be64(d.mv_data);
+        rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_DUP);
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) return 0;
+    free(*seqs);
+    *seqs = NULL;
+    *n = 0;
+    return rc == ENOMEM ? DS_ERR_NOMEM : DS_ERR_STORE;
+}
+
+int ds_wtxn_delete_source(ds_wtxn *tx, const char *source, size_t *count)
+{
+    if (count) *count = 0;
+    if (tx->failed) return tx->failed;
+    uint8_t h[KEY_HASH_LEN];
+    str_key(source, h);
+    uint64_t *seqs;
+    size_t n;
+    int rc = collect_dups(tx->st, tx->txn, DBI_SOURCE, h, &seqs, &n);
+    if (rc) return fail(tx, rc);
+    size_t removed = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        ds_node node;
+        rc = get_by_seq(tx->st, tx->txn, seqs[i], &node);
+        if (rc) break;
+        int match = strcmp(node.source, source) == 0;   /* hash collision guard */
+        ds_node_free(&node);
+        if (match && !(rc = delete_seq(tx, seqs[i]))) removed++;
+    }
+    free(seqs);
+    if (rc) return fail(tx, rc);
+    if (count) *count = removed;
+    return 0;
+}
+
+int ds_wtxn_clear(ds_wtxn *tx, const uint8_t new_epoch[DS_EPOCH_LEN])
+{
+    if (tx->failed) return tx->failed;
+    ds__postbuf_reset(&tx->pb);
+    for (int i = DBI_NODES; i < DBI_COUNT; i++) {
+        int rc = ds__store_write_check(tx->st);
+        if (!rc) rc = ds__lmdb_err(mdb_drop(tx->txn, tx->st->dbi[i], 0));
+        if (rc) return fail(tx, rc);
+    }
+    uint64_t keep_seq = tx->c.last_seq;   /* sequences never go back */
+    memset(&tx->c, 0, sizeof tx->c);
+    tx->c.last_seq = keep_seq;
+    return fail(tx, meta_put(tx->st, tx->txn, "epoch", new_epoch, DS_EPOCH_LEN));
+}
+
+int ds_wtxn_aux_put(ds_wtxn *tx, ds_table t, const void *key, size_t klen,
+                    const void *val, size_t vlen)
+{
+    if (tx->failed) return tx->failed;
+    if ((unsigned)t >= DS_TABLE_COUNT || klen == 0 || klen > 511) return DS_ERR_INVALID;
+    return fail(tx, put_rec(tx, DBI_AUX0 + t, key, klen, val, vlen, 0));
+}
+
+int ds_wtxn_aux_del(ds_wtxn *tx, ds_table t, const void *key, size_t klen)
+{
+    if (tx->failed) return tx->failed;
+    if ((unsigned)t >= DS_TABLE_COUNT || klen == 0 || klen > 511) return DS_ERR_INVALID;
+    int rc = del_rec(tx, DBI_AUX0 + t, key, klen, NULL, 0);
+    return rc == DS_ERR_NOTFOUND ? rc : fail(tx, rc);
+}
+
+static int aux_get(ds_store *st, MDB_txn *txn, ds_table t, const void *key, size_t klen,
+                   void **val, size_t *vlen)
+{
+    *val = NULL;
+    *vlen = 0;
+    if ((unsigned)t >= DS_TABLE_COUNT || klen == 0 || klen > 511) return DS_ERR_INVALID;
+    MDB_val k = { klen, (void *)key }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_AUX0 + t], &k, &d);
+    if (rc) return ds__lmdb_err(rc);
+    void *c = malloc(d.mv_size ? d.mv_size : 1);
+    if (!c) return DS_ERR_NOMEM;
+    memcpy(c, d.mv_data, d.mv_size);
+    *val = c;
+    *vlen = d.mv_size;
+    return 0;
+}
+
+int ds_wtxn_aux_get(ds_wtxn *tx, ds_table t, const void *key, size_t klen, void **val, size_t *vlen)
+{
+    return aux_get(tx->st, tx->txn, t, key, klen, val, vlen);
+}
+
+/* ---- one-call conveniences --------------------------------------------- */
+
+int ds_store_put_many(ds_store *st, ds_node *nodes, size_t count)
+{
+    ds_wtxn *tx;
+    int rc = ds_store_begin(st, &tx);
+    if (rc) return rc;
+    for (size_t i = 0; i < count && !rc; i++) rc = ds_wtxn_put(tx, &nodes[i]);
+    if (rc) {
+        ds_wtxn_abort(tx);
+        for (size_t i = 0; i < count; i++) nodes[i].seq = 0;
+        return rc;
+    }
+    return ds_wtxn_commit(tx);
+}
+
+int ds_store_put(ds_store *st, ds_node *n) { return ds_store_put_many(st, n, 1); }
+
+int ds_store_delete(ds_store *st, const uint8_t id[DS_ID_LEN])
+{
+    ds_wtxn *tx;
+    int rc = ds_store_begin(st, &tx);
+    if (rc) return rc;
+    rc = ds_wtxn_delete(tx, id);
+    if (rc) { ds_wtxn_abort(tx); return rc; }
+    return ds_wtxn_commit(tx);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+static int rtxn(ds_store *st, MDB_txn **txn)
+{
+    return ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn));
+}
+
+int ds_store_get(ds_store *st, const uint8_t id[DS_ID_LEN], ds_node *out)
+{
+    ds_node_init(out);
+    MDB_txn *txn;
+    int rc = rtxn(st, &txn);
+    if (rc) return rc;
+    uint64_t seq;
+    rc = lookup_seq(st, txn, id, &seq);
+    if (!rc) rc = get_by_seq(st, txn, seq, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ds_store_get_seq(ds_store *st, uint64_t seq, ds_node *out)
+{
+    ds_node_init(out);
+    MDB_txn *txn;
+    int rc = rtxn(st, &txn);
+    if (rc) return rc;
+    rc = get_by_seq(st, txn, seq, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ds_store_resolve_prefix(ds_store *st, const char *prefix, uint8_t id[DS_ID_LEN])
+{
+    char hex[2 * DS_ID_LEN + 1];
+    size_t n = 0;
+    for (const char *p = prefix; *p; p++) {
+        if (*p == '-') continue;
+        char c = *p >= 'A' && *p <= 'F' ? (char)(*p - 'A' + 'a') : *p;
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || n == 2 * DS_ID_LEN)
+            return DS_ERR_INVALID;
+        hex[n++] = c;
+    }
+    if (n < 4) return DS_ERR_INVALID;
+    uint8_t lo[DS_ID_LEN] = { 0 };
+    char pair[3] = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        pair[0] = hex[i];
+        pair[1] = '0';
+        uint8_t b;
+        ds_hex_decode(pair, &b, 1);
+        lo[i / 2] |= i % 2 ? (uint8_t)(b >> 4) : b;
+    }
+    MDB_txn *txn;
+    int rc = rtxn(st, &txn);
+    if (rc) return rc;
+    MDB_cursor *cur;
+    if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_IDS], &cur)))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    MDB_val k = { DS_ID_LEN, lo }, d;
+    int found = 0;
+    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+    while (mrc == 0 && found < 2) {
+        const uint8_t *kid = k.mv_data;
+        char khex[2 * DS_ID_LEN + 1];
+        ds_hex_encode(kid, DS_ID_LEN, khex);
+        if (memcmp(khex, hex, n) != 0) break;
+        if (!found) memcpy(id, kid, DS_ID_LEN);
+        found++;
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (found == 0) return DS_ERR_NOTFOUND;
+    return found > 1 ? DS_ERR_AMBIGUOUS : 0;
+}
+
+int ds_store_aux_get(ds_store *st, ds_table t, const void *key, size_t klen, void **val, size_t *vlen)
+{
+    MDB_txn *txn;
+    int rc = rtxn(st, &txn);
+    if (rc) return rc;
+    rc = aux_get(st, txn, t, key, klen, val, vlen);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ds_store_aux_iter(ds_store *st, ds_table t,
+                      int (*cb)(const void *k, size_t kl, const void *v, size_t vl, void *ud),
+                      void *ud)
+{
+    if ((unsigned)t >= DS_TABLE_COUNT) return DS_ERR_INVALID;
+    MDB_txn *txn;
+    int rc = rtxn(st, &txn);
+    if (rc) return rc;
+    MDB_cursor *cur;
+    if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_AUX0 + t], &cur)))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    MDB_val k, d;
+    int mrc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+    rc = 0;
+    while (mrc == 0) {
+        int r = cb(k.mv_data, k.mv_size, d.mv_data, d.mv_size, ud);
+        if (r) { rc = r < 0 ? r : 0; break; }
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+    }
+    if (mrc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ds_store_iter(ds_store *st, uint64_t after_seq, int reverse, ds_node_cb cb, void *ud)
+{
+    MDB_txn *txn;
+    int rc = rtxn(st, &txn);
+    if (rc) return rc;
+    MDB_cursor *cur;
+    if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_NODES], &cur)))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    uint8_t kb[8];
+    MDB_val k = { 8, kb }, d;
+    int mrc;
+    if (reverse) {
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
+    } else {
+        if (after_seq == UINT64_MAX) after_seq--;
+        ds_put_be64(kb, after_seq + 1);
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+    }
+    while (mrc == 0) {
+        ds_node n;
+        if (k.mv_size != 8) { rc = DS_ERR_STORE; break; }
+        rc = ds_node_decode(d.mv_data, d.mv_size, &n);
+        if (rc) { rc = rc == DS_ERR_NOMEM ? rc : DS_ERR_STORE; break; }
+        n.seq = ds_get_be64(k.mv_data);
+        int r = cb(&n, ud);
+        ds_node_free(&n);
+        if (r) { rc = r < 0 ? r : 0; break; }
+        mrc = mdb_cursor_get(cur, &k, &d, reverse ? MDB_PREV : MDB_NEXT);
+    }
+    if (!rc && mrc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static int by_key(ds_store *st, int dbi, const char *s, int is_source, ds_node_cb cb, void *ud)
+{
+    uint8_t h[KEY_HASH_LEN];
+    str_key(s, h);
+    MDB_txn *txn;
+    int rc = rtxn(st, &txn);
+    if (rc) return rc;
+    uint64_t *seqs;
+    size_t n;
+    rc = collect_dups(st, txn, dbi, h, &seqs, &n);
+    for (size_t i = 0; i < n && !rc; i++) {
+        ds_node node;
+        rc = get_by_seq(st, txn, seqs[i], &node);
+        if (rc) break;
+        const char *v = is_source ? node.source : node.project;
+        int r = strcmp(v, s) == 0 ? cb(&node, ud) : 0;
+        ds_node_free(&node);
+        if (r) { rc = r < 0 ? r : 0; break; }
+    }
+    free(seqs);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ds_store_by_source(ds_store *st, const char *source, ds_node_cb cb, void *ud)
+{
+    return by_key(st, DBI_SOURCE, source, 1, cb, ud);
+}
+
+int ds_store_by_project(ds_store *st, const char *project, ds_node_cb cb, void *ud)
+{
+    return by_key(st, DBI_PROJECT, project, 0, cb, ud);
+}

@@ -1,0 +1,35 @@
+/*
+ * tokenize.h - the text analyzer shared by indexing and querying:
+ * UTF-8 aware word splitting, Unicode case folding and English stemming
+ * (Snowball via libstemmer), with a small cache of recent stems because
+ * natural text repeats a few words very often.
+ *
+ * Index and query must see identical terms, so this is the only place
+ * that turns text into terms.  Not thread-safe: one tokenizer per thread.
+ */
+#ifndef DS_TOKENIZE_H
+#define DS_TOKENIZE_H
+
+#include <stddef.h>
+
+#define DS_TERM_MAX 64   /* longest term in bytes; longer words are skipped */
+
+typedef struct ds_tokenizer ds_tokenizer;
+
+/* Called for each term, in text order.  |term| is NUL-terminated and
+ * valid only during the call.  Return 0 to continue, non-zero to stop
+ * (a negative value is then returned by ds_tokenize). */
+typedef int (*ds_term_cb)(const char *term, size_t len, void *ud);
+
+/* Returns 0 or DS_ERR_NOMEM. */
+int ds_tokenizer_new(ds_tokenizer **out);
+void ds_tokenizer_free(ds_tokenizer *t);
+
+/* Splits |text| (|len| bytes, need not be NUL-terminated, may contain
+ * invalid UTF-8, which acts as a separator) into terms: maximal runs of
+ * Unicode letters, digits and combining marks; case-folded; stemmed with
+ * the English Snowball stemmer.  Returns 0, a negative value from |cb|,
+ * or DS_ERR_NOMEM. */
+int ds_tokenize(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb, void *ud);
+
+#endif

@@ -1,0 +1,199 @@
+/*
+ * test_node.c - node codec: round trip, forward compatibility (unknown
+ * keys skipped), and rejection of malformed, truncated and hostile input.
+ */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <msgpack.h>
+
+#include "core/msgread.h"
+
+static void make(ds_node *n)
+{
+    ds_test_make_node(n, "LMDB readers never block writers.", "/a/proj");
+    assert_int_equal(ds_node_set_str(&n->metadata, "{\"tags\":[\"db\"]}"), 0);
+    n->chunk_index = 7;
+    n->confidence = 0.75;
+    n->timestamp = -5;   /* before the epoch must survive too */
+}
+
+static void roundtrip(void **state)
+{
+    (void)state;
+    ds_node a, b;
+    make(&a);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(ds_node_encode(&a, &buf, &len), 0);
+    assert_int_equal(ds_node_decode(buf, len, &b), 0);
+    assert_memory_equal(a.id, b.id, DS_ID_LEN);
+    assert_string_equal(a.content, b.content);
+    assert_int_equal(a.content_len, b.content_len);
+    assert_string_equal(a.source, b.source);
+    assert_string_equal(a.project, b.project);
+    assert_string_equal(a.ns, b.ns);
+    assert_string_equal(a.metadata, b.metadata);
+    assert_int_equal(a.source_type, b.source_type);
+    assert_int_equal(a.timestamp, b.timestamp);
+    assert_int_equal(a.chunk_index, b.chunk_index);
+    assert_true(a.confidence == b.confidence);
+    assert_memory_equal(a.hash, b.hash, DS_HASH_LEN);
+    free(buf);
+    ds_node_free(&a);
+    ds_node_free(&b);
+}
+
+static void truncated_everywhere(void **state)
+{
+    (void)state;
+    ds_node a, b;
+    make(&a);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(ds_node_encode(&a, &buf, &len), 0);
+    for (size_t cut = 0; cut < len; cut++) {
+        int rc = ds_node_decode(buf, cut, &b);
+        assert_true(rc == DS_ERR_TRUNCATED || rc == DS_ERR_MALFORMED);
+        assert_null(b.content);
+    }
+    /* Trailing garbage is rejected too. */
+    uint8_t *big = malloc(len + 1);
+    memcpy(big, buf, len);
+    big[len] = 0xc0;
+    assert_int_equal(ds_node_decode(big, len + 1, &b), DS_ERR_MALFORMED);
+    free(big);
+    free(buf);
+    ds_node_free(&a);
+}
+
+/* Packs a map with the given extra manipulations. */
+static size_t pack_custom(uint8_t *out, size_t cap, int variant)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    uint8_t id[16] = { 1, 2, 3 };
+    int extra = variant == 1;
+    msgpack_pack_map(&pk, 5 + extra);
+#define KEY(s) msgpack_pack_str(&pk, strlen(s)), msgpack_pack_str_body(&pk, s, strlen(s))
+    KEY("id");
+    if (variant == 2) { msgpack_pack_bin(&pk, 3); msgpack_pack_bin_body(&pk, id, 3); }
+    else { msgpack_pack_bin(&pk, 16); msgpack_pack_bin_body(&pk, id, 16); }
+    KEY("content");
+    if (variant == 3) { msgpack_pack_str(&pk, 3); msgpack_pack_str_body(&pk, "a\0b", 3); }
+    else if (variant == 4) { msgpack_pack_str(&pk, 2); msgpack_pack_str_body(&pk, "\xc3\x28", 2); }
+    else if (variant == 5) msgpack_pack_int(&pk, 5);
+    else KEY("hello world");
+    KEY("source"); KEY("note:x");
+    KEY("source_type"); if (variant == 6) KEY("bogus"); else KEY("note");
+    KEY("timestamp"); msgpack_pack_int64(&pk, 42);
+    if (extra) { KEY("future_field"); msgpack_pack_array(&pk, 2); msgpack_pack_int(&pk, 1); KEY("x"); }
+#undef KEY
+    assert_true(sb.size <= cap);
+    memcpy(out, sb.data, sb.size);
+    size_t n = sb.size;
+    msgpack_sbuffer_destroy(&sb);
+    return n;
+}
+
+static void forward_compat_and_bad_fields(void **state)
+{
+    (void)state;
+    uint8_t buf[512];
+    ds_node n;
+    size_t len = pack_custom(buf, sizeof buf, 0);
+    assert_int_equal(ds_node_decode(buf, len, &n), 0);
+    assert_string_equal(n.ns, "personal");      /* defaults for optional fields */
+    assert_string_equal(n.project, "");
+    ds_node_free(&n);
+    len = pack_custom(buf, sizeof buf, 1);
+    assert_int_equal(ds_node_decode(buf, len, &n), 0);   /* unknown key skipped */
+    ds_node_free(&n);
+    for (int v = 2; v <= 6; v++) {
+        len = pack_custom(buf, sizeof buf, v);
+        assert_int_equal(ds_node_decode(buf, len, &n), DS_ERR_MALFORMED);
+    }
+}
+
+static void hostile_sizes(void **state)
+{
+    (void)state;
+    ds_node n;
+    /* A map claiming 2^32-1 entries in five bytes: must not allocate. */
+    const uint8_t huge_map[] = { 0xdf, 0xff, 0xff, 0xff, 0xff };
+    assert_int_equal(ds_node_decode(huge_map, sizeof huge_map, &n), DS_ERR_TRUNCATED);
+    /* A string claiming 4 GiB. */
+    const uint8_t huge_str[] = { 0x81, 0xa2, 'i', 'd', 0xdb, 0xff, 0xff, 0xff, 0xff, 'x' };
+    assert_int_equal(ds_node_decode(huge_str, sizeof huge_str, &n), DS_ERR_MALFORMED);
+    /* Not a map at all; the reserved byte 0xc1. */
+    const uint8_t arr[] = { 0x90 };
+    assert_int_equal(ds_node_decode(arr, 1, &n), DS_ERR_MALFORMED);
+    const uint8_t c1[] = { 0xc1 };
+    assert_int_equal(ds_node_decode(c1, 1, &n), DS_ERR_MALFORMED);
+    assert_int_equal(ds_node_decode(NULL, 0, &n), DS_ERR_TRUNCATED);
+    /* Deep nesting in an unknown field is bounded. */
+    uint8_t deep[200];
+    size_t i = 0;
+    deep[i++] = 0x81; deep[i++] = 0xa1; deep[i++] = 'z';
+    while (i < sizeof deep - 1) deep[i++] = 0x91;
+    deep[i++] = 0xc0;
+    assert_int_equal(ds_node_decode(deep, sizeof deep, &n), DS_ERR_MALFORMED);
+}
+
+static void msgread_ints(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int64_t vals[] = { 0, 1, 127, 128, -1, -32, -33, 255, 65536, -70000, INT64_MIN, INT64_MAX };
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) msgpack_pack_int64(&pk, vals[i]);
+    msgpack_pack_uint64(&pk, UINT64_MAX);
+    ds_mr r;
+    ds_mr_init(&r, sb.data, sb.size);
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        int64_t v;
+        assert_int_equal(ds_mr_int(&r, &v), 0);
+        assert_true(v == vals[i]);
+    }
+    int64_t v;
+    assert_int_equal(ds_mr_int(&r, &v), DS_ERR_MALFORMED);   /* does not fit */
+    uint64_t u;
+    assert_int_equal(ds_mr_uint(&r, &u), 0);
+    assert_true(u == UINT64_MAX);
+    assert_int_equal(ds_mr_left(&r), 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void uuids(void **state)
+{
+    (void)state;
+    uint8_t r[16], id[16], back[16];
+    memset(r, 0xff, sizeof r);
+    ds_uuid_from_random(id, r);
+    char s[37];
+    ds_uuid_format(id, s);
+    assert_string_equal(s, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+    assert_int_equal(ds_uuid_parse(s, back), 0);
+    assert_memory_equal(id, back, 16);
+    assert_int_equal(ds_uuid_parse("ffffffff-ffff-4fff-bfff-fffffffffff", back), DS_ERR_INVALID);
+    assert_int_equal(ds_uuid_parse("ffffffffxffff-4fff-bfff-ffffffffffff", back), DS_ERR_INVALID);
+    assert_int_equal(ds_uuid_parse("gfffffff-ffff-4fff-bfff-ffffffffffff", back), DS_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(roundtrip),
+        cmocka_unit_test(truncated_everywhere),
+        cmocka_unit_test(forward_compat_and_bad_fields),
+        cmocka_unit_test(hostile_sizes),
+        cmocka_unit_test(msgread_ints),
+        cmocka_unit_test(uuids),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,357 @@
+/*
+ * test_store.c - the LMDB store on a real environment in a temporary
+ * directory: sequences, lookups, replacement, deletion, atomicity under
+ * injected failures, schema checks, id prefixes, aux tables and reset.
+ */
+#include "testutil.h"
+
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds/search.h"
+#include "core/util.h"
+
+static const uint8_t EPOCH[DS_EPOCH_LEN] = "0123456789abcdef";
+
+static ds_store *open_new(void)
+{
+    ds_store *st;
+    ds_store_opts o = { .epoch_seed = EPOCH };
+    assert_int_equal(ds_store_open(&st, ds_test_tmpdir(), &o), 0);
+    return st;
+}
+
+static size_t count_hits(ds_store *st, const char *text)
+{
+    ds_query *q;
+    if (ds_query_parse(text, strlen(text), &q)) return 0;
+    ds_hit hits[50];
+    size_t n = 0;
+    assert_int_equal(ds_search_multi(&st, 1, q, NULL, 50, hits, &n), 0);
+    ds_hits_free(hits, n);
+    ds_query_free(q);
+    return n;
+}
+
+typedef struct seqs { uint64_t v[64]; size_t n; } seqs;
+
+static int collect(const ds_node *n, void *ud)
+{
+    seqs *s = ud;
+    if (s->n < 64) s->v[s->n++] = n->seq;
+    return 0;
+}
+
+static void sequence_strictly_increases(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    ds_node n[5];
+    uint64_t last = 0;
+    for (int i = 0; i < 5; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "node number %d about lmdb", i);
+        ds_test_make_node(&n[i], text, "/p");
+        assert_int_equal(ds_store_put(st, &n[i]), 0);
+        assert_true(n[i].seq > last);
+        last = n[i].seq;
+    }
+    /* Replacing and deleting never reuse or lower a sequence. */
+    assert_int_equal(ds_store_put(st, &n[1]), 0);
+    assert_true(n[1].seq > last);
+    last = n[1].seq;
+    assert_int_equal(ds_store_delete(st, n[4].id), 0);
+    ds_node extra;
+    ds_test_make_node(&extra, "one more", "/p");
+    assert_int_equal(ds_store_put(st, &extra), 0);
+    assert_true(extra.seq > last);
+    seqs s = { .n = 0 };
+    assert_int_equal(ds_store_iter(st, 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 5);
+    for (size_t i = 1; i < s.n; i++) assert_true(s.v[i] > s.v[i - 1]);
+    /* after_seq skips what the caller has; reverse is newest first. */
+    seqs t = { .n = 0 };
+    assert_int_equal(ds_store_iter(st, s.v[2], 0, collect, &t), 0);
+    assert_int_equal(t.n, 2);
+    assert_true(t.v[0] == s.v[3]);
+    seqs r = { .n = 0 };
+    assert_int_equal(ds_store_iter(st, 0, 1, collect, &r), 0);
+    assert_true(r.v[0] == extra.seq);
+    for (int i = 0; i < 5; i++) ds_node_free(&n[i]);
+    ds_node_free(&extra);
+    ds_store_close(st);
+}
+
+static void get_replace_no_duplicates(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    ds_node a, got;
+    ds_test_make_node(&a, "the flaky test was caused by a shared temp dir", "/a/proj");
+    assert_int_equal(ds_store_put(st, &a), 0);
+    assert_int_equal(ds_store_put(st, &a), 0);             /* same id again */
+    ds_store_info info;
+    assert_int_equal(ds_store_info_get(st, &info), 0);
+    assert_int_equal(info.node_count, 1);
+    assert_int_equal(info.count_by_type[DS_SOURCE_NOTE], 1);
+    assert_int_equal(count_hits(st, "flaky"), 1);
+    /* Replace the content: old terms vanish from the index. */
+    assert_int_equal(ds_node_set_content(&a, "readers never block", 19), 0);
+    assert_int_equal(ds_store_put(st, &a), 0);
+    assert_int_equal(count_hits(st, "flaky"), 0);
+    assert_int_equal(count_hits(st, "readers"), 1);
+    assert_int_equal(ds_store_get(st, a.id, &got), 0);
+    assert_string_equal(got.content, "readers never block");
+    assert_int_equal(got.seq, a.seq);
+    ds_node_free(&got);
+    /* put_new keeps the first copy. */
+    ds_node b;
+    ds_node_init(&b);
+    assert_int_equal(ds_node_copy(&b, &a), 0);
+    assert_int_equal(ds_node_set_content(&b, "a different text", 16), 0);
+    ds_wtxn *tx;
+    int inserted = -1;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    assert_int_equal(ds_wtxn_put_new(tx, &b, &inserted), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    assert_int_equal(inserted, 0);
+    assert_int_equal(ds_store_get(st, a.id, &got), 0);
+    assert_string_equal(got.content, "readers never block");
+    ds_node_free(&got);
+    ds_node_free(&a);
+    ds_node_free(&b);
+    ds_store_close(st);
+}
+
+static void delete_removes_postings(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    ds_node a, b;
+    ds_test_make_node(&a, "unique zebra content", "/p");
+    ds_test_make_node(&b, "other zebra words", "/p");
+    assert_int_equal(ds_store_put(st, &a), 0);
+    assert_int_equal(ds_store_put(st, &b), 0);
+    ds_store_info info;
+    assert_int_equal(ds_store_info_get(st, &info), 0);
+    uint64_t terms_before = info.term_count;
+    assert_int_equal(count_hits(st, "zebra"), 2);
+    assert_int_equal(ds_store_delete(st, a.id), 0);
+    assert_int_equal(count_hits(st, "zebra"), 1);
+    assert_int_equal(count_hits(st, "unique"), 0);
+    assert_int_equal(ds_store_info_get(st, &info), 0);
+    assert_int_equal(info.term_count, terms_before - 2);   /* "uniqu", "content" */
+    assert_int_equal(info.node_count, 1);
+    assert_int_equal(ds_store_delete(st, a.id), DS_ERR_NOTFOUND);
+    ds_node got;
+    assert_int_equal(ds_store_get(st, a.id, &got), DS_ERR_NOTFOUND);
+    ds_node_free(&a);
+    ds_node_free(&b);
+    ds_store_close(st);
+}
+
+static void atomic_on_injected_failure(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    ds_node base;
+    ds_test_make_node(&base, "existing knowledge about queues", "/p");
+    assert_int_equal(ds_store_put(st, &base), 0);
+    ds_store_info before;
+    assert_int_equal(ds_store_info_get(st, &before), 0);
+    /* Fail at every possible write position of a 4-node batch. */
+    for (int failat = 1; failat < 40; failat++) {
+        ds_node batch[4];
+        for (int i = 0; i < 4; i++) ds_test_make_node(&batch[i], "batch node mentions queues and zebras", "/p");
+        ds_store_fail_after(st, failat);
+        int rc = ds_store_put_many(st, batch, 4);
+        ds_store_fail_after(st, 0);
+        for (int i = 0; i < 4; i++) ds_node_free(&batch[i]);
+        if (rc == 0) {
+            /* Past the last write: the batch landed whole; stop here. */
+            ds_store_info after;
+            assert_int_equal(ds_store_info_get(st, &after), 0);
+            assert_int_equal(after.node_count, before.node_count + 4);
+            assert_true(failat > 4);
+            break;
+        }
+        assert_int_equal(rc, DS_ERR_INJECTED);
+        ds_store_info after;
+        assert_int_equal(ds_store_info_get(st, &after), 0);
+        assert_int_equal(after.node_count, before.node_count);
+        assert_int_equal(after.last_seq, before.last_seq);
+        assert_int_equal(after.term_count, before.term_count);
+        assert_int_equal(count_hits(st, "zebras"), 0);
+        assert_int_equal(count_hits(st, "queues"), 1);
+    }
+    ds_node_free(&base);
+    ds_store_close(st);
+}
+
+static int count_cb(const ds_node *n, void *ud)
+{
+    (void)n;
+    (*(int *)ud)++;
+    return 0;
+}
+
+static void lookups_by_source_and_project(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    ds_node n[3];
+    ds_test_make_node(&n[0], "chunk one", "/a/proj");
+    ds_test_make_node(&n[1], "chunk two", "/a/proj");
+    ds_test_make_node(&n[2], "elsewhere", "/a/proj-x");
+    ds_node_set_str(&n[0].source, "/a/proj/README.md");
+    ds_node_set_str(&n[1].source, "/a/proj/README.md");
+    assert_int_equal(ds_store_put_many(st, n, 3), 0);
+    int c = 0;
+    assert_int_equal(ds_store_by_source(st, "/a/proj/README.md", count_cb, &c), 0);
+    assert_int_equal(c, 2);
+    c = 0;
+    assert_int_equal(ds_store_by_project(st, "/a/proj", count_cb, &c), 0);
+    assert_int_equal(c, 2);
+    c = 0;
+    assert_int_equal(ds_store_by_project(st, "/a/proj-x", count_cb, &c), 0);
+    assert_int_equal(c, 1);
+    ds_wtxn *tx;
+    size_t removed = 0;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    assert_int_equal(ds_wtxn_delete_source(tx, "/a/proj/README.md", &removed), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    assert_int_equal(removed, 2);
+    c = 0;
+    assert_int_equal(ds_store_by_project(st, "/a/proj", count_cb, &c), 0);
+    assert_int_equal(c, 0);
+    for (int i = 0; i < 3; i++) ds_node_free(&n[i]);
+    ds_store_close(st);
+}
+
+static void prefixes(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    ds_node a, b;
+    ds_test_make_node(&a, "x", "");
+    ds_test_make_node(&b, "y", "");
+    memcpy(a.id, "\xab\xcd\x11\x11\x11\x11\x41\x11\x81\x11\x11\x11\x11\x11\x11\x11", 16);
+    memcpy(b.id, "\xab\xcd\x22\x22\x22\x22\x42\x22\x82\x22\x22\x22\x22\x22\x22\x22", 16);
+    assert_int_equal(ds_store_put(st, &a), 0);
+    assert_int_equal(ds_store_put(st, &b), 0);
+    uint8_t id[16];
+    assert_int_equal(ds_store_resolve_prefix(st, "abcd", id), DS_ERR_AMBIGUOUS);
+    assert_int_equal(ds_store_resolve_prefix(st, "abcd1", id), 0);
+    assert_memory_equal(id, a.id, 16);
+    assert_int_equal(ds_store_resolve_prefix(st, "ABCD2222-2", id), 0);
+    assert_memory_equal(id, b.id, 16);
+    assert_int_equal(ds_store_resolve_prefix(st, "abce", id), DS_ERR_NOTFOUND);
+    assert_int_equal(ds_store_resolve_prefix(st, "ab", id), DS_ERR_INVALID);
+    assert_int_equal(ds_store_resolve_prefix(st, "zzzz", id), DS_ERR_INVALID);
+    ds_node_free(&a);
+    ds_node_free(&b);
+    ds_store_close(st);
+}
+
+static void newer_schema_refused(void **state)
+{
+    (void)state;
+    const char *dir = ds_test_tmpdir();
+    ds_store *st;
+    ds_store_opts o = { .epoch_seed = EPOCH };
+    assert_int_equal(ds_store_open(&st, dir, &o), 0);
+    ds_store_close(st);
+    /* Bump the schema behind the store's back with raw LMDB. */
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    mdb_env_set_mapsize(env, 1ull << 30);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    uint8_t v[4];
+    ds_put_be32(v, DS_STORE_SCHEMA + 1);
+    MDB_val k = { 6, "schema" }, d = { 4, v };
+    assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    assert_int_equal(ds_store_open(&st, dir, &o), DS_ERR_SCHEMA);
+    /* Missing store with no_create. */
+    ds_store_opts nc = { .no_create = 1 };
+    char path[4200];
+    snprintf(path, sizeof path, "%s/none", dir);
+    assert_int_equal(ds_store_open(&st, path, &nc), DS_ERR_NOTFOUND);
+    /* Creating without an epoch is a programmer error, reported. */
+    assert_int_equal(ds_store_open(&st, ds_test_tmpdir(), NULL), DS_ERR_INVALID);
+}
+
+static void aux_and_clear(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    ds_node a;
+    ds_test_make_node(&a, "to be cleared", "/p");
+    assert_int_equal(ds_store_put(st, &a), 0);
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    assert_int_equal(ds_wtxn_aux_put(tx, DS_TABLE_FILES, "k", 1, "value", 5), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    void *v;
+    size_t vl;
+    assert_int_equal(ds_store_aux_get(st, DS_TABLE_FILES, "k", 1, &v, &vl), 0);
+    assert_int_equal(vl, 5);
+    assert_memory_equal(v, "value", 5);
+    free(v);
+    ds_store_info before, after;
+    assert_int_equal(ds_store_info_get(st, &before), 0);
+    uint8_t epoch2[DS_EPOCH_LEN] = "fedcba9876543210";
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    assert_int_equal(ds_wtxn_clear(tx, epoch2), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    assert_int_equal(ds_store_info_get(st, &after), 0);
+    assert_int_equal(after.node_count, 0);
+    assert_int_equal(after.term_count, 0);
+    assert_memory_equal(after.epoch, epoch2, DS_EPOCH_LEN);
+    assert_true(after.last_seq >= before.last_seq);
+    assert_int_equal(ds_store_aux_get(st, DS_TABLE_FILES, "k", 1, &v, &vl), DS_ERR_NOTFOUND);
+    assert_int_equal(count_hits(st, "cleared"), 0);
+    ds_node_free(&a);
+    ds_store_close(st);
+}
+
+static void rejects_invalid_nodes(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    ds_node a;
+    ds_test_make_node(&a, "ok", "/p");
+    a.content[0] = (char)0xff;                 /* invalid UTF-8 */
+    assert_int_equal(ds_store_put(st, &a), DS_ERR_INVALID);
+    ds_node_free(&a);
+    ds_node_init(&a);
+    assert_int_equal(ds_store_put(st, &a), DS_ERR_INVALID);   /* no fields at all */
+    ds_store_info info;
+    assert_int_equal(ds_store_info_get(st, &info), 0);
+    assert_int_equal(info.node_count, 0);
+    ds_store_close(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sequence_strictly_increases),
+        cmocka_unit_test(get_replace_no_duplicates),
+        cmocka_unit_test(delete_removes_postings),
+        cmocka_unit_test(atomic_on_injected_failure),
+        cmocka_unit_test(lookups_by_source_and_project),
+        cmocka_unit_test(prefixes),
+        cmocka_unit_test(newer_schema_refused),
+        cmocka_unit_test(aux_and_clear),
+        cmocka_unit_test(rejects_invalid_nodes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,26 @@
+/*
+ * testutil.h - helpers for the cmocka unit tests: temporary directories
+ * removed at exit, deterministic "random" bytes, node construction.
+ */
+#ifndef DS_TESTUTIL_H
+#define DS_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "ds/node.h"
+
+/* A new empty directory under $TMPDIR, removed recursively at exit.
+ * The returned string lives until exit. */
+const char *ds_test_tmpdir(void);
+/* Deterministic pseudo-random bytes (xorshift seeded by ds_test_seed). */
+void ds_test_random(uint8_t *out, size_t n);
+void ds_test_seed(uint64_t seed);
+/* Fills |n| as a note with the given content/project and a fresh id. */
+void ds_test_make_node(ds_node *n, const char *content, const char *project);
+/* Reads a whole file into a malloc'd NUL-terminated buffer, or NULL. */
+char *ds_test_read_file(const char *path, size_t *len);
+
+#endif
