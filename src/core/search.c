@@ -368,14 +368,14 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
             pi_next(&its[i]);
         }
         for (size_t i = e; i-- > 0;) {
-            if (hn == k && s + cum[i] <= theta) break;
+            if (hn == k && s + cum[i] < theta) break;
             pi_seek(&its[i], d);
             if (its[i].cur != d) continue;
             const uint8_t *p = pi_post(&its[i]);
             double tf = p[5], dl = (double)((p[6] << 8) | p[7]);
             s += its[i].w * tf * (BM25_K1 + 1) / (tf + K0 + Kb * dl);
         }
-        if (hn == k && s <= theta) continue;
+        if (hn == k && s < theta) continue;   /* ties go to the newer */
         if (filtered) {
             int ok;
             if ((rc = passes(st, txn, filter, d, &ok))) goto out;
@@ -384,7 +384,7 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
         heap_push(heap, &hn, k, (cand){ s, d });
         if (hn == k) {
             theta = heap[0].score;
-            while (e < m && cum[e] <= theta) e++;
+            while (e < m && cum[e] < theta) e++;
         }
     }
     qsort(heap, hn, sizeof *heap, cmp_cand_desc);
