@@ -1,0 +1,168 @@
+/*
+ * ops.h - the request dispatch table shared by the CLI and the daemon.
+ *
+ * Every user-visible operation (add, note, query, show, related, stats,
+ * reset) is one handler that takes a MessagePack map of parameters and
+ * packs a MessagePack map reply.  The CLI calls ds_ops_call() in process;
+ * the daemon will frame the same requests and replies over its Unix
+ * socket, so handlers never print, never read the CLI's state and take
+ * paths either absolute or relative to a "cwd" parameter.
+ *
+ * A failed request still produces a reply: {error: {code, message, hint}}
+ * where code is a stable machine-readable word (see DS_OPS_E_*), message
+ * a sentence naming the problem and hint (string or nil) what to do.
+ * Handlers record the failure with ds_ops_fail(); ds_ops_call() discards
+ * whatever the handler had packed and packs the error map instead, so a
+ * reply is never half a success.
+ *
+ * The context carries the home directory, the lazily opened local store
+ * and the injected sources of time and randomness: handlers never read
+ * the clock or draw random bytes themselves, which keeps them testable.
+ */
+#ifndef DS_OPS_H
+#define DS_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+#include "ds/error.h"
+#include "ds/node.h"
+#include "ds/store.h"
+
+/* Milliseconds since the Unix epoch (UTC). */
+typedef int64_t (*ds_clock_fn)(void);
+/* Fills |buf| with |len| random bytes; cannot fail (randombytes_buf). */
+typedef void (*ds_random_fn)(void *buf, size_t len);
+
+/* Stable error codes of the reply's error.code. */
+#define DS_OPS_E_INVALID "invalid_argument"  /* bad parameter (user input) */
+#define DS_OPS_E_EMPTY_QUERY "empty_query"   /* nothing searchable in a query */
+#define DS_OPS_E_UNKNOWN_OP "unknown_request"
+#define DS_OPS_E_NO_STORE "no_store"         /* nothing stored yet */
+#define DS_OPS_E_NOT_FOUND "not_found"
+#define DS_OPS_E_AMBIGUOUS "ambiguous"
+#define DS_OPS_E_IO "io_error"
+#define DS_OPS_E_BINARY "not_text"
+#define DS_OPS_E_TOO_LARGE "too_large"
+#define DS_OPS_E_STORE "store_error"
+#define DS_OPS_E_NOMEM "out_of_memory"
+#define DS_OPS_E_INTERNAL "internal"
+
+#define DS_OPS_MAX_LIMIT 1000                 /* largest accepted "limit" */
+#define DS_OPS_MAX_FILE (64u * 1024 * 1024)   /* largest file "add" reads */
+#define DS_OPS_MAX_NAME 256                   /* namespace and tag length */
+
+typedef struct ds_op_error {
+    int err;             /* DS_ERR_* of the failure, 0 if none */
+    char code[32];       /* DS_OPS_E_* */
+    char message[1024];
+    char hint[512];      /* "" when there is none */
+} ds_op_error;
+
+typedef struct ds_ctx {
+    char *home;              /* home directory (absolute), owned */
+    ds_store *store;         /* local store, opened on first use, owned */
+    ds_clock_fn now_ms;
+    ds_random_fn random_buf;
+    ds_op_error error;       /* details of the last failed request */
+} ds_ctx;
+
+/* Initializes |ctx| for home directory |home| (copied; nothing is created
+ * or opened yet).  Returns 0, DS_ERR_INVALID (NULL argument) or
+ * DS_ERR_NOMEM. */
+int ds_ctx_init(ds_ctx *ctx, const char *home, ds_clock_fn now_ms, ds_random_fn random_buf);
+/* Closes the store and frees what |ctx| owns; safe after a failed init. */
+void ds_ctx_free(ds_ctx *ctx);
+
+/* The local store, opened on first use.  With |create| the home and the
+ * store are created when missing; without it a missing store fails with
+ * DS_ERR_NOTFOUND and the "no_store" error, creating nothing.  Errors are
+ * recorded in ctx->error. */
+int ds_ctx_store(ds_ctx *ctx, int create, ds_store **out);
+
+typedef int (*ds_op_fn)(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+
+typedef struct ds_op {
+    const char *name;
+    ds_op_fn fn;
+} ds_op;
+
+/* The handler called |name|, or NULL. */
+const ds_op *ds_ops_find(const char *name);
+
+/* Runs request |name| with |params| (a map, or NULL / nil for none) and
+ * appends exactly one MessagePack map to |reply| (initialized by the
+ * caller): the handler's reply on success, {error: {...}} on failure.
+ * Returns 0 on success, else the negative DS_ERR_* of the failure (the
+ * error reply is still written, and ctx->error holds its parts), or
+ * DS_ERR_NOMEM when not even the error reply could be written. */
+int ds_ops_call(ds_ctx *ctx, const char *name, const msgpack_object *params,
+                msgpack_sbuffer *reply);
+
+/* ---- Handlers (one per request) ---------------------------------------
+ * add     {files: [path], cwd?, namespace?}
+ *         -> {files: [{path, source, status, nodes, replaced, error?}], failed}
+ *            status: added | updated | unchanged | empty | error
+ * note    {text, tags?: [str], namespace?, project?, cwd?}
+ *         -> {id, source, project, namespace, timestamp}
+ * query   {text, limit?, namespace?, project?, cwd?} -> {results: [hit]}
+ * show    {limit?, namespace?, project?, cwd?}      -> {results: [node]}
+ * related {id (prefix), limit?}                      -> {origin: node, results: [hit]}
+ * stats   {}  -> {home, file_bytes, nodes, by_type: {session, file, note},
+ *                 term_count, total_len, last_seq, epoch, schema, files}
+ * reset   {}  -> {existed, removed, epoch?}
+ * A node is {id, content, source, source_type, project, namespace,
+ * timestamp (ms), chunk_index, metadata, store}; a hit adds score (0..1). */
+int op_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_note(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_query(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_show(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_related(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_stats(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_reset(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+
+/* ---- Helpers for handlers (ops.c) ------------------------------------- */
+
+/* Records a failure in ctx->error and returns |err| (negative).  |hint|
+ * may be NULL. */
+int ds_ops_fail(ds_ctx *ctx, int err, const char *code, const char *hint,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Records a store-layer error |err| met while doing |what|. */
+int ds_ops_fail_store(ds_ctx *ctx, int err, const char *what);
+
+/* The value under |key| in map |params|, or NULL (also for nil values
+ * and when |params| is not a map). */
+const msgpack_object *ds_ops_get(const msgpack_object *params, const char *key);
+/* String parameter |key| as a malloc'd NUL-terminated copy in *out (NULL
+ * when absent and not |required|).  Fails with "invalid_argument" when it
+ * is not a string, holds a NUL byte or invalid UTF-8. */
+int ds_ops_get_str(ds_ctx *ctx, const msgpack_object *params, const char *key,
+                   int required, char **out);
+/* A name-like parameter (namespace, tag): like ds_ops_get_str, also
+ * rejecting "", control characters and more than DS_OPS_MAX_NAME bytes;
+ * |def| (may be NULL) is copied when absent. */
+int ds_ops_get_name(ds_ctx *ctx, const msgpack_object *params, const char *key,
+                    const char *def, char **out);
+/* "limit": integer 1..DS_OPS_MAX_LIMIT, |def| when absent. */
+int ds_ops_get_limit(ds_ctx *ctx, const msgpack_object *params, size_t def, size_t *out);
+/* A project filter: canonical when the path exists, else made absolute
+ * against "cwd" as given (a peer's project need not exist here).  *out is
+ * NULL when no "project" parameter was given. */
+int ds_ops_get_project_filter(ds_ctx *ctx, const msgpack_object *params, char **out);
+
+/* The stores a search runs over, in order, with their labels ("local"
+ * first; peer replicas later).  Fails with "no_store" when there is none. */
+#define DS_OPS_MAX_STORES 64
+int ds_ops_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n);
+
+/* Packing helpers (the packer's buffer records allocation failure). */
+void ds_pack_cstr(msgpack_packer *pk, const char *s);      /* nil for NULL */
+void ds_pack_strn(msgpack_packer *pk, const char *s, size_t n);
+void ds_pack_node(msgpack_packer *pk, const ds_node *n, const double *score,
+                  const char *store_label);
+/* Formats |ms| as ISO 8601 UTC: "2024-05-01T10:00:00Z", or with
+ * milliseconds ("...00.123Z") when |with_ms|. */
+void ds_ops_iso8601(int64_t ms, int with_ms, char out[32]);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * ops_query.c - the read requests over nodes: "query" (BM25 search over
+ * every store), "show" (newest nodes first) and "related" (nodes similar
+ * to a given one).  Searches run over the list of stores returned by
+ * ds_ops_stores(), which today holds the local store only; peer replicas
+ * join that list without changing these handlers.
+ */
+#include "daemon/ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "ds/search.h"
+
+#define QUERY_DEFAULT_LIMIT 5
+#define SHOW_DEFAULT_LIMIT 10
+#define RELATED_DEFAULT_LIMIT 5
+
+static void pack_hits(msgpack_packer *pk, const ds_hit *hits, size_t n, const char **labels)
+{
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++)
+        ds_pack_node(pk, &hits[i].node, &hits[i].score, labels[hits[i].store_index]);
+}
+
+static int search_error(ds_ctx *ctx, int rc)
+{
+    return ds_ops_fail_store(ctx, rc, "searching");
+}
+
+static int is_blank(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
+            return 0;
+    return 1;
+}
+
+int op_query(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *text = NULL, *ns = NULL, *project = NULL;
+    ds_query *q = NULL;
+    ds_hit *hits = NULL;
+    size_t limit, nhits = 0;
+    int rc = ds_ops_get_str(ctx, params, "text", 0, &text);
+    if (!rc && (!text || is_blank(text)))
+        rc = ds_ops_fail(ctx, DS_ERR_EMPTY, DS_OPS_E_EMPTY_QUERY,
+                         "Example: ds query \"error handling\"",
+                         "empty query: give some words to search for");
+    if (!rc) {
+        rc = ds_query_parse(text, strlen(text), &q);
+        if (rc == DS_ERR_EMPTY)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_EMPTY_QUERY,
+                             "Search for words or numbers; punctuation alone is ignored.",
+                             "no searchable words in query '%s'", text);
+        else if (rc)
+            rc = search_error(ctx, rc);
+    }
+    if (!rc)
+        rc = ds_ops_get_limit(ctx, params, QUERY_DEFAULT_LIMIT, &limit);
+    if (!rc)
+        rc = ds_ops_get_name(ctx, params, "namespace", NULL, &ns);
+    if (!rc)
+        rc = ds_ops_get_project_filter(ctx, params, &project);
+    ds_store *stores[DS_OPS_MAX_STORES];
+    const char *labels[DS_OPS_MAX_STORES];
+    size_t nstores = 0;
+    if (!rc)
+        rc = ds_ops_stores(ctx, stores, labels, &nstores);
+    if (!rc) {
+        hits = calloc(limit, sizeof *hits);
+        if (!hits)
+            rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    }
+    if (!rc) {
+        ds_search_filter filter = { .ns = ns, .project = project, .exclude_id = NULL };
+        rc = ds_search_multi(stores, nstores, q, &filter, limit, hits, &nhits);
+        if (rc)
+            rc = search_error(ctx, rc);
+    }
+    if (!rc) {
+        msgpack_pack_map(reply, 1);
+        ds_pack_cstr(reply, "results");
+        pack_hits(reply, hits, nhits, labels);
+    }
+    if (hits)
+        ds_hits_free(hits, nhits);
+    free(hits);
+    ds_query_free(q);
+    free(text);
+    free(ns);
+    free(project);
+    return rc;
+}
+
+typedef struct show_acc {
+    ds_node *nodes;
+    size_t n, cap;
+    const char *ns, *project;
+    int err;
+} show_acc;
+
+static int show_cb(const ds_node *n, void *ud)
+{
+    show_acc *a = ud;
+    if (a->ns && (!n->ns || strcmp(n->ns, a->ns) != 0))
+        return 0;
+    if (a->project && (!n->project || !ds_path_within(n->project, a->project)))
+        return 0;
+    int rc = ds_node_copy(&a->nodes[a->n], n);
+    if (rc) {
+        a->err = rc;
+        return rc;
+    }
+    return ++a->n >= a->cap ? 1 : 0;
+}
+
+int op_show(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    show_acc acc = { 0 };
+    char *ns = NULL, *project = NULL;
+    size_t limit;
+    ds_store *st = NULL;
+    int rc = ds_ops_get_limit(ctx, params, SHOW_DEFAULT_LIMIT, &limit);
+    if (!rc)
+        rc = ds_ops_get_name(ctx, params, "namespace", NULL, &ns);
+    if (!rc)
+        rc = ds_ops_get_project_filter(ctx, params, &project);
+    if (!rc)
+        rc = ds_ctx_store(ctx, 0, &st);
+    if (!rc) {
+        acc.nodes = calloc(limit, sizeof *acc.nodes);
+        acc.cap = limit;
+        acc.ns = ns;
+        acc.project = project;
+        if (!acc.nodes)
+            rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    }
+    if (!rc) {
+        rc = ds_store_iter(st, 0, 1, show_cb, &acc);
+        if (!rc && acc.err)
+            rc = acc.err;
+        if (rc)
+            rc = ds_ops_fail_store(ctx, rc, "listing nodes");
+    }
+    if (!rc) {
+        msgpack_pack_map(reply, 1);
+        ds_pack_cstr(reply, "results");
+        msgpack_pack_array(reply, acc.n);
+        for (size_t i = 0; i < acc.n; i++)
+            ds_pack_node(reply, &acc.nodes[i], NULL, "local");
+    }
+    for (size_t i = 0; i < acc.n; i++)
+        ds_node_free(&acc.nodes[i]);
+    free(acc.nodes);
+    free(ns);
+    free(project);
+    return rc;
+}
+
+int op_related(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *prefix = NULL;
+    size_t limit, nhits = 0;
+    ds_hit *hits = NULL;
+    ds_node origin;
+    ds_node_init(&origin);
+    uint8_t id[DS_ID_LEN];
+    int rc = ds_ops_get_str(ctx, params, "id", 0, &prefix);
+    if (!rc && (!prefix || !prefix[0]))
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                         "Usage: ds related ID (ids are shown by ds query and ds show)",
+                         "missing node id");
+    for (char *p = prefix; !rc && *p; p++)
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char)(*p - 'A' + 'a');
+    if (!rc)
+        rc = ds_ops_get_limit(ctx, params, RELATED_DEFAULT_LIMIT, &limit);
+    ds_store *stores[DS_OPS_MAX_STORES];
+    const char *labels[DS_OPS_MAX_STORES];
+    size_t nstores = 0, origin_store = 0;
+    if (!rc)
+        rc = ds_ops_stores(ctx, stores, labels, &nstores);
+    if (!rc) {
+        /* Only the local store is searched for the id for now; peer
+         * replicas will be tried in order once they are in the list. */
+        rc = ds_store_resolve_prefix(stores[origin_store], prefix, id);
+        if (rc == DS_ERR_NOTFOUND)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND,
+                             "Ids are shown by ds query and ds show.",
+                             "no node with an id starting with '%s'", prefix);
+        else if (rc == DS_ERR_AMBIGUOUS)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_AMBIGUOUS, "Give more characters of the id.",
+                             "id prefix '%s' matches more than one node", prefix);
+        else if (rc == DS_ERR_INVALID)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_INVALID,
+                             "Give at least 4 hexadecimal digits of a node id, as shown by ds query.",
+                             "'%s' is not a node id or id prefix", prefix);
+        else if (rc)
+            rc = ds_ops_fail_store(ctx, rc, "looking up the id");
+    }
+    if (!rc) {
+        rc = ds_store_get(stores[origin_store], id, &origin);
+        if (rc)
+            rc = ds_ops_fail_store(ctx, rc, "reading the node");
+    }
+    if (!rc) {
+        hits = calloc(limit, sizeof *hits);
+        if (!hits)
+            rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    }
+    if (!rc) {
+        rc = ds_search_related(stores, nstores, origin_store, id, limit, hits, &nhits);
+        if (rc == DS_ERR_EMPTY) {
+            rc = 0; /* a node without searchable words has no relatives */
+            nhits = 0;
+        } else if (rc) {
+            rc = search_error(ctx, rc);
+        }
+    }
+    if (!rc) {
+        msgpack_pack_map(reply, 2);
+        ds_pack_cstr(reply, "origin");
+        ds_pack_node(reply, &origin, NULL, labels[origin_store]);
+        ds_pack_cstr(reply, "results");
+        pack_hits(reply, hits, nhits, labels);
+    }
+    if (hits)
+        ds_hits_free(hits, nhits);
+    free(hits);
+    ds_node_free(&origin);
+    free(prefix);
+    return rc;
+}
