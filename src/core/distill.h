@@ -46,6 +46,18 @@ void ds_insights_free(ds_insight *v, size_t count);
  * "Assistant: ...", "Tool (name): ..."), malloc'd, NUL-terminated. */
 char *ds_distill_format(const ds_distill_input *in);
 
+/* Parses an external distiller's output (implemented in core/distill.c):
+ * a JSON array of {content, kind?, confidence?} objects (or strings), an
+ * object {"insights": [...]}, either optionally inside a ```json fence; or
+ * plain text where each paragraph or "- " / "* " / "1. " bullet is one
+ * insight.  Empty or blank output gives zero insights.  *out is malloc'd
+ * (free with ds_insights_free); at most 256 insights of at most 16 KiB.
+ * Returns 0, DS_ERR_INVALID (bad arguments), DS_ERR_NOMEM, or DS_ERR_PROTO
+ * (output that looks like JSON but is malformed or of an unknown shape,
+ * a JSON array with no usable element, NUL bytes or invalid UTF-8); on
+ * error *out is NULL and *count 0. */
+int ds_distill_parse_output(const char *text, size_t len, ds_insight **out, size_t *count);
+
 /* The built-in extractive distiller.  Returns 0 or DS_ERR_NOMEM. */
 int ds_distiller_extractive_new(ds_distiller **out);
 
