@@ -1,0 +1,443 @@
+/*
+ * sync.c - the sync engine: share sets, cursors, message codec, the
+ * publisher's page builder and the subscriber's page applier (see
+ * sync.h and docs/protocol.md).  Messages are maps keyed by short
+ * strings with a "type" and a protocol version "v"; nodes travel in the
+ * store's own node encoding.  Decoding uses the bounded reader.
+ */
+#include "core/sync.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <msgpack.h>
+#include <sodium.h>
+
+#include "core/msgread.h"
+
+static const char *type_names[] = {
+    [DS_MSG_SYNC_REQUEST] = "sync_request",
+    [DS_MSG_SYNC_RESPONSE] = "sync_response",
+    [DS_MSG_ERROR] = "error",
+    [DS_MSG_EXPORT_HEADER] = "export_header",
+    [DS_MSG_SIGNATURE] = "signature",
+};
+#define NTYPES (sizeof type_names / sizeof *type_names)
+
+/* ---- share set ----------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ds_share_set_init(ds_share_set *s, const char *const *roots, size_t n)
+{
+    memset(s, 0, sizeof *s);
+    if (n && !(s->roots = calloc(n, sizeof *s->roots))) return DS_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (roots[i][0] != '/') { ds_share_set_free(s); return DS_ERR_INVALID; }
+        if (!(s->roots[s->n] = strdup(roots[i]))) { ds_share_set_free(s); return DS_ERR_NOMEM; }
+        s->n++;
+    }
+    if (s->n) qsort(s->roots, s->n, sizeof *s->roots, cmp_str);
+    size_t w = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (w && strcmp(s->roots[w - 1], s->roots[i]) == 0) { free(s->roots[i]); continue; }
+        s->roots[w++] = s->roots[i];
+    }
+    s->n = w;
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, (const unsigned char *)"ds-share-v1", 11, DS_SHARE_DIGEST_LEN);
+    for (size_t i = 0; i < s->n; i++)
+        crypto_generichash_update(&st, (const unsigned char *)s->roots[i], strlen(s->roots[i]) + 1);
+    crypto_generichash_final(&st, s->digest, DS_SHARE_DIGEST_LEN);
+    return 0;
+}
+
+void ds_share_set_free(ds_share_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) free(s->roots[i]);
+    free(s->roots);
+    memset(s, 0, sizeof *s);
+}
+
+int ds_share_set_contains(const ds_share_set *s, const char *project)
+{
+    if (!project || !project[0]) return 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (ds_path_within(project, s->roots[i])) return 1;
+    return 0;
+}
+
+/* ---- cursor -------------------------------------------------------------- */
+
+void ds_cursor_encode(const ds_cursor *c, uint8_t out[DS_CURSOR_LEN])
+{
+    out[0] = 1;
+    memcpy(out + 1, c->epoch, DS_EPOCH_LEN);
+    ds_put_be64(out + 1 + DS_EPOCH_LEN, c->seq);
+    memcpy(out + 1 + DS_EPOCH_LEN + 8, c->digest, DS_SHARE_DIGEST_LEN);
+}
+
+int ds_cursor_decode(const uint8_t *in, size_t len, ds_cursor *c)
+{
+    if (len != DS_CURSOR_LEN || in[0] != 1) return DS_ERR_MALFORMED;
+    memcpy(c->epoch, in + 1, DS_EPOCH_LEN);
+    c->seq = ds_get_be64(in + 1 + DS_EPOCH_LEN);
+    memcpy(c->digest, in + 1 + DS_EPOCH_LEN + 8, DS_SHARE_DIGEST_LEN);
+    return 0;
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+typedef struct enc { ds_buf *b; int failed; } enc;
+
+static int enc_write(void *data, const char *buf, size_t len)
+{
+    enc *e = data;
+    if (!e->failed && ds_buf_append(e->b, buf, len)) e->failed = 1;
+    return e->failed ? -1 : 0;
+}
+
+static void key(msgpack_packer *pk, const char *k)
+{
+    msgpack_pack_str(pk, strlen(k));
+    msgpack_pack_str_body(pk, k, strlen(k));
+}
+
+static void head(msgpack_packer *pk, size_t nfields, ds_msg_type t)
+{
+    msgpack_pack_map(pk, nfields + 2);
+    key(pk, "type");
+    key(pk, type_names[t]);
+    key(pk, "v");
+    msgpack_pack_uint32(pk, DS_SYNC_VERSION);
+}
+
+#define ENC_BEGIN(out) enc e_ = { (out), 0 }; size_t start_ = (out)->len; \
+    msgpack_packer pk_; msgpack_packer_init(&pk_, &e_, enc_write); msgpack_packer *pk = &pk_
+#define ENC_END(out) do { if (e_.failed) { (out)->len = start_; return DS_ERR_NOMEM; } return 0; } while (0)
+
+int ds_msg_encode_request(ds_buf *out, const uint8_t *cursor, uint32_t max_nodes, uint32_t max_bytes)
+{
+    ENC_BEGIN(out);
+    head(pk, 3, DS_MSG_SYNC_REQUEST);
+    key(pk, "cursor");
+    if (cursor) { msgpack_pack_bin(pk, DS_CURSOR_LEN); msgpack_pack_bin_body(pk, cursor, DS_CURSOR_LEN); }
+    else msgpack_pack_nil(pk);
+    key(pk, "max_nodes");
+    msgpack_pack_uint32(pk, max_nodes);
+    key(pk, "max_bytes");
+    msgpack_pack_uint32(pk, max_bytes);
+    ENC_END(out);
+}
+
+int ds_msg_encode_error(ds_buf *out, const char *code, const char *message)
+{
+    ENC_BEGIN(out);
+    head(pk, 2, DS_MSG_ERROR);
+    key(pk, "code");
+    key(pk, code);
+    key(pk, "message");
+    key(pk, message);
+    ENC_END(out);
+}
+
+int ds_msg_encode_header(ds_buf *out, const char *node_id, int64_t created_ms, int full)
+{
+    ENC_BEGIN(out);
+    head(pk, 3, DS_MSG_EXPORT_HEADER);
+    key(pk, "node_id");
+    key(pk, node_id);
+    key(pk, "created");
+    msgpack_pack_int64(pk, created_ms);
+    key(pk, "full");
+    if (full) msgpack_pack_true(pk); else msgpack_pack_false(pk);
+    ENC_END(out);
+}
+
+int ds_msg_encode_signature(ds_buf *out, const uint8_t sig[64])
+{
+    ENC_BEGIN(out);
+    head(pk, 1, DS_MSG_SIGNATURE);
+    key(pk, "sig");
+    msgpack_pack_bin(pk, 64);
+    msgpack_pack_bin_body(pk, sig, 64);
+    ENC_END(out);
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+void ds_msg_free(ds_msg *m)
+{
+    for (size_t i = 0; i < m->nnodes; i++) ds_node_free(&m->nodes[i]);
+    free(m->nodes);
+    free(m->message);
+    memset(m, 0, sizeof *m);
+}
+
+static int copy_str(ds_mr *r, char *dst, size_t cap)
+{
+    const char *s;
+    uint32_t l;
+    int rc = ds_mr_str(r, &s, &l);
+    if (rc) return rc;
+    if (l >= cap || memchr(s, 0, l)) return DS_ERR_MALFORMED;
+    memcpy(dst, s, l);
+    dst[l] = 0;
+    return 0;
+}
+
+static int read_nodes(ds_mr *r, ds_msg *m)
+{
+    uint32_t n;
+    int rc = ds_mr_array(r, &n);
+    if (rc) return rc;
+    if (n > DS_SYNC_MAX_PAGE_NODES) return DS_ERR_TOOLARGE;
+    if (n && !(m->nodes = calloc(n, sizeof *m->nodes))) return DS_ERR_NOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *start = r->p;
+        if ((rc = ds_mr_skip(r))) return rc;
+        if ((rc = ds_node_decode(start, (size_t)(r->p - start), &m->nodes[i]))) return rc;
+        m->nnodes++;
+    }
+    return 0;
+}
+
+static int decode_body(ds_mr *r, ds_msg *m)
+{
+    uint32_t count;
+    int rc = ds_mr_map(r, &count);
+    if (rc) return rc;
+    int have_type = 0, have_v = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *k;
+        uint32_t kl;
+        if ((rc = ds_mr_str(r, &k, &kl))) return rc;
+        if (ds_mr_key_eq(k, kl, "type")) {
+            char t[32];
+            if ((rc = copy_str(r, t, sizeof t))) return rc;
+            m->type = 0;
+            for (size_t j = 1; j < NTYPES; j++)
+                if (type_names[j] && strcmp(t, type_names[j]) == 0) m->type = (ds_msg_type)j;
+            if (!m->type) return DS_ERR_MALFORMED;
+            have_type = 1;
+        } else if (ds_mr_key_eq(k, kl, "v")) {
+            uint64_t v;
+            if ((rc = ds_mr_uint(r, &v))) return rc;
+            m->version = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+            have_v = 1;
+        } else if (ds_mr_key_eq(k, kl, "cursor") || ds_mr_key_eq(k, kl, "new_cursor")) {
+            if (ds_mr_peek(r) == DS_MR_NIL) { rc = ds_mr_nil(r); m->has_cursor = 0; }
+            else {
+                const uint8_t *b;
+                uint32_t l;
+                if ((rc = ds_mr_bin(r, &b, &l))) return rc;
+                if (l != DS_CURSOR_LEN) return DS_ERR_MALFORMED;
+                memcpy(m->cursor, b, DS_CURSOR_LEN);
+                m->has_cursor = 1;
+            }
+        } else if (ds_mr_key_eq(k, kl, "max_nodes") || ds_mr_key_eq(k, kl, "max_bytes")) {
+            uint64_t v;
+            if ((rc = ds_mr_uint(r, &v))) return rc;
+            uint32_t c = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+            if (ds_mr_key_eq(k, kl, "max_nodes")) m->max_nodes = c; else m->max_bytes = c;
+        } else if (ds_mr_key_eq(k, kl, "nodes")) {
+            if (m->nodes) return DS_ERR_MALFORMED;
+            rc = read_nodes(r, m);
+        } else if (ds_mr_key_eq(k, kl, "has_more") || ds_mr_key_eq(k, kl, "full")) {
+            int b;
+            if ((rc = ds_mr_bool(r, &b))) return rc;
+            if (ds_mr_key_eq(k, kl, "has_more")) m->has_more = b; else m->full = b;
+        } else if (ds_mr_key_eq(k, kl, "code")) {
+            rc = copy_str(r, m->code, sizeof m->code);
+        } else if (ds_mr_key_eq(k, kl, "message")) {
+            const char *s;
+            uint32_t l;
+            if ((rc = ds_mr_str(r, &s, &l))) return rc;
+            if (l > 4096 || !ds_utf8_valid(s, l)) return DS_ERR_MALFORMED;
+            free(m->message);
+            if (!(m->message = strndup(s, l))) return DS_ERR_NOMEM;
+        } else if (ds_mr_key_eq(k, kl, "node_id")) {
+            if ((rc = copy_str(r, m->node_id, sizeof m->node_id))) return rc;
+        } else if (ds_mr_key_eq(k, kl, "created")) {
+            rc = ds_mr_int(r, &m->created_ms);
+        } else if (ds_mr_key_eq(k, kl, "sig")) {
+            const uint8_t *b;
+            uint32_t l;
+            if ((rc = ds_mr_bin(r, &b, &l))) return rc;
+            if (l != 64) return DS_ERR_MALFORMED;
+            memcpy(m->sig, b, 64);
+        } else {
+            rc = ds_mr_skip(r);            /* a field of a newer version */
+        }
+        if (rc) return rc;
+    }
+    if (!have_type || !have_v) return DS_ERR_MALFORMED;
+    return 0;
+}
+
+int ds_msg_decode(const uint8_t *buf, size_t len, ds_msg *out)
+{
+    memset(out, 0, sizeof *out);
+    ds_mr r;
+    ds_mr_init(&r, buf, len);
+    int rc = decode_body(&r, out);
+    if (!rc && ds_mr_left(&r)) rc = DS_ERR_MALFORMED;
+    if (!rc && out->version != DS_SYNC_VERSION) {
+        ds_msg_type t = out->type;
+        uint32_t v = out->version;
+        ds_msg_free(out);
+        out->type = t;
+        out->version = v;
+        return DS_ERR_VERSION;
+    }
+    if (!rc && out->type == DS_MSG_ERROR && !out->code[0]) rc = DS_ERR_MALFORMED;
+    if (!rc && out->type == DS_MSG_SYNC_RESPONSE && !out->has_cursor) rc = DS_ERR_MALFORMED;
+    if (rc) ds_msg_free(out);
+    return rc;
+}
+
+/* ---- publisher ----------------------------------------------------------- */
+
+typedef struct pub {
+    const ds_share_set *share;
+    ds_buf nodes;             /* encoded nodes, concatenated */
+    size_t count, max_nodes, max_bytes, scanned;
+    uint64_t last_seq;        /* last sequence fully dealt with */
+    int rc;
+} pub;
+
+static int pub_node(const ds_node *n, void *ud)
+{
+    pub *p = ud;
+    if (p->scanned >= DS_SYNC_SCAN_BUDGET) return 1;
+    p->scanned++;
+    if (ds_share_set_contains(p->share, n->project)) {
+        uint8_t *b;
+        size_t l;
+        int rc = ds_node_encode(n, &b, &l);
+        if (rc) { p->rc = rc; return rc; }
+        if (p->count && p->nodes.len + l > p->max_bytes) { free(b); return 1; }
+        rc = ds_buf_append(&p->nodes, b, l);
+        free(b);
+        if (rc) { p->rc = rc; return rc; }
+        p->count++;
+    }
+    p->last_seq = n->seq;
+    if (p->count >= p->max_nodes || p->nodes.len >= p->max_bytes) return 1;
+    return 0;
+}
+
+typedef struct more { int any; } more;
+
+static int any_node(const ds_node *n, void *ud)
+{
+    (void)n;
+    ((more *)ud)->any = 1;
+    return 1;
+}
+
+int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
+                    ds_buf *out, ds_publish_stats *stats)
+{
+    if (stats) memset(stats, 0, sizeof *stats);
+    ds_store_info info;
+    int rc = ds_store_info_get(st, &info);
+    if (rc) return rc;
+    uint64_t from = 0;
+    if (req->has_cursor) {
+        ds_cursor c;
+        if ((rc = ds_cursor_decode(req->cursor, DS_CURSOR_LEN, &c))) return rc;
+        if (memcmp(c.epoch, info.epoch, DS_EPOCH_LEN) == 0 &&
+            memcmp(c.digest, share->digest, DS_SHARE_DIGEST_LEN) == 0)
+            from = c.seq;             /* else: reset store or new share set: start over */
+    }
+    pub p = { .share = share, .last_seq = from };
+    p.max_nodes = req->max_nodes ? req->max_nodes : DS_SYNC_PAGE_NODES;
+    if (p.max_nodes > DS_SYNC_MAX_PAGE_NODES) p.max_nodes = DS_SYNC_MAX_PAGE_NODES;
+    p.max_bytes = req->max_bytes ? req->max_bytes : DS_SYNC_PAGE_BYTES;
+    if (p.max_bytes > DS_SYNC_MAX_PAGE_BYTES) p.max_bytes = DS_SYNC_MAX_PAGE_BYTES;
+    rc = ds_store_iter(st, from, 0, pub_node, &p);
+    if (!rc) rc = p.rc;
+    int has_more = 0;
+    if (!rc) {
+        more m = { 0 };
+        rc = ds_store_iter(st, p.last_seq, 0, any_node, &m);
+        has_more = m.any;
+    }
+    if (rc) { ds_buf_free(&p.nodes); return rc; }
+
+    ds_cursor nc;
+    memcpy(nc.epoch, info.epoch, DS_EPOCH_LEN);
+    nc.seq = p.last_seq;
+    memcpy(nc.digest, share->digest, DS_SHARE_DIGEST_LEN);
+    uint8_t cb[DS_CURSOR_LEN];
+    ds_cursor_encode(&nc, cb);
+
+    enc e = { out, 0 };
+    size_t start = out->len;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &e, enc_write);
+    head(&pk, 3, DS_MSG_SYNC_RESPONSE);
+    key(&pk, "new_cursor");
+    msgpack_pack_bin(&pk, DS_CURSOR_LEN);
+    msgpack_pack_bin_body(&pk, cb, DS_CURSOR_LEN);
+    key(&pk, "has_more");
+    if (has_more) msgpack_pack_true(&pk); else msgpack_pack_false(&pk);
+    key(&pk, "nodes");
+    msgpack_pack_array(&pk, p.count);
+    if (!e.failed && ds_buf_append(out, p.nodes.data, p.nodes.len)) e.failed = 1;
+    ds_buf_free(&p.nodes);
+    if (e.failed) { out->len = start; return DS_ERR_NOMEM; }
+    if (stats) { stats->sent = p.count; stats->scanned = p.scanned; }
+    return 0;
+}
+
+/* ---- subscriber ---------------------------------------------------------- */
+
+static const char CURSOR_KEY[] = "sync_cursor";
+
+int ds_sync_apply(ds_store *rep, const ds_msg *resp, size_t *inserted)
+{
+    if (inserted) *inserted = 0;
+    if (resp->type != DS_MSG_SYNC_RESPONSE || !resp->has_cursor) return DS_ERR_INVALID;
+    ds_wtxn *tx;
+    int rc = ds_store_begin(rep, &tx);
+    if (rc) return rc;
+    size_t added = 0;
+    for (size_t i = 0; i < resp->nnodes && !rc; i++) {
+        int ins = 0;
+        rc = ds_wtxn_put_new(tx, &resp->nodes[i], &ins);
+        added += (size_t)ins;
+    }
+    if (!rc) rc = ds_wtxn_aux_put(tx, DS_TABLE_CURSORS, CURSOR_KEY, sizeof CURSOR_KEY - 1,
+                                  resp->cursor, DS_CURSOR_LEN);
+    if (rc) { ds_wtxn_abort(tx); return rc; }
+    rc = ds_wtxn_commit(tx);
+    if (!rc && inserted) *inserted = added;
+    return rc;
+}
+
+int ds_sync_cursor_get(ds_store *rep, uint8_t cursor[DS_CURSOR_LEN], int *has)
+{
+    *has = 0;
+    void *v;
+    size_t vl;
+    int rc = ds_store_aux_get(rep, DS_TABLE_CURSORS, CURSOR_KEY, sizeof CURSOR_KEY - 1, &v, &vl);
+    if (rc == DS_ERR_NOTFOUND) return 0;
+    if (rc) return rc;
+    if (vl == DS_CURSOR_LEN) { memcpy(cursor, v, DS_CURSOR_LEN); *has = 1; }
+    free(v);
+    return 0;
+}
+
+int ds_sync_cursor_reset(ds_store *rep)
+{
+    ds_wtxn *tx;
+    int rc = ds_store_begin(rep, &tx);
+    if (rc) return rc;
+    rc = ds_wtxn_aux_del(tx, DS_TABLE_CURSORS, CURSOR_KEY, sizeof CURSOR_KEY - 1);
+    if (rc && rc != DS_ERR_NOTFOUND) { ds_wtxn_abort(tx); return rc; }
+    return ds_wtxn_commit(tx);
+}

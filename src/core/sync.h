@@ -1,0 +1,140 @@
+/*
+ * sync.h - the publisher/subscriber sync engine (P2P spec, "Sync
+ * Protocol"), sans-IO: it turns a store, a share set and a request into
+ * response pages, and applies response pages to a peer replica.  The same
+ * engine runs over a file (`ds peer export/import`) and over a QUIC
+ * stream (`ds peer sync`); only the carrier differs.
+ *
+ * Messages are MessagePack maps carried in length-prefixed frames
+ * (core/frame.h).  The cursor is opaque to the subscriber: it encodes the
+ * publisher's store epoch, the last sequence it has scanned and a digest
+ * of its share set, so a publisher store that was reset, or a change of
+ * what is shared, makes the publisher start over from sequence 0 instead
+ * of silently skipping nodes (the subscriber keeps the first copy of
+ * every id, so starting over never duplicates).  See docs/protocol.md.
+ */
+#ifndef DS_SYNC_H
+#define DS_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ds/store.h"
+#include "core/util.h"
+
+#define DS_SYNC_VERSION 1
+#define DS_CURSOR_LEN 41                    /* 1 + 16 + 8 + 16 */
+#define DS_SHARE_DIGEST_LEN 16
+#define DS_SYNC_PAGE_NODES 100              /* default page size */
+#define DS_SYNC_PAGE_BYTES (1u << 20)       /* default page byte budget */
+#define DS_SYNC_SCAN_BUDGET 20000           /* nodes examined per page at most */
+#define DS_SYNC_MAX_PAGE_NODES 1000
+#define DS_SYNC_MAX_PAGE_BYTES (8u << 20)
+
+/* ---- share set ----------------------------------------------------------- */
+
+typedef struct ds_share_set {
+    char **roots;                           /* sorted, deduplicated */
+    size_t n;
+    uint8_t digest[DS_SHARE_DIGEST_LEN];    /* over the sorted roots */
+} ds_share_set;
+
+/* Copies |roots| (canonical absolute paths).  0, DS_ERR_INVALID (a root
+ * not absolute) or DS_ERR_NOMEM. */
+int ds_share_set_init(ds_share_set *s, const char *const *roots, size_t n);
+void ds_share_set_free(ds_share_set *s);
+/* 1 if |project| is a shared root or beneath one (path boundaries); an
+ * empty project is never shared. */
+int ds_share_set_contains(const ds_share_set *s, const char *project);
+
+/* ---- cursor -------------------------------------------------------------- */
+
+typedef struct ds_cursor {
+    uint8_t epoch[DS_EPOCH_LEN];
+    uint64_t seq;                           /* last sequence scanned */
+    uint8_t digest[DS_SHARE_DIGEST_LEN];
+} ds_cursor;
+
+void ds_cursor_encode(const ds_cursor *c, uint8_t out[DS_CURSOR_LEN]);
+/* DS_ERR_MALFORMED for a wrong length or version byte. */
+int ds_cursor_decode(const uint8_t *in, size_t len, ds_cursor *c);
+
+/* ---- messages ------------------------------------------------------------ */
+
+typedef enum {
+    DS_MSG_SYNC_REQUEST = 1,
+    DS_MSG_SYNC_RESPONSE,
+    DS_MSG_ERROR,
+    DS_MSG_EXPORT_HEADER,
+    DS_MSG_SIGNATURE,
+} ds_msg_type;
+
+/* Stable error codes of an ERROR message (P2P spec ErrorCode). */
+#define DS_SYNC_E_NOT_AUTHORIZED "NotAuthorized"
+#define DS_SYNC_E_RATE_LIMITED "RateLimited"
+#define DS_SYNC_E_BAD_REQUEST "BadRequest"
+#define DS_SYNC_E_VERSION "UnsupportedVersion"
+#define DS_SYNC_E_INTERNAL "Internal"
+
+typedef struct ds_msg {
+    ds_msg_type type;
+    uint32_t version;
+    /* SYNC_REQUEST */
+    int has_cursor;
+    uint8_t cursor[DS_CURSOR_LEN];          /* also SYNC_RESPONSE new_cursor */
+    uint32_t max_nodes, max_bytes;          /* 0 = publisher's default */
+    /* SYNC_RESPONSE */
+    ds_node *nodes;
+    size_t nnodes;
+    int has_more;
+    /* ERROR */
+    char code[32];
+    char *message;
+    /* EXPORT_HEADER */
+    char node_id[65];                       /* signer, 64 hex */
+    int64_t created_ms;
+    int full;
+    /* SIGNATURE */
+    uint8_t sig[64];
+} ds_msg;
+
+void ds_msg_free(ds_msg *m);
+/* Decodes one message payload (a frame's content).  Returns 0,
+ * DS_ERR_MALFORMED / DS_ERR_TRUNCATED / DS_ERR_TOOLARGE (never crashes on
+ * hostile input), DS_ERR_VERSION (a version this build cannot speak; the
+ * type is still set), or DS_ERR_NOMEM. */
+int ds_msg_decode(const uint8_t *buf, size_t len, ds_msg *out);
+
+int ds_msg_encode_request(ds_buf *out, const uint8_t *cursor, uint32_t max_nodes, uint32_t max_bytes);
+int ds_msg_encode_error(ds_buf *out, const char *code, const char *message);
+int ds_msg_encode_header(ds_buf *out, const char *node_id, int64_t created_ms, int full);
+int ds_msg_encode_signature(ds_buf *out, const uint8_t sig[64]);
+
+/* ---- publisher ----------------------------------------------------------- */
+
+typedef struct ds_publish_stats {
+    size_t sent;         /* nodes put in the page */
+    size_t scanned;      /* nodes examined */
+} ds_publish_stats;
+
+/* Builds the SYNC_RESPONSE for request |req| (its cursor may be absent:
+ * full sync) from |st| restricted to |share| into |out| (appended).
+ * Starts over from sequence 0 when the cursor's epoch or share digest
+ * differ from the store's.  Stops at max_nodes nodes, max_bytes bytes
+ * (at least one node is always sent) or the scan budget; has_more tells
+ * whether the subscriber should ask again.  Returns 0 or a DS_ERR_*. */
+int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
+                    ds_buf *out, ds_publish_stats *stats);
+
+/* ---- subscriber ---------------------------------------------------------- */
+
+/* Applies a SYNC_RESPONSE to replica |rep| in ONE transaction: each node
+ * inserted unless its id exists (first copy kept), and the new cursor
+ * stored.  *inserted (optional) receives the count of new nodes. */
+int ds_sync_apply(ds_store *rep, const ds_msg *resp, size_t *inserted);
+/* The cursor stored in |rep| by ds_sync_apply: 0 and *has = 1/0. */
+int ds_sync_cursor_get(ds_store *rep, uint8_t cursor[DS_CURSOR_LEN], int *has);
+/* Forgets the stored cursor (next sync is full). */
+int ds_sync_cursor_reset(ds_store *rep);
+
+#endif
