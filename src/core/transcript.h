@@ -7,7 +7,9 @@
  * is left for later unless |final|), skips unknown entry types, sidechain
  * and meta entries and unparsable lines (counted, never fatal), strips
  * <system-reminder> blocks, replaces invalid UTF-8, and bounds very long
- * lines and texts.  Secrets are NOT redacted here (see redact.h).
+ * lines and texts.  Secrets are redacted here (ds_redact) before any text
+ * is cut to a gist, since a cut could leave a secret's unrecognisable
+ * prefix behind; callers may redact again (it is idempotent).
  */
 #ifndef DS_TRANSCRIPT_H
 #define DS_TRANSCRIPT_H
