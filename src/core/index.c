@@ -1,13 +1,15 @@
 /*
  * index.c - the write side of the search index (see docs/search.md).
  *
- * Postings live in one LMDB duplicate-sorted table: key = term, values =
- * fixed 8-byte postings sorted by document sequence.  Because sequences
- * only grow, a new document's postings are always the last of their
- * term, so a write transaction buffers postings per term in a hash table
- * and, at commit, appends each term's batch with one MDB_APPENDDUP |
- * MDB_MULTIPLE call.  Removing a document re-tokenizes its content and
- * deletes its posting under every term it had.
+ * Postings are stored in blocks of up to DS_BLOCK_MAX fixed 8-byte
+ * postings per LMDB record (key = term | 0x00 | first sequence), and a
+ * terms table holds each term's document frequency and last block.
+ * Because sequences only grow, a new document's postings always go at the
+ * end of their term's list, so a write transaction buffers postings per
+ * term in a hash table and, at commit, tops up the term's last block and
+ * writes new full blocks: a few puts per term per batch instead of one
+ * B-tree insert per posting.  Removing a document re-tokenizes its
+ * content and deletes its posting from the block holding it.
  */
 #include "core/store_int.h"
 
@@ -193,37 +195,110 @@ static int cmp_entry(const void *a, const void *b, void *terms)
     return x->term_len < y->term_len ? -1 : x->term_len > y->term_len;
 }
 
+size_t ds__block_key(uint8_t *key, const char *term, size_t tlen, uint64_t seq)
+{
+    memcpy(key, term, tlen);
+    key[tlen] = 0;
+    put_seq40(key + tlen + 1, seq);
+    return tlen + 6;
+}
+
+static void termrec_encode(const ds_termrec *r, uint8_t out[DS_TERMREC_LEN])
+{
+    ds_put_be32(out, r->df);
+    put_seq40(out + 4, r->last_first);
+    out[9] = (uint8_t)(r->last_count >> 8);
+    out[10] = (uint8_t)r->last_count;
+    out[11] = 0;
+}
+
+int ds__termrec_get(ds_store *st, MDB_txn *txn, const char *term, size_t tlen, ds_termrec *r)
+{
+    MDB_val k = { tlen, (void *)term }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_TERMS], &k, &d);
+    if (rc) return ds__lmdb_err(rc);
+    if (d.mv_size != DS_TERMREC_LEN) return DS_ERR_STORE;
+    const uint8_t *p = d.mv_data;
+    r->df = ds_get_be32(p);
+    r->last_first = get_seq40(p + 4);
+    r->last_count = (uint16_t)((p[9] << 8) | p[10]);
+    return 0;
+}
+
+static int termrec_put(ds_wtxn *tx, const char *term, size_t tlen, const ds_termrec *r)
+{
+    uint8_t v[DS_TERMREC_LEN];
+    termrec_encode(r, v);
+    MDB_val k = { tlen, (void *)term }, d = { sizeof v, v };
+    int rc = ds__store_write_check(tx->st);
+    return rc ? rc : ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_TERMS], &k, &d, 0));
+}
+
+static int block_put(ds_wtxn *tx, const char *term, size_t tlen, uint64_t first,
+                     const uint8_t *post, size_t count)
+{
+    uint8_t key[DS_TERM_MAX + 6];
+    MDB_val k = { ds__block_key(key, term, tlen, first), key };
+    MDB_val d = { count * DS_POSTING_LEN, (void *)post };
+    int rc = ds__store_write_check(tx->st);
+    return rc ? rc : ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_POSTINGS], &k, &d, 0));
+}
+
+/* Appends the buffered postings |e| of one term: first fill the term's
+ * last block up to DS_BLOCK_MAX, then write new full blocks. */
+static int flush_term(ds_wtxn *tx, const char *term, size_t tlen, const pb_entry *e, uint8_t *tmp)
+{
+    ds_termrec r = { 0 };
+    int rc = ds__termrec_get(tx->st, tx->txn, term, tlen, &r);
+    if (rc == DS_ERR_NOTFOUND) { memset(&r, 0, sizeof r); rc = 0; tx->c.terms++; }
+    if (rc) return rc;
+    size_t done = 0;
+    if (r.df && r.last_count < DS_BLOCK_MAX) {
+        uint8_t key[DS_TERM_MAX + 6];
+        MDB_val k = { ds__block_key(key, term, tlen, r.last_first), key }, d;
+        rc = ds__lmdb_err(mdb_get(tx->txn, tx->st->dbi[DBI_POSTINGS], &k, &d));
+        if (rc) return rc == DS_ERR_NOTFOUND ? DS_ERR_STORE : rc;
+        size_t have = d.mv_size / DS_POSTING_LEN;
+        if (have != r.last_count) return DS_ERR_STORE;
+        size_t take = DS_BLOCK_MAX - have;
+        if (take > e->npost) take = e->npost;
+        memcpy(tmp, d.mv_data, d.mv_size);
+        memcpy(tmp + d.mv_size, e->post, take * DS_POSTING_LEN);
+        if ((rc = block_put(tx, term, tlen, r.last_first, tmp, have + take))) return rc;
+        r.last_count = (uint16_t)(have + take);
+        done = take;
+    }
+    while (done < e->npost) {
+        size_t take = e->npost - done;
+        if (take > DS_BLOCK_MAX) take = DS_BLOCK_MAX;
+        const uint8_t *p = e->post + done * DS_POSTING_LEN;
+        uint64_t first = get_seq40(p);
+        if ((rc = block_put(tx, term, tlen, first, p, take))) return rc;
+        r.last_first = first;
+        r.last_count = (uint16_t)take;
+        done += take;
+    }
+    r.df += e->npost;
+    return termrec_put(tx, term, tlen, &r);
+}
+
 int ds__index_flush(ds_wtxn *tx)
 {
     ds_postbuf *pb = &tx->pb;
     if (!pb->used) return 0;
-    /* Compact and sort entries in key order so the cursor walks forward. */
+    /* Compact and sort entries in key order so LMDB walks forward. */
     size_t n = 0;
     for (size_t i = 0; i < pb->nslots; i++)
         if (pb->slots[i].hash) pb->slots[n++] = pb->slots[i];
     qsort_r(pb->slots, n, sizeof *pb->slots, cmp_entry, pb->terms);
-    MDB_cursor *cur = NULL;
-    int rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_POSTINGS], &cur));
+    int rc = 0;
+    uint8_t *tmp = malloc((size_t)DS_BLOCK_MAX * DS_POSTING_LEN);
+    if (!tmp) rc = DS_ERR_NOMEM;
     for (size_t i = 0; i < n && !rc; i++) {
         pb_entry *e = &pb->slots[i];
-        MDB_val k = { e->term_len, pb->terms + e->term_off }, d;
-        if ((rc = ds__store_write_check(tx->st))) break;
-        int exists = mdb_cursor_get(cur, &k, &d, MDB_SET) == 0;
-        MDB_val mv[2] = { { DS_POSTING_LEN, e->post }, { e->npost, NULL } };
-        int mrc = mdb_cursor_put(cur, &k, mv, MDB_MULTIPLE | MDB_APPENDDUP);
-        if (mrc == MDB_KEYEXIST) {
-            /* Not strictly after the existing postings (cannot happen with
-             * increasing sequences, but never lose a posting over it). */
-            for (uint32_t j = 0; j < e->npost && !mrc; j++) {
-                MDB_val one = { DS_POSTING_LEN, e->post + (size_t)j * DS_POSTING_LEN };
-                mrc = mdb_cursor_put(cur, &k, &one, MDB_NODUPDATA);
-                if (mrc == MDB_KEYEXIST) mrc = 0;
-            }
-        }
-        rc = ds__lmdb_err(mrc);
-        if (!rc && !exists) tx->c.terms++;
+        rc = flush_term(tx, pb->terms + e->term_off, e->term_len, e, tmp);
     }
-    if (cur) mdb_cursor_close(cur);
+    free(tmp);
     /* Entries were compacted: the table must be rebuilt from scratch. */
     for (size_t i = 0; i < n; i++) free(pb->slots[i].post);
     memset(pb->slots, 0, pb->nslots * sizeof *pb->slots);
@@ -262,6 +337,73 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Removes |seq|'s posting from the block of |term| that holds it. */
+static int remove_posting(ds_wtxn *tx, MDB_cursor *cur, const char *term, uint64_t seq, uint8_t *tmp)
+{
+    size_t tlen = strlen(term);
+    ds_termrec r;
+    int rc = ds__termrec_get(tx->st, tx->txn, term, tlen, &r);
+    if (rc == DS_ERR_NOTFOUND) return 0;            /* already gone */
+    if (rc) return rc;
+    /* The block with the greatest first-seq <= seq. */
+    uint8_t key[DS_TERM_MAX + 6];
+    size_t kl = ds__block_key(key, term, tlen, seq);
+    MDB_val k = { kl, key }, d;
+    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+    if (mrc == 0 && !(k.mv_size == kl && memcmp(k.mv_data, key, kl) == 0))
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV);
+    else if (mrc == MDB_NOTFOUND)
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
+    if (mrc == MDB_NOTFOUND) return 0;
+    if (mrc) return ds__lmdb_err(mrc);
+    if (k.mv_size != tlen + 6 || memcmp(k.mv_data, term, tlen) != 0 || ((uint8_t *)k.mv_data)[tlen] != 0)
+        return 0;                                   /* no block of this term at or before seq */
+    uint64_t first = get_seq40((const uint8_t *)k.mv_data + tlen + 1);
+    size_t cnt = d.mv_size / DS_POSTING_LEN, lo = 0, hi = cnt;
+    const uint8_t *p = d.mv_data;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (get_seq40(p + mid * DS_POSTING_LEN) < seq) lo = mid + 1; else hi = mid;
+    }
+    if (lo == cnt || get_seq40(p + lo * DS_POSTING_LEN) != seq) return 0;
+    if ((rc = ds__store_write_check(tx->st))) return rc;
+    int was_last = first == r.last_first;
+    if (cnt == 1) {
+        if ((rc = ds__lmdb_err(mdb_cursor_del(cur, 0)))) return rc;
+    } else {
+        memcpy(tmp, p, lo * DS_POSTING_LEN);
+        memcpy(tmp + lo * DS_POSTING_LEN, p + (lo + 1) * DS_POSTING_LEN, (cnt - lo - 1) * DS_POSTING_LEN);
+        uint8_t own[DS_TERM_MAX + 6];            /* k points into the map: copy */
+        memcpy(own, k.mv_data, k.mv_size);
+        MDB_val ok = { k.mv_size, own }, nd = { (cnt - 1) * DS_POSTING_LEN, tmp };
+        if ((rc = ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_POSTINGS], &ok, &nd, 0)))) return rc;
+    }
+    r.df--;
+    if (r.df == 0) {
+        if (tx->c.terms) tx->c.terms--;
+        MDB_val tk = { tlen, (void *)term };
+        return ds__lmdb_err(mdb_del(tx->txn, tx->st->dbi[DBI_TERMS], &tk, NULL));
+    }
+    if (was_last) {
+        if (cnt > 1) {
+            r.last_count = (uint16_t)(cnt - 1);
+        } else {
+            /* The last block is gone: the previous one becomes last. */
+            uint8_t k2[DS_TERM_MAX + 6];
+            size_t k2l = ds__block_key(k2, term, tlen, first);
+            MDB_val pk = { k2l, k2 }, pd;
+            mrc = mdb_cursor_get(cur, &pk, &pd, MDB_SET_RANGE);
+            mrc = mrc == MDB_NOTFOUND ? mdb_cursor_get(cur, &pk, &pd, MDB_LAST)
+                                      : mdb_cursor_get(cur, &pk, &pd, MDB_PREV);
+            if (mrc || pk.mv_size != tlen + 6 || memcmp(pk.mv_data, term, tlen) != 0)
+                return DS_ERR_STORE;                /* df > 0 but no block left */
+            r.last_first = get_seq40((const uint8_t *)pk.mv_data + tlen + 1);
+            r.last_count = (uint16_t)(pd.mv_size / DS_POSTING_LEN);
+        }
+    }
+    return termrec_put(tx, term, tlen, &r);
+}
+
 int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen)
 {
     /* The document's postings may still be buffered: write them first. */
@@ -269,27 +411,19 @@ int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len,
     if (rc) return rc;
     rm_ctx r = { 0 };
     rc = ds_tokenize(tx->st->tok, content, len, collect_term, &r);
+    uint8_t *tmp = NULL;
+    MDB_cursor *cur = NULL;
+    if (!rc && !(tmp = malloc((size_t)DS_BLOCK_MAX * DS_POSTING_LEN))) rc = DS_ERR_NOMEM;
+    if (!rc) rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_POSTINGS], &cur));
     if (!rc) {
         qsort(r.terms, r.n, sizeof *r.terms, cmp_str);
-        MDB_cursor *cur = NULL;
-        rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_POSTINGS], &cur));
         for (size_t i = 0; i < r.n && !rc; i++) {
             if (i && strcmp(r.terms[i], r.terms[i - 1]) == 0) continue;
-            uint8_t probe[DS_POSTING_LEN] = { 0 };
-            put_seq40(probe, seq);
-            MDB_val k = { strlen(r.terms[i]), r.terms[i] }, d = { DS_POSTING_LEN, probe };
-            int mrc = mdb_cursor_get(cur, &k, &d, MDB_GET_BOTH_RANGE);
-            if (mrc == MDB_NOTFOUND) continue;        /* already gone */
-            if (mrc) { rc = ds__lmdb_err(mrc); break; }
-            if (d.mv_size != DS_POSTING_LEN || get_seq40(d.mv_data) != seq) continue;
-            size_t count = 0;
-            mdb_cursor_count(cur, &count);
-            if ((rc = ds__store_write_check(tx->st))) break;
-            rc = ds__lmdb_err(mdb_cursor_del(cur, 0));
-            if (!rc && count == 1 && tx->c.terms) tx->c.terms--;
+            rc = remove_posting(tx, cur, r.terms[i], seq, tmp);
         }
-        if (cur) mdb_cursor_close(cur);
     }
+    if (cur) mdb_cursor_close(cur);
+    free(tmp);
     for (size_t i = 0; i < r.n; i++) free(r.terms[i]);
     free(r.terms);
     *doclen = r.ntok > 65535 ? 65535 : r.ntok;

@@ -3,9 +3,8 @@
  * statistics over several stores, and BM25 top-k with MaxScore early
  * termination (see docs/search.md).
  *
- * Posting lists are read zero-copy: MDB_GET_MULTIPLE hands out whole
- * pages of fixed-size postings from the memory map, which become the
- * segments of an in-memory iterator.  MaxScore orders the query terms by
+ * Posting lists are read zero-copy: each posting block is a record
+ * in the memory map and becomes a segment of an in-memory iterator.  MaxScore orders the query terms by
  * their best possible contribution; once the k-th best score exceeds the
  * sum of the weakest terms' bounds, documents holding only those terms
  * cannot enter the top k, so candidates come from the strong terms only
@@ -114,18 +113,13 @@ int ds_search_stats_add(ds_store *st, const ds_query *q, ds_search_stats *acc)
     int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
     if (rc) return rc;
     ds_counters c;
-    MDB_cursor *cur = NULL;
-    if (!(rc = ds__counters_read(st, txn, &c)))
-        rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_POSTINGS], &cur));
+    rc = ds__counters_read(st, txn, &c);
     for (size_t i = 0; i < q->n && !rc; i++) {
-        MDB_val k = { strlen(q->terms[i]), q->terms[i] }, d;
-        int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET);
-        if (mrc == MDB_NOTFOUND) continue;
-        size_t cnt = 0;
-        if (mrc || (mrc = mdb_cursor_count(cur, &cnt))) { rc = ds__lmdb_err(mrc); break; }
-        acc->df[i] += cnt;
+        ds_termrec r;
+        int trc = ds__termrec_get(st, txn, q->terms[i], strlen(q->terms[i]), &r);
+        if (trc == DS_ERR_NOTFOUND) continue;
+        if (trc) rc = trc; else acc->df[i] += r.df;
     }
-    if (cur) mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     if (rc) return rc;
     acc->doc_count += c.docs;
@@ -216,15 +210,18 @@ static void pi_seek(piter *it, uint64_t target)
     pi_set(it);
 }
 
-/* Loads the page segments of |term|'s posting list (zero-copy). */
+/* Loads the blocks of |term|'s posting list as segments (zero-copy). */
 static int pi_load(MDB_cursor *cur, const char *term, piter *it)
 {
     memset(it, 0, sizeof *it);
-    MDB_val k = { strlen(term), (void *)term }, d;
-    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET);
-    size_t cap = 0;
-    if (mrc == 0) mrc = mdb_cursor_get(cur, &k, &d, MDB_GET_MULTIPLE);
+    size_t tlen = strlen(term), cap = 0;
+    uint8_t key[DS_TERM_MAX + 6];
+    MDB_val k = { ds__block_key(key, term, tlen, 0), key }, d;
+    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
     while (mrc == 0) {
+        if (k.mv_size != tlen + 6 || memcmp(k.mv_data, term, tlen) != 0 ||
+            ((const uint8_t *)k.mv_data)[tlen] != 0)
+            break;                                  /* the next term's blocks */
         if (d.mv_size % DS_POSTING_LEN) return DS_ERR_STORE;
         if (it->nseg == cap) {
             cap = cap ? cap * 2 : 8;
@@ -233,9 +230,9 @@ static int pi_load(MDB_cursor *cur, const char *term, piter *it)
             it->segs = s;
         }
         if (d.mv_size) it->segs[it->nseg++] = (seg){ d.mv_data, d.mv_size / DS_POSTING_LEN };
-        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_MULTIPLE);
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
     }
-    if (mrc != MDB_NOTFOUND) return ds__lmdb_err(mrc);
+    if (mrc && mrc != MDB_NOTFOUND) return ds__lmdb_err(mrc);
     pi_set(it);
     return 0;
 }

@@ -20,15 +20,16 @@
 
 #define DEFAULT_MAP_SIZE (64ull << 30)
 #define KEY_HASH_LEN 16
+#define STR_KEY_MAX 480      /* longer strings: prefix + marker + hash */
+#define STR_KEY_CAP (STR_KEY_MAX + 1)
 
 static const char *dbi_names[DBI_COUNT] = {
-    "meta", "nodes", "ids", "by_source", "by_project", "postings",
+    "meta", "nodes", "ids", "by_source", "by_project", "postings", "terms",
     "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
 };
 static const unsigned dbi_flags[DBI_COUNT] = {
     [DBI_SOURCE] = MDB_DUPSORT | MDB_DUPFIXED,
     [DBI_PROJECT] = MDB_DUPSORT | MDB_DUPFIXED,
-    [DBI_POSTINGS] = MDB_DUPSORT | MDB_DUPFIXED,
 };
 
 int ds__lmdb_err(int rc)
@@ -323,9 +324,24 @@ static int del_rec(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v
     return ds__lmdb_err(mdb_del(tx->txn, tx->st->dbi[dbi], &key, v ? &val : NULL));
 }
 
-static void str_key(const char *s, uint8_t out[KEY_HASH_LEN])
+/* Lookup key of a source or project string: the string itself and a
+ * terminating 0x00 (so "" is a valid key and keys keep the strings'
+ * order, which makes time-ordered sources append), or for long strings a
+ * prefix, 0x01 and a hash.  Readers compare the decoded string, so two
+ * long strings sharing a key can never be confused.  Returns the length. */
+static size_t str_key(const char *s, uint8_t out[STR_KEY_CAP])
 {
-    ds_hash(s, strlen(s), out, KEY_HASH_LEN);
+    size_t n = strlen(s);
+    if (n < STR_KEY_MAX) {
+        memcpy(out, s, n);
+        out[n] = 0;
+        return n + 1;
+    }
+    size_t pre = STR_KEY_MAX - 1 - KEY_HASH_LEN;
+    memcpy(out, s, pre);
+    out[pre] = 1;
+    ds_hash(s, n, out + pre + 1, KEY_HASH_LEN);
+    return STR_KEY_MAX;
 }
 
 /* Reads and decodes the node stored under |seq| within |txn|. */
@@ -358,16 +374,17 @@ static int delete_seq(ds_wtxn *tx, uint64_t seq)
     ds_node old;
     int rc = get_by_seq(tx->st, tx->txn, seq, &old);
     if (rc) return rc;
-    uint8_t sk[8], h[KEY_HASH_LEN];
+    uint8_t sk[8], h[STR_KEY_CAP];
+    size_t hl;
     uint32_t dl = 0;
     ds_put_be64(sk, seq);
     if ((rc = ds__index_remove(tx, seq, old.content, old.content_len, &dl))) goto out;
     if ((rc = del_rec(tx, DBI_NODES, sk, 8, NULL, 0))) goto out;
     if ((rc = del_rec(tx, DBI_IDS, old.id, DS_ID_LEN, NULL, 0))) goto out;
-    str_key(old.source, h);
-    if ((rc = del_rec(tx, DBI_SOURCE, h, sizeof h, sk, 8))) goto out;
-    str_key(old.project, h);
-    if ((rc = del_rec(tx, DBI_PROJECT, h, sizeof h, sk, 8))) goto out;
+    hl = str_key(old.source, h);
+    if ((rc = del_rec(tx, DBI_SOURCE, h, hl, sk, 8))) goto out;
+    hl = str_key(old.project, h);
+    if ((rc = del_rec(tx, DBI_PROJECT, h, hl, sk, 8))) goto out;
     if (tx->c.docs) tx->c.docs--;
     tx->c.total_len -= tx->c.total_len >= dl ? dl : tx->c.total_len;
     if (tx->c.by_type[old.source_type]) tx->c.by_type[old.source_type]--;
@@ -411,17 +428,18 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
     uint8_t *enc;
     size_t enclen;
     if ((rc = ds_node_encode(n, &enc, &enclen))) return fail(tx, rc);
-    uint8_t sk[8], h[KEY_HASH_LEN];
+    uint8_t sk[8], h[STR_KEY_CAP];
+    size_t hl;
     uint32_t dl = 0;
     ds_put_be64(sk, seq);
     rc = put_rec(tx, DBI_NODES, sk, 8, enc, enclen, MDB_APPEND);
     free(enc);
     if (rc) return fail(tx, rc);
     if ((rc = put_rec(tx, DBI_IDS, n->id, DS_ID_LEN, sk, 8, 0))) return fail(tx, rc);
-    str_key(n->source, h);
-    if ((rc = put_rec(tx, DBI_SOURCE, h, sizeof h, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
-    str_key(n->project, h);
-    if ((rc = put_rec(tx, DBI_PROJECT, h, sizeof h, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
+    hl = str_key(n->source, h);
+    if ((rc = put_rec(tx, DBI_SOURCE, h, hl, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
+    hl = str_key(n->project, h);
+    if ((rc = put_rec(tx, DBI_PROJECT, h, hl, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
     if ((rc = ds__index_add(tx, seq, n->content, n->content_len, &dl))) return fail(tx, rc);
     tx->c.last_seq = seq;
     tx->c.docs++;
@@ -446,7 +464,7 @@ int ds_wtxn_delete(ds_wtxn *tx, const uint8_t id[DS_ID_LEN])
 }
 
 /* Collects the seqs stored under |h| in duplicate table |dbi|. */
-static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t h[KEY_HASH_LEN],
+static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h, size_t hl,
                         uint64_t **seqs, size_t *n)
 {
     *seqs = NULL;
@@ -454,7 +472,7 @@ static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t h[KEY
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, st->dbi[dbi], &cur);
     if (rc) return ds__lmdb_err(rc);
-    MDB_val k = { KEY_HASH_LEN, (void *)h }, d;
+    MDB_val k = { hl, (void *)h }, d;
     size_t cap = 0;
     rc = mdb_cursor_get(cur, &k, &d, MDB_SET);
     while (rc == 0) {
@@ -480,11 +498,11 @@ int ds_wtxn_delete_source(ds_wtxn *tx, const char *source, size_t *count)
 {
     if (count) *count = 0;
     if (tx->failed) return tx->failed;
-    uint8_t h[KEY_HASH_LEN];
-    str_key(source, h);
+    uint8_t h[STR_KEY_CAP];
+    size_t hl = str_key(source, h);
     uint64_t *seqs;
     size_t n;
-    int rc = collect_dups(tx->st, tx->txn, DBI_SOURCE, h, &seqs, &n);
+    int rc = collect_dups(tx->st, tx->txn, DBI_SOURCE, h, hl, &seqs, &n);
     if (rc) return fail(tx, rc);
     size_t removed = 0;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -736,14 +754,14 @@ int ds_store_iter(ds_store *st, uint64_t after_seq, int reverse, ds_node_cb cb, 
 
 static int by_key(ds_store *st, int dbi, const char *s, int is_source, ds_node_cb cb, void *ud)
 {
-    uint8_t h[KEY_HASH_LEN];
-    str_key(s, h);
+    uint8_t h[STR_KEY_CAP];
+    size_t hl = str_key(s, h);
     MDB_txn *txn;
     int rc = rtxn(st, &txn);
     if (rc) return rc;
     uint64_t *seqs;
     size_t n;
-    rc = collect_dups(st, txn, dbi, h, &seqs, &n);
+    rc = collect_dups(st, txn, dbi, h, hl, &seqs, &n);
     for (size_t i = 0; i < n && !rc; i++) {
         ds_node node;
         rc = get_by_seq(st, txn, seqs[i], &node);

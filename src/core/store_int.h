@@ -13,12 +13,22 @@
 #include "core/tokenize.h"
 
 /* A posting: seq (5 bytes BE) | term frequency (1 byte, capped) |
- * document length in tokens (2 bytes BE, capped).  Sorted by seq. */
+ * document length in tokens (2 bytes BE, capped).  Sorted by seq.
+ * Postings are stored in blocks: key = term | 0x00 | first seq (5 bytes
+ * BE, a lower bound of the block's sequences), value = up to
+ * DS_BLOCK_MAX packed postings.  The terms table maps a term to its
+ * document frequency and the location of its last block. */
 #define DS_POSTING_LEN 8
 #define DS_SEQ_MAX ((1ull << 40) - 1)
+#define DS_BLOCK_MAX 256
+#define DS_TERMREC_LEN 12    /* df u32 | last block first seq (5) | last count u16 | pad */
 
-enum { DBI_META, DBI_NODES, DBI_IDS, DBI_SOURCE, DBI_PROJECT, DBI_POSTINGS,
+enum { DBI_META, DBI_NODES, DBI_IDS, DBI_SOURCE, DBI_PROJECT, DBI_POSTINGS, DBI_TERMS,
        DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
+
+/* Builds the postings key of |term| for sequence |seq| into |key|
+ * (room for DS_TERM_MAX + 6); returns its length. */
+size_t ds__block_key(uint8_t *key, const char *term, size_t tlen, uint64_t seq);
 
 /* Counters kept in the meta table and updated in each write transaction. */
 typedef struct ds_counters {
@@ -79,6 +89,14 @@ int ds__index_add(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, ui
 int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen);
 /* Writes buffered postings to LMDB. */
 int ds__index_flush(ds_wtxn *tx);
+
+/* Term record of the terms table. */
+typedef struct ds_termrec {
+    uint32_t df;
+    uint64_t last_first;   /* key sequence of the term's last block */
+    uint16_t last_count;   /* postings in that block */
+} ds_termrec;
+int ds__termrec_get(ds_store *st, MDB_txn *txn, const char *term, size_t tlen, ds_termrec *r);
 
 /* Reads the counters from the meta table. */
 int ds__counters_read(ds_store *st, MDB_txn *txn, ds_counters *c);

@@ -340,6 +340,74 @@ static void rejects_invalid_nodes(void **state)
     ds_store_close(st);
 }
 
+static uint64_t df_of(ds_store *st, const char *word)
+{
+    ds_query *q;
+    assert_int_equal(ds_query_parse(word, strlen(word), &q), 0);
+    ds_search_stats s;
+    assert_int_equal(ds_search_stats_init(&s, q), 0);
+    assert_int_equal(ds_search_stats_add(st, q, &s), 0);
+    uint64_t df = s.df[0];
+    ds_search_stats_free(&s);
+    ds_query_free(q);
+    return df;
+}
+
+/* Posting lists longer than one block, in several transactions, with
+ * removals at block starts, middles, ends and of whole blocks. */
+static void posting_blocks(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    enum { N = 1300 };
+    ds_node *n = calloc(N, sizeof *n);
+    for (int i = 0; i < N; i++) {
+        char t[64];
+        snprintf(t, sizeof t, "common word%d %s", i, i % 2 ? "odd" : "even");
+        ds_test_make_node(&n[i], t, "/p");
+    }
+    /* Uneven batches so blocks get topped up across transactions. */
+    int sizes[] = { 1, 255, 2, 300, 500, 242 };
+    int at = 0;
+    for (size_t b = 0; b < sizeof sizes / sizeof *sizes; b++) {
+        assert_int_equal(ds_store_put_many(st, n + at, (size_t)sizes[b]), 0);
+        at += sizes[b];
+    }
+    assert_int_equal(at, N);
+    assert_int_equal(df_of(st, "common"), N);
+    assert_int_equal(count_hits(st, "common"), 50);   /* capped by k */
+    /* Remove a run that covers whole blocks, plus scattered ones. */
+    int removed = 0;
+    char *gone = calloc(N, 1);
+    for (int i = 200; i < 800; i++) { assert_int_equal(ds_store_delete(st, n[i].id), 0); gone[i] = 1; removed++; }
+    for (int i = 0; i < N; i += 7) if (!gone[i]) { assert_int_equal(ds_store_delete(st, n[i].id), 0); gone[i] = 1; removed++; }
+    assert_int_equal(df_of(st, "common"), N - removed);
+    int odd_left = 0;
+    for (int i = 0; i < N; i++) if (!gone[i] && i % 2) odd_left++;
+    assert_int_equal(df_of(st, "odd"), odd_left);
+    /* Every surviving node is still found by its unique word; removed ones are not. */
+    for (int i = 0; i < N; i += 13) {
+        char w[32];
+        snprintf(w, sizeof w, "word%d", i);
+        assert_int_equal(count_hits(st, w), gone[i] ? 0 : 1);
+        assert_int_equal(df_of(st, w), gone[i] ? 0 : 1);
+    }
+    /* Remove the rest: the term disappears entirely. */
+    for (int i = 0; i < N; i++) if (!gone[i]) assert_int_equal(ds_store_delete(st, n[i].id), 0);
+    assert_int_equal(df_of(st, "common"), 0);
+    ds_store_info info;
+    assert_int_equal(ds_store_info_get(st, &info), 0);
+    assert_int_equal(info.term_count, 0);
+    assert_int_equal(info.node_count, 0);
+    /* And the list grows again from nothing. */
+    assert_int_equal(ds_store_put_many(st, n, 300), 0);
+    assert_int_equal(df_of(st, "common"), 300);
+    for (int i = 0; i < N; i++) ds_node_free(&n[i]);
+    free(n);
+    free(gone);
+    ds_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +420,7 @@ int main(void)
         cmocka_unit_test(newer_schema_refused),
         cmocka_unit_test(aux_and_clear),
         cmocka_unit_test(rejects_invalid_nodes),
+        cmocka_unit_test(posting_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
