@@ -1,7 +1,8 @@
 /*
  * cli.h - what the ds command-line programs share: the invocation state,
- * option parsing helpers, the request call (ds_ops_call, in process for
- * now), access to MessagePack replies, and the text and JSON output
+ * option parsing helpers, the request call (over the daemon's socket
+ * when a daemon runs for the home, else ds_ops_call in process: the same
+ * handlers either way), access to MessagePack replies, and the text and JSON output
  * helpers.  Each command (cmd_*.c) is a thin program over one or two
  * requests: parse arguments, build the parameter map, call, print.
  */
@@ -16,8 +17,12 @@
 
 #include "daemon/ops.h"
 
-/* Exit statuses. */
-enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+/* Exit statuses.  CLI_NOT_RUNNING: "ds status" found no daemon. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_NOT_RUNNING = 3 };
+
+/* Waits of a request sent to the daemon (connect; each read or write). */
+#define CLI_CONNECT_TIMEOUT_MS 2000
+#define CLI_IO_TIMEOUT_MS 600000  /* long scans run inside the daemon */
 /* cli_common_opt() result meaning "option handled, keep parsing". */
 #define CLI_CONTINUE (-1)
 
@@ -27,6 +32,7 @@ typedef struct cli {
     char *cwd;              /* current directory, sent with requests */
     ds_ctx ctx;
     int ctx_ready;
+    int via_daemon;         /* the last request was answered by the daemon */
 } cli;
 
 typedef struct cli_cmd {
@@ -80,6 +86,10 @@ char *cli_join_args(int n, char **v);
 
 /* ---- Requests ----------------------------------------------------------- */
 
+/* The home directory of this invocation (resolved once; lives as long as
+ * |c|).  Returns 0 or an exit status (message printed). */
+int cli_home(cli *c, const char **home);
+
 #define CLI_MAX_PARAMS 16
 
 typedef struct cli_param {
@@ -108,7 +118,10 @@ typedef struct cli_reply {
 } cli_reply;
 
 /* Sends request |op| with |ps| and unpacks the reply into |r| (free with
- * cli_reply_free, also after failure).  On an error reply the message and
+ * cli_reply_free, also after failure).  The request goes to the daemon
+ * when one listens on HOME/daemon.sock (c->via_daemon is then set), else
+ * it runs in process.  A daemon of another protocol version, or one that
+ * fails mid-request, is an error (the request is not re-run in process).  On an error reply the message and
  * hint are printed to stderr and the exit status is returned (CLI_USAGE
  * for bad input, CLI_FAIL otherwise); 0 on success. */
 int cli_call(cli *c, const char *op, const cli_params *ps, cli_reply *r);
@@ -169,5 +182,10 @@ int cmd_related(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_reset(cli *c, const cli_cmd *cmd, int argc, char **argv);
 int cmd_help(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_scan(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_queue(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_stop(cli *c, const cli_cmd *cmd, int argc, char **argv);
+int cmd_status(cli *c, const cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# test_daemon.sh - integration test of the ds daemon: start/stop/status,
+# one daemon per home, the socket (mode 0600) carrying real requests,
+# SIGHUP reload (good and broken configuration), kill -9 recovery, a bad
+# configuration refused before detaching, log rotation, --foreground.
+#
+# Usage: bash tests/cli/test_daemon.sh /path/to/ds
+#
+# Everything lives in a mktemp -d directory: DS_HOME, and HOME (so that
+# ~/.claude is a fake empty directory).  Every wait is a bounded poll.
+# Only daemons this script started are killed (by the PIDs it read), also
+# on failure.  The last line is "N passed, M failed"; exit non-zero on
+# any failure.
+set -u
+
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 /path/to/ds" >&2
+    exit 2
+fi
+DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ds-daemon-test.XXXXXX") || exit 2
+T=$(cd "$T" && pwd -P)
+PIDS=""
+cleanup() {
+    for p in $PIDS; do
+        kill -9 "$p" 2>/dev/null
+    done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+export DS_HOME="$T/home"
+export HOME="$T/user"
+export TZ=UTC
+mkdir -p "$HOME/.claude/projects" "$T/watch" "$T/watch2" "$DS_HOME"
+CFG="$DS_HOME/config.json"
+LOG="$DS_HOME/daemon.log"
+
+PASS=0
+FAIL=0
+ok() { PASS=$((PASS + 1)); }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
+
+run() {
+    "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
+    RC=$?
+}
+check() { # check DESC CONDITION-COMMAND...
+    local desc=$1
+    shift
+    if "$@"; then ok; else
+        bad "$desc"
+        echo "  rc=${RC:-} stdout: $(head -c 600 "$T/out" 2>/dev/null)" >&2
+        echo "  stderr: $(head -c 600 "$T/err" 2>/dev/null)" >&2
+    fi
+}
+rc_is() { [ "$RC" -eq "$1" ]; }
+out_has() { grep -qF -- "$1" "$T/out"; }
+err_has() { grep -qF -- "$1" "$T/err"; }
+log_has() { grep -qF -- "$1" "$LOG" 2>/dev/null; }
+alive() { kill -0 "$1" 2>/dev/null; }
+# jq_ PY-EXPR: true when the Python expression holds for d = JSON of stdout.
+jq_() {
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1" 2>/dev/null
+}
+# Bounded waits: up to 100 x 0.1 s.
+wait_until() { # wait_until COMMAND...
+    local i
+    for i in $(seq 1 100); do
+        if "$@"; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+dead() { ! alive "$1"; }
+log_count() { grep -cF -- "$1" "$LOG" 2>/dev/null || true; }
+log_grew() { [ "$(log_count "$1")" -gt "$2" ]; }
+pidfile() { cat "$DS_HOME/daemon.pid" 2>/dev/null; }
+remember() { PIDS="$PIDS $1"; }
+requests() {
+    "$DS" status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'
+}
+
+write_cfg() { # write_cfg WATCHDIR [extra JSON members]
+    printf '{"watch": ["%s"], "idle_seconds": 60%s}\n' "$1" "${2:+, $2}" >"$CFG"
+}
+write_cfg "$T/watch"
+
+# ---- help ------------------------------------------------------------------
+run --help
+check "ds --help lists start/stop/status" sh -c "grep -q '^  start' '$T/out' && grep -q '^  stop' '$T/out' && grep -q '^  status' '$T/out'"
+check "ds --help mentions the config file" out_has "config.json"
+run start --help
+check "start --help documents the config keys" sh -c "grep -q idle_seconds '$T/out' && grep -q max_bytes '$T/out' && grep -q -- --foreground '$T/out'"
+
+# ---- no daemon yet ------------------------------------------------------------
+run status
+check "status without daemon: exit 3" rc_is 3
+check "status without daemon: message" out_has "Datasphere daemon is not running (home $DS_HOME). Start it with: ds start"
+run status --json
+check "status --json without daemon" jq_ 'd["running"] is False and d["home"] == "'"$DS_HOME"'"'
+run stop
+check "stop without daemon: exit 0" rc_is 0
+check "stop without daemon: says so" out_has "not running"
+
+# ---- start --------------------------------------------------------------------
+run start
+check "start: exit 0" rc_is 0
+P1=$(pidfile)
+[ -n "$P1" ] && remember "$P1"
+check "start: prints pid and log" out_has "Daemon started (pid $P1). Log: $DS_HOME/daemon.log"
+check "daemon process alive" alive "${P1:-0}"
+check "pid file is 0644" test "$(stat -c %a "$DS_HOME/daemon.pid" 2>/dev/null)" = 644
+check "socket exists" test -S "$DS_HOME/daemon.sock"
+check "socket mode 0600" test "$(stat -c %a "$DS_HOME/daemon.sock" 2>/dev/null)" = 600
+check "daemon detached (own session)" test "$(ps -o sid= -p "${P1:-0}" | tr -d ' ')" != "$(ps -o sid= -p $$ | tr -d ' ')"
+
+run start
+check "second start refused: exit 1" rc_is 1
+check "second start names the pid" err_has "already running (pid $P1"
+
+run status
+check "status running: exit 0" rc_is 0
+check "status shows running and pid" out_has "Datasphere daemon is running (pid $P1)."
+check "status shows watched dir" out_has "$T/watch"
+check "status shows uptime" out_has "Uptime:"
+check "status shows queue" out_has "Queue:"
+run status --json
+check "status --json fields" jq_ 'd["running"] is True and d["pid"] == '"${P1:-0}"' and d["protocol"] == 1 and d["watched"] == ["'"$T/watch"'"] and set(d["queue"]) >= {"pending","processing","done","failed"} and "uptime_s" in d and d["nodes"] == 0 and "last_ingest" in d'
+
+# ---- requests over the socket ----------------------------------------------------
+R0=$(requests)
+mkdir -p "$T/proj"
+(cd "$T/proj" && "$DS" note "the daemon stores notes over its socket" >"$T/out" 2>"$T/err")
+RC=$?
+check "note via daemon: exit 0" rc_is 0
+R1=$(requests)
+check "note went over the socket (request counter grew by 2)" test "${R1:-0}" -eq $(( ${R0:-0} + 2 ))
+run query "notes over socket"
+check "query via daemon finds the note" out_has "the daemon stores notes over its socket"
+R2=$(requests)
+check "query went over the socket" test "${R2:-0}" -eq $(( ${R1:-0} + 2 ))
+run query --json socket
+check "query --json via daemon" jq_ 'len(d) == 1 and d[0]["content"].startswith("the daemon stores")'
+run status
+check "status counts the note" out_has "note 1"
+
+# ---- SIGHUP --------------------------------------------------------------------
+N=$(log_count "configuration reloaded")
+write_cfg "$T/watch2"
+kill -HUP "$P1"
+check "SIGHUP with a good config: reloaded (log)" wait_until log_grew "configuration reloaded" "$N"
+run status --json
+check "reload applied the new watch dir" jq_ 'd["watched"] == ["'"$T/watch2"'"]'
+
+N=$(log_count "configuration reload failed")
+echo '{"watch": ["'"$T/watch"'"], "idle_secs": 5}' >"$CFG"
+kill -HUP "$P1"
+check "SIGHUP with a broken config: error logged" wait_until log_grew "configuration reload failed" "$N"
+check "broken-config error names the key" log_has "idle_secs"
+check "daemon still alive after a bad reload" alive "$P1"
+run status --json
+check "bad reload keeps the old config" jq_ 'd["running"] is True and d["watched"] == ["'"$T/watch2"'"]'
+
+# ---- stop --------------------------------------------------------------------
+write_cfg "$T/watch"
+run stop
+check "stop: exit 0" rc_is 0
+check "stop: message" out_has "Daemon stopped (pid $P1)."
+check "daemon gone after stop" wait_until dead "$P1"
+check "pid file removed" test ! -e "$DS_HOME/daemon.pid"
+check "socket removed" test ! -e "$DS_HOME/daemon.sock"
+check "log says stopped" log_has "SIGTERM: shutting down"
+run status
+check "status after stop: exit 3" rc_is 3
+check "status after stop: not running" out_has "is not running"
+check "status after stop: node counts" out_has "Nodes:          1"
+run query "notes over socket"
+check "in-process query still works" out_has "the daemon stores notes over its socket"
+
+# ---- kill -9 leaves stale files; a new start still works -------------------------------
+run start
+P2=$(pidfile)
+[ -n "$P2" ] && remember "$P2"
+check "restart: exit 0" rc_is 0
+kill -9 "$P2" 2>/dev/null
+check "killed daemon is gone" wait_until dead "$P2"
+check "stale pid file left behind" test -e "$DS_HOME/daemon.pid"
+check "stale socket left behind" test -S "$DS_HOME/daemon.sock"
+run status
+check "status with stale files: exit 3" rc_is 3
+run start
+P3=$(pidfile)
+[ -n "$P3" ] && remember "$P3"
+check "start over stale files: exit 0" rc_is 0
+check "new daemon has a new pid" test -n "$P3" -a "$P3" != "$P2"
+run status
+check "new daemon answers" out_has "is running (pid $P3)"
+check "stale socket removal logged" log_has "removed a stale socket"
+run stop
+check "stop new daemon" rc_is 0
+check "new daemon gone" wait_until dead "${P3:-0}"
+
+# ---- bad config at start: refused before detaching -------------------------------------
+echo '{"watch": ["'"$T/watch"'"], "distiller": {"type": "command"}}' >"$CFG"
+run start
+check "start with bad config: exit 1" rc_is 1
+check "bad config message names file and key" sh -c "grep -qF '$CFG' '$T/err' && grep -qF 'distiller.argv' '$T/err'"
+check "no daemon after bad config" test ! -e "$DS_HOME/daemon.pid"
+run status
+check "status after refused start: exit 3" rc_is 3
+printf '{\n"watch": [\n' >"$CFG"
+run start
+check "start with invalid JSON: exit 1" rc_is 1
+check "invalid JSON message has a line number" err_has "$CFG:"
+
+# ---- log rotation --------------------------------------------------------------
+write_cfg "$T/watch" '"log": {"max_bytes": 400, "keep": 2, "level": "debug"}'
+run start
+P4=$(pidfile)
+[ -n "$P4" ] && remember "$P4"
+check "start with tiny log limit" rc_is 0
+for i in 1 2 3 4 5 6 7 8 9 10; do "$DS" stats >/dev/null 2>&1; done
+check "log rotated to daemon.log.1" test -e "$LOG.1"
+check "at most keep=2 old logs" test ! -e "$LOG.3"
+check "current log stays small" test "$(stat -c %s "$LOG")" -lt 1200
+run stop
+check "stop after rotation" rc_is 0
+check "daemon gone" wait_until dead "${P4:-0}"
+
+# ---- --foreground ---------------------------------------------------------------
+write_cfg "$T/watch"
+"$DS" start --foreground >"$T/fg.out" 2>"$T/fg.err" </dev/null &
+FG=$!
+remember "$FG"
+check "foreground daemon ready" wait_until test -S "$DS_HOME/daemon.sock"
+run status
+check "foreground daemon answers with its pid" out_has "is running (pid $FG)"
+check "foreground logs to stderr" wait_until grep -q "ready: listening" "$T/fg.err"
+kill -TERM "$FG"
+FGRC=124
+for i in $(seq 1 100); do
+    if dead "$FG"; then wait "$FG"; FGRC=$?; break; fi
+    sleep 0.1
+done
+check "foreground daemon exits 0 on SIGTERM" test "$FGRC" -eq 0
+check "foreground says stopped" grep -q "Daemon stopped." "$T/fg.err"
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
