@@ -5,6 +5,7 @@
  */
 #include "core/msgread.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "ds/error.h"
@@ -270,4 +271,21 @@ int ds_mr_key_eq(const char *s, uint32_t len, const char *key)
 {
     size_t kl = strlen(key);
     return kl == len && memcmp(s, key, kl) == 0;
+}
+
+int ds_mr_strdup(ds_mr *r, size_t max, char **out)
+{
+    const uint8_t *save = r->p;
+    const char *s;
+    uint32_t n;
+    int rc = ds_mr_str(r, &s, &n);
+    if (rc) return rc;
+    if (n > max || memchr(s, 0, n)) { r->p = save; return DS_ERR_MALFORMED; }
+    char *c = malloc((size_t)n + 1);
+    if (!c) { r->p = save; return DS_ERR_NOMEM; }
+    memcpy(c, s, n);
+    c[n] = 0;
+    free(*out);
+    *out = c;
+    return 0;
 }

@@ -49,6 +49,9 @@ int ds_mr_int(ds_mr *r, int64_t *v);      /* any integer fitting int64 */
 int ds_mr_double(ds_mr *r, double *v);    /* float32/64, or an integer */
 int ds_mr_bool(ds_mr *r, int *v);
 int ds_mr_nil(ds_mr *r);
+/* Reads a string into a malloc'd NUL-terminated copy, replacing *out
+ * (freed).  DS_ERR_MALFORMED for more than |max| bytes or an embedded NUL. */
+int ds_mr_strdup(ds_mr *r, size_t max, char **out);
 /* Skips one value of any type (containers recursively, depth-limited). */
 int ds_mr_skip(ds_mr *r);
 /* 1 if the |len| bytes at |s| equal the C string |key|, else 0. */
