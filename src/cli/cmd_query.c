@@ -11,10 +11,13 @@
 typedef struct read_opts {
     uint64_t limit;         /* 0 = the request's default */
     const char *ns, *project;
+    int local;              /* --local: the local store only (query) */
+    const char *peer;       /* --peer NAME: that peer's replica only (query) */
 } read_opts;
 
 /* Parses the options of the reading commands; |filters| allows
- * --namespace and --project.  Returns CLI_CONTINUE or an exit status. */
+ * --namespace and --project, and (2, for query) --local and --peer.
+ * Returns CLI_CONTINUE or an exit status. */
 static int parse_read_opts(cli *c, const cli_cmd *cmd, int argc, char **argv, int filters,
                            read_opts *o)
 {
@@ -28,7 +31,15 @@ static int parse_read_opts(cli *c, const cli_cmd *cmd, int argc, char **argv, in
         { "limit", required_argument, NULL, 'l' },
         CLI_OPT_JSON, CLI_OPT_FORMAT, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
     };
-    const struct option *lo = filters ? lo_filters : lo_plain;
+    static const struct option lo_query[] = {
+        { "limit", required_argument, NULL, 'l' },
+        { "namespace", required_argument, NULL, 'n' },
+        { "project", required_argument, NULL, 'p' },
+        { "local", no_argument, NULL, 'L' },
+        { "peer", required_argument, NULL, 'P' },
+        CLI_OPT_JSON, CLI_OPT_FORMAT, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
+    };
+    const struct option *lo = filters == 2 ? lo_query : filters ? lo_filters : lo_plain;
     const char *so = filters ? ":l:n:p:jf:h" : ":l:jf:h";
     int opt;
     memset(o, 0, sizeof *o);
@@ -49,6 +60,14 @@ static int parse_read_opts(cli *c, const cli_cmd *cmd, int argc, char **argv, in
                 return cli_usage_error(cmd, "empty project: --project needs a directory");
             o->project = optarg;
             break;
+        case 'L':
+            o->local = 1;
+            break;
+        case 'P':
+            if (!optarg[0])
+                return cli_usage_error(cmd, "empty peer: --peer needs a peer's name or NodeId");
+            o->peer = optarg;
+            break;
         default: {
             int r = cli_common_opt(c, cmd, opt, argv, lo);
             if (r != CLI_CONTINUE)
@@ -56,6 +75,8 @@ static int parse_read_opts(cli *c, const cli_cmd *cmd, int argc, char **argv, in
         }
         }
     }
+    if (o->local && o->peer)
+        return cli_usage_error(cmd, "--local and --peer exclude each other");
     return CLI_CONTINUE;
 }
 
@@ -65,6 +86,9 @@ static void add_read_params(cli_params *ps, const read_opts *o)
         cli_param_uint(ps, "limit", o->limit);
     cli_param_str(ps, "namespace", o->ns);
     cli_param_str(ps, "project", o->project);
+    if (o->local)
+        cli_param_uint(ps, "local", 1);
+    cli_param_str(ps, "peer", o->peer);
 }
 
 static int print_json_nodes(const msgpack_object *arr)
@@ -83,7 +107,7 @@ static int print_json_nodes(const msgpack_object *arr)
 int cmd_query(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     read_opts o;
-    int r = parse_read_opts(c, cmd, argc, argv, 1, &o);
+    int r = parse_read_opts(c, cmd, argc, argv, 2, &o);
     if (r != CLI_CONTINUE)
         return r;
     if (argc - optind == 0)

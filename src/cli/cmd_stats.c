@@ -56,6 +56,19 @@ int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
                                 json_integer((json_int_t)cli_u64(cli_get(s, "files"))));
             json_object_set_new(o, "schema",
                                 json_integer((json_int_t)cli_u64(cli_get(s, "schema"))));
+            json_t *pa = json_array();
+            const msgpack_object *peers = cli_get(s, "peers");
+            for (uint32_t i = 0; pa && i < cli_len(peers); i++) {
+                const msgpack_object *p = cli_at(peers, i);
+                json_array_append_new(
+                    pa, json_pack("{s:o, s:o, s:I, s:o}", "node_id",
+                                  cli_json_str(cli_get(p, "node_id")), "name",
+                                  cli_json_str(cli_get(p, "label")), "nodes",
+                                  (json_int_t)cli_u64(cli_get(p, "nodes")), "last_sync",
+                                  cli_json_str(cli_get(p, "last_sync"))));
+            }
+            if (pa)
+                json_object_set_new(o, "peers", pa);
         } else {
             json_decref(o);
             o = NULL;
@@ -82,6 +95,19 @@ int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
     printf("Index terms:    %llu\n", (unsigned long long)cli_u64(cli_get(s, "term_count")));
     printf("Last sequence:  %llu\n", (unsigned long long)cli_u64(cli_get(s, "last_seq")));
     printf("Store epoch:    %.*s\n", (int)el, epoch);
+    const msgpack_object *peers = cli_get(s, "peers");
+    if (cli_len(peers))
+        printf("Peers:\n");
+    for (uint32_t i = 0; i < cli_len(peers); i++) {
+        const msgpack_object *p = cli_at(peers, i);
+        size_t ll, wl;
+        const char *label = cli_str(cli_get(p, "label"), &ll);
+        const char *when = cli_str(cli_get(p, "last_sync"), &wl);
+        uint64_t pn = cli_u64(cli_get(p, "nodes"));
+        printf("  %-13.*s %llu node%s, last sync %.*s\n", (int)ll, label,
+               (unsigned long long)pn, pn == 1 ? "" : "s", wl ? (int)wl : 5,
+               wl ? when : "never");
+    }
     cli_reply_free(&rep);
     return CLI_OK;
 }

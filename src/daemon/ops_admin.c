@@ -35,7 +35,7 @@ int op_stats(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     char epoch[2 * DS_EPOCH_LEN + 1];
     ds_hex_encode(info.epoch, DS_EPOCH_LEN, epoch);
 
-    msgpack_pack_map(reply, 11);
+    msgpack_pack_map(reply, 12);
     ds_pack_cstr(reply, "home");
     ds_pack_cstr(reply, ctx->home);
     ds_pack_cstr(reply, "file_bytes");
@@ -63,7 +63,8 @@ int op_stats(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     ds_pack_cstr(reply, "stores");
     msgpack_pack_array(reply, 1);
     ds_pack_cstr(reply, "local");
-    return 0;
+    ds_pack_cstr(reply, "peers"); /* [{node_id, label, nodes, last_sync, ...}] */
+    return ds_ops_pack_peer_stats(ctx, reply);
 }
 
 int op_reset(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)

@@ -67,7 +67,7 @@ int op_query(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     const char *labels[DS_OPS_MAX_STORES];
     size_t nstores = 0;
     if (!rc)
-        rc = ds_ops_stores(ctx, stores, labels, &nstores);
+        rc = ds_ops_stores_select(ctx, params, stores, labels, &nstores);
     if (!rc) {
         hits = calloc(limit, sizeof *hits);
         if (!hits)

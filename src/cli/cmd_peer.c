@@ -1,0 +1,643 @@
+/*
+ * cmd_peer.c - "ds peer SUBCOMMAND": identity (init, id), share control
+ * (share, unshare, shared), peers (add, remove, list) and offline
+ * exchange (export, import).  Each subcommand is one request to the
+ * peer_* handlers (src/daemon/ops_peer.c) printed as text or --json; the
+ * texts follow the P2P spec's example session.
+ */
+#include "cli/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_peer(cli *c, const cli_cmd *cmd, int argc, char **argv);
+
+typedef struct sub {
+    const char *name;
+    int (*run)(cli *c, const struct sub *s, int argc, char **argv);
+    const char *summary;
+    const char *help;
+} sub;
+
+/* ---- option parsing shared by the subcommands --------------------------- */
+
+enum {
+    O_FORCE = 0x100, O_NAME, O_PUBLISH, O_NO_PUBLISH, O_SUBSCRIBE, O_NO_SUBSCRIBE, O_FULL,
+    O_ADD
+};
+
+typedef struct popts {
+    int force, full, add;
+    int publish, subscribe;     /* -1: not given */
+    const char *name;
+} popts;
+
+static const cli_cmd *as_cmd(const sub *s, cli_cmd *tmp)
+{
+    /* Usage errors and --help name "peer SUB" and print the sub's help. */
+    static char name[32];
+    snprintf(name, sizeof name, "peer %s", s->name);
+    memset(tmp, 0, sizeof *tmp);
+    tmp->name = name;
+    tmp->help = s->help;
+    return tmp;
+}
+
+/* Parses |argv| (argv[0] = the subcommand) with the options in |allowed|
+ * (a string of O_* letters is awkward: a bit mask instead).  Returns
+ * CLI_CONTINUE with optind at the first operand, or an exit status. */
+#define A_FORCE 1
+#define A_NAME 2
+#define A_FLAGS 4
+#define A_FULL 8
+#define A_ADD 16
+static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts *o,
+                 int min_args, int max_args, const char *args_desc)
+{
+    static const struct option lo[] = {
+        { "force", no_argument, NULL, O_FORCE },
+        { "name", required_argument, NULL, O_NAME },
+        { "publish", no_argument, NULL, O_PUBLISH },
+        { "no-publish", no_argument, NULL, O_NO_PUBLISH },
+        { "subscribe", no_argument, NULL, O_SUBSCRIBE },
+        { "no-subscribe", no_argument, NULL, O_NO_SUBSCRIBE },
+        { "full", no_argument, NULL, O_FULL },
+        { "add", no_argument, NULL, O_ADD },
+        CLI_OPT_JSON, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
+    };
+    cli_cmd tmp;
+    const cli_cmd *cc = as_cmd(s, &tmp);
+    memset(o, 0, sizeof *o);
+    o->publish = o->subscribe = -1;
+    int opt;
+    cli_getopt_reset();
+    while ((opt = getopt_long(argc, argv, ":jh", lo, NULL)) != -1) {
+        int bad = 0;
+        switch (opt) {
+        case O_FORCE: bad = !(allowed & A_FORCE); o->force = 1; break;
+        case O_NAME:
+            bad = !(allowed & A_NAME);
+            if (!bad && !optarg[0])
+                return cli_usage_error(cc, "--name needs a name");
+            o->name = optarg;
+            break;
+        case O_PUBLISH: bad = !(allowed & A_FLAGS); o->publish = 1; break;
+        case O_NO_PUBLISH: bad = !(allowed & A_FLAGS); o->publish = 0; break;
+        case O_SUBSCRIBE: bad = !(allowed & A_FLAGS); o->subscribe = 1; break;
+        case O_NO_SUBSCRIBE: bad = !(allowed & A_FLAGS); o->subscribe = 0; break;
+        case O_FULL: bad = !(allowed & A_FULL); o->full = 1; break;
+        case O_ADD: bad = !(allowed & A_ADD); o->add = 1; break;
+        default: {
+            int r = cli_common_opt(c, cc, opt, argv, lo);
+            if (r != CLI_CONTINUE)
+                return r;
+        }
+        }
+        if (bad)
+            return cli_usage_error(cc, "unknown option '%s'", argv[optind - 1]);
+    }
+    int n = argc - optind;
+    if (n < min_args)
+        return cli_usage_error(cc, "missing %s", args_desc);
+    if (n > max_args)
+        return cli_usage_error(cc, "unexpected argument '%s'", argv[optind + max_args]);
+    return CLI_CONTINUE;
+}
+
+static int json_reply(const msgpack_object *root);
+
+/* ---- identity ----------------------------------------------------------- */
+
+static int sub_init(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, A_FORCE, &o, 0, 0, "");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_params ps = { .n = 0 };
+    if (o.force)
+        cli_param_uint(&ps, "force", 1);
+    cli_reply rep;
+    int rc = cli_call(c, "peer_init", &ps, &rep);
+    if (rc == CLI_OK) {
+        if (c->json)
+            rc = json_reply(rep.root);
+        else {
+            size_t il;
+            const char *id = cli_str(cli_get(rep.root, "node_id"), &il);
+            printf("Generated NodeId: %.*s\n", (int)il, id);
+            if (cli_bool(cli_get(rep.root, "replaced")))
+                printf("The previous identity was replaced.\n");
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+static int sub_id(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, 0, &o, 0, 0, "");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_reply rep;
+    int rc = cli_call(c, "peer_id", NULL, &rep);
+    if (rc == CLI_OK) {
+        if (c->json)
+            rc = json_reply(rep.root);
+        else {
+            size_t il;
+            const char *id = cli_str(cli_get(rep.root, "node_id"), &il);
+            printf("%.*s\n", (int)il, id);
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+/* ---- share control ------------------------------------------------------ */
+
+static int sub_share(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, 0, &o, 1, 1, "PATH: give the project directory to share");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_params ps = { .n = 0 };
+    cli_param_str(&ps, "path", argv[optind]);
+    cli_reply rep;
+    int rc = cli_call(c, "peer_share", &ps, &rep);
+    if (rc == CLI_OK) {
+        if (c->json)
+            rc = json_reply(rep.root);
+        else {
+            size_t pl;
+            const char *p = cli_str(cli_get(rep.root, "path"), &pl);
+            if (cli_bool(cli_get(rep.root, "added")))
+                printf("Added to shared projects: %.*s\n", (int)pl, p);
+            else
+                printf("Already shared: %.*s\n", (int)pl, p);
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+static int sub_unshare(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, 0, &o, 1, 1, "PATH: give a shared project directory");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_params ps = { .n = 0 };
+    cli_param_str(&ps, "path", argv[optind]);
+    cli_reply rep;
+    int rc = cli_call(c, "peer_unshare", &ps, &rep);
+    if (rc == CLI_OK) {
+        if (c->json)
+            rc = json_reply(rep.root);
+        else {
+            size_t pl;
+            const char *p = cli_str(cli_get(rep.root, "path"), &pl);
+            printf("Removed from shared projects: %.*s\n", (int)pl, p);
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+static int sub_shared(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, 0, &o, 0, 0, "");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_reply rep;
+    int rc = cli_call(c, "peer_shared", NULL, &rep);
+    if (rc == CLI_OK) {
+        const msgpack_object *arr = cli_get(rep.root, "projects");
+        if (c->json) {
+            json_t *a = json_array();
+            for (uint32_t i = 0; a && i < cli_len(arr); i++)
+                json_array_append_new(a, cli_json_str(cli_at(arr, i)));
+            rc = cli_json_print(a ? json_pack("{s:o}", "shared_projects", a) : NULL);
+        } else if (cli_len(arr) == 0) {
+            printf("No shared projects: everything is private.\n"
+                   "Share one with: ds peer share PATH\n");
+        } else {
+            for (uint32_t i = 0; i < cli_len(arr); i++) {
+                size_t pl;
+                const char *p = cli_str(cli_at(arr, i), &pl);
+                printf("%.*s\n", (int)pl, p);
+            }
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+/* ---- peers -------------------------------------------------------------- */
+
+static int sub_add(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, A_NAME | A_FLAGS, &o, 1, 1,
+                  "NODE_ID: give the peer's NodeId (ds peer id on its machine)");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_params ps = { .n = 0 };
+    cli_param_str(&ps, "id", argv[optind]);
+    cli_param_str(&ps, "name", o.name);
+    if (o.subscribe >= 0)
+        cli_param_uint(&ps, "subscribe", (uint64_t)o.subscribe);
+    if (o.publish >= 0)
+        cli_param_uint(&ps, "publish", (uint64_t)o.publish);
+    cli_reply rep;
+    int rc = cli_call(c, "peer_add", &ps, &rep);
+    if (rc == CLI_OK) {
+        if (c->json) {
+            rc = json_reply(rep.root);
+        } else {
+            const msgpack_object *R = rep.root;
+            size_t ll, ol;
+            const char *label = cli_str(cli_get(R, "label"), &ll);
+            const char *old = cli_str(cli_get(R, "old_name"), &ol);
+            int pub = cli_bool(cli_get(R, "publish")), subs = cli_bool(cli_get(R, "subscribe"));
+            if (cli_bool(cli_get(R, "created"))) {
+                printf("Added peer '%.*s'\n", (int)ll, label);
+                if (pub)
+                    printf("%.*s can pull from us\n", (int)ll, label);
+                if (!subs)
+                    printf("Not subscribed: we do not pull from %.*s\n", (int)ll, label);
+            } else {
+                const msgpack_object *ch = cli_get(R, "changed");
+                for (uint32_t i = 0; i < cli_len(ch); i++) {
+                    size_t kl;
+                    const char *k = cli_str(cli_at(ch, i), &kl);
+                    if (kl == 4 && memcmp(k, "name", 4) == 0) {
+                        if (ol)
+                            printf("Updated: renamed '%.*s' to '%.*s'\n", (int)ol, old,
+                                   (int)ll, label);
+                        else
+                            printf("Updated: named the peer '%.*s'\n", (int)ll, label);
+                    } else if (kl == 7 && memcmp(k, "publish", 7) == 0) {
+                        printf("Updated: %.*s can %s pull from us\n", (int)ll, label,
+                               pub ? "now" : "no longer");
+                    } else {
+                        printf("Updated: we %s pull from %.*s\n", subs ? "now" : "no longer",
+                               (int)ll, label);
+                    }
+                }
+                if (cli_len(ch) == 0)
+                    printf("No change: '%.*s' is already a peer (subscribe: %s, publish: %s)\n",
+                           (int)ll, label, subs ? "yes" : "no", pub ? "yes" : "no");
+            }
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+static int sub_remove(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, 0, &o, 1, 1, "NODE_ID or NAME of the peer to remove");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_params ps = { .n = 0 };
+    cli_param_str(&ps, "id", argv[optind]);
+    cli_reply rep;
+    int rc = cli_call(c, "peer_remove", &ps, &rep);
+    if (rc == CLI_OK) {
+        if (c->json)
+            rc = json_reply(rep.root);
+        else {
+            size_t ll;
+            const char *label = cli_str(cli_get(rep.root, "label"), &ll);
+            if (cli_bool(cli_get(rep.root, "replica_deleted")))
+                printf("Removed peer '%.*s' and deleted its replica\n", (int)ll, label);
+            else
+                printf("Removed peer '%.*s'\n", (int)ll, label);
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+static void print_when(const msgpack_object *iso)
+{
+    size_t l;
+    const char *s = cli_str(iso, &l);
+    if (l)
+        printf("%.*s", (int)l, s);
+    else
+        printf("never");
+}
+
+static int sub_list(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, 0, &o, 0, 0, "");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_reply rep;
+    int rc = cli_call(c, "peer_list", NULL, &rep);
+    if (rc == CLI_OK) {
+        const msgpack_object *arr = cli_get(rep.root, "peers");
+        if (c->json) {
+            rc = json_reply(rep.root);
+        } else if (cli_len(arr) == 0) {
+            printf("No peers yet.  Add one with: ds peer add NODE_ID --name NAME\n");
+        } else {
+            printf("%-16s %-18s %-9s %-7s %8s  %s\n", "NAME", "NODE ID", "SUBSCRIBE", "PUBLISH",
+                   "NODES", "LAST SYNC");
+            for (uint32_t i = 0; i < cli_len(arr); i++) {
+                const msgpack_object *p = cli_at(arr, i);
+                size_t ll, il;
+                const char *label = cli_str(cli_get(p, "label"), &ll);
+                const char *id = cli_str(cli_get(p, "node_id"), &il);
+                printf("%-16.*s %.16s… %-9s %-7s %8llu  ", (int)ll, label, id,
+                       cli_bool(cli_get(p, "subscribe")) ? "yes" : "no",
+                       cli_bool(cli_get(p, "publish")) ? "yes" : "no",
+                       (unsigned long long)cli_u64(cli_get(p, "nodes")));
+                print_when(cli_get(p, "last_sync"));
+                putchar('\n');
+            }
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+/* ---- exchange ----------------------------------------------------------- */
+
+static int sub_export(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, A_FULL, &o, 1, 1, "FILE to write the export to");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_params ps = { .n = 0 };
+    cli_param_str(&ps, "file", argv[optind]);
+    if (o.full)
+        cli_param_uint(&ps, "full", 1);
+    cli_reply rep;
+    int rc = cli_call(c, "peer_export", &ps, &rep);
+    if (rc == CLI_OK) {
+        const msgpack_object *R = rep.root;
+        uint32_t nshared = cli_len(cli_get(R, "shared"));
+        if (nshared == 0)
+            fprintf(stderr, "ds: warning: nothing is shared, so the export holds no nodes.\n"
+                            "Share a project with: ds peer share PATH\n");
+        if (c->json) {
+            rc = json_reply(R);
+        } else {
+            size_t fl;
+            const char *f = cli_str(cli_get(R, "file"), &fl);
+            uint64_t n = cli_u64(cli_get(R, "nodes"));
+            char size[32];
+            cli_human_size(cli_u64(cli_get(R, "bytes")), size);
+            int full = cli_bool(cli_get(R, "full"));
+            printf("Exported %llu %snode%s from %u shared project%s to %.*s (%s, signed)\n",
+                   (unsigned long long)n, full ? "" : "new ", n == 1 ? "" : "s", nshared,
+                   nshared == 1 ? "" : "s", (int)fl, f, size);
+            if (!full)
+                printf("Only nodes added since the last export; use --full for all of them.\n");
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+static int sub_import(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, A_ADD | A_NAME, &o, 1, 1, "FILE written by ds peer export");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_params ps = { .n = 0 };
+    cli_param_str(&ps, "file", argv[optind]);
+    if (o.add)
+        cli_param_uint(&ps, "add", 1);
+    cli_param_str(&ps, "name", o.name);
+    cli_reply rep;
+    int rc = cli_call(c, "peer_import", &ps, &rep);
+    if (rc == CLI_OK) {
+        const msgpack_object *R = rep.root;
+        if (c->json) {
+            rc = json_reply(R);
+        } else {
+            size_t ll;
+            const char *label = cli_str(cli_get(R, "label"), &ll);
+            if (cli_bool(cli_get(R, "added_peer")))
+                printf("Added peer '%.*s'\n", (int)ll, label);
+            uint64_t n = cli_u64(cli_get(R, "nodes")), ins = cli_u64(cli_get(R, "inserted"));
+            printf("Imported from %.*s: %llu node%s, %llu new (replica holds %llu)\n", (int)ll,
+                   label, (unsigned long long)n, n == 1 ? "" : "s", (unsigned long long)ins,
+                   (unsigned long long)cli_u64(cli_get(R, "replica_nodes")));
+            if (!cli_bool(cli_get(R, "cursor_advanced")))
+                printf("This file continues an export this replica has not seen: its nodes "
+                       "were kept, but the next sync from %.*s will be a full one.\n",
+                       (int)ll, label);
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+/* ---- JSON --------------------------------------------------------------- */
+
+static json_t *to_json(const msgpack_object *o)
+{
+    if (!o)
+        return json_null();
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: return json_null();
+    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: return json_integer((json_int_t)cli_i64(o));
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return json_real(o->via.f64);
+    case MSGPACK_OBJECT_STR: return json_stringn(o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_ARRAY: {
+        json_t *a = json_array();
+        for (uint32_t i = 0; a && i < o->via.array.size; i++)
+            json_array_append_new(a, to_json(&o->via.array.ptr[i]));
+        return a;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        json_t *m = json_object();
+        for (uint32_t i = 0; m && i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            if (kv->key.type != MSGPACK_OBJECT_STR)
+                continue;
+            char *k = strndup(kv->key.via.str.ptr, kv->key.via.str.size);
+            if (k)
+                json_object_set_new(m, k, to_json(&kv->val));
+            free(k);
+        }
+        return m;
+    }
+    default: return json_null();
+    }
+}
+
+/* The reply map as JSON, as is (the handlers' replies are the format). */
+static int json_reply(const msgpack_object *root)
+{
+    return cli_json_print(to_json(root));
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static const sub subs[] = {
+    { "init", sub_init, "create this node's identity (identity.key)",
+      "Usage: ds peer init [--force]\n"
+      "\n"
+      "Generate this node's Ed25519 identity in identity.key (mode 0600) and\n"
+      "print its NodeId, the 64-hex-digit public key peers use to know you.\n"
+      "An existing identity is kept unless --force is given.\n"
+      "\n"
+      "Options:\n"
+      "      --force          replace an existing identity (peers must re-add you)\n"
+      "  -j, --json           print {node_id, path, replaced}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n" },
+    { "id", sub_id, "print this node's NodeId",
+      "Usage: ds peer id\n"
+      "\n"
+      "Print this node's NodeId (64 lowercase hex digits), to give to peers.\n"
+      "\n"
+      "Options:\n"
+      "  -j, --json           print {node_id}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n" },
+    { "share", sub_share, "publish a project's nodes to peers",
+      "Usage: ds peer share PATH\n"
+      "\n"
+      "Add the project directory PATH to share.json.  The path is made\n"
+      "canonical (absolute, symlinks resolved): sharing a symlink shares its\n"
+      "target.  Nodes whose project is PATH or lies beneath it are published;\n"
+      "a sibling such as PATH-x is not.  Everything else stays private.\n"
+      "\n"
+      "Options:\n"
+      "  -j, --json           print {path, added}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n"
+      "\n"
+      "Example:\n"
+      "  ds peer share ~/oss/rust-patterns\n" },
+    { "unshare", sub_unshare, "stop publishing a project",
+      "Usage: ds peer unshare PATH\n"
+      "\n"
+      "Remove PATH from share.json.  It is an error if it is not shared.\n"
+      "\n"
+      "Options:\n"
+      "  -j, --json           print {path}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n" },
+    { "shared", sub_shared, "list shared projects",
+      "Usage: ds peer shared\n"
+      "\n"
+      "List the shared project directories, one per line.\n"
+      "\n"
+      "Options:\n"
+      "  -j, --json           print {shared_projects: [path]}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n" },
+    { "add", sub_add, "add a peer, or change its flags",
+      "Usage: ds peer add NODE_ID [--name NAME] [--publish] [--no-subscribe]\n"
+      "\n"
+      "Add a peer to peers.json.  A new peer is subscribed (we keep a replica\n"
+      "of what it shares) and not published to (it may not pull from us).\n"
+      "Adding a known peer changes only the flags given.  Names are unique;\n"
+      "queries label the peer's hits with its name.\n"
+      "\n"
+      "Options:\n"
+      "      --name NAME      name the peer (letters, digits, - _ .)\n"
+      "      --publish        let the peer pull our shared projects\n"
+      "      --no-publish     stop letting it pull from us\n"
+      "      --subscribe      search (and sync) the peer's nodes (default)\n"
+      "      --no-subscribe   leave its replica out of searches and syncs\n"
+      "  -j, --json           print the peer as JSON\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n"
+      "\n"
+      "Examples:\n"
+      "  ds peer add 5f0c…e1 --name alice\n"
+      "  ds peer add alice --publish\n" },
+    { "remove", sub_remove, "forget a peer and delete its replica",
+      "Usage: ds peer remove NODE_ID|NAME\n"
+      "\n"
+      "Remove the peer from peers.json and delete its replica (peers/<id>/).\n"
+      "\n"
+      "Options:\n"
+      "  -j, --json           print {node_id, name, label, replica_deleted}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n" },
+    { "list", sub_list, "show peers with their flags and sync status",
+      "Usage: ds peer list\n"
+      "\n"
+      "Show every peer: name, NodeId, subscribe and publish flags, the nodes\n"
+      "in its replica and the time of the last sync or import.\n"
+      "\n"
+      "Options:\n"
+      "  -j, --json           print {node_id, peers: [peer]}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n" },
+    { "export", sub_export, "write shared nodes to a signed file",
+      "Usage: ds peer export [--full] FILE\n"
+      "\n"
+      "Write the nodes of shared projects (only those) to FILE in the sync\n"
+      "wire format, signed with this node's identity, for a peer to bring in\n"
+      "with ds peer import.  Without --full only nodes added since the last\n"
+      "export are written; a change of the shared projects makes it full.\n"
+      "\n"
+      "Options:\n"
+      "      --full           every shared node, not only the new ones\n"
+      "  -j, --json           print the export's summary as JSON\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n"
+      "\n"
+      "Example:\n"
+      "  ds peer export --full /media/usb/alice.dsx\n" },
+    { "import", sub_import, "bring a peer's export file into its replica",
+      "Usage: ds peer import [--add [--name NAME]] FILE\n"
+      "\n"
+      "Verify FILE completely (structure and signature) and, if it is intact\n"
+      "and signed by a known peer, add its nodes to that peer's replica.  A\n"
+      "node already there is kept as it is.  Nothing is written when the\n"
+      "file is damaged, modified or from an unknown node.\n"
+      "\n"
+      "Options:\n"
+      "      --add            trust an unknown signer: add it as a peer\n"
+      "      --name NAME      the name to give it (with --add)\n"
+      "  -j, --json           print the import's summary as JSON\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n" },
+};
+#define NSUBS (sizeof subs / sizeof subs[0])
+
+int cmd_peer(cli *c, const cli_cmd *cmd, int argc, char **argv)
+{
+    /* Options before the subcommand: only the common ones. */
+    static const struct option lo[] = { CLI_OPT_JSON, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END };
+    int opt;
+    cli_getopt_reset();
+    while ((opt = getopt_long(argc, argv, "+:jh", lo, NULL)) != -1) {
+        int r = cli_common_opt(c, cmd, opt, argv, lo);
+        if (r != CLI_CONTINUE)
+            return r;
+    }
+    if (optind >= argc)
+        return cli_usage_error(cmd, "missing subcommand (init, id, share, unshare, shared, add, "
+                                    "remove, list, export, import)");
+    const char *name = argv[optind];
+    for (size_t i = 0; i < NSUBS; i++)
+        if (strcmp(subs[i].name, name) == 0)
+            return subs[i].run(c, &subs[i], argc - optind, argv + optind);
+    if (strcmp(name, "sync") == 0)
+        return cli_fail("ds peer sync needs the network transport, which this build does not "
+                        "have yet.\nMove data with: ds peer export FILE / ds peer import FILE");
+    return cli_usage_error(cmd, "unknown subcommand '%s'", name);
+}

@@ -1,0 +1,1093 @@
+/*
+ * ops_peer.c - the peer requests: identity (peer_init, peer_id), share
+ * control (peer_share, peer_unshare, peer_shared), peer management
+ * (peer_add, peer_remove, peer_list) and offline exchange (peer_export,
+ * peer_import), plus the replica side of the fan-out search
+ * (ds_ops_peer_stores, ds_ops_stores_select) and per-peer statistics.
+ *
+ * Every change to peers.json, share.json, identity.key or peers/ happens
+ * under peers/.lock, taken with a bounded wait and held only for local
+ * file and LMDB work (never across anything that waits on the network or
+ * the user).  Slow, side-effect-free work - reading and verifying an
+ * import file - is done before the lock is taken.
+ */
+#include "daemon/ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/exchange.h"
+#include "core/util.h"
+#include "daemon/home.h"
+#include "daemon/peers.h"
+
+#define ERRLEN 1024
+static const char EXPORT_CURSOR_KEY[] = "export_cursor";
+
+/* ---- replica cache ------------------------------------------------------ */
+
+typedef struct replica_ent {
+    char id[DS_NODE_ID_HEX + 1];
+    char label[DS_PEER_NAME_MAX + 1];
+    ds_store *st;
+} replica_ent;
+
+struct ds_replica_cache {
+    replica_ent e[DS_OPS_MAX_STORES];
+    size_t n;
+};
+
+void ds_ops_replicas_free(ds_ctx *ctx)
+{
+    struct ds_replica_cache *c = ctx->replicas;
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        ds_store_close(c->e[i].st);
+    free(c);
+    ctx->replicas = NULL;
+}
+
+static void cache_close(ds_ctx *ctx, const char *id)
+{
+    struct ds_replica_cache *c = ctx->replicas;
+    for (size_t i = 0; c && i < c->n; i++)
+        if (strcmp(c->e[i].id, id) == 0) {
+            ds_store_close(c->e[i].st);
+            c->e[i] = c->e[--c->n];
+            return;
+        }
+}
+
+/* The cached replica of |id|, opened (or, with |create|, created) on first
+ * use.  DS_ERR_NOTFOUND when it does not exist and !create. */
+static int cache_open(ds_ctx *ctx, const char *id, int create, replica_ent **out)
+{
+    *out = NULL;
+    if (!ctx->replicas && !(ctx->replicas = calloc(1, sizeof *ctx->replicas)))
+        return DS_ERR_NOMEM;
+    struct ds_replica_cache *c = ctx->replicas;
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->e[i].id, id) == 0) {
+            *out = &c->e[i];
+            return 0;
+        }
+    if (c->n >= DS_OPS_MAX_STORES - 1)
+        return DS_ERR_TOOLARGE;
+    uint8_t seed[DS_EPOCH_LEN];
+    ctx->random_buf(seed, sizeof seed);
+    ds_store *st;
+    int rc = ds_replica_open(ctx->home, id, create, seed, &st);
+    if (rc)
+        return rc;
+    replica_ent *e = &c->e[c->n++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->id, sizeof e->id, "%s", id);
+    e->st = st;
+    *out = e;
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* An optional boolean parameter (true/false or 0/1): -1 when absent. */
+static int get_flag(ds_ctx *ctx, const msgpack_object *params, const char *key, int *out)
+{
+    *out = -1;
+    const msgpack_object *v = ds_ops_get(params, key);
+    if (!v)
+        return 0;
+    if (v->type == MSGPACK_OBJECT_BOOLEAN)
+        *out = v->via.boolean ? 1 : 0;
+    else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= 1)
+        *out = (int)v->via.u64;
+    else
+        return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                           "parameter '%s' must be true or false", key);
+    return 0;
+}
+
+/* Turns an error of peers.c (message in |err|) into the request's error. */
+static int cfg_fail(ds_ctx *ctx, int rc, const char *err)
+{
+    switch (rc) {
+    case DS_ERR_NOMEM:
+        return ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
+    case DS_ERR_MALFORMED:
+    case DS_ERR_VERSION:
+        return ds_ops_fail(ctx, rc, DS_OPS_E_BAD_CONFIG,
+                           "Fix the file by hand, or move it away to start over.", "%s", err);
+    case DS_ERR_TIMEOUT:
+        return ds_ops_fail(ctx, rc, DS_OPS_E_BUSY,
+                           "Another ds process is changing peer data; try again when it is done.",
+                           "%s", err);
+    default:
+        return ds_ops_fail(ctx, rc, DS_OPS_E_IO, NULL, "%s",
+                           err[0] ? err : ds_strerror(rc));
+    }
+}
+
+static int take_lock(ds_ctx *ctx, int *fd)
+{
+    char err[ERRLEN] = "";
+    int timeout = DS_PEERS_LOCK_TIMEOUT_MS;
+    const char *env = getenv("DS_LOCK_TIMEOUT_MS"); /* tests shorten the wait */
+    if (env && env[0]) {
+        long v = strtol(env, NULL, 10);
+        if (v >= 0 && v <= DS_PEERS_LOCK_TIMEOUT_MS)
+            timeout = (int)v;
+    }
+    int rc = ds_peers_lock(ctx->home, timeout, fd, err, sizeof err);
+    return rc ? cfg_fail(ctx, rc, err) : 0;
+}
+
+/* This node's identity; "no_identity" when there is none. */
+static int load_identity(ds_ctx *ctx, ds_identity *id)
+{
+    char err[ERRLEN] = "";
+    int rc = ds_peers_identity_load(ctx->home, id, err, sizeof err);
+    if (rc == DS_ERR_NOTFOUND)
+        return ds_ops_fail(ctx, rc, DS_OPS_E_NO_IDENTITY, "Run: ds peer init",
+                           "this node has no identity yet");
+    return rc ? cfg_fail(ctx, rc, err) : 0;
+}
+
+static int load_peers(ds_ctx *ctx, ds_peers_cfg *cfg)
+{
+    char err[ERRLEN] = "";
+    int rc = ds_peers_cfg_load(ctx->home, cfg, err, sizeof err);
+    return rc ? cfg_fail(ctx, rc, err) : 0;
+}
+
+static int save_peers(ds_ctx *ctx, ds_peers_cfg *cfg)
+{
+    char err[ERRLEN] = "";
+    int rc = ds_peers_cfg_save(ctx->home, cfg, err, sizeof err);
+    return rc ? cfg_fail(ctx, rc, err) : 0;
+}
+
+static int load_share(ds_ctx *ctx, ds_share_cfg *cfg)
+{
+    char err[ERRLEN] = "";
+    int rc = ds_share_cfg_load(ctx->home, cfg, err, sizeof err);
+    return rc ? cfg_fail(ctx, rc, err) : 0;
+}
+
+/* A NodeId parameter, lowercased and validated into |out|. */
+static int norm_id(const char *raw, char out[DS_NODE_ID_HEX + 1])
+{
+    size_t n = strlen(raw);
+    if (n != DS_NODE_ID_HEX)
+        return DS_ERR_INVALID;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)(raw[i] >= 'A' && raw[i] <= 'F' ? raw[i] - 'A' + 'a' : raw[i]);
+    out[n] = '\0';
+    return ds_node_id_valid(out) ? 0 : DS_ERR_INVALID;
+}
+
+static int bad_id(ds_ctx *ctx, const char *raw)
+{
+    return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                       "A NodeId is 64 hexadecimal digits, as printed by ds peer id.",
+                       "'%.100s' is not a NodeId", raw);
+}
+
+/* The known peer given by NodeId or name in |raw|, or an error. */
+static int find_peer(ds_ctx *ctx, const ds_peers_cfg *cfg, const char *raw, const ds_peer **out)
+{
+    char id[DS_NODE_ID_HEX + 1];
+    *out = norm_id(raw, id) == 0 ? ds_peers_find(cfg, id) : ds_peers_find_name(cfg, raw);
+    if (*out)
+        return 0;
+    return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_UNKNOWN_PEER,
+                       "ds peer list shows the known peers.", "no peer '%.100s'", raw);
+}
+
+/* |file| made absolute against "cwd". */
+static int param_path(ds_ctx *ctx, const msgpack_object *params, const char *key, char **out)
+{
+    char *p = NULL, *cwd = NULL;
+    *out = NULL;
+    int rc = ds_ops_get_str(ctx, params, key, 1, &p);
+    if (!rc && !p[0])
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL, "the %s is empty", key);
+    if (!rc)
+        rc = ds_ops_get_str(ctx, params, "cwd", 0, &cwd);
+    if (!rc) {
+        if (p[0] == '/' || !cwd) {
+            *out = p;
+            p = NULL;
+        } else if (!(*out = ds_path_join(cwd, p))) {
+            rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+        }
+    }
+    free(p);
+    free(cwd);
+    return rc;
+}
+
+static void pack_bool(msgpack_packer *pk, int b)
+{
+    if (b)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+static uint64_t replica_nodes(ds_ctx *ctx, const char *id, int *exists)
+{
+    replica_ent *e;
+    ds_store_info info;
+    *exists = 0;
+    if (!ds_replica_exists(ctx->home, id) || cache_open(ctx, id, 0, &e) != 0)
+        return 0;
+    *exists = 1;
+    return ds_store_info_get(e->st, &info) == 0 ? info.node_count : 0;
+}
+
+/* ---- identity ----------------------------------------------------------- */
+
+int op_peer_init(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    int force, fd = -1;
+    int rc = get_flag(ctx, params, "force", &force);
+    if (!rc)
+        rc = take_lock(ctx, &fd);
+    if (rc)
+        return rc;
+    ds_identity old, id;
+    char err[ERRLEN] = "";
+    int had = ds_peers_identity_load(ctx->home, &old, err, sizeof err);
+    ds_peers_cfg cfg = { 0 };
+    if (had == 0 && force != 1) {
+        rc = ds_ops_fail(ctx, DS_ERR_EXISTS, DS_OPS_E_EXISTS,
+                         "Keep it, or replace it with ds peer init --force (peers that know the "
+                         "old NodeId will no longer recognize this node).",
+                         "this node already has an identity: %s", old.node_id);
+    } else if (had != 0 && had != DS_ERR_NOTFOUND && force != 1) {
+        rc = cfg_fail(ctx, had, err);   /* damaged: do not silently replace */
+    }
+    if (!rc)
+        rc = load_peers(ctx, &cfg);
+    if (!rc) {
+        uint8_t seed[DS_IDENTITY_SEED_LEN];
+        ctx->random_buf(seed, sizeof seed);
+        rc = ds_identity_from_seed(&id, seed);
+        sodium_memzero(seed, sizeof seed);
+        if (rc)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_INTERNAL, NULL, "cannot derive a key pair");
+    }
+    if (!rc) {
+        rc = ds_peers_identity_save(ctx->home, &id, 1, err, sizeof err);
+        if (rc)
+            rc = cfg_fail(ctx, rc, err);
+    }
+    if (!rc && ds_peers_cfg_set_self(&cfg, id.node_id) != 0)
+        rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    if (!rc)
+        rc = save_peers(ctx, &cfg);
+    ds_peers_unlock(fd);
+    if (!rc) {
+        char *path = ds_path_join(ctx->home, "identity.key");
+        msgpack_pack_map(reply, 3);
+        ds_pack_cstr(reply, "node_id");
+        ds_pack_cstr(reply, id.node_id);
+        ds_pack_cstr(reply, "path");
+        ds_pack_cstr(reply, path);
+        ds_pack_cstr(reply, "replaced");
+        pack_bool(reply, had == 0);
+        free(path);
+    }
+    ds_peers_cfg_free(&cfg);
+    ds_identity_wipe(&old);
+    ds_identity_wipe(&id);
+    return rc;
+}
+
+int op_peer_id(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    (void)params;
+    ds_identity id;
+    int rc = load_identity(ctx, &id);
+    if (rc)
+        return rc;
+    msgpack_pack_map(reply, 1);
+    ds_pack_cstr(reply, "node_id");
+    ds_pack_cstr(reply, id.node_id);
+    ds_identity_wipe(&id);
+    return 0;
+}
+
+/* ---- share control ------------------------------------------------------ */
+
+int op_peer_share(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *path = NULL, *cwd = NULL, *canon = NULL;
+    int rc = ds_ops_get_str(ctx, params, "path", 1, &path);
+    if (!rc)
+        rc = ds_ops_get_str(ctx, params, "cwd", 0, &cwd);
+    if (!rc && !path[0])
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL, "the path is empty");
+    if (!rc) {
+        rc = ds_path_canonical(cwd, path, &canon);
+        if (rc == DS_ERR_IO) {
+            int e = errno;
+            rc = ds_ops_fail(ctx, rc, e == ENOENT || e == ENOTDIR ? DS_OPS_E_INVALID : DS_OPS_E_IO,
+                             e == ENOENT ? "Give the directory of an existing project." : NULL,
+                             "cannot share %s: %s", path, strerror(e));
+        } else if (rc) {
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
+        }
+    }
+    int fd = -1, added = 0;
+    ds_share_cfg cfg = { 0 };
+    if (!rc)
+        rc = take_lock(ctx, &fd);
+    if (!rc)
+        rc = load_share(ctx, &cfg);
+    if (!rc) {
+        rc = ds_share_cfg_add(&cfg, canon);
+        added = rc == 0;
+        if (rc == DS_ERR_EXISTS)
+            rc = 0;
+        else if (rc)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
+    }
+    if (!rc && added) {
+        char err[ERRLEN] = "";
+        rc = ds_share_cfg_save(ctx->home, &cfg, err, sizeof err);
+        if (rc)
+            rc = cfg_fail(ctx, rc, err);
+    }
+    ds_peers_unlock(fd);
+    if (!rc) {
+        msgpack_pack_map(reply, 2);
+        ds_pack_cstr(reply, "path");
+        ds_pack_cstr(reply, canon);
+        ds_pack_cstr(reply, "added");
+        pack_bool(reply, added);
+    }
+    ds_share_cfg_free(&cfg);
+    free(path);
+    free(cwd);
+    free(canon);
+    return rc;
+}
+
+int op_peer_unshare(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *path = NULL, *cwd = NULL, *canon = NULL, *abs = NULL;
+    int rc = ds_ops_get_str(ctx, params, "path", 1, &path);
+    if (!rc)
+        rc = ds_ops_get_str(ctx, params, "cwd", 0, &cwd);
+    if (!rc && !path[0])
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL, "the path is empty");
+    if (!rc) {
+        /* The project may be gone by now: fall back to the path as given. */
+        if (ds_path_canonical(cwd, path, &canon) != 0)
+            canon = NULL;
+        abs = path[0] == '/' || !cwd ? strdup(path) : ds_path_join(cwd, path);
+        if (!abs)
+            rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+        size_t n = abs ? strlen(abs) : 0;
+        while (n > 1 && abs[n - 1] == '/')
+            abs[--n] = '\0';
+    }
+    int fd = -1;
+    ds_share_cfg cfg = { 0 };
+    const char *removed = NULL;
+    if (!rc)
+        rc = take_lock(ctx, &fd);
+    if (!rc)
+        rc = load_share(ctx, &cfg);
+    if (!rc) {
+        if (canon && ds_share_cfg_remove(&cfg, canon) == 0)
+            removed = canon;
+        else if (ds_share_cfg_remove(&cfg, abs) == 0)
+            removed = abs;
+        else
+            rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
+                             "ds peer shared lists the shared projects.", "%s is not shared",
+                             canon ? canon : abs);
+    }
+    if (!rc) {
+        char err[ERRLEN] = "";
+        rc = ds_share_cfg_save(ctx->home, &cfg, err, sizeof err);
+        if (rc)
+            rc = cfg_fail(ctx, rc, err);
+    }
+    ds_peers_unlock(fd);
+    if (!rc) {
+        msgpack_pack_map(reply, 1);
+        ds_pack_cstr(reply, "path");
+        ds_pack_cstr(reply, removed);
+    }
+    ds_share_cfg_free(&cfg);
+    free(path);
+    free(cwd);
+    free(canon);
+    free(abs);
+    return rc;
+}
+
+int op_peer_shared(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    (void)params;
+    ds_share_cfg cfg;
+    int rc = load_share(ctx, &cfg);
+    if (rc)
+        return rc;
+    msgpack_pack_map(reply, 1);
+    ds_pack_cstr(reply, "projects");
+    msgpack_pack_array(reply, cfg.n);
+    for (size_t i = 0; i < cfg.n; i++)
+        ds_pack_cstr(reply, cfg.paths[i]);
+    ds_share_cfg_free(&cfg);
+    return 0;
+}
+
+/* ---- peer management ---------------------------------------------------- */
+
+static void pack_peer(ds_ctx *ctx, msgpack_packer *pk, const ds_peer *p)
+{
+    char sid[DS_PEER_SHORT_ID + 1];
+    int exists;
+    uint64_t nodes = replica_nodes(ctx, p->node_id, &exists);
+    msgpack_pack_map(pk, 8);
+    ds_pack_cstr(pk, "node_id");
+    ds_pack_cstr(pk, p->node_id);
+    ds_pack_cstr(pk, "name");
+    ds_pack_cstr(pk, p->name);
+    ds_pack_cstr(pk, "label");
+    ds_pack_cstr(pk, ds_peer_label(p, sid));
+    ds_pack_cstr(pk, "subscribe");
+    pack_bool(pk, p->subscribe);
+    ds_pack_cstr(pk, "publish");
+    pack_bool(pk, p->publish);
+    ds_pack_cstr(pk, "last_sync");
+    ds_pack_cstr(pk, p->last_sync);
+    ds_pack_cstr(pk, "nodes");
+    msgpack_pack_uint64(pk, nodes);
+    ds_pack_cstr(pk, "replica");
+    pack_bool(pk, exists);
+}
+
+int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *raw = NULL, *name = NULL;
+    int subscribe, publish, fd = -1, created = 0;
+    char id[DS_NODE_ID_HEX + 1];
+    ds_peers_cfg cfg = { 0 };
+    ds_peer before = { .subscribe = -1 };
+    char before_name[DS_PEER_NAME_MAX + 1] = "";
+    int rc = ds_ops_get_str(ctx, params, "id", 1, &raw);
+    if (!rc)
+        rc = ds_ops_get_str(ctx, params, "name", 0, &name);
+    if (!rc)
+        rc = get_flag(ctx, params, "subscribe", &subscribe);
+    if (!rc)
+        rc = get_flag(ctx, params, "publish", &publish);
+    const char *why;
+    if (!rc && name && ds_peer_name_check(name, &why) != 0)
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                         "Choose a short name such as alice or build-box.",
+                         "the peer name '%.80s' %s", name, why);
+    if (!rc)
+        rc = take_lock(ctx, &fd);
+    if (!rc)
+        rc = load_peers(ctx, &cfg);
+    if (!rc && norm_id(raw, id) != 0) {
+        /* An existing peer may be named instead of given by NodeId. */
+        const ds_peer *p = ds_peers_find_name(&cfg, raw);
+        if (p)
+            memcpy(id, p->node_id, sizeof id);
+        else
+            rc = bad_id(ctx, raw);
+    }
+    if (!rc) {
+        ds_identity self;
+        char err[ERRLEN];
+        if (ds_peers_identity_load(ctx->home, &self, err, sizeof err) == 0 &&
+            strcmp(self.node_id, id) == 0)
+            rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                             "Add the NodeId printed by ds peer id on the other machine.",
+                             "%s is this node's own NodeId", id);
+        ds_identity_wipe(&self);
+    }
+    if (!rc) {
+        const ds_peer *p = ds_peers_find(&cfg, id);
+        if (p) {
+            before = *p;
+            snprintf(before_name, sizeof before_name, "%s", p->name ? p->name : "");
+        }
+        rc = ds_peers_upsert(&cfg, id, name, subscribe, publish, &created);
+        if (rc == DS_ERR_EXISTS) {
+            const ds_peer *o = ds_peers_find_name(&cfg, name);
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_EXISTS, "Peer names must be unique; choose another.",
+                             "the name '%s' is already used by peer %s", name,
+                             o ? o->node_id : "?");
+        } else if (rc) {
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
+        }
+    }
+    if (!rc)
+        rc = save_peers(ctx, &cfg);
+    ds_peers_unlock(fd);
+    if (!rc) {
+        const ds_peer *p = ds_peers_find(&cfg, id);
+        char sid[DS_PEER_SHORT_ID + 1];
+        const char *changed[3];
+        size_t nc = 0;
+        if (!created) {
+            if (strcmp(before_name, p->name ? p->name : "") != 0)
+                changed[nc++] = "name";
+            if (before.subscribe != p->subscribe)
+                changed[nc++] = "subscribe";
+            if (before.publish != p->publish)
+                changed[nc++] = "publish";
+        }
+        msgpack_pack_map(reply, 8);
+        ds_pack_cstr(reply, "node_id");
+        ds_pack_cstr(reply, p->node_id);
+        ds_pack_cstr(reply, "name");
+        ds_pack_cstr(reply, p->name);
+        ds_pack_cstr(reply, "label");
+        ds_pack_cstr(reply, ds_peer_label(p, sid));
+        ds_pack_cstr(reply, "created");
+        pack_bool(reply, created);
+        ds_pack_cstr(reply, "subscribe");
+        pack_bool(reply, p->subscribe);
+        ds_pack_cstr(reply, "publish");
+        pack_bool(reply, p->publish);
+        ds_pack_cstr(reply, "old_name");
+        ds_pack_cstr(reply, before_name[0] ? before_name : NULL);
+        ds_pack_cstr(reply, "changed");
+        msgpack_pack_array(reply, nc);
+        for (size_t i = 0; i < nc; i++)
+            ds_pack_cstr(reply, changed[i]);
+    }
+    ds_peers_cfg_free(&cfg);
+    free(raw);
+    free(name);
+    return rc;
+}
+
+int op_peer_remove(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *raw = NULL;
+    int fd = -1, had = 0;
+    ds_peers_cfg cfg = { 0 };
+    const ds_peer *p = NULL;
+    ds_peer gone;
+    char name[DS_PEER_NAME_MAX + 1] = "", label[DS_PEER_NAME_MAX + 1] = "";
+    int rc = ds_ops_get_str(ctx, params, "id", 1, &raw);
+    if (!rc)
+        rc = take_lock(ctx, &fd);
+    if (!rc)
+        rc = load_peers(ctx, &cfg);
+    if (!rc)
+        rc = find_peer(ctx, &cfg, raw, &p);
+    if (!rc) {
+        char sid[DS_PEER_SHORT_ID + 1];
+        gone = *p;
+        snprintf(name, sizeof name, "%s", p->name ? p->name : "");
+        snprintf(label, sizeof label, "%s", ds_peer_label(p, sid));
+        had = ds_replica_exists(ctx->home, gone.node_id);
+        cache_close(ctx, gone.node_id);
+        rc = ds_replica_delete(ctx->home, gone.node_id);
+        if (rc)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_IO, NULL, "cannot delete %s/peers/%s: %s",
+                             ctx->home, gone.node_id, strerror(errno));
+    }
+    if (!rc && ds_peers_remove(&cfg, gone.node_id) != 0)
+        rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    if (!rc)
+        rc = save_peers(ctx, &cfg);
+    ds_peers_unlock(fd);
+    if (!rc) {
+        msgpack_pack_map(reply, 4);
+        ds_pack_cstr(reply, "node_id");
+        ds_pack_cstr(reply, gone.node_id);
+        ds_pack_cstr(reply, "name");
+        ds_pack_cstr(reply, name[0] ? name : NULL);
+        ds_pack_cstr(reply, "label");
+        ds_pack_cstr(reply, label);
+        ds_pack_cstr(reply, "replica_deleted");
+        pack_bool(reply, had);
+    }
+    ds_peers_cfg_free(&cfg);
+    free(raw);
+    return rc;
+}
+
+int op_peer_list(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    (void)params;
+    ds_peers_cfg cfg;
+    int rc = load_peers(ctx, &cfg);
+    if (rc)
+        return rc;
+    ds_identity self;
+    char err[ERRLEN];
+    int have_self = ds_peers_identity_load(ctx->home, &self, err, sizeof err) == 0;
+    msgpack_pack_map(reply, 2);
+    ds_pack_cstr(reply, "node_id");
+    ds_pack_cstr(reply, have_self ? self.node_id : NULL);
+    ds_pack_cstr(reply, "peers");
+    msgpack_pack_array(reply, cfg.n);
+    for (size_t i = 0; i < cfg.n; i++)
+        pack_peer(ctx, reply, &cfg.peers[i]);
+    ds_identity_wipe(&self);
+    ds_peers_cfg_free(&cfg);
+    return 0;
+}
+
+/* ---- fan-out and statistics -------------------------------------------- */
+
+int ds_ops_peer_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t max,
+                       size_t *n)
+{
+    *n = 0;
+    ds_peers_cfg cfg;
+    int rc = load_peers(ctx, &cfg);
+    if (rc)
+        return rc;
+    /* Forget replicas of peers that are gone or unsubscribed. */
+    struct ds_replica_cache *c = ctx->replicas;
+    for (size_t i = 0; c && i < c->n;) {
+        const ds_peer *p = ds_peers_find(&cfg, c->e[i].id);
+        if (!p || !p->subscribe)
+            cache_close(ctx, c->e[i].id);
+        else
+            i++;
+    }
+    for (size_t i = 0; !rc && i < cfg.n && *n < max; i++) {
+        const ds_peer *p = &cfg.peers[i];
+        replica_ent *e;
+        if (!p->subscribe || !ds_replica_exists(ctx->home, p->node_id))
+            continue;
+        rc = cache_open(ctx, p->node_id, 0, &e);
+        if (rc == DS_ERR_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc) {
+            rc = ds_ops_fail_store(ctx, rc, "opening a peer replica");
+            break;
+        }
+        char sid[DS_PEER_SHORT_ID + 1];
+        snprintf(e->label, sizeof e->label, "%s", ds_peer_label(p, sid));
+        stores[*n] = e->st;
+        labels[*n] = e->label;
+        (*n)++;
+    }
+    ds_peers_cfg_free(&cfg);
+    return rc;
+}
+
+int ds_ops_stores_select(ds_ctx *ctx, const msgpack_object *params, ds_store **stores,
+                         const char **labels, size_t *n)
+{
+    *n = 0;
+    int local;
+    char *peer = NULL;
+    int rc = get_flag(ctx, params, "local", &local);
+    if (!rc)
+        rc = ds_ops_get_str(ctx, params, "peer", 0, &peer);
+    if (rc)
+        return rc;
+    if (local == 1 && peer) {
+        free(peer);
+        return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                           "--local and --peer exclude each other");
+    }
+    if (local == 1) {
+        rc = ds_ctx_store(ctx, 0, &stores[0]);
+        if (!rc) {
+            labels[0] = "local";
+            *n = 1;
+        }
+        return rc;
+    }
+    if (!peer)
+        return ds_ops_stores(ctx, stores, labels, n);
+    ds_peers_cfg cfg = { 0 };
+    const ds_peer *p = NULL;
+    replica_ent *e = NULL;
+    rc = load_peers(ctx, &cfg);
+    if (!rc)
+        rc = find_peer(ctx, &cfg, peer, &p);
+    if (!rc) {
+        rc = cache_open(ctx, p->node_id, 0, &e);
+        if (rc == DS_ERR_NOTFOUND)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND,
+                             "Import a file it exported: ds peer import FILE",
+                             "no data from peer '%s' yet", peer);
+        else if (rc)
+            rc = ds_ops_fail_store(ctx, rc, "opening a peer replica");
+    }
+    if (!rc) {
+        char sid[DS_PEER_SHORT_ID + 1];
+        snprintf(e->label, sizeof e->label, "%s", ds_peer_label(p, sid));
+        stores[0] = e->st;
+        labels[0] = e->label;
+        *n = 1;
+    }
+    ds_peers_cfg_free(&cfg);
+    free(peer);
+    return rc;
+}
+
+int ds_ops_pack_peer_stats(ds_ctx *ctx, msgpack_packer *pk)
+{
+    ds_peers_cfg cfg;
+    int rc = load_peers(ctx, &cfg);
+    if (rc)
+        return rc;
+    msgpack_pack_array(pk, cfg.n);
+    for (size_t i = 0; i < cfg.n; i++)
+        pack_peer(ctx, pk, &cfg.peers[i]);
+    ds_peers_cfg_free(&cfg);
+    return 0;
+}
+
+/* ---- export / import ---------------------------------------------------- */
+
+typedef struct fdw { int fd; } fdw;
+
+static int write_fd(void *ud, const uint8_t *d, size_t n)
+{
+    fdw *w = ud;
+    while (n) {
+        ssize_t r = write(w->fd, d, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return DS_ERR_IO;
+        d += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *file = NULL, *tmp = NULL;
+    int full, fd = -1;
+    ds_identity id;
+    ds_share_cfg share = { 0 };
+    ds_share_set set = { 0 };
+    ds_store *st = NULL;
+    ds_export_result res;
+    uint8_t since[DS_CURSOR_LEN];
+    int has_since = 0;
+    memset(&id, 0, sizeof id);
+    int rc = param_path(ctx, params, "file", &file);
+    if (!rc)
+        rc = get_flag(ctx, params, "full", &full);
+    if (!rc)
+        rc = load_identity(ctx, &id);
+    if (!rc)
+        rc = load_share(ctx, &share);
+    if (!rc && ds_share_cfg_set(&share, &set) != 0)
+        rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    if (!rc)
+        rc = ds_ctx_store(ctx, 0, &st);
+    if (!rc && full != 1) {
+        void *v;
+        size_t vl;
+        int r = ds_store_aux_get(st, DS_TABLE_CURSORS, EXPORT_CURSOR_KEY,
+                                 sizeof EXPORT_CURSOR_KEY - 1, &v, &vl);
+        if (r == 0) {
+            if (vl == DS_CURSOR_LEN) {
+                memcpy(since, v, DS_CURSOR_LEN);
+                has_since = 1;
+            }
+            free(v);
+        } else if (r != DS_ERR_NOTFOUND) {
+            rc = ds_ops_fail_store(ctx, r, "reading the export cursor");
+        }
+    }
+    if (!rc) {
+        size_t n = strlen(file) + 32;
+        if (!(tmp = malloc(n)))
+            rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+        else
+            snprintf(tmp, n, "%s.tmp.%ld", file, (long)getpid());
+    }
+    if (!rc) {
+        unlink(tmp);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            rc = ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_IO, NULL, "cannot write %s: %s", file,
+                             strerror(errno));
+    }
+    if (!rc) {
+        fdw w = { fd };
+        ds_export_opts o = { .id = &id, .share = &set, .created_ms = ctx->now_ms(),
+                             .since = has_since ? since : NULL };
+        rc = ds_export_write(st, &o, write_fd, &w, &res);
+        int e = errno;
+        if (!rc && fsync(fd) != 0) {
+            e = errno;
+            rc = DS_ERR_IO;
+        }
+        if (close(fd) != 0 && !rc) {
+            e = errno;
+            rc = DS_ERR_IO;
+        }
+        fd = -1;
+        if (!rc && rename(tmp, file) != 0) {
+            e = errno;
+            rc = DS_ERR_IO;
+        }
+        if (rc == DS_ERR_IO)
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_IO, NULL, "cannot write %s: %s", file,
+                             strerror(e));
+        else if (rc)
+            rc = ds_ops_fail_store(ctx, rc, "exporting");
+        if (rc)
+            unlink(tmp);
+    }
+    if (!rc) {
+        /* The next export without --full continues from here. */
+        ds_wtxn *tx;
+        int r = ds_store_begin(st, &tx);
+        if (!r) {
+            r = ds_wtxn_aux_put(tx, DS_TABLE_CURSORS, EXPORT_CURSOR_KEY,
+                                sizeof EXPORT_CURSOR_KEY - 1, res.cursor, DS_CURSOR_LEN);
+            if (r)
+                ds_wtxn_abort(tx);
+            else
+                r = ds_wtxn_commit(tx);
+        }
+        if (r)
+            rc = ds_ops_fail_store(ctx, r, "saving the export cursor");
+    }
+    if (!rc) {
+        msgpack_pack_map(reply, 8);
+        ds_pack_cstr(reply, "file");
+        ds_pack_cstr(reply, file);
+        ds_pack_cstr(reply, "node_id");
+        ds_pack_cstr(reply, id.node_id);
+        ds_pack_cstr(reply, "full");
+        pack_bool(reply, res.full);
+        ds_pack_cstr(reply, "nodes");
+        msgpack_pack_uint64(reply, res.nodes);
+        ds_pack_cstr(reply, "pages");
+        msgpack_pack_uint64(reply, res.pages);
+        ds_pack_cstr(reply, "bytes");
+        msgpack_pack_uint64(reply, res.bytes);
+        ds_pack_cstr(reply, "scanned");
+        msgpack_pack_uint64(reply, res.scanned);
+        ds_pack_cstr(reply, "shared");
+        msgpack_pack_array(reply, share.n);
+        for (size_t i = 0; i < share.n; i++)
+            ds_pack_cstr(reply, share.paths[i]);
+    }
+    ds_identity_wipe(&id);
+    ds_share_set_free(&set);
+    ds_share_cfg_free(&share);
+    free(file);
+    free(tmp);
+    return rc;
+}
+
+/* Reads all of |path| (at most DS_EXCHANGE_MAX_FILE bytes). */
+static int read_all(ds_ctx *ctx, const char *path, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ds_ops_fail(ctx, DS_ERR_IO, errno == ENOENT ? DS_OPS_E_INVALID : DS_OPS_E_IO,
+                           NULL, "cannot read %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_INVALID, NULL, "%s is not a regular file",
+                           path);
+    }
+    if ((uint64_t)sb.st_size > DS_EXCHANGE_MAX_FILE) {
+        close(fd);
+        return ds_ops_fail(ctx, DS_ERR_TOOLARGE, DS_OPS_E_TOO_LARGE, NULL,
+                           "%s is larger than an export file may be (1 GiB)", path);
+    }
+    size_t cap = (size_t)sb.st_size + 1, got = 0;
+    uint8_t *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    }
+    for (;;) {
+        if (got == cap) {
+            /* The file grew while we read it: refuse rather than guess. */
+            close(fd);
+            free(buf);
+            return ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_IO, NULL,
+                               "%s changed while it was read", path);
+        }
+        ssize_t r = read(fd, buf + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            free(buf);
+            return ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_IO, NULL, "cannot read %s: %s", path,
+                               strerror(e));
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+static int import_fail(ds_ctx *ctx, int rc, const char *file, const ds_import_info *info)
+{
+    const char *what = info->err_what ? info->err_what : ds_strerror(rc);
+    if (rc == DS_ERR_CRYPTO)
+        return ds_ops_fail(ctx, rc, DS_OPS_E_BAD_SIGNATURE,
+                           "The file was changed after it was exported; nothing was imported. "
+                           "Ask the peer for a new export.",
+                           "%s: %s", file, what);
+    if (rc == DS_ERR_NOMEM)
+        return ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
+    return ds_ops_fail(ctx, rc, DS_OPS_E_BAD_FILE,
+                       "Nothing was imported.  The file must be written by ds peer export.",
+                       "%s: %s (at byte %zu)", file, what, info->err_offset);
+}
+
+int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *file = NULL, *name = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int add, fd = -1, added_peer = 0;
+    ds_import_info info;
+    ds_import_result res;
+    ds_peers_cfg cfg = { 0 };
+    replica_ent *e = NULL;
+    memset(&res, 0, sizeof res);
+    int rc = param_path(ctx, params, "file", &file);
+    if (!rc)
+        rc = get_flag(ctx, params, "add", &add);
+    if (!rc)
+        rc = ds_ops_get_str(ctx, params, "name", 0, &name);
+    const char *why;
+    if (!rc && name && ds_peer_name_check(name, &why) != 0)
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                         "the peer name '%.80s' %s", name, why);
+    /* Read and verify everything before taking the lock or writing. */
+    if (!rc)
+        rc = read_all(ctx, file, &buf, &len);
+    if (!rc) {
+        rc = ds_import_verify(buf, len, &info);
+        if (rc)
+            rc = import_fail(ctx, rc, file, &info);
+    }
+    if (!rc) {
+        ds_identity self;
+        char err[ERRLEN];
+        if (ds_peers_identity_load(ctx->home, &self, err, sizeof err) == 0 &&
+            strcmp(self.node_id, info.node_id) == 0)
+            rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                             "Import files exported by your peers.",
+                             "%s was exported by this node itself", file);
+        ds_identity_wipe(&self);
+    }
+    if (!rc)
+        rc = take_lock(ctx, &fd);
+    if (!rc)
+        rc = load_peers(ctx, &cfg);
+    if (!rc && !ds_peers_find(&cfg, info.node_id)) {
+        if (add != 1)
+            rc = ds_ops_fail(ctx, DS_ERR_UNAUTHORIZED, DS_OPS_E_UNKNOWN_PEER,
+                             "If you trust it: ds peer add ID --name NAME, then import again "
+                             "(or import with --add --name NAME).",
+                             "%s is signed by an unknown node %s; nothing was imported", file,
+                             info.node_id);
+        else {
+            rc = ds_peers_upsert(&cfg, info.node_id, name, -1, -1, &added_peer);
+            if (rc == DS_ERR_EXISTS)
+                rc = ds_ops_fail(ctx, rc, DS_OPS_E_EXISTS, "Choose another name with --name.",
+                                 "the name '%s' is already used by another peer", name);
+            else if (rc)
+                rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
+        }
+    }
+    if (!rc) {
+        rc = cache_open(ctx, info.node_id, 1, &e);
+        if (rc)
+            rc = ds_ops_fail_store(ctx, rc, "opening the peer's replica");
+    }
+    if (!rc) {
+        rc = ds_import_apply(buf, len, info.node_id, e->st, &info, &res);
+        if (rc == DS_ERR_CRYPTO || rc == DS_ERR_MALFORMED || rc == DS_ERR_TRUNCATED ||
+            rc == DS_ERR_VERSION || rc == DS_ERR_TOOLARGE || rc == DS_ERR_UNAUTHORIZED)
+            rc = import_fail(ctx, rc, file, &info);
+        else if (rc)
+            rc = ds_ops_fail_store(ctx, rc, "writing the peer's replica");
+    }
+    char when[32];
+    ds_store_info si = { 0 };
+    const ds_peer *p = NULL;
+    if (!rc) {
+        ds_ops_iso8601(ctx->now_ms(), 0, when);
+        if (ds_peers_set_last_sync(&cfg, info.node_id, when) != 0)
+            rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    }
+    if (!rc)
+        rc = save_peers(ctx, &cfg);
+    if (!rc) {
+        p = ds_peers_find(&cfg, info.node_id);
+        uint8_t cur[DS_CURSOR_LEN];
+        int has = 0;
+        char err[ERRLEN] = "";
+        if (ds_store_info_get(e->st, &si) != 0 || ds_sync_cursor_get(e->st, cur, &has) != 0)
+            rc = ds_ops_fail_store(ctx, DS_ERR_STORE, "reading the peer's replica");
+        else if ((rc = ds_replica_meta_write(ctx->home, info.node_id, p->name, when,
+                                             si.node_count, has ? cur : NULL, err,
+                                             sizeof err)))
+            rc = cfg_fail(ctx, rc, err);
+    }
+    ds_peers_unlock(fd);
+    if (!rc) {
+        char sid[DS_PEER_SHORT_ID + 1];
+        msgpack_pack_map(reply, 10);
+        ds_pack_cstr(reply, "node_id");
+        ds_pack_cstr(reply, info.node_id);
+        ds_pack_cstr(reply, "label");
+        ds_pack_cstr(reply, ds_peer_label(p, sid));
+        ds_pack_cstr(reply, "added_peer");
+        pack_bool(reply, added_peer);
+        ds_pack_cstr(reply, "full");
+        pack_bool(reply, info.full);
+        ds_pack_cstr(reply, "pages");
+        msgpack_pack_uint64(reply, res.pages);
+        ds_pack_cstr(reply, "nodes");
+        msgpack_pack_uint64(reply, res.nodes);
+        ds_pack_cstr(reply, "inserted");
+        msgpack_pack_uint64(reply, res.inserted);
+        ds_pack_cstr(reply, "cursor_advanced");
+        pack_bool(reply, res.cursor_advanced);
+        ds_pack_cstr(reply, "replica_nodes");
+        msgpack_pack_uint64(reply, si.node_count);
+        ds_pack_cstr(reply, "last_sync");
+        ds_pack_cstr(reply, when);
+    }
+    ds_peers_cfg_free(&cfg);
+    free(buf);
+    free(file);
+    free(name);
+    return rc;
+}

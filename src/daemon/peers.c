@@ -1,0 +1,757 @@
+/*
+ * peers.c - identity.key, share.json, peers.json, replicas and the
+ * peers/.lock lock (see peers.h).  Every file write is temp + fsync +
+ * rename; JSON documents are validated completely on load so that the
+ * rest of the program can trust their shape.
+ */
+#include "daemon/peers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ds/error.h"
+#include "core/util.h"
+#include "daemon/home.h"
+
+static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+/* Writes |len| bytes to |path| through a temporary file in the same
+ * directory.  With |no_clobber| an existing |path| is left alone and
+ * DS_ERR_EXISTS returned (link() is atomic about it). */
+static int write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                        int no_clobber, char *err, size_t errlen)
+{
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 32);
+    if (!tmp)
+        return DS_ERR_NOMEM;
+    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return seterr(err, errlen, DS_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    const uint8_t *p = data;
+    size_t left = len;
+    int e = 0;
+    if (fchmod(fd, mode) != 0)
+        e = errno;
+    while (!e && left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            e = w < 0 ? errno : EIO;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (!e && fsync(fd) != 0)
+        e = errno;
+    if (close(fd) != 0 && !e)
+        e = errno;
+    int rc = 0;
+    if (!e) {
+        if (no_clobber) {
+            if (link(tmp, path) != 0) {
+                e = errno;
+                rc = e == EEXIST ? DS_ERR_EXISTS : DS_ERR_IO;
+            }
+        } else if (rename(tmp, path) != 0) {
+            e = errno;
+            rc = DS_ERR_IO;
+        }
+    } else {
+        rc = DS_ERR_IO;
+    }
+    unlink(tmp);
+    free(tmp);
+    if (rc == DS_ERR_IO)
+        seterr(err, errlen, rc, "%s: cannot write: %s", path, strerror(e));
+    else if (rc == DS_ERR_EXISTS)
+        seterr(err, errlen, rc, "%s already exists", path);
+    return rc;
+}
+
+static int read_small(const char *path, char *buf, size_t cap, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? DS_ERR_NOTFOUND : DS_ERR_IO;
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return DS_ERR_IO;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+        if (got == cap) {
+            close(fd);
+            return DS_ERR_TOOLARGE;
+        }
+    }
+    close(fd);
+    *len = got;
+    return 0;
+}
+
+/* ---- identity.key ------------------------------------------------------- */
+
+int ds_peers_identity_load(const char *home, ds_identity *id, char *err, size_t errlen)
+{
+    char *path = ds_path_join(home, "identity.key");
+    if (!path)
+        return DS_ERR_NOMEM;
+    char buf[DS_IDENTITY_FILE_MAX];
+    size_t len = 0;
+    int rc = read_small(path, buf, sizeof buf, &len);
+    if (rc == DS_ERR_NOTFOUND)
+        seterr(err, errlen, rc, "%s: no identity yet", path);
+    else if (rc == DS_ERR_TOOLARGE)
+        rc = seterr(err, errlen, DS_ERR_MALFORMED, "%s: not an identity file (too large)", path);
+    else if (rc)
+        seterr(err, errlen, rc, "%s: cannot read: %s", path, strerror(errno));
+    if (!rc) {
+        rc = ds_identity_decode(buf, len, id);
+        if (rc == DS_ERR_VERSION)
+            seterr(err, errlen, rc, "%s: written by a newer version of ds", path);
+        else if (rc)
+            rc = seterr(err, errlen, DS_ERR_MALFORMED,
+                        "%s: not a valid identity file (line 1)", path);
+    }
+    sodium_memzero(buf, sizeof buf);
+    free(path);
+    return rc;
+}
+
+int ds_peers_identity_save(const char *home, const ds_identity *id, int force, char *err,
+                           size_t errlen)
+{
+    if (ds_home_ensure(home) != 0)
+        return seterr(err, errlen, DS_ERR_IO, "%s: cannot create the home directory: %s", home,
+                      strerror(errno));
+    char *path = ds_path_join(home, "identity.key");
+    if (!path)
+        return DS_ERR_NOMEM;
+    char buf[DS_IDENTITY_FILE_MAX];
+    size_t len;
+    ds_identity_encode(id, buf, &len);
+    int rc = write_atomic(path, buf, len, 0600, !force, err, errlen);
+    sodium_memzero(buf, sizeof buf);
+    free(path);
+    return rc;
+}
+
+/* ---- JSON helpers ------------------------------------------------------- */
+
+/* Loads |name| in |home|: *root NULL (and 0) when the file is missing. */
+static int load_json(const char *home, const char *name, json_t **root, char *err, size_t errlen)
+{
+    *root = NULL;
+    char *path = ds_path_join(home, name);
+    if (!path)
+        return DS_ERR_NOMEM;
+    struct stat sb;
+    int rc = 0;
+    if (stat(path, &sb) != 0) {
+        if (errno != ENOENT)
+            rc = seterr(err, errlen, DS_ERR_IO, "%s: %s", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        rc = seterr(err, errlen, DS_ERR_MALFORMED, "%s: not a regular file", path);
+    } else if (sb.st_size > 16 * 1024 * 1024) {
+        rc = seterr(err, errlen, DS_ERR_MALFORMED, "%s: too large (more than 16 MiB)", path);
+    } else {
+        json_error_t je;
+        *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+        if (!*root)
+            rc = seterr(err, errlen, DS_ERR_MALFORMED, "%s: %s (line %d)", path, je.text,
+                        je.line);
+        else if (!json_is_object(*root)) {
+            rc = seterr(err, errlen, DS_ERR_MALFORMED, "%s: expected a JSON object (line 1)",
+                        path);
+            json_decref(*root);
+            *root = NULL;
+        }
+    }
+    free(path);
+    return rc;
+}
+
+static int save_json(const char *home, const char *name, json_t *root, char *err,
+                     size_t errlen)
+{
+    if (ds_home_ensure(home) != 0)
+        return seterr(err, errlen, DS_ERR_IO, "%s: cannot create the home directory: %s", home,
+                      strerror(errno));
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *path = ds_path_join(home, name);
+    int rc = DS_ERR_NOMEM;
+    if (text && path) {
+        size_t n = strlen(text);
+        char *t2 = realloc(text, n + 2);
+        if (t2) {
+            text = t2;
+            text[n] = '\n';
+            text[n + 1] = '\0';
+            rc = write_atomic(path, text, n + 1, 0600, 0, err, errlen);
+        }
+    }
+    free(text);
+    free(path);
+    return rc;
+}
+
+/* ---- share.json --------------------------------------------------------- */
+
+void ds_share_cfg_free(ds_share_cfg *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->paths[i]);
+    free(c->paths);
+    json_decref(c->root);
+    memset(c, 0, sizeof *c);
+}
+
+/* Re-reads the path list from the document. */
+static int share_rebuild(ds_share_cfg *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->paths[i]);
+    free(c->paths);
+    c->paths = NULL;
+    c->n = 0;
+    json_t *arr = json_object_get(c->root, "shared_projects");
+    size_t n = json_array_size(arr);
+    if (n && !(c->paths = calloc(n, sizeof *c->paths)))
+        return DS_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        char *p = strdup(json_string_value(json_array_get(arr, i)));
+        if (!p)
+            return DS_ERR_NOMEM;
+        size_t l = strlen(p);
+        while (l > 1 && p[l - 1] == '/')
+            p[--l] = '\0';
+        c->paths[c->n++] = p;
+    }
+    return 0;
+}
+
+int ds_share_cfg_load(const char *home, ds_share_cfg *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    int rc = load_json(home, "share.json", &c->root, err, errlen);
+    if (rc)
+        return rc;
+    if (!c->root && !(c->root = json_object()))
+        return DS_ERR_NOMEM;
+    json_t *arr = json_object_get(c->root, "shared_projects");
+    const char *bad = NULL;
+    size_t bad_i = 0;
+    if (!arr) {
+        if (json_object_set_new(c->root, "shared_projects", json_array()))
+            rc = DS_ERR_NOMEM;
+    } else if (!json_is_array(arr)) {
+        bad = "\"shared_projects\" must be a list of paths";
+    } else {
+        for (size_t i = 0; !bad && i < json_array_size(arr); i++) {
+            json_t *v = json_array_get(arr, i);
+            bad_i = i + 1;
+            if (!json_is_string(v))
+                bad = "entry %zu of \"shared_projects\" is not a string";
+            else if (json_string_value(v)[0] != '/')
+                bad = "entry %zu of \"shared_projects\" is not an absolute path";
+        }
+    }
+    if (bad) {
+        char *path = ds_path_join(home, "share.json");
+        char what[128];
+        snprintf(what, sizeof what, bad, bad_i);
+        rc = seterr(err, errlen, DS_ERR_MALFORMED, "%s: %s", path ? path : "share.json", what);
+        free(path);
+    }
+    if (!rc)
+        rc = share_rebuild(c);
+    if (rc) {
+        json_decref(c->root);
+        c->root = NULL;
+        ds_share_cfg_free(c);
+    }
+    return rc;
+}
+
+int ds_share_cfg_save(const char *home, const ds_share_cfg *c, char *err, size_t errlen)
+{
+    return save_json(home, "share.json", c->root, err, errlen);
+}
+
+int ds_share_cfg_add(ds_share_cfg *c, const char *path)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->paths[i], path) == 0)
+            return DS_ERR_EXISTS;
+    json_t *arr = json_object_get(c->root, "shared_projects");
+    if (json_array_append_new(arr, json_string(path)) != 0)
+        return DS_ERR_NOMEM;
+    return share_rebuild(c);
+}
+
+int ds_share_cfg_remove(ds_share_cfg *c, const char *path)
+{
+    json_t *arr = json_object_get(c->root, "shared_projects");
+    int found = 0;
+    /* c->paths[i] mirrors arr[i] (trailing slashes dropped). */
+    for (size_t i = c->n; i-- > 0;)
+        if (strcmp(c->paths[i], path) == 0) {
+            json_array_remove(arr, i);
+            found = 1;
+        }
+    if (!found)
+        return DS_ERR_NOTFOUND;
+    return share_rebuild(c);
+}
+
+int ds_share_cfg_set(const ds_share_cfg *c, ds_share_set *out)
+{
+    return ds_share_set_init(out, (const char *const *)c->paths, c->n);
+}
+
+/* ---- peers.json --------------------------------------------------------- */
+
+void ds_peers_cfg_free(ds_peers_cfg *c)
+{
+    free(c->peers);
+    json_decref(c->root);
+    memset(c, 0, sizeof *c);
+}
+
+static int peers_rebuild(ds_peers_cfg *c)
+{
+    free(c->peers);
+    c->peers = NULL;
+    c->n = 0;
+    json_t *obj = json_object_get(c->root, "peers");
+    size_t n = json_object_size(obj);
+    if (n && !(c->peers = calloc(n, sizeof *c->peers)))
+        return DS_ERR_NOMEM;
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) {
+        ds_peer *p = &c->peers[c->n++];
+        snprintf(p->node_id, sizeof p->node_id, "%s", k);
+        p->name = json_string_value(json_object_get(v, "name"));
+        json_t *s = json_object_get(v, "subscribe"), *pb = json_object_get(v, "publish");
+        p->subscribe = s ? json_is_true(s) : 1;
+        p->publish = pb ? json_is_true(pb) : 0;
+        p->last_sync = json_string_value(json_object_get(v, "last_sync"));
+    }
+    return 0;
+}
+
+int ds_peer_name_check(const char *name, const char **why)
+{
+    size_t n = strlen(name);
+    *why = NULL;
+    if (n == 0)
+        *why = "is empty";
+    else if (n > DS_PEER_NAME_MAX)
+        *why = "is longer than 64 characters";
+    else if (strcmp(name, "local") == 0)
+        *why = "is reserved (it labels this node's own store)";
+    else if (ds_node_id_valid(name))
+        *why = "looks like a NodeId";
+    for (size_t i = 0; !*why && i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            *why = "may contain only letters, digits, '-', '_' and '.'";
+    }
+    return *why ? DS_ERR_INVALID : 0;
+}
+
+int ds_peers_cfg_load(const char *home, ds_peers_cfg *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    int rc = load_json(home, "peers.json", &c->root, err, errlen);
+    if (rc)
+        return rc;
+    if (!c->root && !(c->root = json_object()))
+        return DS_ERR_NOMEM;
+    char what[256] = "";
+    json_t *self = json_object_get(c->root, "node_id");
+    json_t *obj = json_object_get(c->root, "peers");
+    if (self && !json_is_null(self) &&
+        !(json_is_string(self) && ds_node_id_valid(json_string_value(self))))
+        snprintf(what, sizeof what, "\"node_id\" must be a NodeId (64 lowercase hex digits)");
+    else if (!obj) {
+        if (json_object_set_new(c->root, "peers", json_object()))
+            rc = DS_ERR_NOMEM;
+    } else if (!json_is_object(obj)) {
+        snprintf(what, sizeof what, "\"peers\" must be an object keyed by NodeId");
+    } else {
+        const char *k;
+        json_t *v;
+        json_object_foreach(obj, k, v) {
+            const char *why;
+            json_t *name = json_object_get(v, "name");
+            json_t *sub = json_object_get(v, "subscribe"), *pub = json_object_get(v, "publish");
+            json_t *ls = json_object_get(v, "last_sync");
+            if (!ds_node_id_valid(k))
+                snprintf(what, sizeof what,
+                         "peer \"%.80s\" is not a NodeId (64 lowercase hex digits)", k);
+            else if (!json_is_object(v))
+                snprintf(what, sizeof what, "peer %.12s...: expected an object", k);
+            else if (name && !json_is_null(name) && !json_is_string(name))
+                snprintf(what, sizeof what, "peer %.12s...: \"name\" must be a string", k);
+            else if (json_is_string(name) &&
+                     ds_peer_name_check(json_string_value(name), &why) != 0)
+                snprintf(what, sizeof what, "peer %.12s...: the name \"%.64s\" %s", k,
+                         json_string_value(name), why);
+            else if ((sub && !json_is_boolean(sub)) || (pub && !json_is_boolean(pub)))
+                snprintf(what, sizeof what,
+                         "peer %.12s...: \"subscribe\" and \"publish\" must be true or false",
+                         k);
+            else if (ls && !json_is_null(ls) && !json_is_string(ls))
+                snprintf(what, sizeof what,
+                         "peer %.12s...: \"last_sync\" must be a time string or null", k);
+            if (what[0])
+                break;
+        }
+    }
+    if (!rc && !what[0])
+        rc = peers_rebuild(c);
+    for (size_t i = 0; !rc && !what[0] && i < c->n; i++)
+        for (size_t j = i + 1; c->peers[i].name && j < c->n; j++)
+            if (c->peers[j].name && strcmp(c->peers[i].name, c->peers[j].name) == 0) {
+                snprintf(what, sizeof what, "two peers are named \"%.64s\"", c->peers[i].name);
+                break;
+            }
+    if (what[0]) {
+        char *path = ds_path_join(home, "peers.json");
+        rc = seterr(err, errlen, DS_ERR_MALFORMED, "%s: %s", path ? path : "peers.json", what);
+        free(path);
+    }
+    if (rc)
+        ds_peers_cfg_free(c);
+    return rc;
+}
+
+int ds_peers_cfg_save(const char *home, const ds_peers_cfg *c, char *err, size_t errlen)
+{
+    return save_json(home, "peers.json", c->root, err, errlen);
+}
+
+int ds_peers_cfg_set_self(ds_peers_cfg *c, const char *node_id)
+{
+    if (!ds_node_id_valid(node_id))
+        return DS_ERR_INVALID;
+    if (json_object_get(c->root, "node_id"))
+        return json_object_set_new(c->root, "node_id", json_string(node_id)) ? DS_ERR_NOMEM : 0;
+    /* New key: put it first, as in the spec's example. */
+    json_t *nr = json_object();
+    const char *k;
+    json_t *v;
+    int rc = !nr || json_object_set_new(nr, "node_id", json_string(node_id));
+    json_object_foreach(c->root, k, v) {
+        rc |= json_object_set(nr, k, v);
+    }
+    if (rc) {
+        json_decref(nr);
+        return DS_ERR_NOMEM;
+    }
+    json_decref(c->root);
+    c->root = nr;
+    return peers_rebuild(c);
+}
+
+const ds_peer *ds_peers_find(const ds_peers_cfg *c, const char *id)
+{
+    for (size_t i = 0; id && i < c->n; i++)
+        if (strcmp(c->peers[i].node_id, id) == 0)
+            return &c->peers[i];
+    return NULL;
+}
+
+const ds_peer *ds_peers_find_name(const ds_peers_cfg *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->n; i++)
+        if (c->peers[i].name && strcmp(c->peers[i].name, name) == 0)
+            return &c->peers[i];
+    return NULL;
+}
+
+const ds_peer *ds_peers_lookup(const ds_peers_cfg *c, const char *id_or_name)
+{
+    const ds_peer *p = ds_peers_find(c, id_or_name);
+    return p ? p : ds_peers_find_name(c, id_or_name);
+}
+
+int ds_peers_upsert(ds_peers_cfg *c, const char *id, const char *name, int subscribe,
+                    int publish, int *created)
+{
+    if (created)
+        *created = 0;
+    if (!ds_node_id_valid(id))
+        return DS_ERR_INVALID;
+    const char *why;
+    if (name && ds_peer_name_check(name, &why) != 0)
+        return DS_ERR_INVALID;
+    const ds_peer *other = ds_peers_find_name(c, name);
+    if (other && strcmp(other->node_id, id) != 0)
+        return DS_ERR_EXISTS;
+    json_t *obj = json_object_get(c->root, "peers");
+    json_t *v = json_object_get(obj, id);
+    int rc = 0;
+    if (!v) {
+        v = json_pack("{s:o, s:b, s:b, s:n}", "name", name ? json_string(name) : json_null(),
+                      "subscribe", subscribe < 0 ? 1 : subscribe, "publish",
+                      publish < 0 ? 0 : publish, "last_sync");
+        if (!v || json_object_set_new(obj, id, v))
+            return DS_ERR_NOMEM;
+        if (created)
+            *created = 1;
+    } else {
+        if (name)
+            rc |= json_object_set_new(v, "name", json_string(name));
+        if (subscribe >= 0)
+            rc |= json_object_set_new(v, "subscribe", json_boolean(subscribe));
+        if (publish >= 0)
+            rc |= json_object_set_new(v, "publish", json_boolean(publish));
+        if (rc)
+            return DS_ERR_NOMEM;
+    }
+    return peers_rebuild(c);
+}
+
+int ds_peers_remove(ds_peers_cfg *c, const char *id)
+{
+    json_t *obj = json_object_get(c->root, "peers");
+    if (!id || json_object_del(obj, id) != 0)
+        return DS_ERR_NOTFOUND;
+    return peers_rebuild(c);
+}
+
+int ds_peers_set_last_sync(ds_peers_cfg *c, const char *id, const char *iso)
+{
+    json_t *v = json_object_get(json_object_get(c->root, "peers"), id);
+    if (!v)
+        return DS_ERR_NOTFOUND;
+    if (json_object_set_new(v, "last_sync", iso ? json_string(iso) : json_null()))
+        return DS_ERR_NOMEM;
+    return peers_rebuild(c);
+}
+
+const char *ds_peer_label(const ds_peer *p, char buf[DS_PEER_SHORT_ID + 1])
+{
+    if (p->name)
+        return p->name;
+    memcpy(buf, p->node_id, DS_PEER_SHORT_ID);
+    buf[DS_PEER_SHORT_ID] = '\0';
+    return buf;
+}
+
+/* ---- replicas ----------------------------------------------------------- */
+
+/* home/peers/<id>[/sub], after validating |id|; NULL on a bad id or OOM. */
+static char *replica_path(const char *home, const char *id, const char *sub)
+{
+    if (!ds_node_id_valid(id))
+        return NULL;
+    size_t n = strlen(home) + 7 + DS_NODE_ID_HEX + (sub ? strlen(sub) + 1 : 0) + 1;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/peers/%s%s%s", home, id, sub ? "/" : "", sub ? sub : "");
+    return p;
+}
+
+int ds_replica_exists(const char *home, const char *id)
+{
+    char *p = replica_path(home, id, NULL);
+    struct stat sb;
+    int r = p && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+    free(p);
+    return r;
+}
+
+static int ensure_dir(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return 0;
+    return DS_ERR_IO;
+}
+
+int ds_replica_open(const char *home, const char *id, int create, const uint8_t *epoch_seed,
+                    ds_store **out)
+{
+    *out = NULL;
+    if (!ds_node_id_valid(id))
+        return DS_ERR_INVALID;
+    char *peers = ds_path_join(home, "peers");
+    char *dir = replica_path(home, id, NULL);
+    char *db = replica_path(home, id, "db");
+    int rc = peers && dir && db ? 0 : DS_ERR_NOMEM;
+    if (!rc && !create && !ds_replica_exists(home, id))
+        rc = DS_ERR_NOTFOUND;
+    if (!rc && create) {
+        if (ds_home_ensure(home) != 0 || ensure_dir(peers) || ensure_dir(dir))
+            rc = DS_ERR_IO;
+    }
+    if (!rc) {
+        ds_store_opts o = { .epoch_seed = epoch_seed, .no_create = !create };
+        rc = ds_store_open(out, db, &o);
+    }
+    free(peers);
+    free(dir);
+    free(db);
+    return rc;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int ds_replica_delete(const char *home, const char *id)
+{
+    char *dir = replica_path(home, id, NULL);
+    if (!dir)
+        return ds_node_id_valid(id) ? DS_ERR_NOMEM : DS_ERR_INVALID;
+    struct stat sb;
+    int rc = 0;
+    if (lstat(dir, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            rc = nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : DS_ERR_IO;
+        else
+            rc = unlink(dir) == 0 ? 0 : DS_ERR_IO;
+    } else if (errno != ENOENT) {
+        rc = DS_ERR_IO;
+    }
+    free(dir);
+    return rc;
+}
+
+int ds_replica_meta_write(const char *home, const char *id, const char *name,
+                          const char *last_sync, uint64_t node_count, const uint8_t *cursor,
+                          char *err, size_t errlen)
+{
+    char *path = replica_path(home, id, "meta.json");
+    if (!path)
+        return ds_node_id_valid(id) ? DS_ERR_NOMEM : DS_ERR_INVALID;
+    char hex[2 * DS_CURSOR_LEN + 1];
+    if (cursor)
+        ds_hex_encode(cursor, DS_CURSOR_LEN, hex);
+    json_t *o = json_pack("{s:s, s:o, s:o, s:I, s:o}", "node_id", id, "name",
+                          name ? json_string(name) : json_null(), "last_sync",
+                          last_sync ? json_string(last_sync) : json_null(), "node_count",
+                          (json_int_t)node_count, "sync_cursor",
+                          cursor ? json_string(hex) : json_null());
+    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    int rc = DS_ERR_NOMEM;
+    char *t2 = text ? realloc(text, strlen(text) + 2) : NULL;
+    if (t2) {
+        text = t2;
+        size_t n = strlen(text);
+        text[n] = '\n';
+        text[n + 1] = '\0';
+        rc = write_atomic(path, text, n + 1, 0600, 0, err, errlen);
+    }
+    free(text);
+    json_decref(o);
+    free(path);
+    return rc;
+}
+
+/* ---- lock --------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ds_peers_lock(const char *home, int timeout_ms, int *fd, char *err, size_t errlen)
+{
+    *fd = -1;
+    char *peers = ds_path_join(home, "peers");
+    char *path = ds_path_join(home, "peers/.lock");
+    int rc = peers && path ? 0 : DS_ERR_NOMEM;
+    if (!rc && (ds_home_ensure(home) != 0 || ensure_dir(peers) != 0))
+        rc = seterr(err, errlen, DS_ERR_IO, "%s: cannot create: %s", peers, strerror(errno));
+    int f = -1;
+    if (!rc) {
+        f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (f < 0)
+            rc = seterr(err, errlen, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    while (!rc) {
+        if (flock(f, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK) {
+            rc = seterr(err, errlen, DS_ERR_IO, "%s: cannot lock: %s", path, strerror(errno));
+            break;
+        }
+        int64_t now = mono_ms();
+        if (now >= deadline) {
+            rc = seterr(err, errlen, DS_ERR_TIMEOUT,
+                        "%s is held by another ds process; gave up after %d s", path,
+                        (timeout_ms + 999) / 1000);
+            break;
+        }
+        int64_t wait = deadline - now < 50 ? deadline - now : 50;
+        struct timespec ts = { 0, (long)wait * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    if (rc && f >= 0)
+        close(f);
+    else if (!rc)
+        *fd = f;
+    free(peers);
+    free(path);
+    return rc;
+}
+
+void ds_peers_unlock(int fd)
+{
+    if (fd >= 0) {
+        flock(fd, LOCK_UN);
+        close(fd);
+    }
+}

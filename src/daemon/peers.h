@@ -1,0 +1,131 @@
+/*
+ * peers.h - the P2P files of the home directory (P2P spec, "Storage
+ * Layout" and "Configuration Files"): identity.key, share.json,
+ * peers.json, the per-peer replicas peers/<node_id>/ with their
+ * meta.json, and the peers/.lock write lock.
+ *
+ * JSON files are read and written with jansson; the parsed document is
+ * kept so that fields this version does not know survive a rewrite.  A
+ * malformed file gives "<path>: <problem> (line N)" in the caller's error
+ * buffer, never a crash, and every write goes to a temporary file that is
+ * renamed into place, so a file is never half-written.  A NodeId is
+ * validated (64 lowercase hex digits) before it is ever used in a path.
+ *
+ * Functions return 0 or a negative DS_ERR_*; those taking |err| fill it
+ * with a complete sentence on failure.
+ */
+#ifndef DS_PEERS_H
+#define DS_PEERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "ds/store.h"
+#include "core/identity.h"
+#include "core/sync.h"
+
+#define DS_PEERS_LOCK_TIMEOUT_MS 30000
+#define DS_PEER_NAME_MAX 64
+#define DS_PEER_SHORT_ID 8              /* hex digits of a label without a name */
+
+/* ---- identity.key ------------------------------------------------------ */
+
+/* Loads |home|/identity.key.  DS_ERR_NOTFOUND when there is none (not an
+ * error message worth printing: the caller suggests `ds peer init`),
+ * DS_ERR_MALFORMED / DS_ERR_VERSION / DS_ERR_IO with |err| set. */
+int ds_peers_identity_load(const char *home, ds_identity *id, char *err, size_t errlen);
+/* Writes identity.key (mode 0600, atomically).  Without |force| an existing
+ * file is kept and DS_ERR_EXISTS returned.  Creates |home| if needed. */
+int ds_peers_identity_save(const char *home, const ds_identity *id, int force, char *err,
+                           size_t errlen);
+
+/* ---- share.json -------------------------------------------------------- */
+
+typedef struct ds_share_cfg {
+    json_t *root;          /* the document (extra fields kept) */
+    char **paths;          /* shared_projects, as listed */
+    size_t n;
+} ds_share_cfg;
+
+/* Loads |home|/share.json; a missing file is an empty list.  Errors:
+ * DS_ERR_MALFORMED (with |err|: path, problem, line), DS_ERR_IO, NOMEM. */
+int ds_share_cfg_load(const char *home, ds_share_cfg *c, char *err, size_t errlen);
+int ds_share_cfg_save(const char *home, const ds_share_cfg *c, char *err, size_t errlen);
+void ds_share_cfg_free(ds_share_cfg *c);
+/* Adds canonical |path|: DS_ERR_EXISTS if listed already. */
+int ds_share_cfg_add(ds_share_cfg *c, const char *path);
+/* Removes |path|: DS_ERR_NOTFOUND if not listed. */
+int ds_share_cfg_remove(ds_share_cfg *c, const char *path);
+/* The share set for the sync engine. */
+int ds_share_cfg_set(const ds_share_cfg *c, ds_share_set *out);
+
+/* ---- peers.json -------------------------------------------------------- */
+
+typedef struct ds_peer {
+    char node_id[DS_NODE_ID_HEX + 1];
+    const char *name;      /* NULL when unnamed; points into the document */
+    int subscribe, publish;
+    const char *last_sync; /* ISO 8601, or NULL (never); into the document */
+} ds_peer;
+
+typedef struct ds_peers_cfg {
+    json_t *root;
+    ds_peer *peers;        /* rebuilt after each change */
+    size_t n;
+} ds_peers_cfg;
+
+/* Loads |home|/peers.json (missing: no peers).  Checks every NodeId, the
+ * field types and that names are unique.  DS_ERR_MALFORMED with |err|. */
+int ds_peers_cfg_load(const char *home, ds_peers_cfg *c, char *err, size_t errlen);
+int ds_peers_cfg_save(const char *home, const ds_peers_cfg *c, char *err, size_t errlen);
+void ds_peers_cfg_free(ds_peers_cfg *c);
+/* This node's NodeId in the file ("node_id"). */
+int ds_peers_cfg_set_self(ds_peers_cfg *c, const char *node_id);
+/* The peer with NodeId |id|, or the one named |name|; NULL if none. */
+const ds_peer *ds_peers_find(const ds_peers_cfg *c, const char *id);
+const ds_peer *ds_peers_find_name(const ds_peers_cfg *c, const char *name);
+/* Resolves a peer given by NodeId or name. */
+const ds_peer *ds_peers_lookup(const ds_peers_cfg *c, const char *id_or_name);
+/* Adds or updates peer |id|: |name| NULL keeps the name; |subscribe| and
+ * |publish| are 0/1, or -1 to keep (new peers: subscribe 1, publish 0).
+ * *created (optional) tells whether it is new.  DS_ERR_INVALID (bad id),
+ * DS_ERR_EXISTS (another peer has that name), DS_ERR_NOMEM. */
+int ds_peers_upsert(ds_peers_cfg *c, const char *id, const char *name, int subscribe,
+                    int publish, int *created);
+/* DS_ERR_NOTFOUND if absent. */
+int ds_peers_remove(ds_peers_cfg *c, const char *id);
+int ds_peers_set_last_sync(ds_peers_cfg *c, const char *id, const char *iso);
+/* A display label: the name, else the first DS_PEER_SHORT_ID hex digits. */
+const char *ds_peer_label(const ds_peer *p, char buf[DS_PEER_SHORT_ID + 1]);
+/* 0 if |name| is acceptable as a peer name (1..64 bytes of letters,
+ * digits, '-', '_', '.', not "local" and not a NodeId). */
+int ds_peer_name_check(const char *name, const char **why);
+
+/* ---- replicas ----------------------------------------------------------- */
+
+/* Opens the replica of peer |id| (validated first).  With |create| the
+ * directories and store are created (|epoch_seed|: 16 random bytes);
+ * without, a missing replica is DS_ERR_NOTFOUND. */
+int ds_replica_open(const char *home, const char *id, int create, const uint8_t *epoch_seed,
+                    ds_store **out);
+/* 1 if peers/<id>/ exists. */
+int ds_replica_exists(const char *home, const char *id);
+/* Deletes peers/<id>/ and everything in it (close the store first).
+ * 0 also when it did not exist. */
+int ds_replica_delete(const char *home, const char *id);
+/* Writes peers/<id>/meta.json {node_id, name, last_sync, node_count,
+ * sync_cursor (hex or null)} atomically. */
+int ds_replica_meta_write(const char *home, const char *id, const char *name,
+                          const char *last_sync, uint64_t node_count, const uint8_t *cursor,
+                          char *err, size_t errlen);
+
+/* ---- lock --------------------------------------------------------------- */
+
+/* Takes peers/.lock (flock, exclusive), waiting up to |timeout_ms|.
+ * *fd receives the lock's descriptor.  DS_ERR_TIMEOUT when another
+ * process held it all along, DS_ERR_IO otherwise (|err| set). */
+int ds_peers_lock(const char *home, int timeout_ms, int *fd, char *err, size_t errlen);
+void ds_peers_unlock(int fd);
+
+#endif

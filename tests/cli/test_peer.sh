@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# test_peer.sh - integration test of "ds peer" and the fan-out search with
+# two homes: alice shares a project and exports, bob imports.
+#
+# Usage: bash tests/cli/test_peer.sh /path/to/ds
+#
+# Checks: identity (0600, no overwrite without --force, NodeId format);
+# share canonicalization (symlink -> target, trailing slash), errors for
+# missing / unshared paths; canary notes in an unshared project, in the
+# sibling /a/proj-x and behind a symlink into an unshared project never
+# appear in an export; export -> import reproduces exactly the shared
+# set; a tampered file and an unknown signer are refused and change
+# nothing; --add; fan-out ranking and [local]/[alice] labels; --local /
+# --peer; stats per peer; peer remove deletes peers/<id>/; malformed
+# share.json / peers.json messages; the lock's bounded wait.
+set -u
+
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 /path/to/ds" >&2
+    exit 2
+fi
+DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ds-peer-test.XXXXXX") || exit 2
+T=$(cd "$T" && pwd -P)
+cleanup() { chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+export TZ=UTC
+unset DS_HOME DS_DEBUG 2>/dev/null || true
+A="$T/alice"
+B="$T/bob"
+C="$T/carol"
+
+PASS=0
+FAIL=0
+ok() { PASS=$((PASS + 1)); }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
+# run HOME ARGS...: sets RC; stdout in $T/out, stderr in $T/err.
+run() {
+    local h=$1
+    shift
+    DS_HOME="$h" "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
+    RC=$?
+}
+check() {
+    local desc=$1
+    shift
+    if "$@"; then ok; else
+        bad "$desc"
+        echo "  rc=$RC stdout: $(head -c 600 "$T/out")" >&2
+        echo "  stderr: $(head -c 600 "$T/err")" >&2
+    fi
+}
+rc_is() { [ "$RC" -eq "$1" ]; }
+out_has() { grep -qF -- "$1" "$T/out"; }
+out_lacks() { ! grep -qF -- "$1" "$T/out"; }
+err_has() { grep -qF -- "$1" "$T/err"; }
+jq_() {
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1"
+}
+jval() {
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(eval(sys.argv[2]))' "$T/out" "$1"
+}
+
+# ---- projects ------------------------------------------------------------
+P="$T/a/proj"
+mkdir -p "$P/sub" "$T/a/proj-x" "$T/private" "$T/links"
+ln -s "$P" "$T/links/to-proj"              # a symlink to the shared project
+ln -s "$T/private" "$P/secret-link"         # a symlink inside it, into an unshared one
+
+# ---- identity ------------------------------------------------------------
+run "$A" peer init
+check "init: ok" rc_is 0
+check "init: prints NodeId" out_has "Generated NodeId: "
+AID=$(sed -n 's/^Generated NodeId: //p' "$T/out")
+check "init: NodeId is 64 lowercase hex" [ "$(printf %s "$AID" | grep -cE '^[0-9a-f]{64}$')" -eq 1 ]
+check "init: identity.key is 0600" [ "$(stat -c %a "$A/identity.key")" = 600 ]
+run "$A" peer init
+check "init again: refused" rc_is 1
+check "init again: says so" err_has "already has an identity"
+check "init again: --force hint" err_has "--force"
+run "$A" peer id
+check "id: same NodeId" [ "$(cat "$T/out")" = "$AID" ]
+run "$A" peer id --json
+check "id --json" jq_ "d['node_id'] == '$AID'"
+run "$B" peer init
+BID=$(sed -n 's/^Generated NodeId: //p' "$T/out")
+run "$C" peer init
+CID=$(sed -n 's/^Generated NodeId: //p' "$T/out")
+run "$T/nobody" peer id
+check "id without init: fails" rc_is 1
+check "id without init: hint" err_has "ds peer init"
+
+# ---- share control -------------------------------------------------------
+run "$A" peer share "$T/links/to-proj/"
+check "share symlink: canonical target" out_has "Added to shared projects: $P"
+check "share: share.json lists target" grep -qF "\"$P\"" "$A/share.json"
+run "$A" peer share "$P"
+check "share again: already" out_has "Already shared: $P"
+run "$A" peer share "$T/does-not-exist"
+check "share missing path: error" rc_is 2
+check "share missing path: names it" err_has "$T/does-not-exist"
+run "$A" peer unshare "$T/a/proj-x"
+check "unshare unshared: error" rc_is 1
+check "unshare unshared: message" err_has "is not shared"
+run "$A" peer shared --json
+check "shared --json" jq_ "d['shared_projects'] == ['$P']"
+
+# ---- content -------------------------------------------------------------
+note() { run "$1" note -p "$2" "$3"; check "note in $2" rc_is 0; }
+note "$A" "$P" "SHARED zebra lmdb transactions are serializable writers"
+note "$A" "$P/sub" "SHARED zebra quokka quokka quokka page cursor design"
+note "$A" "$T/a/proj-x" "CANARYSIBLING zebra quokka sibling project secret"
+note "$A" "$T/private" "CANARYPRIVATE zebra quokka private project secret"
+note "$A" "$P/secret-link" "CANARYLINK zebra quokka note through a symlink"
+note "$B" "$T" "bob local note mentions quokka once among many other words here"
+
+# ---- export --------------------------------------------------------------
+run "$A" peer export "$T/alice1.dsx"
+check "export: ok" rc_is 0
+check "export: 2 nodes" out_has "Exported 2 nodes"
+for c in CANARYSIBLING CANARYPRIVATE CANARYLINK; do
+    check "export: no $c" [ "$(grep -c "$c" "$T/alice1.dsx")" -eq 0 ]
+done
+check "export: has shared" [ "$(grep -c zebra "$T/alice1.dsx")" -ge 1 ]
+run "$A" peer export --json "$T/alice2.dsx"
+check "export again: incremental, 0 nodes" jq_ "d['nodes'] == 0 and d['full'] is False"
+run "$A" peer export --full --json "$T/alice3.dsx"
+check "export --full: 2 nodes" jq_ "d['nodes'] == 2 and d['full'] is True"
+
+# ---- import: unknown signer, tampering -----------------------------------
+run "$B" peer import "$T/alice1.dsx"
+check "import unknown signer: refused" rc_is 1
+check "import unknown signer: message" err_has "unknown node $AID"
+check "import unknown signer: no replica" [ ! -e "$B/peers/$AID" ]
+cp "$T/alice1.dsx" "$T/tampered.dsx"
+SIZE=$(stat -c %s "$T/tampered.dsx")
+python3 - "$T/tampered.dsx" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+i = b.find(b'zebra')
+b[i + 2] ^= 0x01
+open(p, 'wb').write(b)
+PY
+run "$B" peer add "$AID" --name alice
+check "add alice" out_has "Added peer 'alice'"
+run "$B" peer import "$T/tampered.dsx"
+check "import tampered: refused" rc_is 1
+check "import tampered: signature message" err_has "signature does not match"
+check "import tampered: no replica" [ ! -e "$B/peers/$AID/db" ]
+head -c $((SIZE / 2)) "$T/alice1.dsx" >"$T/cut.dsx"
+run "$B" peer import "$T/cut.dsx"
+check "import truncated: refused" rc_is 1
+check "import truncated: message" err_has "ends early"
+printf 'not an export' >"$T/junk.dsx"
+run "$B" peer import "$T/junk.dsx"
+check "import junk: refused" rc_is 1
+check "import junk: names file" err_has "$T/junk.dsx"
+
+# ---- import ---------------------------------------------------------------
+run "$B" peer import "$T/alice1.dsx"
+check "import: ok" rc_is 0
+check "import: summary" out_has "Imported from alice: 2 nodes, 2 new"
+check "import: replica dir" [ -d "$B/peers/$AID/db" ]
+check "import: meta.json" python3 -c "
+import json,sys; m=json.load(open('$B/peers/$AID/meta.json'))
+sys.exit(0 if m['node_id']=='$AID' and m['name']=='alice' and m['node_count']==2 and len(m['sync_cursor'])==82 and m['last_sync'] else 1)"
+run "$B" peer import "$T/alice1.dsx"
+check "import again: nothing new" out_has "2 nodes, 0 new"
+run "$B" query --peer alice --json --limit 50 zebra
+check "replica = exactly the shared set" jq_ "sorted(h['content'].split()[0] for h in d) == ['SHARED', 'SHARED']"
+check "replica hits labelled alice, with project" jq_ "all(h['store'] == 'alice' and h['project'].startswith('$P') for h in d)"
+
+# ---- fan-out ---------------------------------------------------------------
+run "$B" query quokka
+check "fan-out: ok" rc_is 0
+check "fan-out: alice first" [ "$(grep -m1 -oE '^1\. \[[a-z]+\]' "$T/out")" = "1. [alice]" ]
+check "fan-out: local labelled" out_has "[local]"
+run "$B" query --json quokka
+check "fan-out json: peer hit outranks local" jq_ "d[0]['store'] == 'alice' and d[-1]['store'] == 'local' and d[0]['score'] > d[-1]['score']"
+run "$B" query --local --json quokka
+check "--local: local only" jq_ "len(d) == 1 and d[0]['store'] == 'local'"
+run "$B" query --peer alice --json quokka
+check "--peer: alice only" jq_ "len(d) >= 1 and all(h['store'] == 'alice' for h in d)"
+run "$B" query --peer nobody quokka
+check "--peer unknown: error" err_has "no peer 'nobody'"
+run "$B" stats --json
+check "stats: per-peer count and last sync" jq_ "d['peers'][0]['name'] == 'alice' and d['peers'][0]['nodes'] == 2 and d['peers'][0]['last_sync']"
+run "$B" stats
+check "stats text: peer line" out_has "alice"
+
+# ---- peers.json / add semantics -------------------------------------------
+run "$B" peer add "$AID" --publish
+check "add --publish: update text" out_has "Updated: alice can now pull from us"
+check "peers.json: publish true" python3 -c "
+import json,sys; d=json.load(open('$B/peers.json'))
+p=d['peers']['$AID']; sys.exit(0 if d['node_id']=='$BID' and p['publish'] is True and p['subscribe'] is True and p['name']=='alice' else 1)"
+run "$B" peer add "$CID" --name alice
+check "duplicate name: refused" err_has "already used"
+run "$B" peer add "../../etc/passwd"
+check "bad NodeId: refused" rc_is 2
+check "bad NodeId: message" err_has "is not a NodeId"
+run "$B" peer add "$BID"
+check "own NodeId: refused" err_has "own NodeId"
+run "$B" peer list --json
+check "list json" jq_ "d['peers'][0]['label'] == 'alice' and d['peers'][0]['nodes'] == 2"
+
+# ---- --add, and a second peer ---------------------------------------------
+note "$C" "$T/a" "carol quokka quokka"
+run "$C" peer share "$T/a"
+run "$C" peer export "$T/carol.dsx"
+run "$B" peer import --add --name carol "$T/carol.dsx"
+check "import --add: adds the peer" out_has "Added peer 'carol'"
+run "$B" query --json quokka
+check "fan-out over three stores" jq_ "set(h['store'] for h in d) == {'alice', 'carol', 'local'}"
+
+# ---- remove ----------------------------------------------------------------
+run "$B" peer remove alice
+check "remove: ok" out_has "Removed peer 'alice' and deleted its replica"
+check "remove: replica gone" [ ! -e "$B/peers/$AID" ]
+check "remove: peers.json" [ "$(grep -c "$AID" "$B/peers.json")" -eq 0 ]
+run "$B" query --json quokka
+check "after remove: no alice hits" jq_ "all(h['store'] != 'alice' for h in d)"
+run "$B" peer remove alice
+check "remove unknown: error" err_has "no peer 'alice'"
+
+# ---- malformed files -------------------------------------------------------
+cp "$B/share.json" "$T/share.bak" 2>/dev/null || true
+printf '{"shared_projects": [\n  "/x",\n  42\n]}\n' >"$B/share.json"
+run "$B" peer shared
+check "bad share.json: fails" rc_is 1
+check "bad share.json: names file" err_has "$B/share.json"
+check "bad share.json: says what" err_has "entry 2"
+printf '{"shared_projects": [\n  "/x",\n' >"$B/share.json"
+run "$B" peer shared
+check "truncated share.json: line" err_has "(line "
+rm -f "$B/share.json"
+cp "$B/peers.json" "$T/peers.bak"
+printf '{\n  "peers": {\n    "zz": {"name": "x"}\n  }\n}\n' >"$B/peers.json"
+run "$B" peer list
+check "bad peers.json: names file" err_has "$B/peers.json"
+check "bad peers.json: says what" err_has "is not a NodeId"
+run "$B" query quokka
+check "bad peers.json: query says so too" err_has "$B/peers.json"
+printf '{"peers": {,}}' >"$B/peers.json"
+run "$B" peer list
+check "syntax error peers.json: line" err_has "(line 1)"
+cp "$T/peers.bak" "$B/peers.json"
+run "$B" peer list
+check "restored peers.json" rc_is 0
+
+# ---- lock: bounded wait ----------------------------------------------------
+if command -v flock >/dev/null 2>&1; then
+    flock "$B/peers/.lock" sleep 5 &
+    LP=$!
+    sleep 0.5
+    DS_LOCK_TIMEOUT_MS=300 run "$B" peer add "$CID" --no-subscribe
+    check "lock held: fails after the wait" rc_is 1
+    check "lock held: message" err_has "held by another ds process"
+    kill "$LP" 2>/dev/null
+    wait "$LP" 2>/dev/null
+fi
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]

@@ -1,0 +1,264 @@
+/*
+ * test_peers.c - the P2P home files: identity.key (0600, no overwrite
+ * without force, damaged file), share.json and peers.json (round trip,
+ * extra fields kept, every malformed shape refused with the file name
+ * and the problem), NodeId validation before path use, replicas
+ * (create, open, meta.json, delete) and the peers/.lock bounded wait.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ds/error.h"
+#include "daemon/peers.h"
+
+static char err[1024];
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static const char *ID1 = "1111111111111111111111111111111111111111111111111111111111111111";
+static const char *ID2 = "2222222222222222222222222222222222222222222222222222222222222222";
+
+static void identity_file(void **state)
+{
+    (void)state;
+    const char *home = ds_test_tmpdir();
+    ds_identity a, b, c;
+    uint8_t seed[32];
+    ds_test_random(seed, sizeof seed);
+    assert_int_equal(ds_identity_from_seed(&a, seed), 0);
+    assert_int_equal(ds_peers_identity_load(home, &b, err, sizeof err), DS_ERR_NOTFOUND);
+    assert_int_equal(ds_peers_identity_save(home, &a, 0, err, sizeof err), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/identity.key", home);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(ds_peers_identity_load(home, &b, err, sizeof err), 0);
+    assert_string_equal(a.node_id, b.node_id);
+    seed[0] ^= 1;
+    assert_int_equal(ds_identity_from_seed(&c, seed), 0);
+    assert_int_equal(ds_peers_identity_save(home, &c, 0, err, sizeof err), DS_ERR_EXISTS);
+    assert_int_equal(ds_peers_identity_load(home, &b, err, sizeof err), 0);
+    assert_string_equal(a.node_id, b.node_id);          /* unchanged */
+    assert_int_equal(ds_peers_identity_save(home, &c, 1, err, sizeof err), 0);
+    assert_int_equal(ds_peers_identity_load(home, &b, err, sizeof err), 0);
+    assert_string_equal(c.node_id, b.node_id);
+    write_file(home, "identity.key", "garbage\n");
+    assert_int_equal(ds_peers_identity_load(home, &b, err, sizeof err), DS_ERR_MALFORMED);
+    assert_non_null(strstr(err, "identity.key"));
+}
+
+static void share_file(void **state)
+{
+    (void)state;
+    const char *home = ds_test_tmpdir();
+    ds_share_cfg c;
+    assert_int_equal(ds_share_cfg_load(home, &c, err, sizeof err), 0);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(ds_share_cfg_add(&c, "/a/proj"), 0);
+    assert_int_equal(ds_share_cfg_add(&c, "/a/proj"), DS_ERR_EXISTS);
+    assert_int_equal(ds_share_cfg_add(&c, "/b"), 0);
+    assert_int_equal(ds_share_cfg_save(home, &c, err, sizeof err), 0);
+    ds_share_cfg_free(&c);
+    /* extra fields survive a rewrite; trailing slashes are dropped */
+    write_file(home, "share.json",
+               "{\"comment\": \"mine\", \"shared_projects\": [\"/a/proj/\", \"/b\"]}");
+    assert_int_equal(ds_share_cfg_load(home, &c, err, sizeof err), 0);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.paths[0], "/a/proj");
+    ds_share_set set;
+    assert_int_equal(ds_share_cfg_set(&c, &set), 0);
+    assert_true(ds_share_set_contains(&set, "/a/proj/x"));
+    assert_false(ds_share_set_contains(&set, "/a/proj-x"));
+    ds_share_set_free(&set);
+    assert_int_equal(ds_share_cfg_remove(&c, "/a/proj"), 0);
+    assert_int_equal(ds_share_cfg_remove(&c, "/a/proj"), DS_ERR_NOTFOUND);
+    assert_int_equal(ds_share_cfg_save(home, &c, err, sizeof err), 0);
+    ds_share_cfg_free(&c);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/share.json", home);
+    char *text = ds_test_read_file(p, NULL);
+    assert_non_null(strstr(text, "\"comment\": \"mine\""));
+    assert_null(strstr(text, "/a/proj"));
+    free(text);
+
+    static const struct { const char *text, *needle; } bad[] = {
+        { "{\"shared_projects\": [", "(line 1)" },
+        { "[1, 2]", "expected a JSON object" },
+        { "{\"shared_projects\": \"/a\"}", "must be a list" },
+        { "{\"shared_projects\": [\"/a\", 3]}", "entry 2" },
+        { "{\"shared_projects\": [\"rel/path\"]}", "not an absolute path" },
+        { "\n\n{\"shared_projects\": [] ,, }", "(line 3)" },
+        { "", "(line " },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(home, "share.json", bad[i].text);
+        err[0] = 0;
+        assert_int_equal(ds_share_cfg_load(home, &c, err, sizeof err), DS_ERR_MALFORMED);
+        assert_non_null(strstr(err, p));
+        if (!strstr(err, bad[i].needle))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].needle);
+    }
+}
+
+static void peers_file(void **state)
+{
+    (void)state;
+    const char *home = ds_test_tmpdir();
+    ds_peers_cfg c;
+    int created;
+    assert_int_equal(ds_peers_cfg_load(home, &c, err, sizeof err), 0);
+    assert_int_equal(ds_peers_cfg_set_self(&c, ID2), 0);
+    assert_int_equal(ds_peers_upsert(&c, ID1, "alice", -1, -1, &created), 0);
+    assert_true(created);
+    const ds_peer *p = ds_peers_find(&c, ID1);
+    assert_non_null(p);
+    assert_true(p->subscribe);
+    assert_false(p->publish);
+    assert_null(p->last_sync);
+    /* update: only the flags given change */
+    assert_int_equal(ds_peers_upsert(&c, ID1, NULL, -1, 1, &created), 0);
+    assert_false(created);
+    p = ds_peers_find_name(&c, "alice");
+    assert_non_null(p);
+    assert_true(p->publish && p->subscribe);
+    assert_int_equal(ds_peers_upsert(&c, ID2, "alice", -1, -1, NULL), DS_ERR_EXISTS);
+    assert_int_equal(ds_peers_upsert(&c, "../etc", "x", -1, -1, NULL), DS_ERR_INVALID);
+    assert_int_equal(ds_peers_upsert(&c, ID2, "local", -1, -1, NULL), DS_ERR_INVALID);
+    assert_int_equal(ds_peers_upsert(&c, ID2, NULL, 0, -1, NULL), 0);
+    assert_int_equal(ds_peers_set_last_sync(&c, ID1, "2026-01-07T10:30:00Z"), 0);
+    char sid[DS_PEER_SHORT_ID + 1];
+    assert_string_equal(ds_peer_label(ds_peers_find(&c, ID2), sid), "22222222");
+    assert_int_equal(ds_peers_cfg_save(home, &c, err, sizeof err), 0);
+    ds_peers_cfg_free(&c);
+
+    assert_int_equal(ds_peers_cfg_load(home, &c, err, sizeof err), 0);
+    assert_int_equal(c.n, 2);
+    p = ds_peers_lookup(&c, "alice");
+    assert_string_equal(p->node_id, ID1);
+    assert_string_equal(p->last_sync, "2026-01-07T10:30:00Z");
+    assert_false(ds_peers_find(&c, ID2)->subscribe);
+    assert_int_equal(ds_peers_remove(&c, ID2), 0);
+    assert_int_equal(ds_peers_remove(&c, ID2), DS_ERR_NOTFOUND);
+    ds_peers_cfg_free(&c);
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/peers.json", home);
+    static const struct { const char *text, *needle; } bad[] = {
+        { "{\"peers\": {", "(line 1)" },
+        { "{\"node_id\": \"abc\"}", "\"node_id\" must be a NodeId" },
+        { "{\"peers\": []}", "keyed by NodeId" },
+        { "{\"peers\": {\"../../x\": {}}}", "is not a NodeId" },
+        { "{\"peers\": {\"1111111111111111111111111111111111111111111111111111111111111111\": 5}}",
+          "expected an object" },
+        { "{\"peers\": {\"1111111111111111111111111111111111111111111111111111111111111111\": "
+          "{\"publish\": \"yes\"}}}", "must be true or false" },
+        { "{\"peers\": {\"1111111111111111111111111111111111111111111111111111111111111111\": "
+          "{\"name\": 7}}}", "\"name\" must be a string" },
+        { "{\"peers\": {\"1111111111111111111111111111111111111111111111111111111111111111\": "
+          "{\"name\": \"a\"}, \"2222222222222222222222222222222222222222222222222222222222222222\": "
+          "{\"name\": \"a\"}}}", "two peers are named" },
+        { "{\"peers\": {}, \"peers\": {}}", "duplicate" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(home, "peers.json", bad[i].text);
+        err[0] = 0;
+        assert_int_equal(ds_peers_cfg_load(home, &c, err, sizeof err), DS_ERR_MALFORMED);
+        assert_non_null(strstr(err, path));
+        if (!strstr(err, bad[i].needle))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].needle);
+    }
+    /* extra fields kept */
+    write_file(home, "peers.json",
+               "{\"node_id\": null, \"x-extra\": 1, \"peers\": {\"1111111111111111111111111111"
+               "111111111111111111111111111111111111\": {\"name\": \"bob\", \"note\": \"hi\"}}}");
+    assert_int_equal(ds_peers_cfg_load(home, &c, err, sizeof err), 0);
+    assert_int_equal(ds_peers_upsert(&c, ID1, NULL, -1, 1, NULL), 0);
+    assert_int_equal(ds_peers_cfg_save(home, &c, err, sizeof err), 0);
+    ds_peers_cfg_free(&c);
+    char *text = ds_test_read_file(path, NULL);
+    assert_non_null(strstr(text, "\"x-extra\": 1"));
+    assert_non_null(strstr(text, "\"note\": \"hi\""));
+    free(text);
+}
+
+static int count_cb(const ds_node *n, void *ud)
+{
+    (void)n;
+    (*(int *)ud)++;
+    return 0;
+}
+
+static void replicas(void **state)
+{
+    (void)state;
+    const char *home = ds_test_tmpdir();
+    uint8_t seed[DS_EPOCH_LEN] = { 1 };
+    ds_store *st;
+    assert_int_equal(ds_replica_open(home, ID1, 0, seed, &st), DS_ERR_NOTFOUND);
+    assert_int_equal(ds_replica_open(home, "../x", 1, seed, &st), DS_ERR_INVALID);
+    assert_int_equal(ds_replica_open(home, "ABCD", 1, seed, &st), DS_ERR_INVALID);
+    assert_int_equal(ds_replica_open(home, ID1, 1, seed, &st), 0);
+    ds_node n;
+    ds_test_make_node(&n, "replica note", "/a/proj");
+    assert_int_equal(ds_store_put(st, &n), 0);
+    ds_node_free(&n);
+    ds_store_close(st);
+    assert_true(ds_replica_exists(home, ID1));
+    assert_int_equal(ds_replica_meta_write(home, ID1, "alice", "2026-01-01T00:00:00Z", 1, NULL,
+                                           err, sizeof err), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/peers/%s/meta.json", home, ID1);
+    char *text = ds_test_read_file(p, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"node_count\": 1"));
+    assert_non_null(strstr(text, "\"sync_cursor\": null"));
+    free(text);
+    assert_int_equal(ds_replica_open(home, ID1, 0, NULL, &st), 0);
+    int cnt = 0;
+    assert_int_equal(ds_store_iter(st, 0, 0, count_cb, &cnt), 0);
+    assert_int_equal(cnt, 1);
+    ds_store_close(st);
+    assert_int_equal(ds_replica_delete(home, ID1), 0);
+    assert_false(ds_replica_exists(home, ID1));
+    assert_int_equal(ds_replica_delete(home, ID1), 0);
+    assert_int_equal(ds_replica_delete(home, "../../.."), DS_ERR_INVALID);
+}
+
+static void lock_wait(void **state)
+{
+    (void)state;
+    const char *home = ds_test_tmpdir();
+    int a, b;
+    assert_int_equal(ds_peers_lock(home, 1000, &a, err, sizeof err), 0);
+    /* a second open file description conflicts, even in this process */
+    assert_int_equal(ds_peers_lock(home, 120, &b, err, sizeof err), DS_ERR_TIMEOUT);
+    assert_non_null(strstr(err, "peers/.lock"));
+    ds_peers_unlock(a);
+    assert_int_equal(ds_peers_lock(home, 0, &b, err, sizeof err), 0);
+    ds_peers_unlock(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(identity_file),
+        cmocka_unit_test(share_file),
+        cmocka_unit_test(peers_file),
+        cmocka_unit_test(replicas),
+        cmocka_unit_test(lock_wait),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
