@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # run.sh - set up the machine if needed, build ds, and run it.
-#   scripts/run.sh            a short demo in a throw-away home: notes, a
+#   scripts/run.sh            the daemon in the foreground on the offline
+#                             defaults (ds start --foreground): it watches
+#                             ~/.claude/projects and turns sessions into
+#                             knowledge; Ctrl-C stops it
+#   scripts/run.sh demo       a short demo in a throw-away home: notes, a
 #                             file, a search, the store's stats
 #   scripts/run.sh ARGS...    runs `ds ARGS...` on your real home
 #                             (~/.datasphere, or DS_HOME)
@@ -12,7 +16,12 @@ cmake -S "$ROOT" -B "$ROOT/build" -DDS_DEPS_PREFIX="$PREFIX" -DCMAKE_BUILD_TYPE=
 cmake --build "$ROOT/build" -j"$(nproc 2>/dev/null || echo 2)" --target ds >/dev/null
 DS="$ROOT/build/ds"
 
-if [ $# -gt 0 ]; then
+if [ $# -eq 0 ]; then
+    echo "Starting the Datasphere daemon in the foreground (Ctrl-C stops it)."
+    echo "In another terminal: $DS status | $DS query \"...\" | $DS --help"
+    exec "$DS" start --foreground
+fi
+if [ "$1" != demo ]; then
     exec "$DS" "$@"
 fi
 
@@ -32,4 +41,4 @@ say ds query "flaky tests" --json
 "$DS" query "flaky tests" --json --limit 1
 say ds stats
 "$DS" stats
-printf '\n(demo home %s is removed on exit; run scripts/run.sh ARGS to use ds on your own home)\n' "$demo_home"
+printf '\n(demo home %s is removed on exit; scripts/run.sh starts the daemon on your own home)\n' "$demo_home"

@@ -25,6 +25,19 @@ static const ds_op ops_table[] = {
     { "related", op_related },
     { "stats", op_stats },
     { "reset", op_reset },
+    { "status", op_status },
+    { "scan", op_scan },
+    { "queue", op_queue },
+    { "peer_init", op_peer_init },
+    { "peer_id", op_peer_id },
+    { "peer_share", op_peer_share },
+    { "peer_unshare", op_peer_unshare },
+    { "peer_shared", op_peer_shared },
+    { "peer_add", op_peer_add },
+    { "peer_remove", op_peer_remove },
+    { "peer_list", op_peer_list },
+    { "peer_export", op_peer_export },
+    { "peer_import", op_peer_import },
 };
 
 const ds_op *ds_ops_find(const char *name)
@@ -54,6 +67,7 @@ int ds_ctx_init(ds_ctx *ctx, const char *home, ds_clock_fn now_ms, ds_random_fn 
 
 void ds_ctx_free(ds_ctx *ctx)
 {
+    ds_ops_replicas_free(ctx);
     if (ctx->store)
         ds_store_close(ctx->store);
     free(ctx->home);
@@ -378,11 +392,26 @@ int ds_ops_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n
     *n = 0;
     ds_store *local;
     int rc = ds_ctx_store(ctx, 0, &local);
-    if (rc)
+    /* No local store yet is fine when peers' replicas can be searched. */
+    int no_local = rc == DS_ERR_NOTFOUND && strcmp(ctx->error.code, DS_OPS_E_NO_STORE) == 0;
+    if (rc && !no_local)
         return rc;
-    stores[0] = local;
-    labels[0] = "local";
-    *n = 1;
+    ds_op_error saved = ctx->error;
+    if (!rc) {
+        stores[0] = local;
+        labels[0] = "local";
+        *n = 1;
+    }
+    size_t k = 0;
+    int prc = ds_ops_peer_stores(ctx, stores + *n, labels + *n, DS_OPS_MAX_STORES - *n, &k);
+    if (prc)
+        return prc;
+    *n += k;
+    if (*n == 0) {
+        ctx->error = saved;
+        return rc;
+    }
+    memset(&ctx->error, 0, sizeof ctx->error);
     return 0;
 }
 

@@ -48,6 +48,14 @@ typedef void (*ds_random_fn)(void *buf, size_t len);
 #define DS_OPS_E_STORE "store_error"
 #define DS_OPS_E_NOMEM "out_of_memory"
 #define DS_OPS_E_INTERNAL "internal"
+/* Peer requests (ops_peer.c). */
+#define DS_OPS_E_EXISTS "already_exists"     /* identity exists, name taken */
+#define DS_OPS_E_NO_IDENTITY "no_identity"   /* ds peer init first */
+#define DS_OPS_E_UNKNOWN_PEER "unknown_peer" /* not in peers.json */
+#define DS_OPS_E_BAD_CONFIG "bad_config"     /* malformed share.json / peers.json / identity.key */
+#define DS_OPS_E_BAD_FILE "bad_file"         /* damaged or not an export file */
+#define DS_OPS_E_BAD_SIGNATURE "bad_signature"
+#define DS_OPS_E_BUSY "busy"                 /* peers/.lock held too long */
 
 #define DS_OPS_MAX_LIMIT 1000                 /* largest accepted "limit" */
 #define DS_OPS_MAX_FILE (64u * 1024 * 1024)   /* largest file "add" reads */
@@ -60,12 +68,23 @@ typedef struct ds_op_error {
     char hint[512];      /* "" when there is none */
 } ds_op_error;
 
+struct ds_ingestd;
+struct ds_daemon;
+
 typedef struct ds_ctx {
     char *home;              /* home directory (absolute), owned */
     ds_store *store;         /* local store, opened on first use, owned */
     ds_clock_fn now_ms;
     ds_random_fn random_buf;
     ds_op_error error;       /* details of the last failed request */
+    /* Set only inside the daemon: the running services.  Handlers that
+     * need them (status, scan, queue) fall back to in-process work or say
+     * that the daemon is not running when they are NULL. */
+    struct ds_daemon *daemon;
+    struct ds_ingestd *ingestd;
+    /* Peer replicas opened so far (ops_peer.c): each LMDB environment is
+     * opened once per process and closed before its replica is deleted. */
+    struct ds_replica_cache *replicas;
 } ds_ctx;
 
 /* Initializes |ctx| for home directory |home| (copied; nothing is created
@@ -106,11 +125,12 @@ int ds_ops_call(ds_ctx *ctx, const char *name, const msgpack_object *params,
  *            status: added | updated | unchanged | empty | error
  * note    {text, tags?: [str], namespace?, project?, cwd?}
  *         -> {id, source, project, namespace, timestamp}
- * query   {text, limit?, namespace?, project?, cwd?} -> {results: [hit]}
+ * query   {text, limit?, namespace?, project?, cwd?, local?, peer?} -> {results: [hit]}
  * show    {limit?, namespace?, project?, cwd?}      -> {results: [node]}
  * related {id (prefix), limit?}                      -> {origin: node, results: [hit]}
  * stats   {}  -> {home, file_bytes, nodes, by_type: {session, file, note},
- *                 term_count, total_len, last_seq, epoch, schema, files}
+ *                 term_count, total_len, last_seq, epoch, schema, files, stores,
+ *                 peers: [peer (see peer_list)]}
  * reset   {}  -> {existed, removed, epoch?}
  * A node is {id, content, source, source_type, project, namespace,
  * timestamp (ms), chunk_index, metadata, store}; a hit adds score (0..1). */
@@ -121,6 +141,44 @@ int op_show(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_related(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_stats(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_reset(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+/* status  {} -> {running, version, protocol, home, store: bool,
+ *                 ingest: {see ds_ingestd_status} | nil, nodes?, by_type?,
+ *                 and in the daemon: pid, started_at, uptime_s, requests,
+ *                 config (path | nil), log (path | nil), socket}  (ops_daemon.c)
+ *         In process (ctx->daemon NULL) running is false; nodes/by_type
+ *         are present when a store exists.
+ * scan    {project?, cwd?} -> {sessions, nodes, skipped, failed}  (ops_ingest.c)
+ * queue   {action: status|pending|failed|retry|clear, id?, all?}
+ *         -> {counts: {pending, processing, done, failed}, jobs: [job], changed} */
+int op_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_scan(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_queue(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+/* Peer requests (ops_peer.c; see docs/peers.md).  Every id parameter
+ * takes a NodeId or a peer name where a known peer is meant.
+ * peer_init     {force?}            -> {node_id, path, replaced}
+ * peer_id       {}                  -> {node_id}
+ * peer_share    {path, cwd?}        -> {path, added}
+ * peer_unshare  {path, cwd?}        -> {path}
+ * peer_shared   {}                  -> {projects: [path]}
+ * peer_add      {id, name?, subscribe?, publish?}   (0/1; absent = keep)
+ *               -> {node_id, name, label, created, subscribe, publish, changed: [str]}
+ * peer_remove   {id}                -> {node_id, name, label, replica_deleted}
+ * peer_list     {}                  -> {node_id, peers: [peer]}
+ * peer_export   {file, full?, cwd?} -> {file, node_id, full, nodes, pages, bytes, shared}
+ * peer_import   {file, add?, name?, cwd?}
+ *               -> {node_id, label, added_peer, pages, nodes, inserted,
+ *                   cursor_advanced, replica_nodes, full}
+ * A peer is {node_id, name, label, subscribe, publish, last_sync, nodes, replica}. */
+int op_peer_init(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_id(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_share(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_unshare(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_shared(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_remove(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_list(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 
 /* ---- Helpers for handlers (ops.c) ------------------------------------- */
 
@@ -155,6 +213,19 @@ int ds_ops_get_project_filter(ds_ctx *ctx, const msgpack_object *params, char **
  * first; peer replicas later).  Fails with "no_store" when there is none. */
 #define DS_OPS_MAX_STORES 64
 int ds_ops_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n);
+/* Like ds_ops_stores, narrowed by the request's "local" (true: the local
+ * store only) or "peer" (a peer's name or NodeId: that replica only). */
+int ds_ops_stores_select(ds_ctx *ctx, const msgpack_object *params, ds_store **stores,
+                         const char **labels, size_t *n);
+/* Appends the replica of every subscribed peer that has one, labelled by
+ * the peer's name or short id (ops_peer.c); *n counts what was added. */
+int ds_ops_peer_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t max,
+                       size_t *n);
+/* Packs the per-peer statistics of "stats": [{node_id, label, nodes,
+ * last_sync, subscribe, publish}] (ops_peer.c). */
+int ds_ops_pack_peer_stats(ds_ctx *ctx, msgpack_packer *pk);
+/* Closes the replicas the context opened (ds_ctx_free calls it). */
+void ds_ops_replicas_free(ds_ctx *ctx);
 
 /* Packing helpers (the packer's buffer records allocation failure). */
 void ds_pack_cstr(msgpack_packer *pk, const char *s);      /* nil for NULL */
