@@ -312,8 +312,12 @@ static int pub_node(const ds_node *n, void *ud)
 {
     pub *p = ud;
     if (p->scanned >= DS_SYNC_SCAN_BUDGET) return 1;
+    int shared = ds_share_set_contains(p->share, n->project);
+    /* A full page ends before the next shared node; unshared ones are
+     * skipped now so that has_more is false when only they remain. */
+    if (shared && (p->count >= p->max_nodes || p->nodes.len >= p->max_bytes)) return 1;
     p->scanned++;
-    if (ds_share_set_contains(p->share, n->project)) {
+    if (shared) {
         uint8_t *b;
         size_t l;
         int rc = ds_node_encode(n, &b, &l);
@@ -325,7 +329,6 @@ static int pub_node(const ds_node *n, void *ud)
         p->count++;
     }
     p->last_seq = n->seq;
-    if (p->count >= p->max_nodes || p->nodes.len >= p->max_bytes) return 1;
     return 0;
 }
 
@@ -390,7 +393,12 @@ int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
     if (!e.failed && ds_buf_append(out, p.nodes.data, p.nodes.len)) e.failed = 1;
     ds_buf_free(&p.nodes);
     if (e.failed) { out->len = start; return DS_ERR_NOMEM; }
-    if (stats) { stats->sent = p.count; stats->scanned = p.scanned; }
+    if (stats) {
+        stats->sent = p.count;
+        stats->scanned = p.scanned;
+        stats->has_more = has_more;
+        memcpy(stats->cursor, cb, DS_CURSOR_LEN);
+    }
     return 0;
 }
 

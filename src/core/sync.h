@@ -115,6 +115,8 @@ int ds_msg_encode_signature(ds_buf *out, const uint8_t sig[64]);
 typedef struct ds_publish_stats {
     size_t sent;         /* nodes put in the page */
     size_t scanned;      /* nodes examined */
+    int has_more;        /* the page's has_more */
+    uint8_t cursor[DS_CURSOR_LEN];   /* the page's new_cursor */
 } ds_publish_stats;
 
 /* Builds the SYNC_RESPONSE for request |req| (its cursor may be absent:
@@ -122,7 +124,10 @@ typedef struct ds_publish_stats {
  * Starts over from sequence 0 when the cursor's epoch or share digest
  * differ from the store's.  Stops at max_nodes nodes, max_bytes bytes
  * (at least one node is always sent) or the scan budget; has_more tells
- * whether the subscriber should ask again.  Returns 0 or a DS_ERR_*. */
+ * whether the subscriber should ask again.  Unshared nodes that follow a
+ * full page are skipped over in the same page (so has_more is false when
+ * only unshared nodes remain).  |stats| (optional) also receives the
+ * page's has_more and new_cursor.  Returns 0 or a DS_ERR_*. */
 int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
                     ds_buf *out, ds_publish_stats *stats);
 

@@ -1,0 +1,578 @@
+/*
+ * syncproto.c - the sync session state machines (see syncproto.h and
+ * docs/protocol.md).  The publisher waits for one SYNC_REQUEST, checks
+ * authorization, then builds one SYNC_RESPONSE page per frame inside
+ * send(), so memory is bounded by one page however large the store; any
+ * bad input becomes one ERROR frame and the end of the stream.  The
+ * subscriber sends its request, applies each page in one replica
+ * transaction as it arrives, and succeeds only when the last page
+ * (has_more = false) is followed by the end of the stream.  Neither
+ * machine reads a clock: "now" is passed in and a timeout fires when no
+ * byte moved for timeout_ms.
+ */
+#include "core/syncproto.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/frame.h"
+#include "core/msgread.h"
+#include "ds/error.h"
+
+/* A page is at most the byte budget plus one node plus the envelope. */
+_Static_assert((uint64_t)DS_SYNC_MAX_PAGE_BYTES + DS_NODE_MAX_ENCODED + 4096 < DS_SYNC_MAX_FRAME,
+               "a page must always fit in a frame");
+
+#define MSG_CAP 4200                     /* peer messages are at most 4096 bytes */
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+static const char *type_name(ds_msg_type t)
+{
+    switch (t) {
+    case DS_MSG_SYNC_REQUEST: return "sync_request";
+    case DS_MSG_SYNC_RESPONSE: return "sync_response";
+    case DS_MSG_ERROR: return "error";
+    case DS_MSG_EXPORT_HEADER: return "export_header";
+    case DS_MSG_SIGNATURE: return "signature";
+    }
+    return "unknown";
+}
+
+/* Finds the "v" field of a message map even when the rest of the message
+ * does not parse (a future version may change other fields).  Returns 1
+ * and *v when found. */
+static int peek_version(const uint8_t *buf, size_t len, uint64_t *v)
+{
+    ds_mr r;
+    uint32_t n;
+    ds_mr_init(&r, buf, len);
+    if (ds_mr_map(&r, &n)) return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (ds_mr_str(&r, &k, &kl)) return 0;
+        if (ds_mr_key_eq(k, kl, "v")) return ds_mr_uint(&r, v) == 0;
+        if (ds_mr_skip(&r)) return 0;
+    }
+    return 0;
+}
+
+/* Copies |src| into |dst| (capacity |cap|), replacing control characters
+ * so a peer's text cannot drive the user's terminal. */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+    }
+    dst[i] = 0;
+}
+
+static int64_t deadline(int64_t last, uint32_t timeout_ms)
+{
+    return last > INT64_MAX - (int64_t)timeout_ms ? INT64_MAX : last + timeout_ms;
+}
+
+/* Describes a framing error of the stream received. */
+static void frame_error_text(char *dst, size_t cap, const ds_frame_dec *d, int rc, const char *who)
+{
+    if (rc == DS_ERR_TOOLARGE)
+        snprintf(dst, cap, "%s sent a frame of %" PRIu32 " bytes, above the limit of %" PRIu32 " bytes",
+                 who, ds_get_be32(d->hdr), d->max);
+    else if (rc == DS_ERR_MALFORMED)
+        snprintf(dst, cap, "%s sent a malformed frame (zero length)", who);
+    else
+        snprintf(dst, cap, "%s", ds_strerror(rc));
+}
+
+/* ---- publisher ----------------------------------------------------------- */
+
+typedef enum {
+    S_WAIT_REQUEST,      /* nothing decided yet */
+    S_SERVING,           /* request accepted: pages are built in send() */
+    S_ERROR,             /* an ERROR frame is queued */
+    S_DONE,
+    S_FAILED,
+} s_phase;
+
+struct ds_sync_server {
+    ds_sync_server_cfg cfg;
+    uint32_t timeout_ms;
+    s_phase phase;
+    ds_frame_dec dec;
+    ds_msg req;                      /* cursor and limits of the next page */
+    int64_t last;                    /* last progress */
+    int peer_fin, fin_sent;
+    int err;
+    char code[32];
+    char message[512];
+    uint64_t nodes, pages, bytes;
+};
+
+/* Queues an ERROR frame (sent by the next send()); the machine fails
+ * with |err| once it is out. */
+static void server_reply_error(ds_sync_server *s, int err, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->message, sizeof s->message, fmt, ap);
+    va_end(ap);
+    snprintf(s->code, sizeof s->code, "%s", code);
+    s->err = err;
+    s->phase = S_ERROR;
+}
+
+int ds_sync_server_new(ds_sync_server **out, const ds_sync_server_cfg *cfg, int64_t now_ms)
+{
+    *out = NULL;
+    if (!cfg || !cfg->store || !cfg->share) return DS_ERR_INVALID;
+    ds_sync_server *s = calloc(1, sizeof *s);
+    if (!s) return DS_ERR_NOMEM;
+    s->cfg = *cfg;
+    s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DS_SYNC_DEFAULT_TIMEOUT_MS;
+    s->phase = S_WAIT_REQUEST;
+    s->last = now_ms;
+    ds_frame_dec_init(&s->dec, DS_SYNC_MAX_REQUEST);
+    *out = s;
+    return 0;
+}
+
+void ds_sync_server_free(ds_sync_server *s)
+{
+    if (!s) return;
+    ds_frame_dec_free(&s->dec);
+    ds_msg_free(&s->req);
+    free(s);
+}
+
+static int server_running(const ds_sync_server *s)
+{
+    return s->phase == S_WAIT_REQUEST || s->phase == S_SERVING || s->phase == S_ERROR;
+}
+
+/* The first event of the stream (a frame, a framing error or the end):
+ * the peer is told about authorization and load before anything else.
+ * Returns 1 when an ERROR was queued. */
+static int server_gate(ds_sync_server *s)
+{
+    if (!s->cfg.authorized) {
+        const char *id = s->cfg.peer_id && s->cfg.peer_id[0] ? s->cfg.peer_id : "(unknown)";
+        server_reply_error(s, DS_ERR_UNAUTHORIZED, DS_SYNC_E_NOT_AUTHORIZED,
+                           "Peer %s not authorized. Use: ds peer add %s --publish", id, id);
+        return 1;
+    }
+    if (s->cfg.rate_limited) {
+        server_reply_error(s, DS_ERR_BUSY, DS_SYNC_E_RATE_LIMITED,
+                           "Too many concurrent syncs; try again later");
+        return 1;
+    }
+    return 0;
+}
+
+static int server_on_request(ds_sync_server *s, const uint8_t *f, size_t fl)
+{
+    if (server_gate(s)) return 0;
+    ds_msg m;
+    int rc = ds_msg_decode(f, fl, &m);
+    uint64_t v = DS_SYNC_VERSION;
+    if (rc == DS_ERR_NOMEM) return rc;
+    if (rc == DS_ERR_VERSION || (rc && peek_version(f, fl, &v) && v != DS_SYNC_VERSION)) {
+        if (rc == DS_ERR_VERSION) v = m.version;
+        server_reply_error(s, DS_ERR_VERSION, DS_SYNC_E_VERSION,
+                           "Unsupported sync protocol version %" PRIu64 "; this publisher speaks version %d",
+                           v, DS_SYNC_VERSION);
+        return 0;
+    }
+    if (rc) {
+        server_reply_error(s, DS_ERR_PROTO, DS_SYNC_E_BAD_REQUEST, "Malformed sync request (%s)",
+                           ds_strerror(rc));
+        return 0;
+    }
+    ds_cursor c;
+    if (m.type != DS_MSG_SYNC_REQUEST)
+        server_reply_error(s, DS_ERR_PROTO, DS_SYNC_E_BAD_REQUEST, "Expected sync_request, got %s",
+                           type_name(m.type));
+    else {
+        s->req.type = DS_MSG_SYNC_REQUEST;
+        s->req.version = DS_SYNC_VERSION;
+        /* A cursor this build cannot read (another layout version) means
+         * starting over, like a cursor of another epoch: never stuck. */
+        s->req.has_cursor = m.has_cursor && ds_cursor_decode(m.cursor, DS_CURSOR_LEN, &c) == 0;
+        memcpy(s->req.cursor, m.cursor, DS_CURSOR_LEN);
+        uint32_t pn = s->cfg.page_nodes ? s->cfg.page_nodes : DS_SYNC_PAGE_NODES;
+        uint32_t pb = s->cfg.page_bytes ? s->cfg.page_bytes : DS_SYNC_PAGE_BYTES;
+        s->req.max_nodes = m.max_nodes && m.max_nodes < pn ? m.max_nodes : pn;
+        s->req.max_bytes = m.max_bytes && m.max_bytes < pb ? m.max_bytes : pb;
+        s->phase = S_SERVING;
+    }
+    ds_msg_free(&m);
+    return 0;
+}
+
+int ds_sync_server_recv(ds_sync_server *s, const uint8_t *data, size_t len, int fin, int64_t now_ms)
+{
+    if (!server_running(s) || s->phase == S_ERROR) return 0;
+    if (len) s->last = now_ms;
+    if (len && s->peer_fin) {
+        server_reply_error(s, DS_ERR_PROTO, DS_SYNC_E_BAD_REQUEST, "Data after the end of the stream");
+        return 0;
+    }
+    size_t off = 0;
+    while (off < len && s->phase == S_WAIT_REQUEST) {
+        size_t used;
+        const uint8_t *f;
+        size_t fl;
+        int rc = ds_frame_dec_feed(&s->dec, data + off, len - off, &used, &f, &fl);
+        off += used;
+        if (rc == DS_ERR_NOMEM) {
+            s->phase = S_FAILED;
+            s->err = rc;
+            snprintf(s->message, sizeof s->message, "%s", ds_strerror(rc));
+            return rc;
+        }
+        if (rc) {
+            if (!server_gate(s)) {
+                char t[200];
+                frame_error_text(t, sizeof t, &s->dec, rc, "Subscriber");
+                server_reply_error(s, DS_ERR_PROTO, DS_SYNC_E_BAD_REQUEST, "%s", t);
+            }
+            return 0;
+        }
+        if (f && (rc = server_on_request(s, f, fl))) {
+            s->phase = S_FAILED;
+            s->err = rc;
+            return rc;
+        }
+    }
+    if (off < len && s->phase == S_SERVING) {
+        server_reply_error(s, DS_ERR_PROTO, DS_SYNC_E_BAD_REQUEST, "Unexpected data after the request");
+        return 0;
+    }
+    if (fin) {
+        s->peer_fin = 1;
+        if (s->phase == S_WAIT_REQUEST && !server_gate(s))
+            server_reply_error(s, DS_ERR_PROTO, DS_SYNC_E_BAD_REQUEST,
+                               ds_frame_dec_idle(&s->dec) ? "Stream ended before a request"
+                                                          : "Stream ended inside a frame");
+        /* In S_SERVING the subscriber may finish its side early: fine. */
+    }
+    return 0;
+}
+
+/* Appends the queued ERROR frame. */
+static int server_emit_error(ds_sync_server *s, ds_buf *out)
+{
+    ds_buf p = { 0 };
+    int rc = ds_msg_encode_error(&p, s->code, s->message);
+    if (!rc) rc = ds_frame_encode(out, p.data, p.len, DS_SYNC_MAX_FRAME);
+    ds_buf_free(&p);
+    return rc;
+}
+
+/* Appends one page frame; builds it in place behind a reserved prefix. */
+static int server_emit_page(ds_sync_server *s, ds_buf *out, ds_publish_stats *ps)
+{
+    static const uint8_t zero[DS_FRAME_HDR_LEN];
+    size_t at = out->len;
+    int rc = ds_buf_append(out, zero, sizeof zero);
+    if (rc) return rc;
+    rc = ds_sync_publish(s->cfg.store, s->cfg.share, &s->req, out, ps);
+    if (!rc) rc = ds_frame_header(out->data + at, out->len - at - DS_FRAME_HDR_LEN, DS_SYNC_MAX_FRAME);
+    if (rc) out->len = at;
+    return rc;
+}
+
+int ds_sync_server_send(ds_sync_server *s, ds_buf *out, size_t budget, int *fin, int64_t now_ms)
+{
+    *fin = 0;
+    size_t start = out->len;
+    int rc = 0;
+    if (s->phase == S_SERVING) {
+        do {
+            ds_publish_stats ps;
+            if ((rc = server_emit_page(s, out, &ps))) {
+                if (rc == DS_ERR_NOMEM) break;
+                server_reply_error(s, rc, DS_SYNC_E_INTERNAL, "Publisher could not read its store (%s)",
+                                   ds_strerror(rc));
+                rc = 0;
+                break;
+            }
+            s->pages++;
+            s->nodes += ps.sent;
+            s->req.has_cursor = 1;
+            memcpy(s->req.cursor, ps.cursor, DS_CURSOR_LEN);
+            if (!ps.has_more) {
+                s->phase = S_DONE;
+                break;
+            }
+        } while (out->len - start < budget);
+    }
+    if (s->phase == S_ERROR && !rc) {
+        rc = server_emit_error(s, out);
+        if (!rc) s->phase = S_FAILED;
+    }
+    s->bytes += out->len - start;
+    if (out->len > start) s->last = now_ms;
+    if (rc) return rc;               /* out of memory: nothing lost, call again later */
+    if ((s->phase == S_DONE || s->phase == S_FAILED) && !s->fin_sent) {
+        *fin = 1;
+        s->fin_sent = 1;
+    }
+    return 0;
+}
+
+int64_t ds_sync_server_expiry(const ds_sync_server *s)
+{
+    return server_running(s) ? deadline(s->last, s->timeout_ms) : INT64_MAX;
+}
+
+void ds_sync_server_handle_expiry(ds_sync_server *s, int64_t now_ms)
+{
+    if (!server_running(s) || now_ms < ds_sync_server_expiry(s)) return;
+    s->phase = S_FAILED;
+    s->err = DS_ERR_TIMEOUT;
+    s->code[0] = 0;
+    snprintf(s->message, sizeof s->message, "No progress for %" PRIu32 " ms", s->timeout_ms);
+}
+
+ds_sync_state ds_sync_server_state(const ds_sync_server *s)
+{
+    return s->phase == S_DONE ? DS_SYNCS_DONE : s->phase == S_FAILED ? DS_SYNCS_FAILED : DS_SYNCS_RUNNING;
+}
+
+void ds_sync_server_counts(const ds_sync_server *s, uint64_t *nodes, uint64_t *pages, uint64_t *bytes)
+{
+    if (nodes) *nodes = s->nodes;
+    if (pages) *pages = s->pages;
+    if (bytes) *bytes = s->bytes;
+}
+
+int ds_sync_server_error(const ds_sync_server *s, const char **code, const char **message)
+{
+    int failed = s->phase == S_FAILED;
+    if (code) *code = failed ? s->code : "";
+    if (message) *message = failed ? s->message : "";
+    return failed ? s->err : 0;
+}
+
+/* ---- subscriber ---------------------------------------------------------- */
+
+typedef enum {
+    C_START,             /* request not sent yet */
+    C_PAGES,             /* waiting for pages */
+    C_LAST,              /* last page applied: only the end of the stream may follow */
+    C_DONE,
+    C_FAILED,
+} c_phase;
+
+struct ds_sync_client {
+    ds_sync_client_cfg cfg;
+    uint32_t timeout_ms;
+    c_phase phase;
+    ds_frame_dec dec;
+    int has_cursor;
+    uint8_t cursor[DS_CURSOR_LEN];
+    int64_t last;
+    int fin_sent;
+    int err;
+    char code[32];
+    char message[MSG_CAP];
+    ds_sync_progress prog;
+};
+
+static void client_fail(ds_sync_client *c, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->message, sizeof c->message, fmt, ap);
+    va_end(ap);
+    c->err = err;
+    c->phase = C_FAILED;
+}
+
+int ds_sync_client_new(ds_sync_client **out, const ds_sync_client_cfg *cfg, int64_t now_ms)
+{
+    *out = NULL;
+    if (!cfg || !cfg->replica) return DS_ERR_INVALID;
+    ds_sync_client *c = calloc(1, sizeof *c);
+    if (!c) return DS_ERR_NOMEM;
+    c->cfg = *cfg;
+    c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DS_SYNC_DEFAULT_TIMEOUT_MS;
+    c->last = now_ms;
+    if (!cfg->full) {
+        int rc = ds_sync_cursor_get(cfg->replica, c->cursor, &c->has_cursor);
+        if (rc) { free(c); return rc; }
+    }
+    ds_frame_dec_init(&c->dec, DS_SYNC_MAX_FRAME);
+    *out = c;
+    return 0;
+}
+
+void ds_sync_client_free(ds_sync_client *c)
+{
+    if (!c) return;
+    ds_frame_dec_free(&c->dec);
+    free(c);
+}
+
+static int client_running(const ds_sync_client *c)
+{
+    return c->phase == C_START || c->phase == C_PAGES || c->phase == C_LAST;
+}
+
+static int client_on_error(ds_sync_client *c, const ds_msg *m)
+{
+    int err = DS_ERR_PROTO;
+    if (strcmp(m->code, DS_SYNC_E_NOT_AUTHORIZED) == 0) err = DS_ERR_UNAUTHORIZED;
+    else if (strcmp(m->code, DS_SYNC_E_RATE_LIMITED) == 0) err = DS_ERR_BUSY;
+    else if (strcmp(m->code, DS_SYNC_E_VERSION) == 0) err = DS_ERR_VERSION;
+    copy_text(c->code, sizeof c->code, m->code);
+    copy_text(c->message, sizeof c->message,
+              m->message && m->message[0] ? m->message : ds_strerror(err));
+    c->err = err;
+    c->phase = C_FAILED;
+    return 0;
+}
+
+static int client_on_frame(ds_sync_client *c, const uint8_t *f, size_t fl)
+{
+    ds_msg m;
+    int rc = ds_msg_decode(f, fl, &m);
+    uint64_t v = DS_SYNC_VERSION;
+    if (rc == DS_ERR_NOMEM) {
+        client_fail(c, rc, "%s", ds_strerror(rc));
+        return rc;
+    }
+    if (rc == DS_ERR_VERSION || (rc && peek_version(f, fl, &v) && v != DS_SYNC_VERSION)) {
+        if (rc == DS_ERR_VERSION) v = m.version;
+        client_fail(c, DS_ERR_VERSION,
+                    "publisher answered with sync protocol version %" PRIu64 "; this build speaks version %d",
+                    v, DS_SYNC_VERSION);
+        return 0;
+    }
+    if (rc) {
+        client_fail(c, DS_ERR_PROTO, "malformed message from the publisher (%s)", ds_strerror(rc));
+        return 0;
+    }
+    c->prog.bytes += fl + DS_FRAME_HDR_LEN;
+    if (m.type == DS_MSG_ERROR) {
+        client_on_error(c, &m);
+    } else if (m.type == DS_MSG_SYNC_RESPONSE) {
+        size_t ins = 0;
+        rc = ds_sync_apply(c->cfg.replica, &m, &ins);
+        if (rc == DS_ERR_NOMEM) {
+            client_fail(c, rc, "%s", ds_strerror(rc));
+        } else if (rc) {
+            client_fail(c, rc, "could not write the replica (%s)", ds_strerror(rc));
+            rc = 0;
+        } else {
+            c->prog.pages++;
+            c->prog.nodes_received += m.nnodes;
+            c->prog.nodes_new += ins;
+            if (!m.has_more) c->phase = C_LAST;
+        }
+    } else {
+        client_fail(c, DS_ERR_PROTO, "unexpected %s message from the publisher", type_name(m.type));
+    }
+    ds_msg_free(&m);
+    return rc;
+}
+
+int ds_sync_client_recv(ds_sync_client *c, const uint8_t *data, size_t len, int fin, int64_t now_ms)
+{
+    if (!client_running(c)) return 0;
+    if (len) c->last = now_ms;
+    if (len && c->phase == C_START) {
+        client_fail(c, DS_ERR_PROTO, "publisher sent data before the request");
+        return 0;
+    }
+    if (len && c->phase == C_LAST) {
+        client_fail(c, DS_ERR_PROTO, "publisher sent data after the last page");
+        return 0;
+    }
+    size_t off = 0;
+    while (off < len && c->phase == C_PAGES) {
+        size_t used;
+        const uint8_t *f;
+        size_t fl;
+        int rc = ds_frame_dec_feed(&c->dec, data + off, len - off, &used, &f, &fl);
+        off += used;
+        if (rc) {
+            char t[200];
+            frame_error_text(t, sizeof t, &c->dec, rc, "publisher");
+            client_fail(c, rc == DS_ERR_NOMEM ? rc : DS_ERR_PROTO, "%s", t);
+            return rc == DS_ERR_NOMEM ? rc : 0;
+        }
+        if (f && (rc = client_on_frame(c, f, fl))) return rc;
+    }
+    if (off < len && c->phase == C_LAST) {
+        client_fail(c, DS_ERR_PROTO, "publisher sent data after the last page");
+        return 0;
+    }
+    if (fin && client_running(c)) {
+        if (c->phase == C_LAST) c->phase = C_DONE;
+        else if (c->phase == C_PAGES)
+            client_fail(c, DS_ERR_PROTO, ds_frame_dec_idle(&c->dec)
+                        ? "stream ended before the last page" : "stream ended inside a frame");
+        else
+            client_fail(c, DS_ERR_PROTO, "stream ended before the request was sent");
+    }
+    return 0;
+}
+
+int ds_sync_client_send(ds_sync_client *c, ds_buf *out, size_t budget, int *fin, int64_t now_ms)
+{
+    (void)budget;                    /* the request is one small frame */
+    *fin = 0;
+    if (c->phase == C_START) {
+        ds_buf p = { 0 };
+        int rc = ds_msg_encode_request(&p, c->has_cursor ? c->cursor : NULL, c->cfg.page_nodes,
+                                       c->cfg.page_bytes);
+        if (!rc) rc = ds_frame_encode(out, p.data, p.len, DS_SYNC_MAX_FRAME);
+        ds_buf_free(&p);
+        if (rc) return rc;
+        c->phase = C_PAGES;
+        c->last = now_ms;
+        return 0;
+    }
+    if (!client_running(c) || c->phase == C_LAST) {
+        if (!c->fin_sent) *fin = 1;
+        c->fin_sent = 1;
+    }
+    return 0;
+}
+
+int64_t ds_sync_client_expiry(const ds_sync_client *c)
+{
+    return client_running(c) ? deadline(c->last, c->timeout_ms) : INT64_MAX;
+}
+
+void ds_sync_client_handle_expiry(ds_sync_client *c, int64_t now_ms)
+{
+    if (!client_running(c) || now_ms < ds_sync_client_expiry(c)) return;
+    c->code[0] = 0;
+    client_fail(c, DS_ERR_TIMEOUT, "no progress from the publisher for %" PRIu32 " ms", c->timeout_ms);
+}
+
+ds_sync_state ds_sync_client_state(const ds_sync_client *c)
+{
+    return c->phase == C_DONE ? DS_SYNCS_DONE : c->phase == C_FAILED ? DS_SYNCS_FAILED : DS_SYNCS_RUNNING;
+}
+
+void ds_sync_client_progress(const ds_sync_client *c, ds_sync_progress *p)
+{
+    *p = c->prog;
+}
+
+int ds_sync_client_error(const ds_sync_client *c, const char **code, const char **message)
+{
+    int failed = c->phase == C_FAILED;
+    if (code) *code = failed ? c->code : "";
+    if (message) *message = failed ? c->message : "";
+    return failed ? c->err : 0;
+}
