@@ -1,0 +1,396 @@
+/*
+ * quic.c - the QUIC endpoint: owns the TLS contexts (quic_tls.c), the
+ * datagram paths (direct UDP from udp_path.c, or any other
+ * ds_quic_path), and the connections (quic_conn.c).  It routes each
+ * received datagram to its connection by destination connection ID,
+ * accepts new connections on listening paths, flushes connections once
+ * per received batch (or, for application writes, once per loop
+ * iteration from a uv_prepare_t started only when there is something to
+ * send), and shuts everything down in order.
+ */
+#include <wolfssl/options.h>
+
+#include <arpa/inet.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds/error.h"
+#include "io/quic_int.h"
+
+uint64_t ds_quic_now(void)
+{
+    return uv_hrtime();
+}
+
+void ds_quic_log(ds_quic_endpoint *ep, int is_error, const char *fmt, ...)
+{
+    if (!ep->cb.on_log)
+        return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ep->cb.on_log(is_error, msg, ep->ud);
+}
+
+int ds_quic_endpoint_new(ds_quic_endpoint **out, uv_loop_t *loop, const ds_quic_config *cfg,
+                         const ds_quic_callbacks *cb, void *ud)
+{
+    *out = NULL;
+    if (!loop || !cfg || !cfg->identity_sk || !cfg->alpn)
+        return DS_ERR_INVALID;
+    if (sodium_init() < 0)
+        return DS_ERR_CRYPTO;
+    ds_quic_endpoint *ep = calloc(1, sizeof *ep);
+    if (!ep)
+        return DS_ERR_NOMEM;
+    int rc = ds_quic_tls_init(&ep->tls, cfg->identity_sk, cfg->alpn);
+    if (rc) {
+        free(ep);
+        return rc;
+    }
+    ep->loop = loop;
+    if (cb)
+        ep->cb = *cb;
+    ep->ud = ud;
+    ep->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 30000;
+    ep->hs_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : 10000;
+    randombytes_buf(ep->reset_secret, sizeof ep->reset_secret);
+    *out = ep;
+    return 0;
+}
+
+void ds_quic_endpoint_free(ds_quic_endpoint *ep)
+{
+    if (!ep)
+        return;
+    /* Misuse (handles still open) would leave dangling handles in the loop. */
+    if (ep->handles > 0)
+        return;
+    ds_quic_tls_free(&ep->tls);
+    sodium_memzero(ep->reset_secret, sizeof ep->reset_secret);
+    free(ep);
+}
+
+/* ---- Flushing ----------------------------------------------------------- */
+
+static void flush_dirty(ds_quic_endpoint *ep)
+{
+    ds_quic_conn *c = ep->conns;
+    while (c) {
+        ds_quic_conn *next = c->next;
+        if (c->dirty)
+            ds_quic_conn_flush(c);
+        c = next;
+    }
+}
+
+static void prep_cb(uv_prepare_t *h)
+{
+    ds_quic_endpoint *ep = h->data;
+    uv_prepare_stop(h);
+    ep->prep_active = 0;
+    flush_dirty(ep);
+}
+
+static int ensure_prep(ds_quic_endpoint *ep)
+{
+    if (ep->prep_init)
+        return 0;
+    if (uv_prepare_init(ep->loop, &ep->prep) != 0)
+        return DS_ERR_IO;
+    ep->prep.data = ep;
+    ep->prep_init = 1;
+    ep->handles++;
+    return 0;
+}
+
+void ds_quic_schedule_flush(ds_quic_endpoint *ep)
+{
+    if (ep->prep_active || ep->closing || !ep->prep_init)
+        return;
+    ep->prep_active = 1;
+    uv_prepare_start(&ep->prep, prep_cb);
+}
+
+/* ---- Paths -------------------------------------------------------------- */
+
+int ds_quic_endpoint_add_path(ds_quic_endpoint *ep, ds_quic_path *p)
+{
+    if (!ep || !p || !p->ops || !p->ops->send || !p->ops->close || ep->closing)
+        return DS_ERR_INVALID;
+    if (ensure_prep(ep))
+        return DS_ERR_IO;
+    p->ep = ep;
+    p->closing = 0;
+    p->next = ep->paths;
+    ep->paths = p;
+    ep->handles++;
+    return 0;
+}
+
+int ds_quic_endpoint_bind(ds_quic_endpoint *ep, const char *host, uint16_t port)
+{
+    if (!ep || !host || ep->closing)
+        return DS_ERR_INVALID;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+    } else {
+        ds_quic_log(ep, 1, "quic: bad bind address '%s'", host);
+        return DS_ERR_INVALID;
+    }
+    if (ensure_prep(ep))
+        return DS_ERR_IO;
+    ds_quic_path *p;
+    char err[160] = "";
+    int rc = ds_quic_udp_path_open(ep, ep->loop, (struct sockaddr *)&ss, 1, &p, err, sizeof err);
+    if (rc) {
+        ds_quic_log(ep, 1, "quic: cannot listen on %s port %u: %s", host, port, err);
+        return rc;
+    }
+    ds_quic_endpoint_add_path(ep, p);
+    if (!ep->primary)
+        ep->primary = p;
+    return 0;
+}
+
+int ds_quic_endpoint_addr(ds_quic_endpoint *ep, struct sockaddr_storage *out)
+{
+    if (!ep || !ep->primary)
+        return DS_ERR_NOTFOUND;
+    *out = ep->primary->local;
+    return 0;
+}
+
+int ds_quic_endpoint_gso(ds_quic_endpoint *ep)
+{
+    for (ds_quic_path *p = ep->paths; p; p = p->next)
+        if (strcmp(p->ops->kind, "direct") == 0 && !p->closing)
+            return p->gso;
+    return 0;
+}
+
+void ds_quic_path_writable(ds_quic_path *p)
+{
+    ds_quic_endpoint *ep = p->ep;
+    if (!ep || ep->closing)
+        return;
+    ds_quic_conn *c = ep->conns;
+    while (c) {
+        ds_quic_conn *next = c->next;
+        if (c->blocked && c->tx_path == p) {
+            c->blocked = 0;
+            ds_quic_conn_flush(c);
+        }
+        c = next;
+    }
+}
+
+/* ---- Receiving ---------------------------------------------------------------- */
+
+static ds_quic_conn *find_conn(ds_quic_endpoint *ep, const uint8_t *cid, size_t len)
+{
+    for (ds_quic_conn *c = ep->conns; c; c = c->next) {
+        for (size_t i = 0; i < c->ncids; i++)
+            if (c->cids[i].datalen == len && memcmp(c->cids[i].data, cid, len) == 0)
+                return c;
+        if (c->has_odcid && c->odcid.datalen == len && memcmp(c->odcid.data, cid, len) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static void move_to_front(ds_quic_endpoint *ep, ds_quic_conn *c)
+{
+    if (ep->conns == c)
+        return;
+    ds_quic_unlink_conn(ep, c);
+    c->next = ep->conns;
+    if (ep->conns)
+        ep->conns->prev = c;
+    ep->conns = c;
+    ep->nconns++;
+}
+
+static void recv_one(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *from,
+                     const uint8_t *pkt, size_t len)
+{
+    ngtcp2_version_cid vc;
+    if (ngtcp2_pkt_decode_version_cid(&vc, pkt, len, DS_QUIC_CIDLEN) != 0)
+        return; /* garbage or an unsupported version: dropped */
+    ds_quic_conn *c = find_conn(ep, vc.dcid, vc.dcidlen);
+    if (!c) {
+        if (!p->listening || !(pkt[0] & 0x80) || ep->nconns >= DS_QUIC_MAX_CONNS)
+            return;
+        ngtcp2_pkt_hd hd;
+        if (ngtcp2_accept(&hd, pkt, len) != 0)
+            return;
+        c = ds_quic_conn_new(ep, p, from, &hd, NULL);
+        if (!c) {
+            ds_quic_log(ep, 1, "quic: cannot accept a connection (out of memory)");
+            return;
+        }
+    } else {
+        move_to_front(ep, c); /* the next datagram is likely for it too */
+    }
+    ds_quic_conn_read(c, p, from, pkt, len);
+    ds_quic_conn_after_read(c);
+}
+
+void ds_quic_endpoint_recv(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *from,
+                           const uint8_t *buf, size_t len, size_t seg)
+{
+    if (!ep || ep->closing || p->closing || !len)
+        return;
+    if (from->sa_family != AF_INET && from->sa_family != AF_INET6)
+        return;
+    if (seg == 0 || seg > len)
+        seg = len;
+    ep->in_recv++;
+    for (size_t off = 0; off < len && !ep->closing; off += seg)
+        recv_one(ep, p, from, buf + off, len - off < seg ? len - off : seg);
+    ep->in_recv--;
+    if (ep->in_recv)
+        return;
+    if (ep->close_pending) {
+        ep->close_pending = 0;
+        ds_quic_endpoint_close(ep, ep->done, ep->done_ud);
+        return;
+    }
+    flush_dirty(ep);
+}
+
+/* ---- Connections ------------------------------------------------------------- */
+
+void ds_quic_unlink_conn(ds_quic_endpoint *ep, ds_quic_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (ep->conns == c)
+        ep->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    ep->nconns--;
+}
+
+int ds_quic_connect_via(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *addr,
+                        const uint8_t expect_pk[DS_NODE_PK_LEN], ds_quic_conn **out)
+{
+    if (!ep || !p || !addr || !expect_pk || ep->closing || p->closing || p->ep != ep)
+        return DS_ERR_INVALID;
+    if (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)
+        return DS_ERR_INVALID;
+    ds_quic_conn *c = ds_quic_conn_new(ep, p, addr, NULL, expect_pk);
+    if (!c)
+        return DS_ERR_NOMEM;
+    if (out)
+        *out = c;
+    ds_quic_conn_flush(c); /* the first Initial goes out now */
+    return 0;
+}
+
+int ds_quic_connect(ds_quic_endpoint *ep, const struct sockaddr *addr,
+                    const uint8_t expect_pk[DS_NODE_PK_LEN], ds_quic_conn **out)
+{
+    if (!ep || !addr || ep->closing)
+        return DS_ERR_INVALID;
+    int fam = addr->sa_family;
+    if (fam != AF_INET && fam != AF_INET6)
+        return DS_ERR_INVALID;
+    ds_quic_path *p = NULL;
+    for (ds_quic_path *q = ep->paths; q; q = q->next)
+        if (!q->closing && strcmp(q->ops->kind, "direct") == 0 && q->local.ss_family == fam)
+            p = q; /* the oldest: the bound one before ephemeral ones */
+    if (!p) {
+        struct sockaddr_storage any;
+        memset(&any, 0, sizeof any);
+        any.ss_family = (sa_family_t)fam;
+        if (ensure_prep(ep))
+            return DS_ERR_IO;
+        char err[160] = "";
+        int rc = ds_quic_udp_path_open(ep, ep->loop, (struct sockaddr *)&any, 0, &p, err,
+                                       sizeof err);
+        if (rc) {
+            ds_quic_log(ep, 1, "quic: cannot open a dialing socket: %s", err);
+            return rc;
+        }
+        ds_quic_endpoint_add_path(ep, p);
+    }
+    return ds_quic_connect_via(ep, p, addr, expect_pk, out);
+}
+
+/* ---- Shutdown ----------------------------------------------------------------- */
+
+static void maybe_done(ds_quic_endpoint *ep)
+{
+    if (ep->closing && ep->handles == 0 && !ep->done_called) {
+        ep->done_called = 1;
+        if (ep->done)
+            ep->done(ep->done_ud);
+    }
+}
+
+void ds_quic_handle_closed(ds_quic_endpoint *ep)
+{
+    ep->handles--;
+    maybe_done(ep);
+}
+
+static void path_closed(ds_quic_path *p)
+{
+    ds_quic_handle_closed(p->ep);
+}
+
+static void prep_closed(uv_handle_t *h)
+{
+    ds_quic_handle_closed(h->data);
+}
+
+void ds_quic_endpoint_close(ds_quic_endpoint *ep, void (*done)(void *ud), void *ud)
+{
+    if (!ep || ep->closing)
+        return;
+    ep->done = done;
+    ep->done_ud = ud;
+    if (ep->in_recv) { /* a callback inside packet processing: finish it first */
+        ep->close_pending = 1;
+        return;
+    }
+    ep->closing = 1;
+    ds_quic_conn *c = ep->conns;
+    while (c) {
+        ds_quic_conn *next = c->next;
+        ds_quic_conn_shutdown(c);
+        c = next;
+    }
+    /* Conns still to report on_closed keep their (timer) handle; paths
+     * go now: nothing is sent any more. */
+    ds_quic_path *p = ep->paths;
+    ep->paths = NULL;
+    ep->primary = NULL;
+    while (p) {
+        ds_quic_path *next = p->next;
+        p->closing = 1;
+        p->ops->close(p, path_closed);
+        p = next;
+    }
+    if (ep->prep_init) {
+        uv_prepare_stop(&ep->prep);
+        ep->prep_active = 0;
+        uv_close((uv_handle_t *)&ep->prep, prep_closed);
+    }
+    maybe_done(ep);
+}

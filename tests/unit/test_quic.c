@@ -1,0 +1,714 @@
+/*
+ * test_quic.c - the QUIC endpoint over real loopback UDP (127.0.0.1 and
+ * ::1, port 0): handshake with NodeId pinning both ways, pinning
+ * failure, rejection by the listener, ALPN mismatch, a 5 MB transfer in
+ * both directions on one stream, idle timeout, clean close, dialing a
+ * port where nobody listens, and constructor errors.  One uv loop per
+ * test; every run is bounded by a guard timer; no sleeps.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "ds/error.h"
+#include "io/quic.h"
+
+#define XFER (5u * 1024 * 1024)
+#define WRITE_CHUNK 65536
+#define QUEUE_MAX (1024u * 1024)
+
+typedef struct world world;
+
+typedef struct peer {
+    world *w;
+    ds_quic_endpoint *ep;
+    uint8_t pk[32], sk[64];
+    const char *alpn;
+    uint32_t idle_ms, hs_ms;
+    int reject;                 /* on_accept says no */
+    int accepted, connected, closed, close_err, stream_opens;
+    char reason[256];
+    uint8_t accepted_pk[32];
+    ds_quic_conn *conn;
+    /* transfer */
+    int64_t sid;
+    int have_sid;
+    uint8_t salt;               /* pattern of what this side sends */
+    size_t to_send, sent;
+    size_t received;
+    int fin_seen, bad_data;
+    /* many_streams: the dialer opens |streams_left| streams one after the
+     * other; the listener answers each FIN with its own FIN. */
+    int echo_fin, streams_left, streams_done;
+} peer;
+
+struct world {
+    uv_loop_t loop;
+    uv_timer_t guard;
+    int timed_out;
+    int (*goal)(world *w);
+    peer a, b;                  /* a: listener, b: dialer */
+    int ep_done;
+};
+
+static double t0; /* for DS_TEST_VERBOSE=1 traces */
+static uint8_t pattern(uint8_t salt, size_t i)
+{
+    return (uint8_t)((i * 31u) ^ (i >> 9) ^ salt);
+}
+
+static void check_goal(world *w)
+{
+    if (w->goal && w->goal(w))
+        uv_stop(&w->loop);
+}
+
+static void pump(peer *p)
+{
+    static uint8_t buf[WRITE_CHUNK];
+    while (p->conn && p->have_sid && p->sent < p->to_send &&
+           ds_quic_stream_queued(p->conn, p->sid) < QUEUE_MAX) {
+        size_t n = p->to_send - p->sent < WRITE_CHUNK ? p->to_send - p->sent : WRITE_CHUNK;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern(p->salt, p->sent + i);
+        int rc = ds_quic_stream_write(p->conn, p->sid, buf, n, p->sent + n == p->to_send);
+        assert_int_equal(rc, 0);
+        p->sent += n;
+    }
+}
+
+static int on_accept(ds_quic_conn *c, const uint8_t pk[32], void *ud)
+{
+    peer *p = ud;
+    p->accepted++;
+    memcpy(p->accepted_pk, pk, 32);
+    if (p->reject)
+        return 1;
+    p->conn = c;
+    check_goal(p->w);
+    return 0;
+}
+
+static void on_connected(ds_quic_conn *c, void *ud)
+{
+    peer *p = ud;
+    p->connected++;
+    p->conn = c;
+    if (p->to_send) {
+        assert_int_equal(ds_quic_stream_open(c, &p->sid), 0);
+        p->have_sid = 1;
+        pump(p);
+    }
+    check_goal(p->w);
+}
+
+static void on_stream_open(ds_quic_conn *c, int64_t sid, void *ud)
+{
+    peer *p = ud;
+    (void)c;
+    p->stream_opens++;
+    if (!p->have_sid) {
+        p->sid = sid;
+        p->have_sid = 1;
+        pump(p);
+    }
+}
+
+static void on_stream_data(ds_quic_conn *c, int64_t sid, const uint8_t *data, size_t len, int fin,
+                           void *ud)
+{
+    peer *p = ud;
+    if (p->echo_fin) { /* listener: answer FIN with FIN */
+        if (fin)
+            assert_int_equal(ds_quic_stream_write(c, sid, NULL, 0, 1), 0);
+        return;
+    }
+    if (p->streams_left || p->streams_done) { /* dialer: next stream */
+        if (fin) {
+            p->streams_done++;
+            if (p->streams_left > 0) {
+                p->streams_left--;
+                int64_t s2;
+                assert_int_equal(ds_quic_stream_open(c, &s2), 0);
+                assert_int_equal(ds_quic_stream_write(c, s2, (const uint8_t *)"x", 1, 1), 0);
+            }
+            check_goal(p->w);
+        }
+        return;
+    }
+    /* the other side's salt is ours ^ 0xff */
+    for (size_t i = 0; i < len; i++)
+        if (data[i] != pattern((uint8_t)(p->salt ^ 0xff), p->received + i))
+            p->bad_data = 1;
+    p->received += len;
+    if (fin)
+        p->fin_seen = 1;
+    check_goal(p->w);
+}
+
+static void on_stream_writable(ds_quic_conn *c, int64_t sid, void *ud)
+{
+    peer *p = ud;
+    (void)c;
+    (void)sid;
+    pump(p);
+}
+
+static void on_closed(ds_quic_conn *c, int err, const char *reason, void *ud)
+{
+    peer *p = ud;
+    p->closed++;
+    p->close_err = err;
+    snprintf(p->reason, sizeof p->reason, "%s", reason);
+    if (getenv("DS_TEST_VERBOSE"))
+        fprintf(stderr, "  [%s] on_closed err=%d reason=%s t=%.1fms\n",
+                p == &p->w->a ? "listener" : "dialer", err, reason, uv_hrtime() / 1e6 - t0);
+    if (c == p->conn)
+        p->conn = NULL;
+    check_goal(p->w);
+}
+
+static const ds_quic_callbacks CBS = {on_accept,          on_connected, on_stream_open,
+                                      on_stream_data,     on_stream_writable, on_closed,
+                                      NULL};
+
+static void guard_cb(uv_timer_t *t)
+{
+    world *w = t->data;
+    w->timed_out = 1;
+    uv_stop(&w->loop);
+}
+
+static void make_key(peer *p, uint8_t seed_byte)
+{
+    uint8_t seed[32];
+    memset(seed, seed_byte, sizeof seed);
+    crypto_sign_seed_keypair(p->pk, p->sk, seed);
+}
+
+static void world_init(world *w)
+{
+    memset(w, 0, sizeof *w);
+    t0 = uv_hrtime() / 1e6;
+    assert_int_equal(uv_loop_init(&w->loop), 0);
+    uv_timer_init(&w->loop, &w->guard);
+    w->guard.data = w;
+    w->a.w = w->b.w = w;
+    make_key(&w->a, 1);
+    make_key(&w->b, 2);
+    w->a.alpn = w->b.alpn = "ds-test/1";
+    w->a.salt = 0x11;
+    w->b.salt = 0x11 ^ 0xff;
+}
+
+static void peer_start(world *w, peer *p)
+{
+    ds_quic_config cfg = {p->sk, p->alpn, p->idle_ms, p->hs_ms};
+    assert_int_equal(ds_quic_endpoint_new(&p->ep, &w->loop, &cfg, &CBS, p), 0);
+}
+
+/* Runs the loop until the goal holds or |ms| pass; returns 1 on goal. */
+static int run(world *w, int (*goal)(world *), uint64_t ms)
+{
+    w->goal = goal;
+    w->timed_out = 0;
+    if (goal(w))
+        return 1;
+    uv_timer_start(&w->guard, guard_cb, ms, 0);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&w->guard);
+    w->goal = NULL;
+    return !w->timed_out && goal(w);
+}
+
+static void ep_done(void *ud)
+{
+    world *w = ud;
+    w->ep_done++;
+}
+
+static int both_ep_done(world *w)
+{
+    return w->ep_done == (w->a.ep ? 1 : 0) + (w->b.ep ? 1 : 0);
+}
+
+static void world_free(world *w)
+{
+    if (w->a.ep)
+        ds_quic_endpoint_close(w->a.ep, ep_done, w);
+    if (w->b.ep)
+        ds_quic_endpoint_close(w->b.ep, ep_done, w);
+    w->goal = both_ep_done;
+    uv_timer_start(&w->guard, guard_cb, 3000, 0);
+    while (!both_ep_done(w) && !w->timed_out)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    assert_true(both_ep_done(w));
+    ds_quic_endpoint_free(w->a.ep);
+    ds_quic_endpoint_free(w->b.ep);
+    uv_close((uv_handle_t *)&w->guard, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&w->loop), 0);
+}
+
+/* Listener a on |host|, dialer b dialing it expecting |expect|. */
+static int start_pair(world *w, const char *host, const uint8_t *expect)
+{
+    peer_start(w, &w->a);
+    peer_start(w, &w->b);
+    int rc = ds_quic_endpoint_bind(w->a.ep, host, 0);
+    if (rc)
+        return rc;
+    struct sockaddr_storage ss;
+    assert_int_equal(ds_quic_endpoint_addr(w->a.ep, &ss), 0);
+    assert_int_equal(ds_quic_connect(w->b.ep, (struct sockaddr *)&ss, expect ? expect : w->a.pk,
+                                     &w->b.conn),
+                     0);
+    return 0;
+}
+
+static int g_established(world *w) { return w->a.accepted && w->b.connected; }
+static int g_transfer(world *w)
+{
+    return (w->a.fin_seen && w->b.fin_seen) || w->a.bad_data || w->b.bad_data ||
+           w->a.closed || w->b.closed;
+}
+static int g_b_closed(world *w) { return w->b.closed > 0; }
+static int g_both_closed(world *w) { return w->a.closed > 0 && w->b.closed > 0; }
+
+
+/* ---- An in-memory "relay" path: exercises the path interface ------------- */
+
+typedef struct dgram {
+    struct dgram *next;
+    size_t len;
+    uint8_t data[];
+} dgram;
+
+typedef struct mem_path {
+    ds_quic_path path;
+    struct mem_path *peer;      /* where datagrams go */
+    uv_timer_t t;               /* delivers asynchronously (never inside send) */
+    dgram *q, *qtail;
+    int drop_next, dropped, sent;
+    int budget_max, budget, refusals; /* budget_max > 0: datagrams per tick */
+    uv_timer_t refill;
+    int open_handles;
+    void (*done)(ds_quic_path *p);
+} mem_path;
+
+static void mem_refill(uv_timer_t *t)
+{
+    mem_path *m = t->data;
+    m->budget = m->budget_max;
+    ds_quic_path_writable(&m->path);
+}
+
+static void mem_deliver(uv_timer_t *t)
+{
+    mem_path *m = t->data; /* the receiving side */
+    while (m->q && !m->path.closing) {
+        dgram *d = m->q;
+        m->q = d->next;
+        if (!m->q)
+            m->qtail = NULL;
+        ds_quic_endpoint_recv(m->path.ep, &m->path, (struct sockaddr *)&m->peer->path.local,
+                              d->data, d->len, d->len);
+        free(d);
+    }
+}
+
+static int mem_send(ds_quic_path *p, const struct sockaddr *to, const uint8_t *buf, size_t len,
+                    size_t seg)
+{
+    mem_path *m = p->impl, *dst = m->peer;
+    (void)to;
+    for (size_t off = 0; off < len; off += seg) {
+        size_t n = len - off < seg ? len - off : seg;
+        if (m->budget_max) {
+            if (m->budget == 0) { /* full: take nothing more until refilled */
+                m->refusals++;
+                uv_timer_start(&m->refill, mem_refill, 0, 0);
+                return (int)off;
+            }
+            m->budget--;
+        }
+        m->sent++;
+        if (m->drop_next > 0) {
+            m->drop_next--;
+            m->dropped++;
+            continue;
+        }
+        if (dst->path.closing)
+            continue;
+        dgram *d = malloc(sizeof *d + n);
+        assert_non_null(d);
+        d->next = NULL;
+        d->len = n;
+        memcpy(d->data, buf + off, n);
+        if (dst->qtail)
+            dst->qtail->next = d;
+        else
+            dst->q = d;
+        dst->qtail = d;
+        uv_timer_start(&dst->t, mem_deliver, 0, 0);
+    }
+    return (int)len;
+}
+
+static void mem_closed(uv_handle_t *h)
+{
+    mem_path *m = h->data;
+    if (--m->open_handles > 0)
+        return;
+    while (m->q) {
+        dgram *d = m->q;
+        m->q = d->next;
+        free(d);
+    }
+    m->qtail = NULL;
+    m->done(&m->path);
+}
+
+static void mem_close(ds_quic_path *p, void (*done)(ds_quic_path *p))
+{
+    mem_path *m = p->impl;
+    m->done = done;
+    uv_close((uv_handle_t *)&m->t, mem_closed);
+    uv_close((uv_handle_t *)&m->refill, mem_closed);
+}
+
+static const ds_quic_path_ops MEM_OPS = {"relay", mem_send, mem_close};
+
+static void mem_init(world *w, mem_path *m, mem_path *to, uint8_t host, int listening)
+{
+    memset(m, 0, sizeof *m);
+    m->peer = to;
+    m->path.ops = &MEM_OPS;
+    m->path.impl = m;
+    m->path.listening = listening;
+    struct sockaddr_in *a = (struct sockaddr_in *)&m->path.local;
+    a->sin_family = AF_INET; /* a virtual address of this path */
+    a->sin_addr.s_addr = htonl(0x0aff0000u | host);
+    a->sin_port = htons(1000);
+    uv_timer_init(&w->loop, &m->t);
+    uv_timer_init(&w->loop, &m->refill);
+    m->t.data = m->refill.data = m;
+    m->open_handles = 2;
+}
+
+static int g_a_closed(world *w) { return w->a.closed > 0; }
+
+static void relay_path_and_closing_period(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.idle_ms = w.b.idle_ms = 10000;
+    peer_start(&w, &w.a);
+    peer_start(&w, &w.b);
+    static mem_path pa, pb;
+    mem_init(&w, &pa, &pb, 1, 1);
+    mem_init(&w, &pb, &pa, 2, 0);
+    assert_int_equal(ds_quic_endpoint_add_path(w.a.ep, &pa.path), 0);
+    assert_int_equal(ds_quic_endpoint_add_path(w.b.ep, &pb.path), 0);
+    assert_int_equal(ds_quic_connect_via(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local,
+                                         w.a.pk, &w.b.conn),
+                     0);
+    assert_true(run(&w, g_established, 5000));
+    assert_string_equal(ds_quic_conn_path_kind(w.b.conn), "relay");
+    assert_string_equal(ds_quic_conn_path_kind(w.a.conn), "relay");
+    assert_memory_equal(w.a.accepted_pk, w.b.pk, 32);
+
+    /* b closes, and its CONNECTION_CLOSE is lost. */
+    pb.drop_next = 1;
+    ds_quic_conn_close(w.b.conn, DS_QUIC_APP_OK, "bye");
+    assert_true(run(&w, g_b_closed, 2000));
+    assert_int_equal(w.b.close_err, 0);
+    assert_int_equal(pb.dropped, 1);
+    assert_int_equal(w.a.closed, 0);
+    /* a keeps sending; b, in its closing period, sends CONNECTION_CLOSE
+     * again, so a learns of the close long before its idle timeout. */
+    int64_t sid;
+    assert_int_equal(ds_quic_stream_open(w.a.conn, &sid), 0);
+    assert_int_equal(ds_quic_stream_write(w.a.conn, sid, (const uint8_t *)"ping", 4, 0), 0);
+    assert_true(run(&w, g_a_closed, 2000));
+    assert_int_equal(w.a.close_err, 0);
+    assert_non_null(strstr(w.a.reason, "bye"));
+    world_free(&w);
+}
+
+/* A path that is often full: sends resume from ds_quic_path_writable. */
+static void relay_path_backpressure(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.to_send = w.b.to_send = 1024 * 1024;
+    peer_start(&w, &w.a);
+    peer_start(&w, &w.b);
+    static mem_path pa, pb;
+    mem_init(&w, &pa, &pb, 1, 1);
+    mem_init(&w, &pb, &pa, 2, 0);
+    pa.budget_max = pa.budget = pb.budget_max = pb.budget = 8;
+    assert_int_equal(ds_quic_endpoint_add_path(w.a.ep, &pa.path), 0);
+    assert_int_equal(ds_quic_endpoint_add_path(w.b.ep, &pb.path), 0);
+    assert_int_equal(ds_quic_connect_via(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local,
+                                         w.a.pk, &w.b.conn),
+                     0);
+    assert_true(run(&w, g_transfer, 20000));
+    assert_false(w.a.bad_data);
+    assert_false(w.b.bad_data);
+    assert_int_equal(w.a.received, 1024 * 1024);
+    assert_int_equal(w.b.received, 1024 * 1024);
+    assert_true(pa.refusals > 0 && pb.refusals > 0);
+    assert_int_equal(pa.dropped + pb.dropped, 0);
+    world_free(&w);
+}
+
+static int g_streams(world *w) { return w->b.streams_left == 0 && w->b.streams_done > 0 && w->b.streams_done == 150; }
+
+/* More streams than the initial limit (100), one after the other: the
+ * limit is extended as the peer's streams close. */
+static void many_streams(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.echo_fin = 1;
+    assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+    assert_true(run(&w, g_established, 5000));
+    w.b.streams_left = 149;
+    int64_t sid;
+    assert_int_equal(ds_quic_stream_open(w.b.conn, &sid), 0);
+    assert_int_equal(ds_quic_stream_write(w.b.conn, sid, (const uint8_t *)"x", 1, 1), 0);
+    assert_true(run(&w, g_streams, 10000));
+    assert_int_equal(w.a.stream_opens, 150);
+    assert_int_equal(w.a.closed + w.b.closed, 0);
+    world_free(&w);
+}
+
+/* ---- Tests ---------------------------------------------------------------- */
+
+static void handshake_and_pinning(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+    assert_true(run(&w, g_established, 5000));
+    /* The listener learned the dialer's key; the dialer has the pinned one. */
+    assert_memory_equal(w.a.accepted_pk, w.b.pk, 32);
+    assert_non_null(ds_quic_conn_peer_pk(w.b.conn));
+    assert_memory_equal(ds_quic_conn_peer_pk(w.b.conn), w.a.pk, 32);
+    assert_memory_equal(ds_quic_conn_peer_pk(w.a.conn), w.b.pk, 32);
+    assert_string_equal(ds_quic_conn_path_kind(w.b.conn), "direct");
+    assert_true(ds_quic_conn_is_dialer(w.b.conn));
+    assert_false(ds_quic_conn_is_dialer(w.a.conn));
+    assert_true(ds_quic_conn_established(w.a.conn));
+    struct sockaddr_storage rem, loc;
+    assert_int_equal(ds_quic_conn_remote(w.b.conn, &rem), 0);
+    assert_int_equal(ds_quic_endpoint_addr(w.a.ep, &loc), 0);
+    assert_int_equal(((struct sockaddr_in *)&rem)->sin_port, ((struct sockaddr_in *)&loc)->sin_port);
+    assert_int_equal(w.a.closed + w.b.closed, 0);
+    world_free(&w);
+    /* Closing the endpoints reported both connections closed. */
+    assert_int_equal(w.a.closed, 1);
+    assert_int_equal(w.b.closed, 1);
+}
+
+static void pinning_failure(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    uint8_t other[32];
+    memset(other, 0x5a, sizeof other);
+    assert_int_equal(start_pair(&w, "127.0.0.1", other), 0);
+    assert_true(run(&w, g_both_closed, 5000));
+    assert_int_equal(w.b.close_err, DS_ERR_CRYPTO);
+    assert_int_equal(w.b.connected, 0);
+    assert_int_equal(w.a.accepted, 0);
+    assert_int_equal(w.a.received + w.b.received, 0);
+    assert_int_equal(w.a.stream_opens, 0);
+    world_free(&w);
+    assert_int_equal(w.b.closed, 1);
+}
+
+static void listener_rejects(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.reject = 1;
+    assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+    assert_true(run(&w, g_both_closed, 5000));
+    assert_int_equal(w.a.accepted, 1);
+    assert_int_equal(w.b.connected, 0);
+    assert_int_equal(w.b.close_err, DS_ERR_UNAUTHORIZED);
+    assert_int_equal(w.a.close_err, DS_ERR_UNAUTHORIZED);
+    world_free(&w);
+}
+
+static void alpn_mismatch(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.b.alpn = "ds-other/1";
+    assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+    assert_true(run(&w, g_both_closed, 5000));
+    assert_int_equal(w.b.close_err, DS_ERR_PROTO);
+    assert_int_equal(w.a.close_err, DS_ERR_PROTO);
+    assert_int_equal(w.a.accepted, 0);
+    assert_int_equal(w.b.connected, 0);
+    world_free(&w);
+}
+
+
+static void transfer_both_ways(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.to_send = XFER;
+    w.b.to_send = XFER;
+    assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+    assert_true(run(&w, g_transfer, 20000));
+    assert_false(w.a.bad_data);
+    assert_false(w.b.bad_data);
+    assert_int_equal(w.a.received, XFER);
+    assert_int_equal(w.b.received, XFER);
+    assert_true(w.a.fin_seen);
+    assert_true(w.b.fin_seen);
+    assert_int_equal(w.a.stream_opens, 1);
+    assert_int_equal(w.a.closed + w.b.closed, 0);
+    world_free(&w);
+}
+
+static void idle_timeout(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.idle_ms = w.b.idle_ms = 300;
+    assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+    assert_true(run(&w, g_established, 5000));
+    assert_true(run(&w, g_both_closed, 5000));
+    assert_int_equal(w.a.close_err, DS_ERR_TIMEOUT);
+    assert_int_equal(w.b.close_err, DS_ERR_TIMEOUT);
+    world_free(&w);
+}
+
+static void clean_close(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+    assert_true(run(&w, g_established, 5000));
+    ds_quic_conn_close(w.b.conn, DS_QUIC_APP_OK, "bye");
+    assert_true(run(&w, g_both_closed, 5000));
+    assert_int_equal(w.b.close_err, 0);
+    assert_int_equal(w.a.close_err, 0);
+    assert_non_null(strstr(w.a.reason, "bye"));
+    world_free(&w);
+    assert_int_equal(w.a.closed, 1);
+    assert_int_equal(w.b.closed, 1);
+}
+
+static void ipv6_loopback(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    if (start_pair(&w, "::1", NULL) != 0) {
+        printf("skipped: ::1 is not available here\n");
+        world_free(&w);
+        skip();
+    }
+    assert_true(run(&w, g_established, 5000));
+    struct sockaddr_storage rem;
+    assert_int_equal(ds_quic_conn_remote(w.b.conn, &rem), 0);
+    assert_int_equal(rem.ss_family, AF_INET6);
+    assert_memory_equal(w.a.accepted_pk, w.b.pk, 32);
+    world_free(&w);
+}
+
+static void nobody_listening(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.b.hs_ms = 400;
+    peer_start(&w, &w.b);
+    /* A port that was just free: bind, read it, close. */
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+    close(fd);
+    assert_int_equal(ds_quic_connect(w.b.ep, (struct sockaddr *)&sin, w.a.pk, &w.b.conn), 0);
+    assert_true(run(&w, g_b_closed, 5000));
+    assert_int_equal(w.b.close_err, DS_ERR_TIMEOUT);
+    assert_int_equal(w.b.connected, 0);
+    world_free(&w);
+}
+
+static void constructor_errors(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uint8_t pk[32], sk[64], seed[32];
+    memset(seed, 7, sizeof seed);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    ds_quic_endpoint *ep = (ds_quic_endpoint *)&loop; /* must be reset to NULL */
+    ds_quic_config cfg = {sk, "ds-test/1", 0, 0};
+    /* A secret key whose public half does not belong to its seed. */
+    sk[40] ^= 1;
+    assert_int_equal(ds_quic_endpoint_new(&ep, &loop, &cfg, &CBS, NULL), DS_ERR_CRYPTO);
+    assert_null(ep);
+    sk[40] ^= 1;
+    cfg.alpn = NULL;
+    assert_int_equal(ds_quic_endpoint_new(&ep, &loop, &cfg, &CBS, NULL), DS_ERR_INVALID);
+    char longalpn[300];
+    memset(longalpn, 'a', sizeof longalpn - 1);
+    longalpn[sizeof longalpn - 1] = 0;
+    cfg.alpn = longalpn;
+    assert_int_equal(ds_quic_endpoint_new(&ep, &loop, &cfg, &CBS, NULL), DS_ERR_INVALID);
+    cfg.alpn = "";
+    assert_int_equal(ds_quic_endpoint_new(&ep, &loop, &cfg, &CBS, NULL), DS_ERR_INVALID);
+    cfg.identity_sk = NULL;
+    cfg.alpn = "ds-test/1";
+    assert_int_equal(ds_quic_endpoint_new(&ep, &loop, &cfg, &CBS, NULL), DS_ERR_INVALID);
+    /* A good one, never bound: freed without a close. */
+    cfg.identity_sk = sk;
+    assert_int_equal(ds_quic_endpoint_new(&ep, &loop, &cfg, &CBS, NULL), 0);
+    assert_int_equal(ds_quic_endpoint_bind(ep, "not-an-address", 0), DS_ERR_INVALID);
+    ds_quic_endpoint_free(ep);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(handshake_and_pinning), cmocka_unit_test(pinning_failure),
+        cmocka_unit_test(listener_rejects),      cmocka_unit_test(alpn_mismatch),
+        cmocka_unit_test(transfer_both_ways),    cmocka_unit_test(idle_timeout),
+        cmocka_unit_test(clean_close),           cmocka_unit_test(ipv6_loopback),
+        cmocka_unit_test(nobody_listening),      cmocka_unit_test(constructor_errors),
+        cmocka_unit_test(relay_path_and_closing_period),
+        cmocka_unit_test(relay_path_backpressure),
+        cmocka_unit_test(many_streams),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
