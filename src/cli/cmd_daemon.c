@@ -9,18 +9,55 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/netsync.h"
+#include "daemon/peers.h"
+#include "io/quic.h"
 
 int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
+    enum { OPT_LISTEN = 0x100, OPT_SYNC, OPT_SYNC_INTERVAL };
     static const struct option lo[] = {
-        { "foreground", no_argument, NULL, 'F' }, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
+        { "foreground", no_argument, NULL, 'F' },
+        { "listen", required_argument, NULL, OPT_LISTEN },
+        { "sync", no_argument, NULL, OPT_SYNC },
+        { "sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL },
+        CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
     };
     int opt, fg = 0;
+    ds_netsync_start_flags fl;
+    memset(&fl, 0, sizeof fl);
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, ":fh", lo, NULL)) != -1) {
         if (opt == 'f' || opt == 'F') {
             fg = 1;
+            continue;
+        }
+        if (opt == OPT_LISTEN) {
+            char host[DS_ADDR_MAX];
+            uint16_t port;
+            const char *why;
+            if (fl.nlisten >= DS_NETSYNC_MAX_LISTEN)
+                return cli_usage_error(cmd, "at most %d --listen addresses",
+                                       DS_NETSYNC_MAX_LISTEN);
+            if (ds_addr_parse(optarg, DS_QUIC_DEFAULT_PORT, host, &port, &why) != 0)
+                return cli_usage_error(cmd, "--listen '%s' %s (expected HOST:PORT, e.g. "
+                                            "0.0.0.0:%u or [::]:%u)",
+                                       optarg, why, (unsigned)DS_QUIC_DEFAULT_PORT,
+                                       (unsigned)DS_QUIC_DEFAULT_PORT);
+            fl.listen[fl.nlisten++] = optarg;
+            continue;
+        }
+        if (opt == OPT_SYNC) {
+            fl.sync_at_start = 1;
+            continue;
+        }
+        if (opt == OPT_SYNC_INTERVAL) {
+            if (ds_duration_parse(optarg, &fl.interval_s) != 0)
+                return cli_usage_error(cmd, "--sync-interval '%s' is not a duration (e.g. 90s, "
+                                            "30m, 1h; 1 s to 30 days)",
+                                       optarg);
             continue;
         }
         int r = cli_common_opt(c, cmd, opt, argv, lo);
@@ -35,12 +72,27 @@ int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv)
         return rc;
     pid_t pid = 0;
     char err[1400];
-    rc = ds_daemon_start(home, fg, &pid, err, sizeof err);
+    rc = ds_daemon_start_ex(home, fg, &fl, &pid, err, sizeof err);
     if (rc == 0) {
-        if (fg)
+        if (fg) {
             fprintf(stderr, "Daemon stopped.\n");
-        else
-            printf("Daemon started (pid %ld). Log: %s/%s\n", (long)pid, home, DS_DAEMON_LOG_FILE);
+            return CLI_OK;
+        }
+        printf("Daemon started (pid %ld). Log: %s/%s\n", (long)pid, home, DS_DAEMON_LOG_FILE);
+        /* The spec's "Accepting peer connections." when the sync service listens. */
+        cli_reply rep;
+        if (cli_call_ex(c, "peer_ticket", NULL, &rep, 1) == CLI_OK &&
+            cli_bool(cli_get(rep.root, "listening"))) {
+            const msgpack_object *a = cli_get(rep.root, "addrs");
+            printf("Accepting peer connections");
+            for (uint32_t i = 0; i < cli_len(a); i++) {
+                size_t l;
+                const char *s = cli_str(cli_at(a, i), &l);
+                printf("%s%.*s", i ? ", " : " on ", (int)l, s);
+            }
+            printf(".\n");
+        }
+        cli_reply_free(&rep);
         return CLI_OK;
     }
     if (rc == DS_ERR_EXISTS) {

@@ -1,7 +1,7 @@
 /*
- * cmd_peer.c - "ds peer SUBCOMMAND": identity (init, id), share control
- * (share, unshare, shared), peers (add, remove, list) and offline
- * exchange (export, import).  Each subcommand is one request to the
+ * cmd_peer.c - "ds peer SUBCOMMAND": identity (init, id, ticket), share
+ * control (share, unshare, shared), peers (add, remove, list), network
+ * sync (sync) and offline exchange (export, import).  Each subcommand is one request to the
  * peer_* handlers (src/daemon/ops_peer.c) printed as text or --json; the
  * texts follow the P2P spec's example session.
  */
@@ -9,6 +9,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/netsync.h"
+#include "daemon/peers.h"
 
 int cmd_peer(cli *c, const cli_cmd *cmd, int argc, char **argv);
 
@@ -23,13 +28,15 @@ typedef struct sub {
 
 enum {
     O_FORCE = 0x100, O_NAME, O_PUBLISH, O_NO_PUBLISH, O_SUBSCRIBE, O_NO_SUBSCRIBE, O_FULL,
-    O_ADD
+    O_ADD, O_ADDR
 };
 
 typedef struct popts {
     int force, full, add;
     int publish, subscribe;     /* -1: not given */
     const char *name;
+    char *addrs[DS_PEER_MAX_ADDRS];  /* --addr, as given */
+    size_t naddrs;
 } popts;
 
 static const cli_cmd *as_cmd(const sub *s, cli_cmd *tmp)
@@ -51,6 +58,7 @@ static const cli_cmd *as_cmd(const sub *s, cli_cmd *tmp)
 #define A_FLAGS 4
 #define A_FULL 8
 #define A_ADD 16
+#define A_ADDR 32
 static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts *o,
                  int min_args, int max_args, const char *args_desc)
 {
@@ -63,6 +71,7 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
         { "no-subscribe", no_argument, NULL, O_NO_SUBSCRIBE },
         { "full", no_argument, NULL, O_FULL },
         { "add", no_argument, NULL, O_ADD },
+        { "addr", required_argument, NULL, O_ADDR },
         CLI_OPT_JSON, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
     };
     cli_cmd tmp;
@@ -87,6 +96,21 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
         case O_NO_SUBSCRIBE: bad = !(allowed & A_FLAGS); o->subscribe = 0; break;
         case O_FULL: bad = !(allowed & A_FULL); o->full = 1; break;
         case O_ADD: bad = !(allowed & A_ADD); o->add = 1; break;
+        case O_ADDR: {
+            bad = !(allowed & A_ADDR);
+            if (bad)
+                break;
+            char host[DS_ADDR_MAX];
+            uint16_t port;
+            const char *why;
+            if (o->naddrs >= DS_PEER_MAX_ADDRS)
+                return cli_usage_error(cc, "at most %d --addr options", DS_PEER_MAX_ADDRS);
+            if (ds_addr_parse(optarg, 0, host, &port, &why) != 0)
+                return cli_usage_error(cc, "--addr '%s' %s (expected HOST:PORT or [IPv6]:PORT)",
+                                       optarg, why);
+            o->addrs[o->naddrs++] = optarg;
+            break;
+        }
         default: {
             int r = cli_common_opt(c, cc, opt, argv, lo);
             if (r != CLI_CONTINUE)
@@ -241,12 +265,28 @@ static int sub_shared(cli *c, const sub *s, int argc, char **argv)
 static int sub_add(cli *c, const sub *s, int argc, char **argv)
 {
     popts o;
-    int r = parse(c, s, argc, argv, A_NAME | A_FLAGS, &o, 1, 1,
-                  "NODE_ID: give the peer's NodeId (ds peer id on its machine)");
+    int r = parse(c, s, argc, argv, A_NAME | A_FLAGS | A_ADDR, &o, 1, 1,
+                  "NODE_ID or TICKET: give the peer's NodeId (ds peer id on its machine) or "
+                  "its ticket (ds peer ticket)");
     if (r != CLI_CONTINUE)
         return r;
     cli_params ps = { .n = 0 };
-    cli_param_str(&ps, "id", argv[optind]);
+    const char *idarg = argv[optind];
+    char tid[DS_NODE_ID_HEX + 1];
+    char tad[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
+    size_t nt = 0;
+    if (strncmp(idarg, DS_TICKET_PREFIX, strlen(DS_TICKET_PREFIX)) == 0) {
+        const char *why;
+        cli_cmd tmp;
+        if (ds_ticket_parse(idarg, tid, tad, &nt, &why) != 0)
+            return cli_usage_error(as_cmd(s, &tmp), "the ticket %s", why);
+        idarg = tid;
+        for (size_t i = 0; i < nt && o.naddrs < DS_PEER_MAX_ADDRS; i++)
+            o.addrs[o.naddrs++] = tad[i];
+    }
+    cli_param_str(&ps, "id", idarg);
+    if (o.naddrs)
+        cli_param_strv(&ps, "addrs", o.addrs, o.naddrs);
     cli_param_str(&ps, "name", o.name);
     if (o.subscribe >= 0)
         cli_param_uint(&ps, "subscribe", (uint64_t)o.subscribe);
@@ -263,8 +303,16 @@ static int sub_add(cli *c, const sub *s, int argc, char **argv)
             const char *label = cli_str(cli_get(R, "label"), &ll);
             const char *old = cli_str(cli_get(R, "old_name"), &ol);
             int pub = cli_bool(cli_get(R, "publish")), subs = cli_bool(cli_get(R, "subscribe"));
+            const msgpack_object *av = cli_get(R, "addrs");
             if (cli_bool(cli_get(R, "created"))) {
                 printf("Added peer '%.*s'\n", (int)ll, label);
+                for (uint32_t i = 0; i < cli_len(av); i++) {
+                    size_t al;
+                    const char *a = cli_str(cli_at(av, i), &al);
+                    printf("%s%.*s", i ? ", " : "Addresses: ", (int)al, a);
+                }
+                if (cli_len(av))
+                    putchar('\n');
                 if (pub)
                     printf("%.*s can pull from us\n", (int)ll, label);
                 if (!subs)
@@ -280,6 +328,14 @@ static int sub_add(cli *c, const sub *s, int argc, char **argv)
                                    (int)ll, label);
                         else
                             printf("Updated: named the peer '%.*s'\n", (int)ll, label);
+                    } else if (kl == 5 && memcmp(k, "addrs", 5) == 0) {
+                        printf("Updated: addresses of %.*s:", (int)ll, label);
+                        for (uint32_t j = 0; j < cli_len(av); j++) {
+                            size_t al;
+                            const char *a = cli_str(cli_at(av, j), &al);
+                            printf("%s%.*s", j ? ", " : " ", (int)al, a);
+                        }
+                        putchar('\n');
                     } else if (kl == 7 && memcmp(k, "publish", 7) == 0) {
                         printf("Updated: %.*s can %s pull from us\n", (int)ll, label,
                                pub ? "now" : "no longer");
@@ -334,6 +390,35 @@ static void print_when(const msgpack_object *iso)
         printf("never");
 }
 
+/* The network part of a peer in `ds peer list`: its addresses and the
+ * last sync attempt (result, address used, direct or relayed). */
+static void print_net(const msgpack_object *p)
+{
+    const msgpack_object *av = cli_get(p, "addrs");
+    size_t rl, al, pl, wl;
+    const char *res = cli_str(cli_get(p, "last_result"), &rl);
+    const char *addr = cli_str(cli_get(p, "last_addr"), &al);
+    const char *path = cli_str(cli_get(p, "last_path"), &pl);
+    const char *when = cli_str(cli_get(p, "last_attempt"), &wl);
+    if (cli_len(av)) {
+        printf("    addresses: ");
+        for (uint32_t i = 0; i < cli_len(av); i++) {
+            size_t l;
+            const char *a = cli_str(cli_at(av, i), &l);
+            printf("%s%.*s", i ? ", " : "", (int)l, a);
+        }
+        putchar('\n');
+    }
+    if (rl) {
+        printf("    last sync attempt %.*s: %.*s", (int)wl, when, (int)rl, res);
+        if (al)
+            printf(" (via %.*s, %.*s)", (int)al, addr, pl ? (int)pl : 7, pl ? path : "unknown");
+        putchar('\n');
+        if (pl == 5 && memcmp(path, "relay", 5) == 0)
+            printf("    warning: reached only through a relay, not directly\n");
+    }
+}
+
 static int sub_list(cli *c, const sub *s, int argc, char **argv)
 {
     popts o;
@@ -362,11 +447,222 @@ static int sub_list(cli *c, const sub *s, int argc, char **argv)
                        (unsigned long long)cli_u64(cli_get(p, "nodes")));
                 print_when(cli_get(p, "last_sync"));
                 putchar('\n');
+                print_net(p);
             }
         }
     }
     cli_reply_free(&rep);
     return rc;
+}
+
+/* ---- network ------------------------------------------------------------ */
+
+static int sub_ticket(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, 0, &o, 0, 0, "");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_reply rep;
+    int rc = cli_call(c, "peer_ticket", NULL, &rep);
+    if (rc == CLI_OK) {
+        if (c->json) {
+            rc = json_reply(rep.root);
+        } else {
+            size_t tl;
+            const char *t = cli_str(cli_get(rep.root, "ticket"), &tl);
+            printf("%.*s\n", (int)tl, t);
+            if (!cli_bool(cli_get(rep.root, "listening")))
+                fprintf(stderr, "note: this node is not accepting syncs now: peers reach it "
+                                "while the daemon runs (ds start) and some peer may pull "
+                                "(ds peer add ID --publish).\n");
+        }
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t last_progress_ms;
+
+/* One progress line on the terminal (stderr), overwritten in place. */
+static void progress_print(const char *label, int len, const char *state, uint64_t nodes,
+                           uint64_t bytes, int64_t elapsed_ms)
+{
+    int64_t now = mono_ms();
+    if (now - last_progress_ms < 100)
+        return;
+    last_progress_ms = now;
+    char sz[32], rate[32];
+    cli_human_size(bytes, sz);
+    cli_human_size(elapsed_ms > 0 ? (uint64_t)((double)bytes * 1000.0 / (double)elapsed_ms) : 0,
+                   rate);
+    if (strcmp(state, "syncing") == 0)
+        fprintf(stderr, "\r\033[KSyncing with %.*s... %llu nodes, %s (%s/s, %.0f nodes/s)",
+                len, label, (unsigned long long)nodes, sz, rate,
+                elapsed_ms > 0 ? (double)nodes * 1000.0 / (double)elapsed_ms : 0.0);
+    else
+        fprintf(stderr, "\r\033[KSyncing with %.*s... %s", len, label, state);
+    fflush(stderr);
+}
+
+static void on_progress(const ds_netsync_peer *p, void *ud)
+{
+    (void)ud;
+    if (p->state == DS_NETSYNC_DIALING || p->state == DS_NETSYNC_SYNCING) {
+        int64_t el = mono_ms() - p->started_ms;
+        progress_print(p->label, (int)strlen(p->label),
+                       p->state == DS_NETSYNC_DIALING ? "connecting" : "syncing",
+                       p->nodes_received, p->bytes, el);
+    }
+}
+
+static void progress_clear(int tty)
+{
+    if (tty && last_progress_ms) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+    }
+    last_progress_ms = 0;
+}
+
+/* The job's running peer, as a progress line. */
+static void progress_from_reply(const msgpack_object *R)
+{
+    const msgpack_object *arr = cli_get(R, "peers");
+    for (uint32_t i = 0; i < cli_len(arr); i++) {
+        const msgpack_object *p = cli_at(arr, i);
+        size_t sl, ll;
+        const char *st = cli_str(cli_get(p, "state"), &sl);
+        const char *label = cli_str(cli_get(p, "label"), &ll);
+        char state[16];
+        snprintf(state, sizeof state, "%.*s", (int)sl, st);
+        if (strcmp(state, "syncing") == 0 || strcmp(state, "connecting") == 0) {
+            progress_print(label, (int)ll, state, cli_u64(cli_get(p, "nodes_received")),
+                           cli_u64(cli_get(p, "bytes")), cli_i64(cli_get(p, "elapsed_ms")));
+            return;
+        }
+    }
+}
+
+/* A fingerprint of the job's progress, to notice a daemon that stalls. */
+static uint64_t job_mark(const msgpack_object *R)
+{
+    uint64_t m = 0;
+    const msgpack_object *arr = cli_get(R, "peers");
+    for (uint32_t i = 0; i < cli_len(arr); i++) {
+        const msgpack_object *p = cli_at(arr, i);
+        size_t sl;
+        cli_str(cli_get(p, "state"), &sl);
+        m = m * 31 + cli_u64(cli_get(p, "bytes")) + sl * 7 + i;
+    }
+    return m;
+}
+
+static int sub_sync(cli *c, const sub *s, int argc, char **argv)
+{
+    popts o;
+    int r = parse(c, s, argc, argv, A_FULL, &o, 0, 1, "");
+    if (r != CLI_CONTINUE)
+        return r;
+    cli_params ps = { .n = 0 };
+    if (argc - optind == 1)
+        cli_param_str(&ps, "id", argv[optind]);
+    if (o.full)
+        cli_param_uint(&ps, "full", 1);
+    int tty = !c->json && isatty(STDERR_FILENO);
+    if (tty)
+        ds_netsync_set_progress(on_progress, NULL);   /* in-process runs */
+    cli_reply rep;
+    int rc = cli_call(c, "peer_sync", &ps, &rep);
+    ds_netsync_set_progress(NULL, NULL);
+    if (rc != CLI_OK) {
+        progress_clear(tty);
+        cli_reply_free(&rep);
+        return rc;
+    }
+    /* Through the daemon the job runs there: poll it until it is done.
+     * Every step of a job is bounded by its own timeouts; the poll also
+     * gives up if nothing moves for DS_SYNC_DEFAULT_TIMEOUT_MS * 8. */
+    uint64_t job = cli_u64(cli_get(rep.root, "job"));
+    uint64_t mark = job_mark(rep.root);
+    int64_t moved = mono_ms();
+    while (!cli_bool(cli_get(rep.root, "done"))) {
+        if (tty)
+            progress_from_reply(rep.root);
+        struct timespec ts = { 0, 200 * 1000000L };
+        nanosleep(&ts, NULL);
+        cli_params q = { .n = 0 };
+        cli_param_uint(&q, "job", job);
+        cli_reply_free(&rep);
+        rc = cli_call(c, "peer_sync_status", &q, &rep);
+        if (rc != CLI_OK) {
+            progress_clear(tty);
+            cli_reply_free(&rep);
+            return rc;
+        }
+        uint64_t m = job_mark(rep.root);
+        if (m != mark) {
+            mark = m;
+            moved = mono_ms();
+        } else if (mono_ms() - moved > 8 * 15000) {
+            progress_clear(tty);
+            cli_reply_free(&rep);
+            return cli_fail("the daemon's sync job %llu made no progress for 2 minutes; see "
+                            "the daemon log", (unsigned long long)job);
+        }
+    }
+    progress_clear(tty);
+    const msgpack_object *arr = cli_get(rep.root, "peers");
+    int failed = 0;
+    for (uint32_t i = 0; i < cli_len(arr); i++) {
+        size_t sl;
+        const char *st = cli_str(cli_get(cli_at(arr, i), "state"), &sl);
+        if (!(sl == 4 && memcmp(st, "done", 4) == 0))
+            failed++;
+    }
+    if (c->json) {
+        rc = json_reply(rep.root);
+        cli_reply_free(&rep);
+        return rc == CLI_OK && failed ? CLI_FAIL : rc;
+    }
+    for (uint32_t i = 0; i < cli_len(arr); i++) {
+        const msgpack_object *p = cli_at(arr, i);
+        size_t sl, ll, pl, el, cl;
+        const char *st = cli_str(cli_get(p, "state"), &sl);
+        const char *label = cli_str(cli_get(p, "label"), &ll);
+        const char *path = cli_str(cli_get(p, "path"), &pl);
+        if (sl == 4 && memcmp(st, "done", 4) == 0) {
+            uint64_t got = cli_u64(cli_get(p, "nodes_received"));
+            uint64_t fresh = cli_u64(cli_get(p, "nodes_new"));
+            printf("Syncing with %.*s... %llu node%s received", (int)ll, label,
+                   (unsigned long long)got, got == 1 ? "" : "s");
+            if (fresh != got)
+                printf(" (%llu new)", (unsigned long long)fresh);
+            printf(".\n");
+            if (pl == 5 && memcmp(path, "relay", 5) == 0)
+                printf("Warning: %.*s was reached only through a relay, not directly.\n",
+                       (int)ll, label);
+        } else {
+            const char *e = cli_str(cli_get(p, "error"), &el);
+            const char *code = cli_str(cli_get(p, "code"), &cl);
+            printf("Syncing with %.*s... failed.\n", (int)ll, label);
+            fflush(stdout);
+            fprintf(stderr, "ds: %.*s: %.*s\n", (int)ll, label, (int)el, e);
+            if (cl == 13 && memcmp(code, "NotAuthorized", 13) == 0)
+                fprintf(stderr, "%.*s has not allowed this node to pull; the command above is "
+                                "for %.*s to run.\n",
+                        (int)ll, label, (int)ll, label);
+        }
+    }
+    cli_reply_free(&rep);
+    return failed ? CLI_FAIL : CLI_OK;
 }
 
 /* ---- exchange ----------------------------------------------------------- */
@@ -512,6 +808,19 @@ static const sub subs[] = {
       "  -j, --json           print {node_id}\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
+    { "ticket", sub_ticket, "print this node's NodeId and addresses on one line",
+      "Usage: ds peer ticket\n"
+      "\n"
+      "Print a ticket: one line holding this node's NodeId and the addresses\n"
+      "its daemon accepts syncs on, ds1:<NodeId>@<host:port>,<host:port>.\n"
+      "Give it to a peer, who adds you with: ds peer add TICKET --name NAME.\n"
+      "A daemon listening on all addresses (0.0.0.0 or [::]) is listed with\n"
+      "this machine's interface addresses.\n"
+      "\n"
+      "Options:\n"
+      "  -j, --json           print {node_id, ticket, addrs, listening}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n" },
     { "share", sub_share, "publish a project's nodes to peers",
       "Usage: ds peer share PATH\n"
       "\n"
@@ -546,7 +855,8 @@ static const sub subs[] = {
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "add", sub_add, "add a peer, or change its flags",
-      "Usage: ds peer add NODE_ID [--name NAME] [--publish] [--no-subscribe]\n"
+      "Usage: ds peer add NODE_ID|TICKET [--name NAME] [--addr HOST:PORT]... [--publish]\n"
+      "                   [--no-subscribe]\n"
       "\n"
       "Add a peer to peers.json.  A new peer is subscribed (we keep a replica\n"
       "of what it shares) and not published to (it may not pull from us).\n"
@@ -559,13 +869,16 @@ static const sub subs[] = {
       "      --no-publish     stop letting it pull from us\n"
       "      --subscribe      search (and sync) the peer's nodes (default)\n"
       "      --no-subscribe   leave its replica out of searches and syncs\n"
+      "      --addr HOST:PORT an address the peer accepts syncs on (repeatable;\n"
+      "                       [IPv6]:PORT for IPv6); a TICKET carries them\n"
       "  -j, --json           print the peer as JSON\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
       "\n"
       "Examples:\n"
       "  ds peer add 5f0c…e1 --name alice\n"
-      "  ds peer add alice --publish\n" },
+      "  ds peer add alice --publish\n"
+      "  ds peer add ds1:5f0c…e1@192.0.2.7:7979 --name alice\n" },
     { "remove", sub_remove, "forget a peer and delete its replica",
       "Usage: ds peer remove NODE_ID|NAME\n"
       "\n"
@@ -585,6 +898,31 @@ static const sub subs[] = {
       "  -j, --json           print {node_id, peers: [peer]}\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
+    { "sync", sub_sync, "pull new shared nodes from peers over the network",
+      "Usage: ds peer sync [NODE_ID|NAME] [--full]\n"
+      "\n"
+      "Pull the nodes our peers share into their replicas (peers/<id>/), over\n"
+      "QUIC: every subscribed peer in turn, or only the one given.  Only nodes\n"
+      "added since the last sync are sent; --full asks for everything again\n"
+      "(nodes already here are kept, never duplicated).  Each page of nodes is\n"
+      "written together with the new cursor, so an interrupted sync resumes\n"
+      "where it stopped.  The peer's addresses come from ds peer add --addr or\n"
+      "its ticket; each is tried in turn, within sync.connect_timeout_ms\n"
+      "(10 s) for all of them.  When the daemon runs the sync runs there\n"
+      "(this command follows it); otherwise it runs in this process.\n"
+      "On a terminal a progress line shows nodes, bytes and rate.\n"
+      "\n"
+      "Options:\n"
+      "      --full           re-fetch everything (reset the cursor)\n"
+      "  -j, --json           print {job, done, peers: [...]}\n"
+      "      --home DIR       data directory\n"
+      "  -h, --help           show this help\n"
+      "\n"
+      "Exit status: 0 when every peer synced, 1 when one failed.\n"
+      "\n"
+      "Example:\n"
+      "  $ ds peer sync\n"
+      "  Syncing with alice... 847 nodes received.\n" },
     { "export", sub_export, "write shared nodes to a signed file",
       "Usage: ds peer export [--full] FILE\n"
       "\n"
@@ -630,14 +968,11 @@ int cmd_peer(cli *c, const cli_cmd *cmd, int argc, char **argv)
             return r;
     }
     if (optind >= argc)
-        return cli_usage_error(cmd, "missing subcommand (init, id, share, unshare, shared, add, "
-                                    "remove, list, export, import)");
+        return cli_usage_error(cmd, "missing subcommand (init, id, ticket, share, unshare, shared, "
+                                    "add, remove, list, sync, export, import)");
     const char *name = argv[optind];
     for (size_t i = 0; i < NSUBS; i++)
         if (strcmp(subs[i].name, name) == 0)
             return subs[i].run(c, &subs[i], argc - optind, argv + optind);
-    if (strcmp(name, "sync") == 0)
-        return cli_fail("ds peer sync needs the network transport, which this build does not "
-                        "have yet.\nMove data with: ds peer export FILE / ds peer import FILE");
     return cli_usage_error(cmd, "unknown subcommand '%s'", name);
 }

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "daemon/log.h"
+#include "daemon/peers.h"
+#include "io/quic.h"
 #include "ds/error.h"
 
 #define DEFAULT_WATCH "~/.claude/projects"
@@ -89,6 +91,8 @@ int ds_config_defaults(ds_config *cfg, const char *user_home)
     cfg->log_level = DS_LOG_INFO;
     cfg->queue_max_attempts = 5;
     cfg->queue_backoff_base_ms = 5000;
+    cfg->sync_max_concurrent = 4;
+    cfg->sync_connect_timeout_ms = 10000;
     if (user_home && user_home[0]) {
         loader l = { .file = "(defaults)", .user_home = user_home };
         int rc = expand(&l, "watch", DEFAULT_WATCH, &cfg->watch[0]);
@@ -112,6 +116,7 @@ void ds_config_free(ds_config *cfg)
     free(cfg->distiller.model);
     free(cfg->distiller.url);
     free(cfg->distiller.api_key_env);
+    free(cfg->sync_listen);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -135,7 +140,7 @@ static int get_uint(loader *l, const char *key, json_t *v, uint64_t min, uint64_
 static int get_u32(loader *l, const char *key, json_t *v, uint32_t min, uint32_t max,
                    uint32_t *out)
 {
-    uint64_t u;
+    uint64_t u = 0;
     int rc = get_uint(l, key, v, min, max, &u);
     if (!rc)
         *out = (uint32_t)u;
@@ -366,6 +371,83 @@ static int load_queue(loader *l, ds_config *cfg, json_t *v)
     return rc;
 }
 
+int ds_duration_parse(const char *s, uint32_t *seconds)
+{
+    uint64_t total = 0;
+    const char *p = s;
+    if (!s || !*s)
+        return DS_ERR_INVALID;
+    while (*p) {
+        uint64_t v = 0;
+        const char *start = p;
+        while (*p >= '0' && *p <= '9' && p - start < 9)
+            v = v * 10 + (uint64_t)(*p++ - '0');
+        if (p == start || (*p >= '0' && *p <= '9'))
+            return DS_ERR_INVALID;
+        uint64_t mul = 1;
+        if (*p == 's')
+            p++;
+        else if (*p == 'm')
+            mul = 60, p++;
+        else if (*p == 'h')
+            mul = 3600, p++;
+        else if (*p == 'd')
+            mul = 86400, p++;
+        else if (*p != '\0' || start != s)
+            return DS_ERR_INVALID;   /* a bare number only on its own */
+        total += v * mul;
+        if (total > 30u * 86400)
+            return DS_ERR_INVALID;
+    }
+    if (total < 1)
+        return DS_ERR_INVALID;
+    *seconds = (uint32_t)total;
+    return 0;
+}
+
+static int load_sync(loader *l, ds_config *cfg, json_t *v)
+{
+    int rc = expect_object(l, "sync", v);
+    const char *k;
+    json_t *e;
+    json_object_foreach(v, k, e) {
+        if (rc)
+            break;
+        if (strcmp(k, "listen") == 0) {
+            rc = get_str(l, "sync.listen", e, &cfg->sync_listen);
+            char host[DS_ADDR_MAX];
+            uint16_t port;
+            const char *why;
+            if (!rc && ds_addr_parse(cfg->sync_listen, DS_QUIC_DEFAULT_PORT, host, &port,
+                                     &why) != 0)
+                rc = fail(l, DS_ERR_INVALID, "sync.listen",
+                          "expected \"HOST:PORT\" or \"[IPv6]:PORT\": \"%s\" %s",
+                          cfg->sync_listen, why);
+        } else if (strcmp(k, "interval") == 0) {
+            if (json_is_integer(e))
+                rc = get_u32(l, "sync.interval", e, 1, 30 * 86400, &cfg->sync_interval_s);
+            else if (!json_is_string(e) ||
+                     ds_duration_parse(json_string_value(e), &cfg->sync_interval_s) != 0)
+                rc = fail(l, DS_ERR_INVALID, "sync.interval",
+                          "expected seconds or a duration such as \"30m\" or \"1h\" "
+                          "(1 s to 30 days)");
+        } else if (strcmp(k, "at_start") == 0) {
+            if (!json_is_boolean(e))
+                rc = fail(l, DS_ERR_INVALID, "sync.at_start", "expected true or false");
+            else
+                cfg->sync_at_start = json_is_true(e);
+        } else if (strcmp(k, "max_concurrent") == 0)
+            rc = get_u32(l, "sync.max_concurrent", e, 1, 64, &cfg->sync_max_concurrent);
+        else if (strcmp(k, "connect_timeout_ms") == 0)
+            rc = get_u32(l, "sync.connect_timeout_ms", e, 100, 600000,
+                         &cfg->sync_connect_timeout_ms);
+        else
+            rc = unknown_key(l, "sync.", k,
+                             "listen, interval, at_start, max_concurrent, connect_timeout_ms");
+    }
+    return rc;
+}
+
 static int load_root(loader *l, ds_config *cfg, json_t *root)
 {
     if (!json_is_object(root)) {
@@ -386,8 +468,10 @@ static int load_root(loader *l, ds_config *cfg, json_t *root)
             rc = load_log(l, cfg, v);
         else if (strcmp(k, "queue") == 0)
             rc = load_queue(l, cfg, v);
+        else if (strcmp(k, "sync") == 0)
+            rc = load_sync(l, cfg, v);
         else
-            rc = unknown_key(l, "", k, "watch, idle_seconds, distiller, log, queue");
+            rc = unknown_key(l, "", k, "watch, idle_seconds, distiller, log, queue, sync");
         if (rc)
             return rc;
     }

@@ -13,7 +13,9 @@
  *     "idle_seconds": 180,
  *     "distiller": { "type": "extractive" },
  *     "log": { "max_bytes": 1048576, "keep": 3, "level": "info" },
- *     "queue": { "max_attempts": 5, "backoff_base_ms": 5000 }
+ *     "queue": { "max_attempts": 5, "backoff_base_ms": 5000 },
+ *     "sync": { "listen": "0.0.0.0:7979", "interval": "30m", "at_start": false,
+ *               "max_concurrent": 4, "connect_timeout_ms": 10000 }
  *   }
  * distiller alternatives:
  *   { "type": "command", "argv": ["llm", "-m", "local"], "timeout_ms": 120000 }
@@ -59,6 +61,12 @@ typedef struct ds_config {
     int log_level;                      /* ds_log_level (daemon/log.h) */
     uint32_t queue_max_attempts;        /* a job fails for good after this */
     uint32_t queue_backoff_base_ms;     /* retry delay: base * 2^(attempt-1) */
+    /* Network sync (daemon/netsync.h); `ds start` flags override these. */
+    char *sync_listen;                  /* "HOST:PORT"; NULL: all addresses, default port */
+    uint32_t sync_interval_s;           /* periodic sync; 0 = none */
+    int sync_at_start;                  /* sync every subscribed peer at start */
+    uint32_t sync_max_concurrent;       /* incoming syncs per peer at once */
+    uint32_t sync_connect_timeout_ms;   /* bound on dialing all of a peer's addresses */
 } ds_config;
 
 /* Fills |cfg| with the defaults (|user_home| expands "~"; NULL leaves
@@ -70,6 +78,10 @@ int ds_config_defaults(ds_config *cfg, const char *user_home);
  * bytes); |cfg| then holds the defaults. */
 int ds_config_load(ds_config *cfg, const char *path, const char *user_home,
                    char *err, size_t errlen);
+/* Parses a duration: a whole number of seconds ("90"), or numbers with
+ * units s, m, h, d ("30m", "1h30m").  Between 1 s and 30 days.  Returns 0
+ * or DS_ERR_INVALID. */
+int ds_duration_parse(const char *s, uint32_t *seconds);
 /* Frees what |cfg| holds (safe on a zeroed or defaulted config). */
 void ds_config_free(ds_config *cfg);
 

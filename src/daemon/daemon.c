@@ -31,8 +31,10 @@
 #include "daemon/home.h"
 #include "daemon/ingestd.h"
 #include "daemon/log.h"
+#include "daemon/netsync.h"
 #include "daemon/ops.h"
 #include "io/ipc.h"
+#include "io/quic.h"
 
 #ifndef DS_VERSION
 #define DS_VERSION "0.0.0"
@@ -44,6 +46,7 @@ struct ds_daemon {
     int signals_started;
     ds_ipc_server *ipc;
     ds_ingestd *ingestd;
+    ds_netsync *netsync;
     ds_ctx ctx;
     int ctx_ready;
     ds_config cfg;
@@ -314,7 +317,40 @@ static void begin_shutdown(ds_daemon *d, const char *why)
         d->ctx.ingestd = NULL;
         ds_ingestd_stop(ing, service_stopped, d);
     }
+    if (d->netsync) {
+        d->pending++;
+        ds_netsync *ns = d->netsync;
+        d->netsync = NULL;
+        d->ctx.netsync = NULL;
+        ds_netsync_close(ns, service_stopped, d);
+    }
     service_stopped(d);
+}
+
+/* The sync options: `ds start` flags over config.json's "sync" section. */
+static void netsync_opts(const ds_daemon *d, const ds_netsync_start_flags *f,
+                         ds_netsync_opts *o)
+{
+    static char deflisten[32];
+    memset(o, 0, sizeof *o);
+    if (f && f->nlisten) {
+        for (size_t i = 0; i < f->nlisten && i < DS_NETSYNC_MAX_LISTEN; i++)
+            o->listen[o->nlisten++] = f->listen[i];
+        o->listen_always = 1;
+    } else if (d->cfg.sync_listen) {
+        o->listen[o->nlisten++] = d->cfg.sync_listen;
+        o->listen_always = 1;
+    } else {
+        snprintf(deflisten, sizeof deflisten, "0.0.0.0:%u", (unsigned)DS_QUIC_DEFAULT_PORT);
+        o->listen[o->nlisten++] = deflisten;
+    }
+    o->sync_at_start = (f && f->sync_at_start) || d->cfg.sync_at_start;
+    o->interval_s = f && f->interval_s ? f->interval_s : d->cfg.sync_interval_s;
+    o->max_concurrent = d->cfg.sync_max_concurrent;
+    o->connect_timeout_ms = d->cfg.sync_connect_timeout_ms;
+    const char *env = getenv("DS_SYNC_CONNECT_TIMEOUT_MS"); /* tests shorten the wait */
+    if (env && atol(env) >= 100 && atol(env) <= 600000)
+        o->connect_timeout_ms = (uint32_t)atol(env);
 }
 
 static void reload(ds_daemon *d)
@@ -395,7 +431,8 @@ static void drain_loop(ds_daemon *d)
 
 /* Runs the daemon in this process until it is stopped.  |ready_fd| (or
  * -1) receives the readiness report.  Returns 0 after a clean shutdown. */
-static int run(const char *home, int foreground, int ready_fd)
+static int run(const char *home, int foreground, int ready_fd,
+               const ds_netsync_start_flags *flags)
 {
     char err[1200];
     ds_daemon *d = calloc(1, sizeof *d);
@@ -523,6 +560,30 @@ static int run(const char *home, int foreground, int ready_fd)
     }
     d->ctx.ingestd = d->ingestd;
 
+    /* Network sync: accepts peers' syncs when some peer may pull from us
+     * (or --listen was given), runs --sync / --sync-interval jobs.  A bind
+     * failure is fatal only for an address the user asked for. */
+    {
+        ds_netsync_opts no;
+        netsync_opts(d, flags, &no);
+        rc = ds_netsync_new(&d->netsync, &d->loop, &d->ctx, &no, err, sizeof err);
+        if (rc && no.listen_always) {
+            DS_LOGE("%s", err);
+            ready_write(ready_fd, "E %s", err);
+            d->netsync = NULL;
+            goto fail_loop;
+        }
+        if (rc) {
+            DS_LOGW("network sync is off: %s", err);
+            d->netsync = NULL;
+            no.nlisten = 0;
+            rc = ds_netsync_new(&d->netsync, &d->loop, &d->ctx, &no, err, sizeof err);
+            if (rc)
+                d->netsync = NULL;
+        }
+        d->ctx.netsync = d->netsync;
+    }
+
     /* 5. The PID file, then tell `ds start`. */
     if (write_pid_file(d->pid_path, d->pid) != 0) {
         int e = errno;
@@ -553,6 +614,11 @@ static int run(const char *home, int foreground, int ready_fd)
     return 0;
 
 fail_loop:
+    if (d->netsync) {
+        d->ctx.netsync = NULL;
+        ds_netsync_close(d->netsync, NULL, NULL);
+        d->netsync = NULL;
+    }
     if (d->ingestd) {
         d->pending++;
         ds_ingestd_stop(d->ingestd, service_stopped, d);
@@ -638,6 +704,12 @@ static int wait_ready(int fd, pid_t *pid, const char *home, char *err, size_t er
 
 int ds_daemon_start(const char *home, int foreground, pid_t *pid, char *err, size_t errlen)
 {
+    return ds_daemon_start_ex(home, foreground, NULL, pid, err, errlen);
+}
+
+int ds_daemon_start_ex(const char *home, int foreground, const ds_netsync_start_flags *flags,
+                       pid_t *pid, char *err, size_t errlen)
+{
     *pid = 0;
     int rc = ds_home_ensure(home);
     if (rc) {
@@ -667,7 +739,7 @@ int ds_daemon_start(const char *home, int foreground, pid_t *pid, char *err, siz
     }
     if (foreground) {
         *pid = getpid();
-        rc = run(home, 1, -1);
+        rc = run(home, 1, -1, flags);
         if (rc == DS_ERR_EXISTS)
             *pid = holder_pid(home);
         if (rc)
@@ -715,7 +787,7 @@ int ds_daemon_start(const char *home, int foreground, pid_t *pid, char *err, siz
             if (nul > STDERR_FILENO)
                 close(nul);
         }
-        rc = run(home, 0, p[1]);
+        rc = run(home, 0, p[1], flags);
         exit(rc ? 1 : 0);
     }
     close(p[1]);

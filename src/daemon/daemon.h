@@ -41,6 +41,14 @@ typedef struct ds_daemon ds_daemon;
  * configuration or startup failure); DS_ERR_TIMEOUT (no readiness report
  * in time).  |err| receives a one-line explanation on failure. */
 int ds_daemon_start(const char *home, int foreground, pid_t *pid, char *err, size_t errlen);
+/* Like ds_daemon_start, with the network sync flags of `ds start`
+ * (--listen, --sync, --sync-interval; daemon/netsync.h), which override
+ * config.json's "sync" section.  |flags| may be NULL; its strings must
+ * stay valid until the call returns. */
+struct ds_netsync_start_flags;
+int ds_daemon_start_ex(const char *home, int foreground,
+                       const struct ds_netsync_start_flags *flags, pid_t *pid, char *err,
+                       size_t errlen);
 
 /* 1 when a daemon holds the lock of |home| (*pid = its PID, 0 when the
  * PID cannot be read), 0 when none runs. */

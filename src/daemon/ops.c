@@ -38,6 +38,9 @@ static const ds_op ops_table[] = {
     { "peer_list", op_peer_list },
     { "peer_export", op_peer_export },
     { "peer_import", op_peer_import },
+    { "peer_sync", op_peer_sync },
+    { "peer_sync_status", op_peer_sync_status },
+    { "peer_ticket", op_peer_ticket },
 };
 
 const ds_op *ds_ops_find(const char *name)

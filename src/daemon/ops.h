@@ -85,6 +85,8 @@ typedef struct ds_ctx {
     /* Peer replicas opened so far (ops_peer.c): each LMDB environment is
      * opened once per process and closed before its replica is deleted. */
     struct ds_replica_cache *replicas;
+    /* Set only inside the daemon: the network sync service (netsync.h). */
+    struct ds_netsync *netsync;
 } ds_ctx;
 
 /* Initializes |ctx| for home directory |home| (copied; nothing is created
@@ -179,6 +181,17 @@ int op_peer_remove(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
 int op_peer_list(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+/* Network sync (ops_netsync.c; see docs/peers.md).
+ * peer_sync        {id?, full?}  -> in the daemon: {job, done: false, peers: [run]}
+ *                                   (poll peer_sync_status); in process the sync
+ *                                   runs to the end: {job, done: true, peers: [run]}
+ * peer_sync_status {job}         -> {job, done, peers: [run]}
+ * peer_ticket      {}            -> {node_id, ticket, addrs: [str], listening}
+ * A run is {node_id, label, state, full, pages, nodes_received, nodes_new,
+ * bytes, replica_nodes, elapsed_ms, addr, path, tried, code, error}. */
+int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 
 /* ---- Helpers for handlers (ops.c) ------------------------------------- */
 
@@ -224,6 +237,10 @@ int ds_ops_peer_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size
 /* Packs the per-peer statistics of "stats": [{node_id, label, nodes,
  * last_sync, subscribe, publish}] (ops_peer.c). */
 int ds_ops_pack_peer_stats(ds_ctx *ctx, msgpack_packer *pk);
+/* The replica of peer |id| from the context's cache (opened once per
+ * process), created with |create|.  DS_ERR_NOTFOUND when missing and not
+ * |create|; other errors are recorded in ctx->error (ops_peer.c). */
+int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out);
 /* Closes the replicas the context opened (ds_ctx_free calls it). */
 void ds_ops_replicas_free(ds_ctx *ctx);
 

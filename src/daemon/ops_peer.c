@@ -24,6 +24,8 @@
 #include "core/exchange.h"
 #include "core/util.h"
 #include "daemon/home.h"
+#include "daemon/log.h"
+#include "daemon/netsync.h"
 #include "daemon/peers.h"
 
 #define ERRLEN 1024
@@ -56,6 +58,8 @@ void ds_ops_replicas_free(ds_ctx *ctx)
 static void cache_close(ds_ctx *ctx, const char *id)
 {
     struct ds_replica_cache *c = ctx->replicas;
+    if (ctx->netsync)
+        ds_netsync_cancel_peer(ctx->netsync, id);   /* a sync may be writing it */
     for (size_t i = 0; c && i < c->n; i++)
         if (strcmp(c->e[i].id, id) == 0) {
             ds_store_close(c->e[i].st);
@@ -90,6 +94,19 @@ static int cache_open(ds_ctx *ctx, const char *id, int create, replica_ent **out
     snprintf(e->id, sizeof e->id, "%s", id);
     e->st = st;
     *out = e;
+    return 0;
+}
+
+int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out)
+{
+    replica_ent *e;
+    *out = NULL;
+    int rc = cache_open(ctx, id, create, &e);
+    if (rc == DS_ERR_NOTFOUND && !create)
+        return rc;
+    if (rc)
+        return ds_ops_fail_store(ctx, rc, "opening a peer replica");
+    *out = e->st;
     return 0;
 }
 
@@ -292,6 +309,11 @@ int op_peer_init(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
     if (!rc)
         rc = save_peers(ctx, &cfg);
     ds_peers_unlock(fd);
+    if (!rc && ctx->netsync) {
+        char nerr[512];
+        if (ds_netsync_refresh(ctx->netsync, nerr, sizeof nerr) != 0)
+            DS_LOGE("%s", nerr);
+    }
     if (!rc) {
         char *path = ds_path_join(ctx->home, "identity.key");
         msgpack_pack_map(reply, 3);
@@ -458,9 +480,21 @@ static void pack_peer(ds_ctx *ctx, msgpack_packer *pk, const ds_peer *p)
     char sid[DS_PEER_SHORT_ID + 1];
     int exists;
     uint64_t nodes = replica_nodes(ctx, p->node_id, &exists);
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 13);
     ds_pack_cstr(pk, "node_id");
     ds_pack_cstr(pk, p->node_id);
+    ds_pack_cstr(pk, "addrs");
+    msgpack_pack_array(pk, p->naddrs);
+    for (size_t i = 0; i < p->naddrs; i++)
+        ds_pack_cstr(pk, p->addrs[i]);
+    ds_pack_cstr(pk, "last_attempt");
+    ds_pack_cstr(pk, p->last_attempt);
+    ds_pack_cstr(pk, "last_result");
+    ds_pack_cstr(pk, p->last_result);
+    ds_pack_cstr(pk, "last_addr");
+    ds_pack_cstr(pk, p->last_addr);
+    ds_pack_cstr(pk, "last_path");
+    ds_pack_cstr(pk, p->last_path);
     ds_pack_cstr(pk, "name");
     ds_pack_cstr(pk, p->name);
     ds_pack_cstr(pk, "label");
@@ -497,6 +531,31 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
         rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
                          "Choose a short name such as alice or build-box.",
                          "the peer name '%.80s' %s", name, why);
+    /* addrs: ["host:port", ...] added to the peer's addresses. */
+    const char *addrs[DS_PEER_MAX_ADDRS];
+    size_t naddrs = 0, added_addrs = 0;
+    const msgpack_object *av = rc ? NULL : ds_ops_get(params, "addrs");
+    if (av && (av->type != MSGPACK_OBJECT_ARRAY || av->via.array.size > DS_PEER_MAX_ADDRS))
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                         "'addrs' must be a list of at most %d addresses", DS_PEER_MAX_ADDRS);
+    char abuf[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
+    for (uint32_t i = 0; !rc && av && i < av->via.array.size; i++) {
+        const msgpack_object *e = &av->via.array.ptr[i];
+        char host[DS_ADDR_MAX];
+        uint16_t port;
+        if (e->type != MSGPACK_OBJECT_STR || e->via.str.size >= DS_ADDR_MAX) {
+            rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                             "an address must be a string HOST:PORT");
+            break;
+        }
+        snprintf(abuf[i], DS_ADDR_MAX, "%.*s", (int)e->via.str.size, e->via.str.ptr);
+        if (ds_addr_parse(abuf[i], 0, host, &port, &why) != 0)
+            rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                             "Give HOST:PORT, or [IPv6]:PORT, as printed by ds peer ticket.",
+                             "the address '%.100s' %s", abuf[i], why);
+        else
+            addrs[naddrs++] = abuf[i];
+    }
     if (!rc)
         rc = take_lock(ctx, &fd);
     if (!rc)
@@ -535,13 +594,21 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
             rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
         }
     }
+    if (!rc && naddrs && ds_peers_add_addrs(&cfg, id, addrs, naddrs, &added_addrs) != 0)
+        rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
     if (!rc)
         rc = save_peers(ctx, &cfg);
     ds_peers_unlock(fd);
+    if (!rc && ctx->netsync) {
+        /* publish may now be on: the daemon starts accepting syncs. */
+        char nerr[512];
+        if (ds_netsync_refresh(ctx->netsync, nerr, sizeof nerr) != 0)
+            DS_LOGE("%s", nerr); /* the change is saved; listening failed */
+    }
     if (!rc) {
         const ds_peer *p = ds_peers_find(&cfg, id);
         char sid[DS_PEER_SHORT_ID + 1];
-        const char *changed[3];
+        const char *changed[4];
         size_t nc = 0;
         if (!created) {
             if (strcmp(before_name, p->name ? p->name : "") != 0)
@@ -550,14 +617,20 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
                 changed[nc++] = "subscribe";
             if (before.publish != p->publish)
                 changed[nc++] = "publish";
+            if (added_addrs)
+                changed[nc++] = "addrs";
         }
-        msgpack_pack_map(reply, 8);
+        msgpack_pack_map(reply, 9);
         ds_pack_cstr(reply, "node_id");
         ds_pack_cstr(reply, p->node_id);
         ds_pack_cstr(reply, "name");
         ds_pack_cstr(reply, p->name);
         ds_pack_cstr(reply, "label");
         ds_pack_cstr(reply, ds_peer_label(p, sid));
+        ds_pack_cstr(reply, "addrs");
+        msgpack_pack_array(reply, p->naddrs);
+        for (size_t i = 0; i < p->naddrs; i++)
+            ds_pack_cstr(reply, p->addrs[i]);
         ds_pack_cstr(reply, "created");
         pack_bool(reply, created);
         ds_pack_cstr(reply, "subscribe");

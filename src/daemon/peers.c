@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,8 +376,48 @@ static int peers_rebuild(ds_peers_cfg *c)
         p->subscribe = s ? json_is_true(s) : 1;
         p->publish = pb ? json_is_true(pb) : 0;
         p->last_sync = json_string_value(json_object_get(v, "last_sync"));
+        json_t *a = json_object_get(v, "addrs");
+        for (size_t i = 0; i < json_array_size(a) && p->naddrs < DS_PEER_MAX_ADDRS; i++)
+            if (json_is_string(json_array_get(a, i)))
+                p->addrs[p->naddrs++] = json_string_value(json_array_get(a, i));
+        p->last_attempt = json_string_value(json_object_get(v, "last_attempt"));
+        p->last_result = json_string_value(json_object_get(v, "last_result"));
+        p->last_addr = json_string_value(json_object_get(v, "last_addr"));
+        p->last_path = json_string_value(json_object_get(v, "last_path"));
     }
     return 0;
+}
+
+/* Checks the network fields of a peer entry: "" or a problem in |what|. */
+static void check_net_fields(const char *k, json_t *v, char *what, size_t wl)
+{
+    json_t *a = json_object_get(v, "addrs");
+    if (a && !json_is_null(a)) {
+        if (!json_is_array(a) || json_array_size(a) > DS_PEER_MAX_ADDRS) {
+            snprintf(what, wl, "peer %.12s...: \"addrs\" must be a list of at most %d "
+                     "\"host:port\" strings", k, DS_PEER_MAX_ADDRS);
+            return;
+        }
+        for (size_t i = 0; i < json_array_size(a); i++) {
+            json_t *e = json_array_get(a, i);
+            char host[DS_ADDR_MAX];
+            uint16_t port;
+            const char *why = "is not a string";
+            if (!json_is_string(e) || ds_addr_parse(json_string_value(e), 0, host, &port, &why)) {
+                snprintf(what, wl, "peer %.12s...: address \"%.80s\" %s", k,
+                         json_is_string(e) ? json_string_value(e) : "?", why);
+                return;
+            }
+        }
+    }
+    static const char *strs[] = { "last_attempt", "last_result", "last_addr", "last_path" };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        json_t *f = json_object_get(v, strs[i]);
+        if (f && !json_is_null(f) && !json_is_string(f)) {
+            snprintf(what, wl, "peer %.12s...: \"%s\" must be a string or null", k, strs[i]);
+            return;
+        }
+    }
 }
 
 int ds_peer_name_check(const char *name, const char **why)
@@ -445,6 +486,8 @@ int ds_peers_cfg_load(const char *home, ds_peers_cfg *c, char *err, size_t errle
             else if (ls && !json_is_null(ls) && !json_is_string(ls))
                 snprintf(what, sizeof what,
                          "peer %.12s...: \"last_sync\" must be a time string or null", k);
+            else
+                check_net_fields(k, v, what, sizeof what);
             if (what[0])
                 break;
         }
@@ -570,6 +613,215 @@ int ds_peers_set_last_sync(ds_peers_cfg *c, const char *id, const char *iso)
     if (json_object_set_new(v, "last_sync", iso ? json_string(iso) : json_null()))
         return DS_ERR_NOMEM;
     return peers_rebuild(c);
+}
+
+int ds_peers_add_addrs(ds_peers_cfg *c, const char *id, const char *const *addrs, size_t n,
+                       size_t *added)
+{
+    if (added)
+        *added = 0;
+    json_t *v = json_object_get(json_object_get(c->root, "peers"), id);
+    if (!v)
+        return DS_ERR_NOTFOUND;
+    for (size_t i = 0; i < n; i++) {
+        char host[DS_ADDR_MAX];
+        uint16_t port;
+        const char *why;
+        if (ds_addr_parse(addrs[i], 0, host, &port, &why) != 0)
+            return DS_ERR_INVALID;
+    }
+    json_t *a = json_object_get(v, "addrs");
+    if (!json_is_array(a)) {
+        a = json_array();
+        if (!a || json_object_set_new(v, "addrs", a))
+            return DS_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Stored in canonical form, so "[::1]:7" and "::1" forms compare. */
+        char host[DS_ADDR_MAX], canon[DS_ADDR_MAX];
+        uint16_t port;
+        const char *why;
+        ds_addr_parse(addrs[i], 0, host, &port, &why);
+        ds_addr_format(host, port, canon);
+        int dup = 0;
+        for (size_t j = 0; j < json_array_size(a); j++) {
+            const char *have = json_string_value(json_array_get(a, j));
+            if (have && strcmp(have, canon) == 0)
+                dup = 1;
+        }
+        if (dup)
+            continue;
+        while (json_array_size(a) >= DS_PEER_MAX_ADDRS)
+            json_array_remove(a, 0);
+        if (json_array_append_new(a, json_string(canon)))
+            return DS_ERR_NOMEM;
+        if (added)
+            (*added)++;
+    }
+    return peers_rebuild(c);
+}
+
+static int set_str_or_null(json_t *v, const char *key, const char *s)
+{
+    return json_object_set_new(v, key, s ? json_string(s) : json_null());
+}
+
+int ds_peers_set_result(ds_peers_cfg *c, const char *id, const char *when, int ok,
+                        const char *result, const char *addr, const char *path)
+{
+    json_t *v = json_object_get(json_object_get(c->root, "peers"), id);
+    if (!v)
+        return DS_ERR_NOTFOUND;
+    int rc = set_str_or_null(v, "last_attempt", when);
+    rc |= set_str_or_null(v, "last_result", result);
+    rc |= set_str_or_null(v, "last_addr", addr);
+    rc |= set_str_or_null(v, "last_path", path);
+    if (ok)
+        rc |= set_str_or_null(v, "last_sync", when);
+    if (rc)
+        return DS_ERR_NOMEM;
+    return peers_rebuild(c);
+}
+
+/* ---- addresses and tickets ----------------------------------------------- */
+
+static int host_char_ok(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_';
+}
+
+int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX], uint16_t *port,
+                  const char **why)
+{
+    static const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    host[0] = '\0';
+    *port = 0;
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0)
+        return *why = "is empty", DS_ERR_INVALID;
+    if (n >= DS_ADDR_MAX)
+        return *why = "is too long", DS_ERR_INVALID;
+    const char *ps = NULL;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close)
+            return *why = "has no closing ']'", DS_ERR_INVALID;
+        size_t hl = (size_t)(close - s - 1);
+        memcpy(host, s + 1, hl);
+        host[hl] = '\0';
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            return *why = "is not an IPv6 address in brackets", DS_ERR_INVALID;
+        if (close[1] == ':')
+            ps = close + 2;
+        else if (close[1] != '\0')
+            return *why = "has text after ']' (expected :PORT)", DS_ERR_INVALID;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon && strchr(s, ':') != colon)
+            return *why = "is an IPv6 address without brackets (write [ADDR]:PORT)",
+                   DS_ERR_INVALID;
+        size_t hl = colon ? (size_t)(colon - s) : n;
+        memcpy(host, s, hl);
+        host[hl] = '\0';
+        if (hl == 0)
+            return *why = "has no host", DS_ERR_INVALID;
+        for (size_t i = 0; i < hl; i++)
+            if (!host_char_ok(host[i]))
+                return *why = "has a character a host name cannot hold", DS_ERR_INVALID;
+        if (colon)
+            ps = colon + 1;
+    }
+    if (!ps) {
+        if (!default_port)
+            return *why = "has no port (expected HOST:PORT)", DS_ERR_INVALID;
+        *port = default_port;
+        return 0;
+    }
+    if (!*ps)
+        return *why = "has an empty port", DS_ERR_INVALID;
+    unsigned long v = 0;
+    for (const char *q = ps; *q; q++) {
+        if (*q < '0' || *q > '9' || q - ps > 5)
+            return *why = "has a port that is not a number from 1 to 65535", DS_ERR_INVALID;
+        v = v * 10 + (unsigned long)(*q - '0');
+    }
+    if (v == 0 || v > 65535)
+        return *why = "has a port out of range (1-65535)", DS_ERR_INVALID;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+void ds_addr_format(const char *host, uint16_t port, char out[DS_ADDR_MAX])
+{
+    if (strchr(host, ':'))
+        snprintf(out, DS_ADDR_MAX, "[%.*s]:%u", DS_ADDR_MAX - 10, host, (unsigned)port);
+    else
+        snprintf(out, DS_ADDR_MAX, "%.*s:%u", DS_ADDR_MAX - 10, host, (unsigned)port);
+}
+
+int ds_ticket_format(const char *node_id, const char *const *addrs, size_t n, char *out,
+                     size_t cap)
+{
+    size_t len = (size_t)snprintf(out, cap, "%s%s", DS_TICKET_PREFIX, node_id);
+    for (size_t i = 0; len < cap && i < n; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%c%s", i ? ',' : '@', addrs[i]);
+    return len < cap ? 0 : DS_ERR_TOOLARGE;
+}
+
+int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
+                    char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX], size_t *n, const char **why)
+{
+    static const char *dummy;
+    if (!why)
+        why = &dummy;
+    *n = 0;
+    size_t pl = strlen(DS_TICKET_PREFIX);
+    if (strncmp(s, DS_TICKET_PREFIX, pl) != 0)
+        return *why = "does not start with " DS_TICKET_PREFIX, DS_ERR_INVALID;
+    s += pl;
+    if (strlen(s) < DS_NODE_ID_HEX)
+        return *why = "is too short to hold a NodeId", DS_ERR_INVALID;
+    for (size_t i = 0; i < DS_NODE_ID_HEX; i++) {
+        char ch = s[i];
+        node_id[i] = (char)(ch >= 'A' && ch <= 'F' ? ch - 'A' + 'a' : ch);
+    }
+    node_id[DS_NODE_ID_HEX] = '\0';
+    if (!ds_node_id_valid(node_id))
+        return *why = "does not hold a valid NodeId", DS_ERR_INVALID;
+    s += DS_NODE_ID_HEX;
+    if (*s == '\0')
+        return 0;
+    if (*s != '@')
+        return *why = "has text after the NodeId (expected '@' and addresses)", DS_ERR_INVALID;
+    s++;
+    while (*s) {
+        const char *end = strchr(s, ',');
+        size_t l = end ? (size_t)(end - s) : strlen(s);
+        if (*n >= DS_PEER_MAX_ADDRS)
+            return *why = "holds too many addresses", DS_ERR_INVALID;
+        if (l == 0 || l >= DS_ADDR_MAX)
+            return *why = "holds an empty or over-long address", DS_ERR_INVALID;
+        char a[DS_ADDR_MAX], host[DS_ADDR_MAX];
+        uint16_t port;
+        memcpy(a, s, l);
+        a[l] = '\0';
+        const char *w;
+        if (ds_addr_parse(a, 0, host, &port, &w) != 0)
+            return *why = "holds a malformed address (expected HOST:PORT or [IPv6]:PORT)",
+                   DS_ERR_INVALID;
+        ds_addr_format(host, port, addrs[(*n)++]);
+        if (!end)
+            break;
+        s = end + 1;
+        if (!*s)
+            return *why = "ends with ','", DS_ERR_INVALID;
+    }
+    return 0;
 }
 
 const char *ds_peer_label(const ds_peer *p, char buf[DS_PEER_SHORT_ID + 1])

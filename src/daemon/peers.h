@@ -28,6 +28,10 @@
 #define DS_PEERS_LOCK_TIMEOUT_MS 30000
 #define DS_PEER_NAME_MAX 64
 #define DS_PEER_SHORT_ID 8              /* hex digits of a label without a name */
+#define DS_PEER_MAX_ADDRS 8             /* "addrs" entries per peer */
+#define DS_ADDR_MAX 300                 /* "host:port" text, NUL included */
+#define DS_TICKET_PREFIX "ds1:"
+#define DS_TICKET_MAX (4 + DS_NODE_ID_HEX + 1 + DS_PEER_MAX_ADDRS * DS_ADDR_MAX)
 
 /* ---- identity.key ------------------------------------------------------ */
 
@@ -67,6 +71,12 @@ typedef struct ds_peer {
     const char *name;      /* NULL when unnamed; points into the document */
     int subscribe, publish;
     const char *last_sync; /* ISO 8601, or NULL (never); into the document */
+    /* Network addresses ("host:port", "[v6]:port"), into the document. */
+    const char *addrs[DS_PEER_MAX_ADDRS];
+    size_t naddrs;
+    /* The last network sync attempt (NULL when none): when, "ok" or the
+     * error text, the address used and the path kind ("direct"/"relay"). */
+    const char *last_attempt, *last_result, *last_addr, *last_path;
 } ds_peer;
 
 typedef struct ds_peers_cfg {
@@ -96,6 +106,37 @@ int ds_peers_upsert(ds_peers_cfg *c, const char *id, const char *name, int subsc
 /* DS_ERR_NOTFOUND if absent. */
 int ds_peers_remove(ds_peers_cfg *c, const char *id);
 int ds_peers_set_last_sync(ds_peers_cfg *c, const char *id, const char *iso);
+/* Adds addresses (each checked with ds_addr_parse; duplicates skipped) to
+ * peer |id|, keeping at most DS_PEER_MAX_ADDRS (the newest win: older
+ * ones are dropped first).  *added (optional) counts the new ones.
+ * DS_ERR_NOTFOUND (no such peer), DS_ERR_INVALID (a bad address: nothing
+ * changed), DS_ERR_NOMEM. */
+int ds_peers_add_addrs(ds_peers_cfg *c, const char *id, const char *const *addrs, size_t n,
+                       size_t *added);
+/* Records a network sync attempt of peer |id| at |when| (ISO 8601):
+ * |result| "ok" or an error sentence, |addr| and |path| (NULL: unknown).
+ * With |ok| last_sync becomes |when| too.  DS_ERR_NOTFOUND / NOMEM. */
+int ds_peers_set_result(ds_peers_cfg *c, const char *id, const char *when, int ok,
+                        const char *result, const char *addr, const char *path);
+
+/* ---- addresses and tickets ------------------------------------------------ */
+
+/* Parses "host:port" (host: IPv4 literal, DNS name) or "[IPv6]:port"
+ * (also a bare "host" or "[v6]" when |default_port| is non-zero).  |host|
+ * receives the host without brackets.  DS_ERR_INVALID with *why set to a
+ * phrase ("has no port", "port out of range"...). */
+int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
+                  uint16_t *port, const char **why);
+/* Formats |host|:|port| ("[host]:port" when host holds ':'). */
+void ds_addr_format(const char *host, uint16_t port, char out[DS_ADDR_MAX]);
+/* A ticket: "ds1:<NodeId>@<addr>,<addr>..." (no '@' part when n == 0).
+ * DS_ERR_TOOLARGE if |cap| is too small. */
+int ds_ticket_format(const char *node_id, const char *const *addrs, size_t n, char *out,
+                     size_t cap);
+/* Parses a ticket into |node_id| and up to DS_PEER_MAX_ADDRS addresses
+ * (each checked).  DS_ERR_INVALID with *why set. */
+int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
+                    char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX], size_t *n, const char **why);
 /* A display label: the name, else the first DS_PEER_SHORT_ID hex digits. */
 const char *ds_peer_label(const ds_peer *p, char buf[DS_PEER_SHORT_ID + 1]);
 /* 0 if |name| is acceptable as a peer name (1..64 bytes of letters,

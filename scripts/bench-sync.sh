@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# bench-sync.sh - throughput of `ds peer sync` over loopback QUIC, next to
+# the raw bulk throughput of the same QUIC stack measured in the same run.
+#
+# Builds ds, bench_sync and bench_quic (Release, build-bench/), loads
+# NODES synthetic nodes of about 300 bytes into a publisher home
+# (bench_sync load), starts its daemon on 127.0.0.1 and syncs them RUNS
+# times into fresh subscriber homes (`ds peer sync --json`, in process).
+# Then runs `bench_quic --mb M` with M = the sync's wire volume, and prints:
+#
+#   sync nodes=100000 bytes=... seconds=... nodes_per_s=... mb_per_s=...   (median run)
+#   quic-raw bytes=... seconds=... mb_per_s=... gso=...
+#   ratio sync_over_raw=0.62 target>=0.50 met=yes; nodes_in_3s met=yes
+#
+# mb_per_s is 10^6 bytes per second of sync wire bytes (frames).  The exit
+# status is 0 whether or not the targets are met; only errors fail.
+#
+# Usage: scripts/bench-sync.sh [NODES] [RUNS]     (default 100000 3)
+# Environment: DS_SKIP_APT=1 (passed to setup.sh), BENCH_BUILD=dir (use an
+# existing build directory holding ds and bench/bench_{sync,quic}).
+set -euo pipefail
+
+nodes=${1:-100000}
+runs=${2:-3}
+case "$nodes$runs" in *[!0-9]*) echo "usage: $0 [NODES] [RUNS]" >&2; exit 2 ;; esac
+[ "$nodes" -gt 0 ] && [ "$runs" -gt 0 ] || { echo "usage: $0 [NODES] [RUNS]" >&2; exit 2; }
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -n "${BENCH_BUILD:-}" ]; then
+    build=$BENCH_BUILD
+else
+    build="$root/build-bench"
+    prefix=$("$root/scripts/setup.sh" | tail -n 1)
+    [ -n "$prefix" ] || { echo "bench-sync: setup.sh printed no prefix" >&2; exit 1; }
+    mkdir -p "$build"
+    log="$build/bench-sync-build.log"
+    if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDS_DEPS_PREFIX="$prefix" \
+           && cmake --build "$build" --target ds bench_sync bench_quic -j2; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "bench-sync: build failed (full log: $log)" >&2
+        exit 1
+    fi
+fi
+DS="$build/ds"
+LOAD="$build/bench/bench_sync"
+QUIC="$build/bench/bench_quic"
+for b in "$DS" "$LOAD" "$QUIC"; do
+    [ -x "$b" ] || { echo "bench-sync: $b was not built" >&2; exit 1; }
+done
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ds-bench-sync.XXXXXX")
+T=$(cd "$T" && pwd -P)
+cleanup() {
+    [ -f "$T/pub/daemon.pid" ] && DS_HOME="$T/pub" "$DS" stop >/dev/null 2>&1
+    rm -rf "$T"
+}
+trap cleanup EXIT
+export DS_SYNC_CONNECT_TIMEOUT_MS=5000
+
+P="$T/project"
+mkdir -p "$P"
+DS_HOME="$T/pub" "$DS" peer init >/dev/null
+DS_HOME="$T/pub" "$DS" peer share "$P" >/dev/null
+echo "loading $nodes nodes into the publisher..." >&2
+"$LOAD" load "$T/pub" "$P" "$nodes" 300 >/dev/null
+
+port=""
+for _ in 1 2 3 4 5; do
+    p=$(python3 -c 'import random; print(random.randint(20000, 60000))')
+    if DS_HOME="$T/pub" "$DS" start --listen "127.0.0.1:$p" >/dev/null 2>"$T/start.err"; then
+        port=$p
+        break
+    fi
+done
+[ -n "$port" ] || { cat "$T/start.err" >&2; echo "bench-sync: publisher did not start" >&2; exit 1; }
+ticket=$(DS_HOME="$T/pub" "$DS" peer ticket 2>/dev/null)
+
+results=()
+for r in $(seq 1 "$runs"); do
+    sub="$T/sub$r"
+    DS_HOME="$sub" "$DS" peer init >/dev/null
+    sid=$(DS_HOME="$sub" "$DS" peer id)
+    DS_HOME="$T/pub" "$DS" peer add "$sid" --name "sub$r" --publish >/dev/null
+    DS_HOME="$sub" "$DS" peer add "$ticket" --name pub >/dev/null
+    DS_HOME="$sub" "$DS" peer sync --json >"$T/sync$r.json"
+    line=$(python3 - "$T/sync$r.json" "$nodes" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = d["peers"][0]
+if p["state"] != "done" or p["nodes_new"] < int(sys.argv[2]):
+    sys.exit("bench-sync: sync failed or incomplete: %s" % (p.get("error") or p))
+s = p["elapsed_ms"] / 1000.0
+print("%.6f %d %d" % (s, p["nodes_received"], p["bytes"]))
+PY
+)
+    results+=("$line")
+    echo "run $r: $line (seconds nodes bytes)" >&2
+    rm -rf "$sub"
+done
+
+med=$(printf '%s\n' "${results[@]}" | sort -n | awk -v n="$runs" 'NR == int((n + 1) / 2)')
+read -r secs got bytes <<<"$med"
+mb=$(python3 -c "import math; print(max(1, math.ceil($bytes / 1e6)))")
+raw=$("$QUIC" --mb "$mb" | grep '^quic-raw')
+[ -n "$raw" ] || { echo "bench-sync: bench_quic printed nothing" >&2; exit 1; }
+raw_mbps=$(printf '%s\n' "$raw" | sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p')
+
+python3 - "$secs" "$got" "$bytes" "$raw_mbps" "$nodes" <<'PY'
+import sys
+secs, got, nbytes, raw, nodes = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+mbps = nbytes / 1e6 / secs
+print("sync nodes=%d bytes=%d seconds=%.3f nodes_per_s=%.0f mb_per_s=%.1f" % (got, nbytes, secs, got / secs, mbps))
+PY
+printf '%s\n' "$raw"
+python3 - "$secs" "$bytes" "$raw_mbps" "$nodes" <<'PY'
+import sys
+secs, nbytes, raw, nodes = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+ratio = (nbytes / 1e6 / secs) / raw if raw > 0 else 0.0
+in3 = secs * 100000.0 / nodes
+print("ratio sync_over_raw=%.2f target>=0.50 met=%s; 100k_nodes_seconds=%.2f target<=3 met=%s"
+      % (ratio, "yes" if ratio >= 0.5 else "no", in3, "yes" if in3 <= 3.0 else "no"))
+PY

@@ -1,0 +1,1510 @@
+/*
+ * netsync.c - the network sync service (see netsync.h): QUIC endpoints on
+ * the loop, one ds_sync_server per incoming stream, sync jobs that dial
+ * peers and drive a ds_sync_client into the peer's replica, the periodic
+ * and retry timers, and the in-process runner used by `ds peer sync`
+ * without a daemon.  Bytes are pumped under the stream's flow control: a
+ * machine is asked for more only while the stream holds less than
+ * QUEUE_HIGH unsent bytes, so memory stays bounded however large a sync.
+ */
+#include "daemon/netsync.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "core/syncproto.h"
+#include "core/util.h"
+#include "daemon/log.h"
+#include "io/quic.h"
+
+#define QUEUE_HIGH (1u << 20)           /* unsent bytes per stream before we wait */
+#define CLIENT_PAGE_NODES 1000          /* asked of the publisher: one txn per page */
+#define CLIENT_PAGE_BYTES (2u << 20)
+#define BUSY_RETRY_MS 200               /* a peer synced by another job: wait */
+#define KEEP_JOBS 16
+#define LOCK_WAIT_MS 5000               /* peers/.lock for the final bookkeeping */
+
+/* ---- structures ----------------------------------------------------------- */
+
+typedef enum { CONN_SERVER = 1, CONN_CLIENT } conn_role;
+
+typedef struct job job;
+typedef struct sstream sstream;
+
+/* What a connection's data pointer points at. */
+typedef struct nconn {
+    conn_role role;
+    ds_netsync *ns;
+    ds_quic_conn *c;
+    /* server */
+    char peer[DS_NODE_ID_HEX + 1];
+    int authorized;
+    /* client */
+    job *j;
+} nconn;
+
+struct sstream {
+    sstream *next;
+    nconn *nc;
+    int64_t sid;
+    ds_sync_server *m;
+    ds_share_cfg share_cfg;
+    ds_share_set share;
+    int limited;          /* answered RateLimited: not counted as active */
+    int fin_sent;
+};
+
+struct job {
+    job *next;
+    ds_netsync *ns;
+    uint64_t id;
+    int full, periodic, done;
+    ds_netsync_peer *peers;
+    size_t n, cur;
+    /* the peer being synced */
+    int active;           /* cur is DIALING or SYNCING */
+    char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
+    size_t naddrs, addr_i;
+    int64_t deadline;     /* dialing gives up at this (monotonic ms) */
+    ds_store *replica;
+    nconn *nc;            /* the current connection, or NULL */
+    int64_t sid;
+    ds_sync_client *cl;
+    uv_timer_t timer;
+    int timer_closed;
+    uv_getaddrinfo_t gai;
+    int resolving;
+    int64_t last_progress;
+};
+
+typedef struct retry_ent {
+    char id[DS_NODE_ID_HEX + 1];
+    uint32_t failures;
+    int64_t due;          /* monotonic ms; 0 = none */
+} retry_ent;
+
+struct ds_netsync {
+    uv_loop_t *loop;
+    ds_ctx *ctx;
+    ds_netsync_opts o;
+    char listen[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];
+    size_t nlisten;
+    char bound[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];
+    size_t nbound;
+    int daemon_mode;      /* log to the daemon log */
+    int have_identity;
+    uint8_t sk[64];
+    ds_quic_endpoint *servers[DS_NETSYNC_MAX_LISTEN];
+    size_t nservers;
+    ds_quic_endpoint *dial4, *dial6;
+    sstream *streams;
+    uv_timer_t srv_timer, periodic, retry_timer;
+    job *jobs;
+    uint64_t next_job;
+    retry_ent retry[DS_NETSYNC_MAX_PEERS];
+    size_t nretry;
+    int closing;
+    int pending_closes;
+    void (*done)(void *);
+    void *done_ud;
+    ds_netsync_progress_fn progress;
+    void *progress_ud;
+};
+
+static ds_netsync_progress_fn g_progress;
+static void *g_progress_ud;
+
+void ds_netsync_set_progress(ds_netsync_progress_fn fn, void *ud)
+{
+    g_progress = fn;
+    g_progress_ud = ud;
+}
+
+#define NLOG(ns, lvl, ...)                                                                     \
+    do {                                                                                       \
+        if ((ns)->daemon_mode && ds_log_enabled(lvl))                                          \
+            ds_log(lvl, __VA_ARGS__);                                                          \
+    } while (0)
+
+static int64_t now_ms(void)
+{
+    return (int64_t)(uv_hrtime() / 1000000u);
+}
+
+static void fmt_err(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt_err(char *out, size_t cap, const char *fmt, ...)
+{
+    if (!out || !cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+}
+
+static void sockaddr_text(const struct sockaddr *sa, char out[DS_ADDR_MAX])
+{
+    char h[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, h, sizeof h);
+        port = ntohs(a->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof h);
+        port = ntohs(a->sin6_port);
+    }
+    ds_addr_format(h, port, out);
+}
+
+/* ---- peers.json helpers --------------------------------------------------- */
+
+/* The peer's publish flag (0 when unknown or on any error). */
+static int peer_may_pull(ds_netsync *ns, const char *id)
+{
+    ds_peers_cfg cfg;
+    char err[512];
+    if (ds_peers_cfg_load(ns->ctx->home, &cfg, err, sizeof err) != 0) {
+        NLOG(ns, DS_LOG_WARN, "sync: cannot read peers.json: %s", err);
+        return 0;
+    }
+    const ds_peer *p = ds_peers_find(&cfg, id);
+    int r = p && p->publish;
+    ds_peers_cfg_free(&cfg);
+    return r;
+}
+
+/* ---- server side ---------------------------------------------------------- */
+
+static void srv_arm(ds_netsync *ns);
+
+static size_t active_syncs(ds_netsync *ns, const char *peer)
+{
+    size_t n = 0;
+    for (sstream *s = ns->streams; s; s = s->next)
+        if (!s->limited && s->m && strcmp(s->nc->peer, peer) == 0 &&
+            ds_sync_server_state(s->m) == DS_SYNCS_RUNNING)
+            n++;
+    return n;
+}
+
+static void sstream_free(sstream *s)
+{
+    if (s->m)
+        ds_sync_server_free(s->m);
+    ds_share_set_free(&s->share);
+    ds_share_cfg_free(&s->share_cfg);
+    free(s);
+}
+
+static void sstream_unlink(ds_netsync *ns, sstream *s)
+{
+    for (sstream **pp = &ns->streams; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            return;
+        }
+}
+
+/* Moves bytes from the machine to the stream while it has room.  Frees
+ * the stream record once the machine is finished and FIN is queued. */
+static void srv_pump(ds_netsync *ns, sstream *s)
+{
+    while (!s->fin_sent) {
+        size_t q = ds_quic_stream_queued(s->nc->c, s->sid);
+        if (q >= QUEUE_HIGH)
+            break;
+        ds_buf out = { 0 };
+        int fin = 0;
+        int rc = ds_sync_server_send(s->m, &out, QUEUE_HIGH - q, &fin, now_ms());
+        if (rc) {
+            ds_buf_free(&out);
+            NLOG(ns, DS_LOG_WARN, "sync: serving %.12s...: %s", s->nc->peer, ds_strerror(rc));
+            ds_quic_conn_close(s->nc->c, 1, "internal error");
+            return;
+        }
+        if (out.len || fin) {
+            rc = ds_quic_stream_write(s->nc->c, s->sid, out.data, out.len, fin);
+            if (rc) {
+                ds_buf_free(&out);
+                break;
+            }
+        }
+        ds_buf_free(&out);
+        if (fin) {
+            s->fin_sent = 1;
+            uint64_t nodes = 0, pages = 0, bytes = 0;
+            ds_sync_server_counts(s->m, &nodes, &pages, &bytes);
+            NLOG(ns, DS_LOG_INFO, "sync: served %.12s...: %llu nodes in %llu pages (%s)",
+                 s->nc->peer, (unsigned long long)nodes, (unsigned long long)pages,
+                 ds_sync_server_state(s->m) == DS_SYNCS_DONE ? "done" : "ended with an error");
+        }
+        if (!out.len && !fin)
+            break;
+    }
+    if (s->fin_sent) {
+        sstream_unlink(ns, s);
+        sstream_free(s);
+    }
+    srv_arm(ns);
+}
+
+static void srv_timer_cb(uv_timer_t *t)
+{
+    ds_netsync *ns = t->data;
+    int64_t now = now_ms();
+    sstream *s = ns->streams;
+    while (s) {
+        sstream *next = s->next;
+        if (s->m && ds_sync_server_expiry(s->m) <= now) {
+            ds_sync_server_handle_expiry(s->m, now);
+            if (ds_sync_server_state(s->m) != DS_SYNCS_RUNNING) {
+                /* Timed out: nothing more will come; drop the connection. */
+                NLOG(ns, DS_LOG_INFO, "sync: %.12s... stalled; closing", s->nc->peer);
+                sstream_unlink(ns, s);
+                ds_quic_conn *c = s->nc->c;
+                sstream_free(s);
+                ds_quic_conn_close(c, 1, "timeout");
+            } else {
+                srv_pump(ns, s);
+            }
+        }
+        s = next;
+    }
+    srv_arm(ns);
+}
+
+static void srv_arm(ds_netsync *ns)
+{
+    if (ns->closing)
+        return;
+    int64_t e = INT64_MAX;
+    for (sstream *s = ns->streams; s; s = s->next)
+        if (s->m) {
+            int64_t x = ds_sync_server_expiry(s->m);
+            if (x < e)
+                e = x;
+        }
+    if (e == INT64_MAX) {
+        uv_timer_stop(&ns->srv_timer);
+        return;
+    }
+    int64_t d = e - now_ms();
+    uv_timer_start(&ns->srv_timer, srv_timer_cb, d > 0 ? (uint64_t)d : 0, 0);
+}
+
+static void srv_stream_open(ds_netsync *ns, nconn *nc, int64_t sid)
+{
+    sstream *s = calloc(1, sizeof *s);
+    if (!s) {
+        ds_quic_conn_close(nc->c, 1, "out of memory");
+        return;
+    }
+    s->nc = nc;
+    s->sid = sid;
+    char err[512] = "";
+    ds_store *st = NULL;
+    int rc = ds_share_cfg_load(ns->ctx->home, &s->share_cfg, err, sizeof err);
+    if (!rc)
+        rc = ds_share_cfg_set(&s->share_cfg, &s->share);
+    if (!rc)
+        rc = ds_ctx_store(ns->ctx, 1, &st);
+    if (rc) {
+        NLOG(ns, DS_LOG_ERROR, "sync: cannot serve %.12s...: %s", nc->peer,
+             err[0] ? err : ns->ctx->error.message);
+        sstream_free(s);
+        ds_quic_conn_close(nc->c, 1, "internal error");
+        return;
+    }
+    /* Authorization is looked up again per stream: a `ds peer add
+     * --no-publish` takes effect on the next sync. */
+    nc->authorized = peer_may_pull(ns, nc->peer);
+    uint32_t maxc = ns->o.max_concurrent ? ns->o.max_concurrent : 4;
+    s->limited = nc->authorized && active_syncs(ns, nc->peer) >= maxc;
+    ds_sync_server_cfg cfg = {
+        .store = st, .share = &s->share, .authorized = nc->authorized,
+        .rate_limited = s->limited, .peer_id = nc->peer,
+    };
+    rc = ds_sync_server_new(&s->m, &cfg, now_ms());
+    if (rc) {
+        sstream_free(s);
+        ds_quic_conn_close(nc->c, 1, "internal error");
+        return;
+    }
+    if (!nc->authorized)
+        NLOG(ns, DS_LOG_INFO, "sync: %.12s... is not authorized (publish is off or unknown)",
+             nc->peer);
+    else if (s->limited)
+        NLOG(ns, DS_LOG_INFO, "sync: %.12s... rate limited (%u syncs running)", nc->peer,
+             maxc);
+    s->next = ns->streams;
+    ns->streams = s;
+    srv_arm(ns);
+}
+
+static sstream *srv_find(ds_netsync *ns, nconn *nc, int64_t sid)
+{
+    for (sstream *s = ns->streams; s; s = s->next)
+        if (s->nc == nc && s->sid == sid)
+            return s;
+    return NULL;
+}
+
+static void srv_conn_gone(ds_netsync *ns, nconn *nc)
+{
+    sstream *s = ns->streams;
+    while (s) {
+        sstream *next = s->next;
+        if (s->nc == nc) {
+            sstream_unlink(ns, s);
+            sstream_free(s);
+        }
+        s = next;
+    }
+    srv_arm(ns);
+}
+
+/* ---- client side: jobs ---------------------------------------------------- */
+
+static void job_next(job *j);
+static void dial_next(job *j);
+static void client_finish(job *j, int err, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void report(job *j, ds_netsync_peer *p)
+{
+    ds_netsync *ns = j->ns;
+    if (ns->progress)
+        ns->progress(p, ns->progress_ud);
+}
+
+static void job_timer_cb(uv_timer_t *t);
+
+static void job_arm(job *j, int64_t at)
+{
+    int64_t d = at - now_ms();
+    uv_timer_start(&j->timer, job_timer_cb, d > 0 ? (uint64_t)d : 0, 0);
+}
+
+static int peer_busy(ds_netsync *ns, const job *self, const char *id)
+{
+    for (job *o = ns->jobs; o; o = o->next)
+        if (o != self && o->active && strcmp(o->peers[o->cur].id, id) == 0)
+            return 1;
+    return 0;
+}
+
+/* Detaches and closes the job's connection (its on_closed is ignored). */
+static void drop_conn(job *j, const char *why)
+{
+    if (!j->nc)
+        return;
+    nconn *nc = j->nc;
+    j->nc = NULL;
+    nc->j = NULL;
+    ds_quic_conn_close(nc->c, 0, why);
+}
+
+static void retry_note(ds_netsync *ns, const char *id, int ok);
+
+/* Records the outcome of the current peer: meta.json, peers.json, then
+ * moves on to the next peer. */
+static void finish_peer(job *j)
+{
+    ds_netsync *ns = j->ns;
+    ds_netsync_peer *p = &j->peers[j->cur];
+    p->finished_ms = now_ms();
+    int ok = p->state == DS_NETSYNC_DONE;
+    char when[32];
+    ds_ops_iso8601(ns->ctx->now_ms(), 0, when);
+    char err[1024] = "";
+    uint8_t cur[DS_CURSOR_LEN];
+    int has = 0;
+    if (j->replica) {
+        ds_store_info si;
+        if (ds_store_info_get(j->replica, &si) == 0)
+            p->replica_nodes = si.node_count;
+        if (ds_sync_cursor_get(j->replica, cur, &has) != 0)
+            has = 0;
+    }
+    int fd = -1;
+    if (ds_peers_lock(ns->ctx->home, LOCK_WAIT_MS, &fd, err, sizeof err) == 0) {
+        ds_peers_cfg cfg;
+        if (ds_peers_cfg_load(ns->ctx->home, &cfg, err, sizeof err) == 0) {
+            const ds_peer *pe = ds_peers_find(&cfg, p->id);
+            if (pe) {
+                if (j->replica && (ok || p->nodes_new))
+                    ds_replica_meta_write(ns->ctx->home, p->id, pe->name,
+                                          ok ? when : pe->last_sync, p->replica_nodes,
+                                          has ? cur : NULL, err, sizeof err);
+                if (ds_peers_set_result(&cfg, p->id, when, ok, ok ? "ok" : p->message,
+                                        p->addr[0] ? p->addr : NULL, p->path) == 0)
+                    ds_peers_cfg_save(ns->ctx->home, &cfg, err, sizeof err);
+            }
+            ds_peers_cfg_free(&cfg);
+        }
+        ds_peers_unlock(fd);
+    }
+    if (err[0])
+        NLOG(ns, DS_LOG_WARN, "sync: recording the result for %s: %s", p->label, err);
+    if (ok)
+        NLOG(ns, DS_LOG_INFO, "sync: %s via %s (%s): %llu nodes received, %llu new",
+             p->label, p->addr, p->path ? p->path : "?", (unsigned long long)p->nodes_received,
+             (unsigned long long)p->nodes_new);
+    else
+        NLOG(ns, DS_LOG_WARN, "sync: %s failed: %s", p->label, p->message);
+    if (j->periodic)
+        retry_note(ns, p->id, ok);
+    if (j->cl) {
+        ds_sync_client_free(j->cl);
+        j->cl = NULL;
+    }
+    drop_conn(j, ok ? "done" : "failed");
+    j->replica = NULL;
+    j->active = 0;
+    report(j, p);
+    j->cur++;
+    job_next(j);
+}
+
+static void client_finish(job *j, int err, const char *code, const char *fmt, ...)
+{
+    ds_netsync_peer *p = &j->peers[j->cur];
+    p->state = err ? DS_NETSYNC_FAILED : DS_NETSYNC_DONE;
+    p->err = err;
+    snprintf(p->code, sizeof p->code, "%s", code ? code : "");
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->message, sizeof p->message, fmt, ap);
+        va_end(ap);
+    }
+    finish_peer(j);
+}
+
+static void tried_add(ds_netsync_peer *p, const char *addr, const char *why)
+{
+    size_t l = strlen(p->tried);
+    snprintf(p->tried + l, sizeof p->tried - l, "%s%s%s%s%s", l ? ", " : "", addr,
+             why ? " (" : "", why ? why : "", why ? ")" : "");
+}
+
+static void client_check(job *j);
+
+/* Moves the client machine's output to the stream and checks its state. */
+static void client_pump(job *j)
+{
+    if (!j->cl || !j->nc)
+        return;
+    ds_netsync_peer *p = &j->peers[j->cur];
+    for (;;) {
+        size_t q = ds_quic_stream_queued(j->nc->c, j->sid);
+        if (q >= QUEUE_HIGH)
+            break;
+        ds_buf out = { 0 };
+        int fin = 0;
+        int rc = ds_sync_client_send(j->cl, &out, QUEUE_HIGH - q, &fin, now_ms());
+        if (!rc && (out.len || fin))
+            rc = ds_quic_stream_write(j->nc->c, j->sid, out.data, out.len, fin);
+        size_t sent = out.len;
+        ds_buf_free(&out);
+        if (rc) {
+            client_finish(j, rc, NULL, "sync with %s failed: %s", p->label, ds_strerror(rc));
+            return;
+        }
+        if (!sent)
+            break;
+    }
+    client_check(j);
+}
+
+/* Copies the machine's progress and finishes the peer when it is over. */
+static void client_check(job *j)
+{
+    ds_netsync_peer *p = &j->peers[j->cur];
+    ds_sync_progress pr;
+    ds_sync_client_progress(j->cl, &pr);
+    int moved = pr.pages != p->pages;
+    p->pages = pr.pages;
+    p->nodes_received = pr.nodes_received;
+    p->nodes_new = pr.nodes_new;
+    p->bytes = pr.bytes;
+    ds_sync_state st = ds_sync_client_state(j->cl);
+    if (st == DS_SYNCS_DONE) {
+        client_finish(j, 0, NULL, NULL);
+        return;
+    }
+    if (st == DS_SYNCS_FAILED) {
+        const char *code = "", *msg = "";
+        int e = ds_sync_client_error(j->cl, &code, &msg);
+        client_finish(j, e ? e : DS_ERR_PROTO, code, "%s",
+                      msg && msg[0] ? msg : ds_strerror(e ? e : DS_ERR_PROTO));
+        return;
+    }
+    if (moved)
+        report(j, p);
+    job_arm(j, ds_sync_client_expiry(j->cl));
+}
+
+static void client_connected(job *j)
+{
+    ds_netsync_peer *p = &j->peers[j->cur];
+    p->state = DS_NETSYNC_SYNCING;
+    p->path = ds_quic_conn_path_kind(j->nc->c);
+    int rc = ds_quic_stream_open(j->nc->c, &j->sid);
+    if (rc) {
+        client_finish(j, rc, NULL, "cannot open a stream to %s: %s", p->label, ds_strerror(rc));
+        return;
+    }
+    ds_sync_client_cfg cfg = {
+        .replica = j->replica, .full = j->full, .page_nodes = CLIENT_PAGE_NODES,
+        .page_bytes = CLIENT_PAGE_BYTES,
+    };
+    rc = ds_sync_client_new(&j->cl, &cfg, now_ms());
+    if (rc) {
+        client_finish(j, rc, NULL, "cannot start the sync with %s: %s", p->label,
+                      ds_strerror(rc));
+        return;
+    }
+    report(j, p);
+    client_pump(j);
+}
+
+static ds_quic_endpoint *dialer(ds_netsync *ns, int family, char *err, size_t errlen);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    job *j = req->data;
+    j->resolving = 0;
+    ds_netsync *ns = j->ns;
+    if (ns->closing || j->done) {
+        uv_freeaddrinfo(res);
+        return;
+    }
+    ds_netsync_peer *p = &j->peers[j->cur];
+    const char *a = j->addrs[j->addr_i];
+    if (status != 0 || !res) {
+        tried_add(p, a, status == UV_ECANCELED ? "cancelled" : "cannot resolve the host name");
+        uv_freeaddrinfo(res);
+        j->addr_i++;
+        dial_next(j);
+        return;
+    }
+    char err[256] = "";
+    ds_quic_endpoint *ep = dialer(ns, res->ai_family, err, sizeof err);
+    uint8_t pk[DS_NODE_ID_LEN];
+    ds_quic_conn *c = NULL;
+    int rc = ep ? ds_node_id_parse(p->id, pk) : DS_ERR_IO;
+    if (!rc)
+        rc = ds_quic_connect(ep, res->ai_addr, pk, &c);
+    uv_freeaddrinfo(res);
+    if (rc || !c) {
+        tried_add(p, a, err[0] ? err : ds_strerror(rc ? rc : DS_ERR_IO));
+        j->addr_i++;
+        dial_next(j);
+        return;
+    }
+    nconn *nc = calloc(1, sizeof *nc);
+    if (!nc) {
+        ds_quic_conn_close(c, 1, "out of memory");
+        client_finish(j, DS_ERR_NOMEM, NULL, "out of memory");
+        return;
+    }
+    nc->role = CONN_CLIENT;
+    nc->ns = ns;
+    nc->c = c;
+    nc->j = j;
+    ds_quic_conn_set_data(c, nc);
+    j->nc = nc;
+    /* This address gets an equal share of the time left, at least 1 s. */
+    int64_t now = now_ms(), left = j->deadline - now;
+    size_t rest = j->naddrs - j->addr_i;
+    int64_t slice = rest ? left / (int64_t)rest : left;
+    if (slice < 1000)
+        slice = left < 1000 ? left : 1000;
+    job_arm(j, now + slice);
+}
+
+/* Tries the next address of the current peer, or gives up. */
+static void dial_next(job *j)
+{
+    ds_netsync_peer *p = &j->peers[j->cur];
+    int64_t now = now_ms();
+    if (j->addr_i >= j->naddrs || now >= j->deadline) {
+        for (size_t i = j->addr_i; i < j->naddrs; i++)
+            tried_add(p, j->addrs[i], "not tried: out of time");
+        client_finish(j, DS_ERR_TIMEOUT, NULL, "cannot reach %s (tried %s)", p->label, p->tried);
+        return;
+    }
+    char host[DS_ADDR_MAX], port[8];
+    uint16_t pn;
+    const char *why;
+    if (ds_addr_parse(j->addrs[j->addr_i], 0, host, &pn, &why) != 0) {
+        tried_add(p, j->addrs[j->addr_i], why);
+        j->addr_i++;
+        dial_next(j);
+        return;
+    }
+    snprintf(port, sizeof port, "%u", (unsigned)pn);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    j->gai.data = j;
+    j->resolving = 1;
+    int rc = uv_getaddrinfo(j->ns->loop, &j->gai, on_resolved, host, port, &hints);
+    if (rc) {
+        j->resolving = 0;
+        tried_add(p, j->addrs[j->addr_i], uv_strerror(rc));
+        j->addr_i++;
+        dial_next(j);
+    }
+}
+
+/* Starts the current peer: addresses, replica, first dial. */
+static void start_peer(job *j)
+{
+    ds_netsync *ns = j->ns;
+    ds_netsync_peer *p = &j->peers[j->cur];
+    p->started_ms = now_ms();
+    p->state = DS_NETSYNC_DIALING;
+    j->active = 1;
+    j->addr_i = 0;
+    j->naddrs = 0;
+    ds_peers_cfg cfg;
+    char err[1024] = "";
+    int rc = ds_peers_cfg_load(ns->ctx->home, &cfg, err, sizeof err);
+    if (rc) {
+        client_finish(j, rc, NULL, "%s", err);
+        return;
+    }
+    const ds_peer *pe = ds_peers_find(&cfg, p->id);
+    if (!pe) {
+        ds_peers_cfg_free(&cfg);
+        client_finish(j, DS_ERR_NOTFOUND, NULL, "%s is no longer a peer", p->label);
+        return;
+    }
+    char sid[DS_PEER_SHORT_ID + 1];
+    snprintf(p->label, sizeof p->label, "%s", ds_peer_label(pe, sid));
+    for (size_t i = 0; i < pe->naddrs; i++)
+        snprintf(j->addrs[j->naddrs++], DS_ADDR_MAX, "%s", pe->addrs[i]);
+    ds_peers_cfg_free(&cfg);
+    if (!j->naddrs) {
+        client_finish(j, DS_ERR_NOTFOUND, NULL,
+                      "no address known for %s: add one with ds peer add %s --addr HOST:PORT "
+                      "(or add the ticket printed by ds peer ticket on its machine)",
+                      p->label, p->label);
+        return;
+    }
+    rc = ds_ops_replica(ns->ctx, p->id, 1, &j->replica);
+    if (rc) {
+        client_finish(j, rc, NULL, "cannot open the replica of %s: %s", p->label,
+                      ns->ctx->error.message[0] ? ns->ctx->error.message : ds_strerror(rc));
+        return;
+    }
+    uint32_t to = ns->o.connect_timeout_ms ? ns->o.connect_timeout_ms : DS_NETSYNC_DIAL_TIMEOUT_MS;
+    j->deadline = now_ms() + to;
+    report(j, p);
+    dial_next(j);
+}
+
+/* Starts the next pending peer, or completes the job. */
+static void job_next(job *j)
+{
+    ds_netsync *ns = j->ns;
+    if (ns->closing)
+        return;
+    while (j->cur < j->n && j->peers[j->cur].state != DS_NETSYNC_PENDING)
+        j->cur++;
+    if (j->cur >= j->n) {
+        j->done = 1;
+        uv_timer_stop(&j->timer);
+        return;
+    }
+    if (peer_busy(ns, j, j->peers[j->cur].id)) {
+        job_arm(j, now_ms() + BUSY_RETRY_MS);
+        return;
+    }
+    start_peer(j);
+}
+
+static void job_timer_cb(uv_timer_t *t)
+{
+    job *j = t->data;
+    if (j->done || j->ns->closing)
+        return;
+    if (!j->active) {
+        job_next(j);
+        return;
+    }
+    ds_netsync_peer *p = &j->peers[j->cur];
+    if (p->state == DS_NETSYNC_DIALING) {
+        if (j->resolving)
+            return;
+        /* No handshake within this address's share of the time. */
+        tried_add(p, j->addrs[j->addr_i], "no answer");
+        drop_conn(j, "timeout");
+        j->addr_i++;
+        dial_next(j);
+        return;
+    }
+    if (p->state == DS_NETSYNC_SYNCING && j->cl) {
+        ds_sync_client_handle_expiry(j->cl, now_ms());
+        client_pump(j);
+    }
+}
+
+/* ---- connection callbacks --------------------------------------------------- */
+
+static int on_accept(ds_quic_conn *c, const uint8_t peer_pk[DS_NODE_PK_LEN], void *ud)
+{
+    ds_netsync *ns = ud;
+    if (ns->closing)
+        return 1;
+    nconn *nc = calloc(1, sizeof *nc);
+    if (!nc)
+        return 1;
+    nc->role = CONN_SERVER;
+    nc->ns = ns;
+    nc->c = c;
+    ds_hex_encode(peer_pk, DS_NODE_PK_LEN, nc->peer);
+    ds_quic_conn_set_data(c, nc);
+    char ra[DS_ADDR_MAX] = "?";
+    struct sockaddr_storage ss;
+    if (ds_quic_conn_remote(c, &ss) == 0)
+        sockaddr_text((struct sockaddr *)&ss, ra);
+    NLOG(ns, DS_LOG_INFO, "sync: connection from %.12s... at %s (%s)", nc->peer, ra,
+         ds_quic_conn_path_kind(c));
+    return 0;
+}
+
+static void on_connected(ds_quic_conn *c, void *ud)
+{
+    nconn *nc = ds_quic_conn_get_data(c);
+    if (!nc || nc->role != CONN_CLIENT || !nc->j)
+        return;
+    job *j = nc->j;
+    ds_netsync_peer *p = &j->peers[j->cur];
+    snprintf(p->addr, sizeof p->addr, "%s", j->addrs[j->addr_i]);
+    client_connected(j);
+}
+
+static void on_stream_open(ds_quic_conn *c, int64_t sid, void *ud)
+{
+    ds_netsync *ns = ud;
+    nconn *nc = ds_quic_conn_get_data(c);
+    if (!nc || nc->role != CONN_SERVER)
+        return;
+    srv_stream_open(ns, nc, sid);
+}
+
+static void on_stream_data(ds_quic_conn *c, int64_t sid, const uint8_t *data, size_t len,
+                           int fin, void *ud)
+{
+    ds_netsync *ns = ud;
+    nconn *nc = ds_quic_conn_get_data(c);
+    if (!nc)
+        return;
+    if (nc->role == CONN_SERVER) {
+        sstream *s = srv_find(ns, nc, sid);
+        if (!s) {
+            /* Data before on_stream_open (if the transport skips it). */
+            srv_stream_open(ns, nc, sid);
+            s = srv_find(ns, nc, sid);
+        }
+        if (!s)
+            return;
+        if (ds_sync_server_recv(s->m, data, len, fin, now_ms()) != 0) {
+            ds_quic_conn_close(c, 1, "out of memory");
+            return;
+        }
+        srv_pump(ns, s);
+        return;
+    }
+    job *j = nc->j;
+    if (!j || !j->cl || sid != j->sid)
+        return;
+    int rc = ds_sync_client_recv(j->cl, data, len, fin, now_ms());
+    if (rc) {
+        ds_netsync_peer *p = &j->peers[j->cur];
+        client_finish(j, rc, NULL, "sync with %s failed: %s", p->label, ds_strerror(rc));
+        return;
+    }
+    client_pump(j);
+}
+
+static void on_stream_writable(ds_quic_conn *c, int64_t sid, void *ud)
+{
+    ds_netsync *ns = ud;
+    nconn *nc = ds_quic_conn_get_data(c);
+    if (!nc)
+        return;
+    if (nc->role == CONN_SERVER) {
+        sstream *s = srv_find(ns, nc, sid);
+        if (s)
+            srv_pump(ns, s);
+    } else if (nc->j && nc->j->cl && sid == nc->j->sid) {
+        client_pump(nc->j);
+    }
+}
+
+static void on_closed(ds_quic_conn *c, int err, const char *reason, void *ud)
+{
+    ds_netsync *ns = ud;
+    nconn *nc = ds_quic_conn_get_data(c);
+    ds_quic_conn_set_data(c, NULL);
+    if (!nc)
+        return;
+    if (nc->role == CONN_SERVER) {
+        srv_conn_gone(ns, nc);
+        free(nc);
+        return;
+    }
+    job *j = nc->j;
+    free(nc);
+    if (!j || j->done || ns->closing)
+        return;
+    j->nc = NULL;
+    ds_netsync_peer *p = &j->peers[j->cur];
+    const char *why = reason && reason[0] ? reason : ds_strerror(err ? err : DS_ERR_IO);
+    if (p->state == DS_NETSYNC_DIALING) {
+        if (err == DS_ERR_CRYPTO)
+            tried_add(p, j->addrs[j->addr_i], "the node there is not this peer (key mismatch)");
+        else if (err == DS_ERR_PROTO)
+            tried_add(p, j->addrs[j->addr_i], "not a ds sync endpoint");
+        else
+            tried_add(p, j->addrs[j->addr_i], why);
+        j->addr_i++;
+        dial_next(j);
+        return;
+    }
+    if (p->state == DS_NETSYNC_SYNCING) {
+        /* Stream bytes that arrived before the close were already fed. */
+        if (j->cl && ds_sync_client_state(j->cl) != DS_SYNCS_RUNNING) {
+            client_check(j);
+            return;
+        }
+        client_finish(j, err ? err : DS_ERR_PROTO, NULL,
+                      "the connection to %s (%s) was lost during the sync: %s; %llu nodes "
+                      "were kept, the next sync continues from there",
+                      p->label, p->addr, why, (unsigned long long)p->nodes_new);
+    }
+}
+
+static const ds_quic_callbacks callbacks = {
+    .on_accept = on_accept,
+    .on_connected = on_connected,
+    .on_stream_open = on_stream_open,
+    .on_stream_data = on_stream_data,
+    .on_stream_writable = on_stream_writable,
+    .on_closed = on_closed,
+};
+
+/* ---- endpoints ---------------------------------------------------------------- */
+
+static int load_identity(ds_netsync *ns, char *err, size_t errlen)
+{
+    if (ns->have_identity)
+        return 0;
+    ds_identity id;
+    int rc = ds_peers_identity_load(ns->ctx->home, &id, err, errlen);
+    if (rc == DS_ERR_NOTFOUND)
+        fmt_err(err, errlen, "this node has no identity yet: run ds peer init");
+    if (rc)
+        return rc;
+    memcpy(ns->sk, id.sk, sizeof ns->sk);
+    ds_identity_wipe(&id);
+    ns->have_identity = 1;
+    return 0;
+}
+
+static ds_quic_endpoint *dialer(ds_netsync *ns, int family, char *err, size_t errlen)
+{
+    ds_quic_endpoint **slot = family == AF_INET6 ? &ns->dial6 : &ns->dial4;
+    if (*slot)
+        return *slot;
+    if (load_identity(ns, err, errlen) != 0)
+        return NULL;
+    ds_quic_config qc = { .identity_sk = ns->sk, .alpn = DS_SYNC_ALPN };
+    ds_quic_endpoint *ep = NULL;
+    int rc = ds_quic_endpoint_new(&ep, ns->loop, &qc, &callbacks, ns);
+    if (!rc)
+        rc = ds_quic_endpoint_bind(ep, family == AF_INET6 ? "::" : "0.0.0.0", 0);
+    if (rc) {
+        fmt_err(err, errlen, "cannot create a local %s endpoint: %s",
+                family == AF_INET6 ? "IPv6" : "IPv4", ds_strerror(rc));
+        if (ep)
+            ds_quic_endpoint_free(ep);
+        return NULL;
+    }
+    *slot = ep;
+    return ep;
+}
+
+static int want_listen(ds_netsync *ns)
+{
+    if (!ns->nlisten)
+        return 0;
+    if (ns->o.listen_always)
+        return 1;
+    ds_peers_cfg cfg;
+    char err[256];
+    if (ds_peers_cfg_load(ns->ctx->home, &cfg, err, sizeof err) != 0)
+        return 0;
+    int any = 0;
+    for (size_t i = 0; i < cfg.n; i++)
+        any |= cfg.peers[i].publish;
+    ds_peers_cfg_free(&cfg);
+    return any;
+}
+
+int ds_netsync_refresh(ds_netsync *ns, char *err, size_t errlen)
+{
+    if (ns->nservers || !want_listen(ns))
+        return 0;
+    ds_identity id;
+    char e2[512];
+    if (ds_peers_identity_load(ns->ctx->home, &id, e2, sizeof e2) != 0)
+        return 0;   /* nothing to listen with yet */
+    ds_identity_wipe(&id);
+    int rc = load_identity(ns, err, errlen);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < ns->nlisten; i++) {
+        char host[DS_ADDR_MAX];
+        uint16_t port;
+        const char *why;
+        if (ds_addr_parse(ns->listen[i], DS_QUIC_DEFAULT_PORT, host, &port, &why) != 0) {
+            fmt_err(err, errlen, "the listen address \"%s\" %s", ns->listen[i], why);
+            return DS_ERR_INVALID;
+        }
+        ds_quic_config qc = { .identity_sk = ns->sk, .alpn = DS_SYNC_ALPN };
+        ds_quic_endpoint *ep = NULL;
+        rc = ds_quic_endpoint_new(&ep, ns->loop, &qc, &callbacks, ns);
+        if (!rc)
+            rc = ds_quic_endpoint_bind(ep, host, port);
+        if (rc) {
+            fmt_err(err, errlen, "cannot listen on %s: %s", ns->listen[i],
+                    rc == DS_ERR_IO ? "the address is in use or not available here"
+                                    : ds_strerror(rc));
+            if (ep)
+                ds_quic_endpoint_free(ep);
+            return rc;
+        }
+        ns->servers[ns->nservers++] = ep;
+        struct sockaddr_storage ss;
+        if (ds_quic_endpoint_addr(ep, &ss) == 0)
+            sockaddr_text((struct sockaddr *)&ss, ns->bound[ns->nbound++]);
+        else
+            snprintf(ns->bound[ns->nbound++], DS_ADDR_MAX, "%s", ns->listen[i]);
+        NLOG(ns, DS_LOG_INFO, "sync: accepting peer connections on %s",
+             ns->bound[ns->nbound - 1]);
+    }
+    return 0;
+}
+
+void ds_netsync_bound(ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX], size_t *n)
+{
+    *n = ns->nbound;
+    for (size_t i = 0; i < ns->nbound; i++)
+        snprintf(out[i], DS_ADDR_MAX, "%s", ns->bound[i]);
+}
+
+/* ---- periodic sync and retries ------------------------------------------------ */
+
+/* Every subscribed peer that has an address. */
+static size_t sync_targets(ds_netsync *ns, char (*ids)[DS_NODE_ID_HEX + 1], size_t max,
+                           int only_due, int64_t now)
+{
+    ds_peers_cfg cfg;
+    char err[256];
+    size_t n = 0;
+    if (ds_peers_cfg_load(ns->ctx->home, &cfg, err, sizeof err) != 0)
+        return 0;
+    for (size_t i = 0; i < cfg.n && n < max; i++) {
+        const ds_peer *p = &cfg.peers[i];
+        if (!p->subscribe || !p->naddrs)
+            continue;
+        if (only_due) {
+            int due = 0;
+            for (size_t k = 0; k < ns->nretry; k++)
+                if (strcmp(ns->retry[k].id, p->node_id) == 0 && ns->retry[k].due &&
+                    ns->retry[k].due <= now)
+                    due = 1;
+            if (!due)
+                continue;
+        }
+        snprintf(ids[n++], DS_NODE_ID_HEX + 1, "%s", p->node_id);
+    }
+    ds_peers_cfg_free(&cfg);
+    return n;
+}
+
+static int start_job(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
+                     int periodic, uint64_t *id);
+
+static void retry_arm(ds_netsync *ns);
+
+static void retry_cb(uv_timer_t *t)
+{
+    ds_netsync *ns = t->data;
+    int64_t now = now_ms();
+    char ids[DS_NETSYNC_MAX_PEERS][DS_NODE_ID_HEX + 1];
+    size_t n = sync_targets(ns, ids, DS_NETSYNC_MAX_PEERS, 1, now);
+    for (size_t k = 0; k < ns->nretry; k++)
+        if (ns->retry[k].due && ns->retry[k].due <= now)
+            ns->retry[k].due = 0;
+    if (n) {
+        uint64_t id;
+        NLOG(ns, DS_LOG_INFO, "sync: retrying %zu peer%s", n, n == 1 ? "" : "s");
+        start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 1, &id);
+    }
+    retry_arm(ns);
+}
+
+static void retry_arm(ds_netsync *ns)
+{
+    if (ns->closing)
+        return;
+    int64_t e = INT64_MAX;
+    for (size_t k = 0; k < ns->nretry; k++)
+        if (ns->retry[k].due && ns->retry[k].due < e)
+            e = ns->retry[k].due;
+    if (e == INT64_MAX) {
+        uv_timer_stop(&ns->retry_timer);
+        return;
+    }
+    int64_t d = e - now_ms();
+    uv_timer_start(&ns->retry_timer, retry_cb, d > 0 ? (uint64_t)d : 0, 0);
+}
+
+static void retry_note(ds_netsync *ns, const char *id, int ok)
+{
+    retry_ent *r = NULL;
+    for (size_t k = 0; k < ns->nretry; k++)
+        if (strcmp(ns->retry[k].id, id) == 0)
+            r = &ns->retry[k];
+    if (!r) {
+        if (ok || ns->nretry >= DS_NETSYNC_MAX_PEERS)
+            return;
+        r = &ns->retry[ns->nretry++];
+        memset(r, 0, sizeof *r);
+        snprintf(r->id, sizeof r->id, "%s", id);
+    }
+    if (ok) {
+        r->failures = 0;
+        r->due = 0;
+    } else {
+        int64_t base = DS_NETSYNC_RETRY_BASE_MS;
+        const char *env = getenv("DS_SYNC_RETRY_BASE_MS"); /* tests shorten it */
+        if (env && env[0] && atol(env) > 0)
+            base = atol(env);
+        int64_t cap = ns->o.interval_s ? (int64_t)ns->o.interval_s * 1000 : DS_NETSYNC_RETRY_MAX_MS;
+        if (cap > DS_NETSYNC_RETRY_MAX_MS)
+            cap = DS_NETSYNC_RETRY_MAX_MS;
+        int64_t d = base;
+        for (uint32_t i = 0; i < r->failures && d < cap; i++)
+            d *= 2;
+        if (d > cap)
+            d = cap;
+        r->failures++;
+        r->due = now_ms() + d;
+        NLOG(ns, DS_LOG_INFO, "sync: will retry %.12s... in %lld ms (failure %u)", id,
+             (long long)d, r->failures);
+    }
+    retry_arm(ns);
+}
+
+static void periodic_cb(uv_timer_t *t)
+{
+    ds_netsync *ns = t->data;
+    char ids[DS_NETSYNC_MAX_PEERS][DS_NODE_ID_HEX + 1];
+    size_t n = sync_targets(ns, ids, DS_NETSYNC_MAX_PEERS, 0, 0);
+    if (n) {
+        uint64_t id;
+        start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 1, &id);
+    }
+}
+
+/* ---- jobs ------------------------------------------------------------------------ */
+
+static job *find_job(ds_netsync *ns, uint64_t id)
+{
+    for (job *j = ns->jobs; j; j = j->next)
+        if (j->id == id)
+            return j;
+    return NULL;
+}
+
+static void job_free_cb(uv_handle_t *h)
+{
+    job *j = h->data;
+    free(j->peers);
+    free(j);
+}
+
+/* Drops finished jobs beyond the KEEP_JOBS newest. */
+static void jobs_trim(ds_netsync *ns)
+{
+    size_t kept = 0;
+    job **pp = &ns->jobs;
+    while (*pp) {
+        job *j = *pp;
+        if (j->done && ++kept > KEEP_JOBS) {
+            *pp = j->next;
+            uv_close((uv_handle_t *)&j->timer, job_free_cb);
+            continue;
+        }
+        pp = &j->next;
+    }
+}
+
+static int start_job(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
+                     int periodic, uint64_t *out)
+{
+    if (n > DS_NETSYNC_MAX_PEERS || ns->closing)
+        return DS_ERR_INVALID;
+    job *j = calloc(1, sizeof *j);
+    if (!j || (n && !(j->peers = calloc(n, sizeof *j->peers)))) {
+        free(j);
+        return DS_ERR_NOMEM;
+    }
+    j->ns = ns;
+    j->id = ++ns->next_job;
+    j->full = full;
+    j->periodic = periodic;
+    j->n = n;
+    for (size_t i = 0; i < n; i++) {
+        ds_netsync_peer *p = &j->peers[i];
+        snprintf(p->id, sizeof p->id, "%s", ids[i]);
+        snprintf(p->label, sizeof p->label, "%.8s", ids[i]);
+        p->full = full;
+        if (!ds_node_id_valid(p->id)) {
+            p->state = DS_NETSYNC_FAILED;
+            p->err = DS_ERR_INVALID;
+            snprintf(p->message, sizeof p->message, "'%.64s' is not a NodeId", ids[i]);
+        }
+    }
+    uv_timer_init(ns->loop, &j->timer);
+    j->timer.data = j;
+    j->next = ns->jobs;
+    ns->jobs = j;
+    *out = j->id;
+    jobs_trim(ns);
+    /* Start on the next loop turn: the caller's reply goes out first. */
+    job_arm(j, now_ms());
+    return 0;
+}
+
+int ds_netsync_sync(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
+                    uint64_t *job_id)
+{
+    return start_job(ns, ids, n, full, 0, job_id);
+}
+
+static const char *state_name(ds_netsync_state s)
+{
+    switch (s) {
+    case DS_NETSYNC_PENDING: return "pending";
+    case DS_NETSYNC_DIALING: return "connecting";
+    case DS_NETSYNC_SYNCING: return "syncing";
+    case DS_NETSYNC_DONE: return "done";
+    default: return "failed";
+    }
+}
+
+static void pack_peer(msgpack_packer *pk, const ds_netsync_peer *p)
+{
+    int64_t end = p->finished_ms ? p->finished_ms : now_ms();
+    int64_t el = p->started_ms ? end - p->started_ms : 0;
+    msgpack_pack_map(pk, 15);
+    ds_pack_cstr(pk, "node_id");
+    ds_pack_cstr(pk, p->id);
+    ds_pack_cstr(pk, "label");
+    ds_pack_cstr(pk, p->label);
+    ds_pack_cstr(pk, "state");
+    ds_pack_cstr(pk, state_name(p->state));
+    ds_pack_cstr(pk, "full");
+    if (p->full)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    ds_pack_cstr(pk, "pages");
+    msgpack_pack_uint64(pk, p->pages);
+    ds_pack_cstr(pk, "nodes_received");
+    msgpack_pack_uint64(pk, p->nodes_received);
+    ds_pack_cstr(pk, "nodes_new");
+    msgpack_pack_uint64(pk, p->nodes_new);
+    ds_pack_cstr(pk, "bytes");
+    msgpack_pack_uint64(pk, p->bytes);
+    ds_pack_cstr(pk, "replica_nodes");
+    msgpack_pack_uint64(pk, p->replica_nodes);
+    ds_pack_cstr(pk, "elapsed_ms");
+    msgpack_pack_int64(pk, el);
+    ds_pack_cstr(pk, "addr");
+    ds_pack_cstr(pk, p->addr[0] ? p->addr : NULL);
+    ds_pack_cstr(pk, "path");
+    ds_pack_cstr(pk, p->path);
+    ds_pack_cstr(pk, "tried");
+    ds_pack_cstr(pk, p->tried[0] ? p->tried : NULL);
+    ds_pack_cstr(pk, "code");
+    ds_pack_cstr(pk, p->code[0] ? p->code : NULL);
+    ds_pack_cstr(pk, "error");
+    ds_pack_cstr(pk, p->state == DS_NETSYNC_FAILED ? p->message : NULL);
+}
+
+static void pack_job(msgpack_packer *pk, const job *j)
+{
+    msgpack_pack_map(pk, 3);
+    ds_pack_cstr(pk, "job");
+    msgpack_pack_uint64(pk, j->id);
+    ds_pack_cstr(pk, "done");
+    if (j->done)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    ds_pack_cstr(pk, "peers");
+    msgpack_pack_array(pk, j->n);
+    for (size_t i = 0; i < j->n; i++)
+        pack_peer(pk, &j->peers[i]);
+}
+
+int ds_netsync_job_pack(ds_netsync *ns, uint64_t id, msgpack_packer *pk)
+{
+    job *j = find_job(ns, id);
+    if (!j)
+        return DS_ERR_NOTFOUND;
+    pack_job(pk, j);
+    return 0;
+}
+
+void ds_netsync_cancel_peer(ds_netsync *ns, const char *id)
+{
+    for (job *j = ns->jobs; j; j = j->next) {
+        if (j->done || !j->active || strcmp(j->peers[j->cur].id, id) != 0)
+            continue;
+        if (j->resolving) {
+            uv_cancel((uv_req_t *)&j->gai);
+            j->resolving = 0;
+        }
+        client_finish(j, DS_ERR_NOTFOUND, NULL, "%s was removed during the sync",
+                      j->peers[j->cur].label);
+    }
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+int ds_netsync_new(ds_netsync **out, uv_loop_t *loop, ds_ctx *ctx, const ds_netsync_opts *o,
+                   char *err, size_t errlen)
+{
+    *out = NULL;
+    ds_netsync *ns = calloc(1, sizeof *ns);
+    if (!ns)
+        return DS_ERR_NOMEM;
+    ns->loop = loop;
+    ns->ctx = ctx;
+    ns->o = *o;
+    ns->daemon_mode = ctx->daemon != NULL;
+    for (size_t i = 0; i < o->nlisten && i < DS_NETSYNC_MAX_LISTEN; i++) {
+        char host[DS_ADDR_MAX];
+        uint16_t port;
+        const char *why;
+        if (ds_addr_parse(o->listen[i], DS_QUIC_DEFAULT_PORT, host, &port, &why) != 0) {
+            fmt_err(err, errlen, "the listen address \"%s\" %s", o->listen[i], why);
+            free(ns);
+            return DS_ERR_INVALID;
+        }
+        ds_addr_format(host, port, ns->listen[ns->nlisten++]);
+    }
+    memset(ns->o.listen, 0, sizeof ns->o.listen);
+    uv_timer_init(loop, &ns->srv_timer);
+    uv_timer_init(loop, &ns->periodic);
+    uv_timer_init(loop, &ns->retry_timer);
+    ns->srv_timer.data = ns->periodic.data = ns->retry_timer.data = ns;
+    int rc = ds_netsync_refresh(ns, err, errlen);
+    if (rc) {
+        ds_netsync_close(ns, NULL, NULL);
+        return rc;
+    }
+    if (o->interval_s)
+        uv_timer_start(&ns->periodic, periodic_cb, (uint64_t)o->interval_s * 1000,
+                       (uint64_t)o->interval_s * 1000);
+    if (o->sync_at_start) {
+        char ids[DS_NETSYNC_MAX_PEERS][DS_NODE_ID_HEX + 1];
+        size_t n = sync_targets(ns, ids, DS_NETSYNC_MAX_PEERS, 0, 0);
+        uint64_t id;
+        if (n)
+            start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 1, &id);
+    }
+    *out = ns;
+    return 0;
+}
+
+static void close_step(ds_netsync *ns);
+
+static void ep_closed(void *ud)
+{
+    ds_netsync *ns = ud;
+    ns->pending_closes--;
+    close_step(ns);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    ds_netsync *ns = h->data;
+    ns->pending_closes--;
+    close_step(ns);
+}
+
+static void job_handle_closed(uv_handle_t *h)
+{
+    job *j = h->data;
+    ds_netsync *ns = j->ns;
+    free(j->peers);
+    free(j);
+    ns->pending_closes--;
+    close_step(ns);
+}
+
+static void close_step(ds_netsync *ns)
+{
+    if (ns->pending_closes > 0)
+        return;
+    for (size_t i = 0; i < ns->nservers; i++)
+        ds_quic_endpoint_free(ns->servers[i]);
+    if (ns->dial4)
+        ds_quic_endpoint_free(ns->dial4);
+    if (ns->dial6)
+        ds_quic_endpoint_free(ns->dial6);
+    while (ns->streams) {
+        sstream *s = ns->streams;
+        ns->streams = s->next;
+        sstream_free(s);
+    }
+    sodium_memzero(ns->sk, sizeof ns->sk);
+    void (*done)(void *) = ns->done;
+    void *ud = ns->done_ud;
+    free(ns);
+    if (done)
+        done(ud);
+}
+
+void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud)
+{
+    if (!ns)
+        return;
+    ns->closing = 1;
+    ns->done = done;
+    ns->done_ud = ud;
+    ns->pending_closes = 1;   /* held until everything has been asked */
+    for (job *j = ns->jobs; j; j = j->next) {
+        if (j->cl) {
+            ds_sync_client_free(j->cl);
+            j->cl = NULL;
+        }
+        if (j->nc) {
+            j->nc->j = NULL;
+            j->nc = NULL;
+        }
+        if (j->resolving)
+            uv_cancel((uv_req_t *)&j->gai);
+    }
+    ds_quic_endpoint *eps[DS_NETSYNC_MAX_LISTEN + 2];
+    size_t ne = 0;
+    for (size_t i = 0; i < ns->nservers; i++)
+        eps[ne++] = ns->servers[i];
+    if (ns->dial4)
+        eps[ne++] = ns->dial4;
+    if (ns->dial6)
+        eps[ne++] = ns->dial6;
+    for (size_t i = 0; i < ne; i++) {
+        ns->pending_closes++;
+        ds_quic_endpoint_close(eps[i], ep_closed, ns);
+    }
+    uv_timer_t *ts[] = { &ns->srv_timer, &ns->periodic, &ns->retry_timer };
+    for (size_t i = 0; i < 3; i++) {
+        ns->pending_closes++;
+        uv_close((uv_handle_t *)ts[i], handle_closed);
+    }
+    while (ns->jobs) {
+        job *j = ns->jobs;
+        ns->jobs = j->next;
+        ns->pending_closes++;
+        uv_close((uv_handle_t *)&j->timer, job_handle_closed);
+    }
+    ns->pending_closes--;
+    close_step(ns);
+}
+
+/* ---- in process --------------------------------------------------------------------- */
+
+typedef struct run_state {
+    int closed;
+} run_state;
+
+static void run_closed(void *ud)
+{
+    ((run_state *)ud)->closed = 1;
+}
+
+int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
+                   const ds_netsync_opts *o, ds_netsync_progress_fn progress, void *ud,
+                   msgpack_packer *pk)
+{
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop);
+    if (rc)
+        return DS_ERR_IO;
+    ds_netsync_opts oo = *o;
+    oo.nlisten = 0;
+    oo.listen_always = 0;
+    oo.sync_at_start = 0;
+    oo.interval_s = 0;
+    ds_netsync *ns = NULL;
+    char err[256];
+    rc = ds_netsync_new(&ns, &loop, ctx, &oo, err, sizeof err);
+    uint64_t id = 0;
+    if (!rc) {
+        ns->progress = progress ? progress : g_progress;
+        ns->progress_ud = progress ? ud : g_progress_ud;
+        rc = start_job(ns, ids, n, full, 0, &id);
+    }
+    if (!rc) {
+        job *j = find_job(ns, id);
+        /* Bounded: every step has a timeout (dial deadline, sync machine
+         * expiry), so the job always ends. */
+        while (!j->done && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        if (!j->done) {
+            /* The loop ran dry without finishing: should not happen. */
+            for (size_t i = j->cur; i < j->n; i++)
+                if (j->peers[i].state != DS_NETSYNC_DONE) {
+                    j->peers[i].state = DS_NETSYNC_FAILED;
+                    snprintf(j->peers[i].message, sizeof j->peers[i].message,
+                             "the sync stopped unexpectedly");
+                }
+            j->done = 1;
+        }
+        pack_job(pk, j);
+    }
+    run_state rs = { 0 };
+    if (ns)
+        ds_netsync_close(ns, run_closed, &rs);
+    for (int i = 0; i < 1000 && !rs.closed; i++)
+        if (!uv_run(&loop, UV_RUN_ONCE))
+            break;
+    for (int i = 0; i < 100 && uv_run(&loop, UV_RUN_NOWAIT); i++)
+        ;
+    uv_loop_close(&loop);
+    return rc;
+}

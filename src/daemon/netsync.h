@@ -1,0 +1,135 @@
+/*
+ * netsync.h - live network sync (P2P spec, "Sync Protocol" and
+ * "Integration with Daemon"): the daemon's sync service on its libuv loop.
+ *
+ * Publisher side: a QUIC endpoint (ALPN ds-sync/1) bound to the listen
+ * addresses.  Any NodeId may complete the TLS handshake, so that an
+ * unknown or unauthorized dialer receives the spec's NotAuthorized ERROR
+ * text instead of a bare TLS failure; authorization (peers.json, publish
+ * = true) and the per-peer limit of concurrent syncs (RateLimited) are
+ * decided per stream and handed to the ds_sync_server machine
+ * (core/syncproto.h), one per incoming stream.
+ *
+ * Subscriber side: a sync "job" syncs one or more peers in turn.  For
+ * each peer it dials the peer's addresses (peers.json "addrs") one after
+ * another within a bounded total time, opens one stream and runs a
+ * ds_sync_client that writes each page (nodes + cursor, one LMDB
+ * transaction) into the peer's replica, then records the outcome in
+ * peers/<id>/meta.json and peers.json (last_sync, last_result, last_addr,
+ * last_path).  Periodic syncs and retries with exponential backoff are
+ * jobs started by timers.
+ *
+ * The same code runs in the daemon (ds_netsync_new on the daemon loop)
+ * and in process for `ds peer sync` without a daemon (ds_netsync_run:
+ * a private loop until the job is done).  Everything runs on the loop
+ * thread.  Functions return 0 or a negative DS_ERR_*.
+ */
+#ifndef DS_NETSYNC_H
+#define DS_NETSYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+#include <uv.h>
+
+#include "core/identity.h"
+#include "daemon/ops.h"
+#include "daemon/peers.h"
+
+#define DS_NETSYNC_MAX_LISTEN 4
+#define DS_NETSYNC_DIAL_TIMEOUT_MS 10000      /* all of a peer's addresses */
+#define DS_NETSYNC_RETRY_BASE_MS 30000        /* first retry of a failed periodic sync */
+#define DS_NETSYNC_RETRY_MAX_MS 3600000
+#define DS_NETSYNC_MAX_PEERS 64               /* peers in one job */
+
+typedef struct ds_netsync ds_netsync;
+
+typedef struct ds_netsync_opts {
+    /* Addresses to accept syncs on ("HOST:PORT", "[v6]:PORT"); none: do
+     * not listen (the in-process client). */
+    const char *listen[DS_NETSYNC_MAX_LISTEN];
+    size_t nlisten;
+    /* Listen even when no peer has publish = true (--listen was given). */
+    int listen_always;
+    int sync_at_start;              /* a job for every subscribed peer at start */
+    uint32_t interval_s;            /* periodic sync; 0 = none */
+    uint32_t max_concurrent;        /* incoming syncs per peer; 0 = 4 */
+    uint32_t connect_timeout_ms;    /* 0 = DS_NETSYNC_DIAL_TIMEOUT_MS */
+} ds_netsync_opts;
+
+/* One peer of a job, as reported to progress callbacks and packed by
+ * ds_netsync_job_pack. */
+typedef enum {
+    DS_NETSYNC_PENDING = 0, DS_NETSYNC_DIALING, DS_NETSYNC_SYNCING, DS_NETSYNC_DONE,
+    DS_NETSYNC_FAILED
+} ds_netsync_state;
+
+typedef struct ds_netsync_peer {
+    char id[DS_NODE_ID_HEX + 1];
+    char label[DS_PEER_NAME_MAX + 1];
+    ds_netsync_state state;
+    int full;
+    uint64_t pages, nodes_received, nodes_new, bytes, replica_nodes;
+    int64_t started_ms, finished_ms;  /* monotonic */
+    char addr[DS_ADDR_MAX];           /* the address that answered */
+    const char *path;                 /* "direct" / "relay" / NULL */
+    char tried[1024];                 /* addresses tried, ", "-separated */
+    int err;                          /* DS_ERR_* when FAILED */
+    char code[32];                    /* the publisher's ERROR code, "" if none */
+    char message[1024];               /* why it failed, for the user */
+} ds_netsync_peer;
+
+/* Called on the loop thread whenever a peer of a job makes progress
+ * (page applied, state change).  Set by the CLI for in-process runs. */
+typedef void (*ds_netsync_progress_fn)(const ds_netsync_peer *p, void *ud);
+
+/* Creates the service on |loop| for the home of |ctx| (which must outlive
+ * it; the daemon's context).  Listening starts once the identity exists
+ * and either |o|->listen_always or some peer has publish = true; call
+ * ds_netsync_refresh after peers.json or identity.key change.  Returns 0,
+ * DS_ERR_IO (a listen address cannot be bound: |err| says which),
+ * DS_ERR_INVALID (bad listen address), DS_ERR_NOMEM. */
+int ds_netsync_new(ds_netsync **out, uv_loop_t *loop, ds_ctx *ctx, const ds_netsync_opts *o,
+                   char *err, size_t errlen);
+/* Re-reads identity and peers: starts listening when now needed. */
+int ds_netsync_refresh(ds_netsync *ns, char *err, size_t errlen);
+/* Stops: closes connections, endpoints and timers, then calls |done|
+ * (may be NULL) and frees |ns|. */
+void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud);
+
+/* The addresses actually bound (for tickets); *n receives the count. */
+void ds_netsync_bound(ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX], size_t *n);
+
+/* Starts a job syncing the peers |ids| (NodeIds, |n| <= DS_NETSYNC_MAX_PEERS)
+ * in turn; *job receives its number.  DS_ERR_INVALID / DS_ERR_NOMEM. */
+int ds_netsync_sync(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
+                    uint64_t *job);
+/* Packs the job's status {job, done, peers: [peer]} (see docs/peers.md);
+ * DS_ERR_NOTFOUND when the job is unknown (finished jobs are kept for a
+ * while: the last 16). */
+int ds_netsync_job_pack(ds_netsync *ns, uint64_t job, msgpack_packer *pk);
+/* Aborts any sync running against peer |id| (its replica is about to be
+ * closed or deleted). */
+void ds_netsync_cancel_peer(ds_netsync *ns, const char *id);
+
+/* In process (no daemon): runs one job on a private loop until it is
+ * done and packs its status like ds_netsync_job_pack.  |progress| may be
+ * NULL. */
+int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
+                   const ds_netsync_opts *o, ds_netsync_progress_fn progress, void *ud,
+                   msgpack_packer *pk);
+
+/* The progress callback used by in-process runs started through the
+ * dispatch table (op_peer_sync): the CLI sets it before calling. */
+void ds_netsync_set_progress(ds_netsync_progress_fn fn, void *ud);
+
+/* The options from the configuration (ds_config) and `ds start` flags:
+ * the daemon fills them (daemon.c). */
+typedef struct ds_netsync_start_flags {
+    const char *listen[DS_NETSYNC_MAX_LISTEN];
+    size_t nlisten;
+    int sync_at_start;
+    uint32_t interval_s;
+} ds_netsync_start_flags;
+
+#endif

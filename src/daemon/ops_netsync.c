@@ -1,0 +1,265 @@
+/*
+ * ops_netsync.c - the network sync requests: peer_sync (start a sync job
+ * in the daemon, or run it to the end in process when no daemon runs),
+ * peer_sync_status (poll a daemon job) and peer_ticket (this node's
+ * NodeId and reachable addresses on one line, for `ds peer add TICKET`).
+ * The network work itself is daemon/netsync.c.
+ */
+#include "daemon/ops.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "daemon/config.h"
+#include "daemon/home.h"
+#include "daemon/netsync.h"
+#include "daemon/peers.h"
+#include "io/quic.h"
+
+#define ERRLEN 1024
+
+static int peers_fail(ds_ctx *ctx, int rc, const char *err)
+{
+    if (rc == DS_ERR_NOMEM)
+        return ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
+    return ds_ops_fail(ctx, rc, DS_OPS_E_BAD_CONFIG,
+                       "Fix the file by hand, or move it away to start over.", "%s", err);
+}
+
+static int need_identity(ds_ctx *ctx, ds_identity *id)
+{
+    char err[ERRLEN] = "";
+    int rc = ds_peers_identity_load(ctx->home, id, err, sizeof err);
+    if (rc == DS_ERR_NOTFOUND)
+        return ds_ops_fail(ctx, rc, DS_OPS_E_NO_IDENTITY, "Run: ds peer init",
+                           "this node has no identity yet");
+    return rc ? peers_fail(ctx, rc, err) : 0;
+}
+
+/* The in-process options: config.json's sync section, environment for tests. */
+static void inproc_opts(ds_ctx *ctx, ds_netsync_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    char *path = ds_path_join(ctx->home, DS_CONFIG_FILE);
+    ds_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    char err[256];
+    if (path && ds_config_load(&cfg, path, getenv("HOME"), err, sizeof err) == 0)
+        o->connect_timeout_ms = cfg.sync_connect_timeout_ms;
+    ds_config_free(&cfg);
+    free(path);
+    const char *env = getenv("DS_SYNC_CONNECT_TIMEOUT_MS");
+    if (env && atol(env) >= 100 && atol(env) <= 600000)
+        o->connect_timeout_ms = (uint32_t)atol(env);
+}
+
+int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    char *raw = NULL;
+    int full = 0;
+    const msgpack_object *fv = ds_ops_get(params, "full");
+    if (fv) {
+        if (fv->type == MSGPACK_OBJECT_BOOLEAN)
+            full = fv->via.boolean;
+        else if (fv->type == MSGPACK_OBJECT_POSITIVE_INTEGER && fv->via.u64 <= 1)
+            full = (int)fv->via.u64;
+        else
+            return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                               "parameter 'full' must be true or false");
+    }
+    int rc = ds_ops_get_str(ctx, params, "id", 0, &raw);
+    if (rc)
+        return rc;
+    ds_identity self;
+    rc = need_identity(ctx, &self);
+    ds_identity_wipe(&self);
+    if (rc) {
+        free(raw);
+        return rc;
+    }
+    ds_peers_cfg cfg;
+    char err[ERRLEN] = "";
+    rc = ds_peers_cfg_load(ctx->home, &cfg, err, sizeof err);
+    if (rc) {
+        free(raw);
+        return peers_fail(ctx, rc, err);
+    }
+    char ids[DS_NETSYNC_MAX_PEERS][DS_NODE_ID_HEX + 1];
+    size_t n = 0;
+    if (raw) {
+        char low[DS_NODE_ID_HEX + 1];
+        snprintf(low, sizeof low, "%s", raw);
+        for (char *q = low; *q; q++)
+            if (*q >= 'A' && *q <= 'F')
+                *q = (char)(*q - 'A' + 'a');
+        const ds_peer *p = strlen(raw) == DS_NODE_ID_HEX ? ds_peers_find(&cfg, low) : NULL;
+        if (!p)
+            p = ds_peers_find_name(&cfg, raw);
+        if (!p)
+            rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_UNKNOWN_PEER,
+                             "ds peer list shows the known peers.", "no peer '%.100s'", raw);
+        else if (!p->subscribe)
+            rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                             "Subscribe first: ds peer add NAME --subscribe",
+                             "we do not subscribe to '%.100s'", raw);
+        else
+            snprintf(ids[n++], sizeof ids[0], "%s", p->node_id);
+    } else {
+        for (size_t i = 0; i < cfg.n && n < DS_NETSYNC_MAX_PEERS; i++)
+            if (cfg.peers[i].subscribe)
+                snprintf(ids[n++], sizeof ids[0], "%s", cfg.peers[i].node_id);
+        if (!n)
+            rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
+                             "Add one with: ds peer add TICKET --name NAME (the ticket is "
+                             "printed by ds peer ticket on the other machine)",
+                             "there are no subscribed peers to sync with");
+    }
+    ds_peers_cfg_free(&cfg);
+    free(raw);
+    if (rc)
+        return rc;
+    if (ctx->netsync) {
+        uint64_t job;
+        rc = ds_netsync_sync(ctx->netsync, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, full,
+                             &job);
+        if (rc)
+            return ds_ops_fail(ctx, rc, rc == DS_ERR_NOMEM ? DS_OPS_E_NOMEM : DS_OPS_E_INTERNAL,
+                               NULL, "cannot start the sync: %s", ds_strerror(rc));
+        return ds_netsync_job_pack(ctx->netsync, job, reply);
+    }
+    ds_netsync_opts o;
+    inproc_opts(ctx, &o);
+    rc = ds_netsync_run(ctx, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, full, &o, NULL, NULL,
+                        reply);
+    if (rc)
+        return ds_ops_fail(ctx, rc, rc == DS_ERR_NOMEM ? DS_OPS_E_NOMEM : DS_OPS_E_IO, NULL,
+                           "cannot run the sync: %s", ds_strerror(rc));
+    return 0;
+}
+
+int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    const msgpack_object *jv = ds_ops_get(params, "job");
+    if (!jv || jv->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                           "parameter 'job' (a job number from peer_sync) is required");
+    if (!ctx->netsync)
+        return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
+                           "Sync jobs live in the daemon: start it with ds start.",
+                           "no daemon sync job %llu", (unsigned long long)jv->via.u64);
+    int rc = ds_netsync_job_pack(ctx->netsync, jv->via.u64, reply);
+    if (rc)
+        return ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND, NULL, "no sync job %llu",
+                           (unsigned long long)jv->via.u64);
+    return 0;
+}
+
+/* Expands a wildcard address (0.0.0.0 / ::) to this machine's interface
+ * addresses of that family: non-loopback ones, else loopback. */
+static void expand_addr(const char *a, char out[DS_PEER_MAX_ADDRS][DS_ADDR_MAX], size_t *n)
+{
+    char host[DS_ADDR_MAX];
+    uint16_t port;
+    const char *why;
+    if (ds_addr_parse(a, DS_QUIC_DEFAULT_PORT, host, &port, &why) != 0)
+        return;
+    int v4 = strcmp(host, "0.0.0.0") == 0, v6 = strcmp(host, "::") == 0;
+    if (!v4 && !v6) {
+        if (*n < DS_PEER_MAX_ADDRS)
+            ds_addr_format(host, port, out[(*n)++]);
+        return;
+    }
+    uv_interface_address_t *ifs = NULL;
+    int cnt = 0;
+    if (uv_interface_addresses(&ifs, &cnt) != 0)
+        cnt = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t before = *n;
+        for (int i = 0; i < cnt && *n < DS_PEER_MAX_ADDRS; i++) {
+            const uv_interface_address_t *f = &ifs[i];
+            if (f->is_internal != pass)
+                continue;
+            char h[INET6_ADDRSTRLEN];
+            if (v4 && f->address.address4.sin_family == AF_INET)
+                inet_ntop(AF_INET, &f->address.address4.sin_addr, h, sizeof h);
+            else if (v6 && f->address.address6.sin6_family == AF_INET6 &&
+                     !IN6_IS_ADDR_LINKLOCAL(&f->address.address6.sin6_addr))
+                inet_ntop(AF_INET6, &f->address.address6.sin6_addr, h, sizeof h);
+            else
+                continue;
+            char fa[DS_ADDR_MAX];
+            ds_addr_format(h, port, fa);
+            int dup = 0;
+            for (size_t k = 0; k < *n; k++)
+                dup |= strcmp(out[k], fa) == 0;
+            if (!dup)
+                snprintf(out[(*n)++], DS_ADDR_MAX, "%s", fa);
+        }
+        if (*n > before)
+            break;
+    }
+    uv_free_interface_addresses(ifs, cnt);
+}
+
+int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    (void)params;
+    ds_identity id;
+    int rc = need_identity(ctx, &id);
+    if (rc)
+        return rc;
+    char bound[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];
+    size_t nb = 0;
+    int listening = 0;
+    if (ctx->netsync) {
+        ds_netsync_bound(ctx->netsync, bound, &nb);
+        listening = nb > 0;
+    }
+    if (!nb) {
+        /* Not listening (yet): the address the daemon would use. */
+        char *path = ds_path_join(ctx->home, DS_CONFIG_FILE);
+        ds_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        char err[256];
+        if (path && ds_config_load(&cfg, path, getenv("HOME"), err, sizeof err) == 0 &&
+            cfg.sync_listen)
+            snprintf(bound[nb++], DS_ADDR_MAX, "%s", cfg.sync_listen);
+        else
+            snprintf(bound[nb++], DS_ADDR_MAX, "0.0.0.0:%u", (unsigned)DS_QUIC_DEFAULT_PORT);
+        ds_config_free(&cfg);
+        free(path);
+    }
+    char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
+    size_t na = 0;
+    for (size_t i = 0; i < nb; i++)
+        expand_addr(bound[i], addrs, &na);
+    const char *ap[DS_PEER_MAX_ADDRS];
+    for (size_t i = 0; i < na; i++)
+        ap[i] = addrs[i];
+    char ticket[DS_TICKET_MAX];
+    rc = ds_ticket_format(id.node_id, ap, na, ticket, sizeof ticket);
+    if (rc) {
+        ds_identity_wipe(&id);
+        return ds_ops_fail(ctx, rc, DS_OPS_E_INTERNAL, NULL, "the ticket does not fit");
+    }
+    msgpack_pack_map(reply, 4);
+    ds_pack_cstr(reply, "node_id");
+    ds_pack_cstr(reply, id.node_id);
+    ds_pack_cstr(reply, "ticket");
+    ds_pack_cstr(reply, ticket);
+    ds_pack_cstr(reply, "addrs");
+    msgpack_pack_array(reply, na);
+    for (size_t i = 0; i < na; i++)
+        ds_pack_cstr(reply, addrs[i]);
+    ds_pack_cstr(reply, "listening");
+    if (listening)
+        msgpack_pack_true(reply);
+    else
+        msgpack_pack_false(reply);
+    ds_identity_wipe(&id);
+    return 0;
+}

@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# test_netsync.sh - end-to-end test of live network sync: three homes on
+# loopback (alice, bob, carol, plus dave for IPv6), all with real daemons
+# (ds start --listen 127.0.0.1:PORT), playing the P2P spec's example
+# session with authorization before the first sync.
+#
+# Usage: bash tests/cli/test_netsync.sh /path/to/ds [/path/to/bench_sync]
+#
+# Checks: tickets and --addr; bob receives alice's shared nodes and never
+# her private canary; an incremental sync sends only new nodes; a project
+# alice shares later reaches bob on the next incremental sync, old nodes
+# included; --full re-fetches without duplicates; carol, not authorized,
+# gets the NotAuthorized message and no node; alice syncs back from bob;
+# killing alice's daemon mid-sync and syncing again ends with exactly
+# alice's shared set on bob's side; `ds query` on bob shows [alice] hits;
+# ds peer list shows result, address and path; an unreachable peer fails
+# within a bounded time naming the addresses tried; IPv6 (::1) and a dead
+# first address; the daemon's --sync retry with backoff.
+# Only 127.0.0.1 / ::1, every wait bounded, only our daemons are stopped.
+set -u
+
+if [ $# -lt 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 /path/to/ds [/path/to/bench_sync]" >&2
+    exit 2
+fi
+DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+BENCH=${2:-$(dirname "$DS")/bench/bench_sync}
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ds-netsync-test.XXXXXX") || exit 2
+T=$(cd "$T" && pwd -P)
+A="$T/alice" B="$T/bob" C="$T/carol" D="$T/dave"
+PIDS=()
+cleanup() {
+    # Stop only the daemons this test started (their PIDs, recorded below).
+    for h in "$A" "$B" "$C" "$D"; do
+        [ -f "$h/daemon.pid" ] && DS_HOME="$h" "$DS" stop >/dev/null 2>&1
+    done
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+export TZ=UTC
+unset DS_HOME DS_DEBUG 2>/dev/null || true
+export DS_SYNC_CONNECT_TIMEOUT_MS=3000 DS_LOCK_TIMEOUT_MS=10000
+
+PASS=0
+FAIL=0
+ok() { PASS=$((PASS + 1)); }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
+run() {
+    local h=$1
+    shift
+    DS_HOME="$h" "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
+    RC=$?
+}
+check() {
+    local desc=$1
+    shift
+    if "$@"; then ok; else
+        bad "$desc"
+        echo "  rc=$RC stdout: $(head -c 800 "$T/out")" >&2
+        echo "  stderr: $(head -c 800 "$T/err")" >&2
+    fi
+}
+rc_is() { [ "$RC" -eq "$1" ]; }
+out_has() { grep -qF -- "$1" "$T/out"; }
+err_has() { grep -qF -- "$1" "$T/err"; }
+jq_() {
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1"
+}
+jval() {
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(eval(sys.argv[2]))' "$T/out" "$1"
+}
+# A UDP port free on both 127.0.0.1 and ::1 right now.
+free_port() {
+    python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 60000)
+    try:
+        for fam, host in ((socket.AF_INET, '127.0.0.1'), (socket.AF_INET6, '::1')):
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            s.bind((host, p))
+            s.close()
+        print(p)
+        break
+    except OSError:
+        continue
+PY
+}
+# start_daemon HOME ARGS...: ds start with --listen on a free port (a few
+# tries on conflict); sets PORT.  Extra args go to ds start.
+start_daemon() {
+    local h=$1
+    shift
+    local i
+    for i in 1 2 3 4 5; do
+        PORT=$(free_port)
+        run "$h" start --listen "127.0.0.1:$PORT" "$@"
+        [ "$RC" -eq 0 ] && return 0
+        grep -q "cannot listen" "$T/err" || return 1
+    done
+    return 1
+}
+start_daemon_port() {  # HOME PORT ARGS...: restart on a known port
+    local h=$1 p=$2
+    shift 2
+    local i
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        run "$h" start --listen "127.0.0.1:$p" "$@"
+        [ "$RC" -eq 0 ] && return 0
+        sleep 0.3
+    done
+    return 1
+}
+replica_count() {  # HOME PEER: nodes in the peer's replica (ds peer list --json)
+    DS_HOME="$1" "$DS" peer list --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(sum(p["nodes"] for p in d["peers"] if p["label"] == sys.argv[1]))' "$2"
+}
+
+# ---- homes and projects ----------------------------------------------------
+PA="$T/work/alice/rust-patterns"
+PAPRIV="$T/work/alice/private"
+PALATER="$T/work/alice/later"
+PB="$T/work/bob/error-handling-guide"
+mkdir -p "$PA" "$PAPRIV" "$PALATER" "$PB"
+
+for h in "$A" "$B" "$C" "$D"; do
+    run "$h" peer init
+    check "peer init $(basename "$h")" rc_is 0
+done
+AID=$(DS_HOME="$A" "$DS" peer id)
+BID=$(DS_HOME="$B" "$DS" peer id)
+CID=$(DS_HOME="$C" "$DS" peer id)
+DID=$(DS_HOME="$D" "$DS" peer id)
+
+note() { run "$1" note -p "$2" "$3"; check "note in $2" rc_is 0; }
+note "$A" "$PA" "SHARED1 Using derive Error with thiserror for library errors"
+note "$A" "$PA" "SHARED2 thiserror derive and anyhow context in applications"
+note "$A" "$PA" "SHARED3 error handling patterns in async Rust"
+note "$A" "$PAPRIV" "CANARYPRIVATE thiserror derive secret private notes"
+note "$A" "$PALATER" "LATERPROJ thiserror derive an old note of a project shared later"
+note "$B" "$PB" "BOBGUIDE my notes on error handling guide"
+
+# ---- alice: share, start ---------------------------------------------------
+run "$A" peer share "$PA"
+check "alice shares rust-patterns" out_has "Added to shared projects: $PA"
+start_daemon "$A"
+check "alice's daemon starts" rc_is 0
+check "alice: Accepting peer connections" out_has "Accepting peer connections on 127.0.0.1:$PORT"
+APORT=$PORT
+run "$A" peer ticket
+check "ticket: one line with NodeId and address" \
+    [ "$(cat "$T/out")" = "ds1:$AID@127.0.0.1:$APORT" ]
+ATICKET=$(cat "$T/out")
+
+# ---- bob: add alice by ticket, authorize both ways --------------------------
+run "$B" peer add "$ATICKET" --name alice
+check "bob adds alice by ticket" out_has "Added peer 'alice'"
+check "ticket address stored" out_has "Addresses: 127.0.0.1:$APORT"
+run "$B" peer add "$AID" --publish
+check "bob lets alice pull" out_has "Updated: alice can now pull from us"
+run "$B" peer share "$PB"
+check "bob shares back" out_has "Added to shared projects: $PB"
+# Authorization before the first sync (alice's daemon applies it).
+run "$A" peer add "$BID" --name bob --publish
+check "alice authorizes bob" out_has "bob can pull from us"
+start_daemon "$B"
+check "bob's daemon starts" rc_is 0
+BPORT=$PORT
+
+# ---- first sync -------------------------------------------------------------
+run "$B" peer sync
+check "sync: ok" rc_is 0
+check "sync: spec's summary line" out_has "Syncing with alice... 3 nodes received."
+run "$B" query "thiserror derive"
+check "query on bob shows [alice] hits" out_has "[alice]"
+run "$B" query --peer alice --json --limit 50 "thiserror derive private secret old"
+check "no private canary, no unshared project" \
+    jq_ "not any(w in h['content'] for h in d for w in ('CANARYPRIVATE', 'LATERPROJ'))"
+check "bob's replica: exactly the shared set" \
+    python3 -c "import sys; sys.exit(0 if '$(replica_count "$B" alice)' == '3' else 1)"
+check "replica meta.json has a cursor" python3 -c "
+import json,sys; m=json.load(open('$B/peers/$AID/meta.json'))
+sys.exit(0 if m['node_count']==3 and m['sync_cursor'] and m['last_sync'] else 1)"
+run "$B" peer list
+check "peer list: result, address, direct" out_has ": ok (via 127.0.0.1:$APORT, direct)"
+
+# ---- incremental ------------------------------------------------------------
+note "$A" "$PA" "SHARED4 incremental sync sends only new nodes"
+note "$A" "$PA" "SHARED5 second new node"
+run "$B" peer sync --json
+check "incremental: only the 2 new nodes sent" \
+    jq_ "d['peers'][0]['nodes_received'] == 2 and d['peers'][0]['nodes_new'] == 2"
+run "$B" peer sync --json
+check "incremental again: nothing sent" jq_ "d['peers'][0]['nodes_received'] == 0"
+
+# ---- a project shared later --------------------------------------------------
+run "$A" peer share "$PALATER"
+check "alice shares a second project" rc_is 0
+run "$B" peer sync --json
+check "later project: its old node arrives" jq_ "d['peers'][0]['nodes_new'] == 1"
+run "$B" query --peer alice --json --limit 50 "old note project shared later"
+check "later project: LATERPROJ on bob" jq_ "any('LATERPROJ' in h['content'] for h in d)"
+check "later project: 6 nodes, no duplicates" [ "$(replica_count "$B" alice)" = 6 ]
+
+# ---- --full -------------------------------------------------------------------
+run "$B" peer sync --full --json
+check "--full: everything re-sent" \
+    jq_ "d['peers'][0]['nodes_received'] == 6 and d['peers'][0]['nodes_new'] == 0 and d['peers'][0]['full']"
+check "--full: no duplicates" [ "$(replica_count "$B" alice)" = 6 ]
+run "$B" peer sync --full
+check "--full text: counts new" out_has "Syncing with alice... 6 nodes received (0 new)."
+
+# ---- carol: not authorized ------------------------------------------------------
+run "$C" peer add "$ATICKET" --name alice
+check "carol adds alice" rc_is 0
+run "$C" peer sync
+check "carol: sync fails" rc_is 1
+check "carol: the spec's NotAuthorized text" \
+    err_has "Peer $CID not authorized. Use: ds peer add $CID --publish"
+check "carol: no node" [ "$(replica_count "$C" alice)" = 0 ]
+run "$C" peer list
+check "carol: list shows the failure" out_has "not authorized"
+
+# ---- alice syncs back from bob ----------------------------------------------------
+run "$A" peer add "ds1:$BID@127.0.0.1:$BPORT"
+check "alice adds bob's address by ticket" out_has "Updated: addresses of bob"
+run "$A" peer sync bob
+check "alice syncs back" out_has "Syncing with bob... 1 node received."
+
+# ---- IPv6 and a dead first address ------------------------------------------------
+run "$A" stop
+check "alice stops" rc_is 0
+start_daemon_port "$A" "$APORT" --listen "[::1]:$APORT"
+check "alice listens on 127.0.0.1 and ::1" rc_is 0
+DEAD=$(free_port)
+run "$A" peer add "$DID" --name dave --publish
+run "$D" peer add "$AID" --name alice --addr "127.0.0.1:$DEAD" --addr "[::1]:$APORT"
+check "dave adds two addresses" rc_is 0
+START=$(date +%s)
+run "$D" peer sync --json
+check "dave: sync over ::1 after a dead address" \
+    jq_ "d['peers'][0]['state'] == 'done' and d['peers'][0]['addr'] == '[::1]:$APORT' and d['peers'][0]['nodes_new'] == 6"
+check "dave: dead address listed as tried" jq_ "'127.0.0.1:$DEAD' in (d['peers'][0]['tried'] or '')"
+
+# ---- kill alice's daemon mid-sync ----------------------------------------------------
+if [ -x "$BENCH" ]; then
+    "$BENCH" load "$A" "$PA" 60000 300 BIGLOAD >/dev/null
+    check "loaded 60000 shared nodes into alice" [ $? -eq 0 ]
+    EXPECT=60006
+else
+    echo "note: $BENCH not found: loading 3000 nodes with ds add (slower, kill less likely mid-sync)" >&2
+    python3 - "$PA/big.md" <<'PY'
+import sys
+with open(sys.argv[1], 'w') as f:
+    for i in range(3000):
+        f.write(f"# Section {i}\n\nBIGLOAD paragraph {i} " + "lorem ipsum dolor " * 80 + "\n\n")
+PY
+    run "$A" add "$PA/big.md"
+    EXPECT=$((6 + $(DS_HOME="$A" "$DS" show --json --limit 1000 --project "$PA/big.md" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')))
+fi
+run "$A" peer export --full --json "$T/alice-full.dsx"
+SHARED=$(jval "d['nodes']")
+check "alice's shared set counted" [ "$SHARED" = "$EXPECT" ]
+APID=$(cat "$A/daemon.pid")
+BEFORE=$(stat -c %s "$B/peers/$AID/db/data.mdb" 2>/dev/null || echo 0)
+DS_HOME="$B" "$DS" peer sync alice >"$T/kill.out" 2>"$T/kill.err" </dev/null &
+SYNCPID=$!
+PIDS+=("$SYNCPID")
+for i in $(seq 1 400); do   # up to 8 s: kill once bob's replica has grown
+    NOW=$(stat -c %s "$B/peers/$AID/db/data.mdb" 2>/dev/null || echo 0)
+    [ "$NOW" -gt $((BEFORE + 2000000)) ] && break
+    sleep 0.02
+done
+kill -9 "$APID"
+wait "$SYNCPID"
+KRC=$?
+MID=$(replica_count "$B" alice)
+check "sync interrupted by the kill fails" [ "$KRC" -eq 1 ]
+check "interrupted: a message naming alice" grep -qF "alice" "$T/kill.err"
+check "interrupted: partial replica kept" [ "$MID" -gt 6 ] && [ "$MID" -lt "$SHARED" ]
+echo "  (killed with $MID of $SHARED nodes on bob's side)" >&2
+run "$A" stop   # cleans the stale pid/socket of the killed daemon
+start_daemon_port "$A" "$APORT"
+check "alice restarts" rc_is 0
+run "$B" peer sync alice --json
+check "resumed sync: ok" jq_ "d['peers'][0]['state'] == 'done'"
+check "resumed: only the rest was new" jq_ "d['peers'][0]['nodes_new'] == $SHARED - $MID"
+check "bob has exactly alice's shared set" [ "$(replica_count "$B" alice)" = "$SHARED" ]
+run "$B" query --peer alice --json --limit 100 "CANARYPRIVATE secret private"
+check "still no canary after resume" jq_ "not any('CANARYPRIVATE' in h['content'] for h in d)"
+
+# ---- unreachable peer: bounded failure -----------------------------------------------
+run "$A" stop
+START=$(date +%s%N)
+run "$B" peer sync alice
+END=$(date +%s%N)
+check "unreachable: fails" rc_is 1
+check "unreachable: names the address tried" err_has "127.0.0.1:$APORT"
+check "unreachable: within the bound (< 8 s)" [ $(((END - START) / 1000000)) -lt 8000 ]
+run "$B" peer list
+check "list: failure recorded" out_has "cannot reach alice"
+
+# ---- daemon: --sync at start, retry with backoff ---------------------------------------
+run "$B" stop
+export DS_SYNC_RETRY_BASE_MS=300
+start_daemon_port "$B" "$BPORT" --sync --sync-interval 1h
+check "bob restarts with --sync --sync-interval 1h" rc_is 0
+unset DS_SYNC_RETRY_BASE_MS
+note "$A" "$PA" "RETRYNODE arrives through the daemon's retry"
+sleep 1
+start_daemon_port "$A" "$APORT"
+check "alice back" rc_is 0
+GOT=0
+for i in $(seq 1 100); do   # up to 20 s
+    [ "$(replica_count "$B" alice)" = $((SHARED + 1)) ] && { GOT=1; break; }
+    sleep 0.2
+done
+check "retry with backoff brings the new node" [ "$GOT" -eq 1 ]
+check "daemon log: retries" grep -q "will retry" "$B/daemon.log"
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
