@@ -1,15 +1,18 @@
 /*
  * index.c - the write side of the search index (see docs/search.md).
  *
- * Postings are stored in blocks of up to DS_BLOCK_MAX fixed 8-byte
- * postings per LMDB record (key = term | 0x00 | first sequence), and a
- * terms table holds each term's document frequency and last block.
- * Because sequences only grow, a new document's postings always go at the
- * end of their term's list, so a write transaction buffers postings per
- * term in a hash table and, at commit, tops up the term's last block and
- * writes new full blocks: a few puts per term per batch instead of one
- * B-tree insert per posting.  Removing a document re-tokenizes its
- * content and deletes its posting from the block holding it.
+ * A term's postings are sealed blocks of up to DS_BLOCK_MAX fixed 8-byte
+ * postings (postings table, key = term | 0x00 | first sequence) followed
+ * by an open tail of at most DS_TAIL_MAX postings kept in the term's
+ * record in the terms table, next to its document frequency.  Because
+ * sequences only grow, a new document's postings always go at the end of
+ * their term's list: a write transaction buffers postings per term in a
+ * hash table and, at commit, appends each term's batch to its tail,
+ * sealing the overflow into blocks.  The common case rewrites one small
+ * record in the densely packed terms table, so small transactions (a
+ * note, a sync page) do not copy one postings page per term.  Removing a
+ * document re-tokenizes its content and deletes its posting from the
+ * tail or the sealed block holding it.
  */
 #include "core/store_int.h"
 
@@ -203,83 +206,92 @@ size_t ds__block_key(uint8_t *key, const char *term, size_t tlen, uint64_t seq)
     return tlen + 6;
 }
 
-static void termrec_encode(const ds_termrec *r, uint8_t out[DS_TERMREC_LEN])
-{
-    ds_put_be32(out, r->df);
-    put_seq40(out + 4, r->last_first);
-    out[9] = (uint8_t)(r->last_count >> 8);
-    out[10] = (uint8_t)r->last_count;
-    out[11] = 0;
-}
-
 int ds__termrec_get(ds_store *st, MDB_txn *txn, const char *term, size_t tlen, ds_termrec *r)
 {
     MDB_val k = { tlen, (void *)term }, d;
     int rc = mdb_get(txn, st->dbi[DBI_TERMS], &k, &d);
     if (rc) return ds__lmdb_err(rc);
-    if (d.mv_size != DS_TERMREC_LEN) return DS_ERR_STORE;
     const uint8_t *p = d.mv_data;
+    if (d.mv_size < DS_TERMREC_HDR) return DS_ERR_STORE;
     r->df = ds_get_be32(p);
-    r->last_first = get_seq40(p + 4);
-    r->last_count = (uint16_t)((p[9] << 8) | p[10]);
+    r->tail_count = (uint16_t)((p[4] << 8) | p[5]);
+    r->tail = p + DS_TERMREC_HDR;
+    if (r->tail_count > DS_TAIL_MAX || d.mv_size != DS_TERMREC_HDR + (size_t)r->tail_count * DS_POSTING_LEN)
+        return DS_ERR_STORE;
     return 0;
 }
 
-static int termrec_put(ds_wtxn *tx, const char *term, size_t tlen, const ds_termrec *r)
+/* Writes the term record (df, tail); |tail| may alias the database. */
+static int termrec_put(ds_wtxn *tx, const char *term, size_t tlen, uint32_t df,
+                       const uint8_t *tail, size_t tail_count)
 {
-    uint8_t v[DS_TERMREC_LEN];
-    termrec_encode(r, v);
-    MDB_val k = { tlen, (void *)term }, d = { sizeof v, v };
+    uint8_t v[DS_TERMREC_HDR + DS_TAIL_MAX * DS_POSTING_LEN];
+    ds_put_be32(v, df);
+    v[4] = (uint8_t)(tail_count >> 8);
+    v[5] = (uint8_t)tail_count;
+    v[6] = v[7] = 0;
+    memmove(v + DS_TERMREC_HDR, tail, tail_count * DS_POSTING_LEN);
+    MDB_val k = { tlen, (void *)term }, d = { DS_TERMREC_HDR + tail_count * DS_POSTING_LEN, v };
     int rc = ds__store_write_check(tx->st);
     return rc ? rc : ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_TERMS], &k, &d, 0));
 }
 
-static int block_put(ds_wtxn *tx, const char *term, size_t tlen, uint64_t first,
-                     const uint8_t *post, size_t count)
+static int termrec_del(ds_wtxn *tx, const char *term, size_t tlen)
+{
+    MDB_val k = { tlen, (void *)term };
+    int rc = ds__store_write_check(tx->st);
+    return rc ? rc : ds__lmdb_err(mdb_del(tx->txn, tx->st->dbi[DBI_TERMS], &k, NULL));
+}
+
+static int block_put(ds_wtxn *tx, const char *term, size_t tlen, const uint8_t *post, size_t count)
 {
     uint8_t key[DS_TERM_MAX + 6];
-    MDB_val k = { ds__block_key(key, term, tlen, first), key };
+    MDB_val k = { ds__block_key(key, term, tlen, get_seq40(post)), key };
     MDB_val d = { count * DS_POSTING_LEN, (void *)post };
     int rc = ds__store_write_check(tx->st);
     return rc ? rc : ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_POSTINGS], &k, &d, 0));
 }
 
-/* Appends the buffered postings |e| of one term: first fill the term's
- * last block up to DS_BLOCK_MAX, then write new full blocks. */
+/* Appends the buffered postings |e| of one term to its tail; while the
+ * tail would overflow, its oldest postings are sealed into blocks. */
 static int flush_term(ds_wtxn *tx, const char *term, size_t tlen, const pb_entry *e, uint8_t *tmp)
 {
-    ds_termrec r = { 0 };
+    ds_termrec r;
     int rc = ds__termrec_get(tx->st, tx->txn, term, tlen, &r);
-    if (rc == DS_ERR_NOTFOUND) { memset(&r, 0, sizeof r); rc = 0; tx->c.terms++; }
-    if (rc) return rc;
-    size_t done = 0;
-    if (r.df && r.last_count < DS_BLOCK_MAX) {
-        uint8_t key[DS_TERM_MAX + 6];
-        MDB_val k = { ds__block_key(key, term, tlen, r.last_first), key }, d;
-        rc = ds__lmdb_err(mdb_get(tx->txn, tx->st->dbi[DBI_POSTINGS], &k, &d));
-        if (rc) return rc == DS_ERR_NOTFOUND ? DS_ERR_STORE : rc;
-        size_t have = d.mv_size / DS_POSTING_LEN;
-        if (have != r.last_count) return DS_ERR_STORE;
-        size_t take = DS_BLOCK_MAX - have;
-        if (take > e->npost) take = e->npost;
-        memcpy(tmp, d.mv_data, d.mv_size);
-        memcpy(tmp + d.mv_size, e->post, take * DS_POSTING_LEN);
-        if ((rc = block_put(tx, term, tlen, r.last_first, tmp, have + take))) return rc;
-        r.last_count = (uint16_t)(have + take);
-        done = take;
+    if (rc == DS_ERR_NOTFOUND) {
+        r.df = 0;
+        r.tail_count = 0;
+        r.tail = NULL;
+        rc = 0;
+        tx->c.terms++;
     }
-    while (done < e->npost) {
-        size_t take = e->npost - done;
+    if (rc) return rc;
+    size_t total = r.tail_count + (size_t)e->npost;
+    const uint8_t *all;
+    if (r.tail_count == 0) {
+        all = e->post;
+    } else {
+        /* old tail then new postings, contiguous (tmp holds room for both
+         * when the batch is small; large batches are sealed in pieces) */
+        if (total <= DS_BLOCK_MAX) {
+            memcpy(tmp, r.tail, (size_t)r.tail_count * DS_POSTING_LEN);
+            memcpy(tmp + (size_t)r.tail_count * DS_POSTING_LEN, e->post, (size_t)e->npost * DS_POSTING_LEN);
+            all = tmp;
+        } else {
+            /* seal the old tail on its own, then continue with the batch */
+            if ((rc = block_put(tx, term, tlen, r.tail, r.tail_count))) return rc;
+            total = e->npost;
+            all = e->post;
+        }
+    }
+    size_t done = 0;
+    while (total - done > DS_TAIL_MAX) {
+        size_t take = total - done;
         if (take > DS_BLOCK_MAX) take = DS_BLOCK_MAX;
-        const uint8_t *p = e->post + done * DS_POSTING_LEN;
-        uint64_t first = get_seq40(p);
-        if ((rc = block_put(tx, term, tlen, first, p, take))) return rc;
-        r.last_first = first;
-        r.last_count = (uint16_t)take;
+        if ((rc = block_put(tx, term, tlen, all + done * DS_POSTING_LEN, take))) return rc;
         done += take;
     }
-    r.df += e->npost;
-    return termrec_put(tx, term, tlen, &r);
+    return termrec_put(tx, term, tlen, r.df + e->npost, all + done * DS_POSTING_LEN, total - done);
 }
 
 int ds__index_flush(ds_wtxn *tx)
@@ -292,7 +304,7 @@ int ds__index_flush(ds_wtxn *tx)
         if (pb->slots[i].hash) pb->slots[n++] = pb->slots[i];
     qsort_r(pb->slots, n, sizeof *pb->slots, cmp_entry, pb->terms);
     int rc = 0;
-    uint8_t *tmp = malloc((size_t)DS_BLOCK_MAX * DS_POSTING_LEN);
+    uint8_t *tmp = malloc((size_t)(DS_BLOCK_MAX + DS_TAIL_MAX) * DS_POSTING_LEN);
     if (!tmp) rc = DS_ERR_NOMEM;
     for (size_t i = 0; i < n && !rc; i++) {
         pb_entry *e = &pb->slots[i];
@@ -337,7 +349,19 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Removes |seq|'s posting from the block of |term| that holds it. */
+/* Index of the first posting >= |seq| among |count| at |p|. */
+static size_t find_posting(const uint8_t *p, size_t count, uint64_t seq)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (get_seq40(p + mid * DS_POSTING_LEN) < seq) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+/* Removes |seq|'s posting from |term|'s tail or from the sealed block
+ * that holds it. */
 static int remove_posting(ds_wtxn *tx, MDB_cursor *cur, const char *term, uint64_t seq, uint8_t *tmp)
 {
     size_t tlen = strlen(term);
@@ -345,63 +369,52 @@ static int remove_posting(ds_wtxn *tx, MDB_cursor *cur, const char *term, uint64
     int rc = ds__termrec_get(tx->st, tx->txn, term, tlen, &r);
     if (rc == DS_ERR_NOTFOUND) return 0;            /* already gone */
     if (rc) return rc;
-    /* The block with the greatest first-seq <= seq. */
-    uint8_t key[DS_TERM_MAX + 6];
-    size_t kl = ds__block_key(key, term, tlen, seq);
-    MDB_val k = { kl, key }, d;
-    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-    if (mrc == 0 && !(k.mv_size == kl && memcmp(k.mv_data, key, kl) == 0))
-        mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV);
-    else if (mrc == MDB_NOTFOUND)
-        mrc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
-    if (mrc == MDB_NOTFOUND) return 0;
-    if (mrc) return ds__lmdb_err(mrc);
-    if (k.mv_size != tlen + 6 || memcmp(k.mv_data, term, tlen) != 0 || ((uint8_t *)k.mv_data)[tlen] != 0)
-        return 0;                                   /* no block of this term at or before seq */
-    uint64_t first = get_seq40((const uint8_t *)k.mv_data + tlen + 1);
-    size_t cnt = d.mv_size / DS_POSTING_LEN, lo = 0, hi = cnt;
-    const uint8_t *p = d.mv_data;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (get_seq40(p + mid * DS_POSTING_LEN) < seq) lo = mid + 1; else hi = mid;
-    }
-    if (lo == cnt || get_seq40(p + lo * DS_POSTING_LEN) != seq) return 0;
-    if ((rc = ds__store_write_check(tx->st))) return rc;
-    int was_last = first == r.last_first;
-    if (cnt == 1) {
-        if ((rc = ds__lmdb_err(mdb_cursor_del(cur, 0)))) return rc;
+    size_t i = find_posting(r.tail, r.tail_count, seq);
+    if (i < r.tail_count && get_seq40(r.tail + i * DS_POSTING_LEN) == seq) {
+        memcpy(tmp, r.tail, i * DS_POSTING_LEN);
+        memcpy(tmp + i * DS_POSTING_LEN, r.tail + (i + 1) * DS_POSTING_LEN,
+               (r.tail_count - i - 1) * DS_POSTING_LEN);
     } else {
-        memcpy(tmp, p, lo * DS_POSTING_LEN);
-        memcpy(tmp + lo * DS_POSTING_LEN, p + (lo + 1) * DS_POSTING_LEN, (cnt - lo - 1) * DS_POSTING_LEN);
-        uint8_t own[DS_TERM_MAX + 6];            /* k points into the map: copy */
-        memcpy(own, k.mv_data, k.mv_size);
-        MDB_val ok = { k.mv_size, own }, nd = { (cnt - 1) * DS_POSTING_LEN, tmp };
-        if ((rc = ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_POSTINGS], &ok, &nd, 0)))) return rc;
-    }
-    r.df--;
-    if (r.df == 0) {
-        if (tx->c.terms) tx->c.terms--;
-        MDB_val tk = { tlen, (void *)term };
-        return ds__lmdb_err(mdb_del(tx->txn, tx->st->dbi[DBI_TERMS], &tk, NULL));
-    }
-    if (was_last) {
-        if (cnt > 1) {
-            r.last_count = (uint16_t)(cnt - 1);
+        /* The sealed block with the greatest first seq <= seq. */
+        uint8_t key[DS_TERM_MAX + 6];
+        size_t kl = ds__block_key(key, term, tlen, seq);
+        MDB_val k = { kl, key }, d;
+        int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+        if (mrc == 0 && !(k.mv_size == kl && memcmp(k.mv_data, key, kl) == 0))
+            mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV);
+        else if (mrc == MDB_NOTFOUND)
+            mrc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
+        if (mrc == MDB_NOTFOUND) return 0;
+        if (mrc) return ds__lmdb_err(mrc);
+        if (k.mv_size != tlen + 6 || memcmp(k.mv_data, term, tlen) != 0 ||
+            ((const uint8_t *)k.mv_data)[tlen] != 0)
+            return 0;                               /* no block of this term at or before seq */
+        size_t cnt = d.mv_size / DS_POSTING_LEN;
+        const uint8_t *p = d.mv_data;
+        size_t j = find_posting(p, cnt, seq);
+        if (j == cnt || get_seq40(p + j * DS_POSTING_LEN) != seq) return 0;
+        if ((rc = ds__store_write_check(tx->st))) return rc;
+        if (cnt == 1) {
+            if ((rc = ds__lmdb_err(mdb_cursor_del(cur, 0)))) return rc;
         } else {
-            /* The last block is gone: the previous one becomes last. */
-            uint8_t k2[DS_TERM_MAX + 6];
-            size_t k2l = ds__block_key(k2, term, tlen, first);
-            MDB_val pk = { k2l, k2 }, pd;
-            mrc = mdb_cursor_get(cur, &pk, &pd, MDB_SET_RANGE);
-            mrc = mrc == MDB_NOTFOUND ? mdb_cursor_get(cur, &pk, &pd, MDB_LAST)
-                                      : mdb_cursor_get(cur, &pk, &pd, MDB_PREV);
-            if (mrc || pk.mv_size != tlen + 6 || memcmp(pk.mv_data, term, tlen) != 0)
-                return DS_ERR_STORE;                /* df > 0 but no block left */
-            r.last_first = get_seq40((const uint8_t *)pk.mv_data + tlen + 1);
-            r.last_count = (uint16_t)(pd.mv_size / DS_POSTING_LEN);
+            uint8_t own[DS_TERM_MAX + 6];            /* k points into the map: copy */
+            memcpy(own, k.mv_data, k.mv_size);
+            memcpy(tmp, p, j * DS_POSTING_LEN);
+            memcpy(tmp + j * DS_POSTING_LEN, p + (j + 1) * DS_POSTING_LEN, (cnt - j - 1) * DS_POSTING_LEN);
+            MDB_val ok = { k.mv_size, own }, nd = { (cnt - 1) * DS_POSTING_LEN, tmp };
+            if ((rc = ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_POSTINGS], &ok, &nd, 0)))) return rc;
         }
+        /* The term record may have moved: read it again for its tail. */
+        if ((rc = ds__termrec_get(tx->st, tx->txn, term, tlen, &r))) return rc;
+        memcpy(tmp, r.tail, (size_t)r.tail_count * DS_POSTING_LEN);
+        i = SIZE_MAX;
     }
-    return termrec_put(tx, term, tlen, &r);
+    size_t tail = i == SIZE_MAX ? r.tail_count : (size_t)r.tail_count - 1;
+    if (r.df <= 1) {
+        if (tx->c.terms) tx->c.terms--;
+        return termrec_del(tx, term, tlen);
+    }
+    return termrec_put(tx, term, tlen, r.df - 1, tmp, tail);
 }
 
 int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen)
@@ -413,7 +426,7 @@ int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len,
     rc = ds_tokenize(tx->st->tok, content, len, collect_term, &r);
     uint8_t *tmp = NULL;
     MDB_cursor *cur = NULL;
-    if (!rc && !(tmp = malloc((size_t)DS_BLOCK_MAX * DS_POSTING_LEN))) rc = DS_ERR_NOMEM;
+    if (!rc && !(tmp = malloc((size_t)(DS_BLOCK_MAX + DS_TAIL_MAX) * DS_POSTING_LEN))) rc = DS_ERR_NOMEM;
     if (!rc) rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_POSTINGS], &cur));
     if (!rc) {
         qsort(r.terms, r.n, sizeof *r.terms, cmp_str);

@@ -210,8 +210,22 @@ static void pi_seek(piter *it, uint64_t target)
     pi_set(it);
 }
 
-/* Loads the blocks of |term|'s posting list as segments (zero-copy). */
-static int pi_load(MDB_cursor *cur, const char *term, piter *it)
+static int pi_add_seg(piter *it, size_t *cap, const uint8_t *p, size_t n)
+{
+    if (!n) return 0;
+    if (it->nseg == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        seg *s = realloc(it->segs, *cap * sizeof *s);
+        if (!s) return DS_ERR_NOMEM;
+        it->segs = s;
+    }
+    it->segs[it->nseg++] = (seg){ p, n };
+    return 0;
+}
+
+/* Loads |term|'s posting list as segments (zero-copy): its sealed blocks
+ * in order, then the open tail from its term record. */
+static int pi_load(ds_store *st, MDB_txn *txn, MDB_cursor *cur, const char *term, piter *it)
 {
     memset(it, 0, sizeof *it);
     size_t tlen = strlen(term), cap = 0;
@@ -223,16 +237,16 @@ static int pi_load(MDB_cursor *cur, const char *term, piter *it)
             ((const uint8_t *)k.mv_data)[tlen] != 0)
             break;                                  /* the next term's blocks */
         if (d.mv_size % DS_POSTING_LEN) return DS_ERR_STORE;
-        if (it->nseg == cap) {
-            cap = cap ? cap * 2 : 8;
-            seg *s = realloc(it->segs, cap * sizeof *s);
-            if (!s) return DS_ERR_NOMEM;
-            it->segs = s;
-        }
-        if (d.mv_size) it->segs[it->nseg++] = (seg){ d.mv_data, d.mv_size / DS_POSTING_LEN };
+        int rc = pi_add_seg(it, &cap, d.mv_data, d.mv_size / DS_POSTING_LEN);
+        if (rc) return rc;
         mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
     }
     if (mrc && mrc != MDB_NOTFOUND) return ds__lmdb_err(mrc);
+    ds_termrec r;
+    int rc = ds__termrec_get(st, txn, term, tlen, &r);
+    if (rc == 0) rc = pi_add_seg(it, &cap, r.tail, r.tail_count);
+    else if (rc == DS_ERR_NOTFOUND) rc = 0;
+    if (rc) return rc;
     pi_set(it);
     return 0;
 }
@@ -341,7 +355,7 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
     if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_POSTINGS], &cur)))) goto out;
     for (size_t i = 0; i < q->n; i++) {
         if (!stats->df[i]) continue;
-        if ((rc = pi_load(cur, q->terms[i], &its[m]))) { m++; goto out; }
+        if ((rc = pi_load(st, txn, cur, q->terms[i], &its[m]))) { m++; goto out; }
         if (its[m].cur == UINT64_MAX) { free(its[m].segs); continue; }
         its[m].w = idf(stats, i) * q->qtf[i];
         its[m].ub = its[m].w * (BM25_K1 + 1);

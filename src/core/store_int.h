@@ -14,14 +14,19 @@
 
 /* A posting: seq (5 bytes BE) | term frequency (1 byte, capped) |
  * document length in tokens (2 bytes BE, capped).  Sorted by seq.
- * Postings are stored in blocks: key = term | 0x00 | first seq (5 bytes
- * BE, a lower bound of the block's sequences), value = up to
- * DS_BLOCK_MAX packed postings.  The terms table maps a term to its
- * document frequency and the location of its last block. */
+ * A term's list is its sealed blocks in the postings table (key = term |
+ * 0x00 | first seq (5 bytes BE, a lower bound of the block's sequences),
+ * value = up to DS_BLOCK_MAX packed postings), followed by its open tail
+ * of at most DS_TAIL_MAX postings kept inside its record in the terms
+ * table: df u32 | tail count u16 | 2 bytes zero | tail postings.  New
+ * postings go to the tail; a tail that overflows is sealed into blocks.
+ * A write transaction thus rewrites small, densely packed term records,
+ * not one postings page per term. */
 #define DS_POSTING_LEN 8
 #define DS_SEQ_MAX ((1ull << 40) - 1)
 #define DS_BLOCK_MAX 256
-#define DS_TERMREC_LEN 12    /* df u32 | last block first seq (5) | last count u16 | pad */
+#define DS_TAIL_MAX 32
+#define DS_TERMREC_HDR 8
 
 enum { DBI_META, DBI_NODES, DBI_IDS, DBI_SOURCE, DBI_PROJECT, DBI_POSTINGS, DBI_TERMS,
        DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
@@ -90,11 +95,12 @@ int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len,
 /* Writes buffered postings to LMDB. */
 int ds__index_flush(ds_wtxn *tx);
 
-/* Term record of the terms table. */
+/* Term record of the terms table; |tail| points into the transaction's
+ * view of the database (valid until the next write or its end). */
 typedef struct ds_termrec {
     uint32_t df;
-    uint64_t last_first;   /* key sequence of the term's last block */
-    uint16_t last_count;   /* postings in that block */
+    uint16_t tail_count;
+    const uint8_t *tail;
 } ds_termrec;
 int ds__termrec_get(ds_store *st, MDB_txn *txn, const char *term, size_t tlen, ds_termrec *r);
 

@@ -25,7 +25,7 @@
 #include "io/quic.h"
 
 #define QUEUE_HIGH (1u << 20)           /* unsent bytes per stream before we wait */
-#define CLIENT_PAGE_NODES 1000          /* asked of the publisher: one txn per page */
+#define CLIENT_PAGE_NODES 100          /* asked of the publisher: one txn per page */
 #define CLIENT_PAGE_BYTES (2u << 20)
 #define BUSY_RETRY_MS 200               /* a peer synced by another job: wait */
 #define KEEP_JOBS 16
