@@ -130,7 +130,32 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
 
 static int json_reply(const msgpack_object *root);
 
+/* Sends request |op| with |ps| (NULL for none) and prints the reply: as
+ * JSON with --json, else through |text|.  Returns the exit status. */
+static int call_print(cli *c, const char *op, cli_params *ps, void (*text)(const msgpack_object *R))
+{
+    cli_reply rep;
+    int rc = cli_call(c, op, ps, &rep);
+    if (rc == CLI_OK) {
+        if (c->json)
+            rc = json_reply(rep.root);
+        else
+            text(rep.root);
+    }
+    cli_reply_free(&rep);
+    return rc;
+}
+
 /* ---- identity ----------------------------------------------------------- */
+
+static void print_init(const msgpack_object *R)
+{
+    size_t il;
+    const char *id = cli_str(cli_get(R, "node_id"), &il);
+    printf("Generated NodeId: %.*s\n", (int)il, id);
+    if (cli_bool(cli_get(R, "replaced")))
+        printf("The previous identity was replaced.\n");
+}
 
 static int sub_init(cli *c, const sub *s, int argc, char **argv)
 {
@@ -141,21 +166,14 @@ static int sub_init(cli *c, const sub *s, int argc, char **argv)
     cli_params ps = { .n = 0 };
     if (o.force)
         cli_param_uint(&ps, "force", 1);
-    cli_reply rep;
-    int rc = cli_call(c, "peer_init", &ps, &rep);
-    if (rc == CLI_OK) {
-        if (c->json)
-            rc = json_reply(rep.root);
-        else {
-            size_t il;
-            const char *id = cli_str(cli_get(rep.root, "node_id"), &il);
-            printf("Generated NodeId: %.*s\n", (int)il, id);
-            if (cli_bool(cli_get(rep.root, "replaced")))
-                printf("The previous identity was replaced.\n");
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_init", &ps, print_init);
+}
+
+static void print_id(const msgpack_object *R)
+{
+    size_t il;
+    const char *id = cli_str(cli_get(R, "node_id"), &il);
+    printf("%.*s\n", (int)il, id);
 }
 
 static int sub_id(cli *c, const sub *s, int argc, char **argv)
@@ -164,22 +182,20 @@ static int sub_id(cli *c, const sub *s, int argc, char **argv)
     int r = parse(c, s, argc, argv, 0, &o, 0, 0, "");
     if (r != CLI_CONTINUE)
         return r;
-    cli_reply rep;
-    int rc = cli_call(c, "peer_id", NULL, &rep);
-    if (rc == CLI_OK) {
-        if (c->json)
-            rc = json_reply(rep.root);
-        else {
-            size_t il;
-            const char *id = cli_str(cli_get(rep.root, "node_id"), &il);
-            printf("%.*s\n", (int)il, id);
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_id", NULL, print_id);
 }
 
 /* ---- share control ------------------------------------------------------ */
+
+static void print_share(const msgpack_object *R)
+{
+    size_t pl;
+    const char *p = cli_str(cli_get(R, "path"), &pl);
+    if (cli_bool(cli_get(R, "added")))
+        printf("Added to shared projects: %.*s\n", (int)pl, p);
+    else
+        printf("Already shared: %.*s\n", (int)pl, p);
+}
 
 static int sub_share(cli *c, const sub *s, int argc, char **argv)
 {
@@ -189,22 +205,14 @@ static int sub_share(cli *c, const sub *s, int argc, char **argv)
         return r;
     cli_params ps = { .n = 0 };
     cli_param_str(&ps, "path", argv[optind]);
-    cli_reply rep;
-    int rc = cli_call(c, "peer_share", &ps, &rep);
-    if (rc == CLI_OK) {
-        if (c->json)
-            rc = json_reply(rep.root);
-        else {
-            size_t pl;
-            const char *p = cli_str(cli_get(rep.root, "path"), &pl);
-            if (cli_bool(cli_get(rep.root, "added")))
-                printf("Added to shared projects: %.*s\n", (int)pl, p);
-            else
-                printf("Already shared: %.*s\n", (int)pl, p);
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_share", &ps, print_share);
+}
+
+static void print_unshare(const msgpack_object *R)
+{
+    size_t pl;
+    const char *p = cli_str(cli_get(R, "path"), &pl);
+    printf("Removed from shared projects: %.*s\n", (int)pl, p);
 }
 
 static int sub_unshare(cli *c, const sub *s, int argc, char **argv)
@@ -215,19 +223,7 @@ static int sub_unshare(cli *c, const sub *s, int argc, char **argv)
         return r;
     cli_params ps = { .n = 0 };
     cli_param_str(&ps, "path", argv[optind]);
-    cli_reply rep;
-    int rc = cli_call(c, "peer_unshare", &ps, &rep);
-    if (rc == CLI_OK) {
-        if (c->json)
-            rc = json_reply(rep.root);
-        else {
-            size_t pl;
-            const char *p = cli_str(cli_get(rep.root, "path"), &pl);
-            printf("Removed from shared projects: %.*s\n", (int)pl, p);
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_unshare", &ps, print_unshare);
 }
 
 static int sub_shared(cli *c, const sub *s, int argc, char **argv)
@@ -262,6 +258,59 @@ static int sub_shared(cli *c, const sub *s, int argc, char **argv)
 
 /* ---- peers -------------------------------------------------------------- */
 
+static void print_add(const msgpack_object *R)
+{
+    size_t ll, ol;
+    const char *label = cli_str(cli_get(R, "label"), &ll);
+    const char *old = cli_str(cli_get(R, "old_name"), &ol);
+    int pub = cli_bool(cli_get(R, "publish")), subs = cli_bool(cli_get(R, "subscribe"));
+    const msgpack_object *av = cli_get(R, "addrs");
+    if (cli_bool(cli_get(R, "created"))) {
+        printf("Added peer '%.*s'\n", (int)ll, label);
+        for (uint32_t i = 0; i < cli_len(av); i++) {
+            size_t al;
+            const char *a = cli_str(cli_at(av, i), &al);
+            printf("%s%.*s", i ? ", " : "Addresses: ", (int)al, a);
+        }
+        if (cli_len(av))
+            putchar('\n');
+        if (pub)
+            printf("%.*s can pull from us\n", (int)ll, label);
+        if (!subs)
+            printf("Not subscribed: we do not pull from %.*s\n", (int)ll, label);
+    } else {
+        const msgpack_object *ch = cli_get(R, "changed");
+        for (uint32_t i = 0; i < cli_len(ch); i++) {
+            size_t kl;
+            const char *k = cli_str(cli_at(ch, i), &kl);
+            if (kl == 4 && memcmp(k, "name", 4) == 0) {
+                if (ol)
+                    printf("Updated: renamed '%.*s' to '%.*s'\n", (int)ol, old,
+                           (int)ll, label);
+                else
+                    printf("Updated: named the peer '%.*s'\n", (int)ll, label);
+            } else if (kl == 5 && memcmp(k, "addrs", 5) == 0) {
+                printf("Updated: addresses of %.*s:", (int)ll, label);
+                for (uint32_t j = 0; j < cli_len(av); j++) {
+                    size_t al;
+                    const char *a = cli_str(cli_at(av, j), &al);
+                    printf("%s%.*s", j ? ", " : " ", (int)al, a);
+                }
+                putchar('\n');
+            } else if (kl == 7 && memcmp(k, "publish", 7) == 0) {
+                printf("Updated: %.*s can %s pull from us\n", (int)ll, label,
+                       pub ? "now" : "no longer");
+            } else {
+                printf("Updated: we %s pull from %.*s\n", subs ? "now" : "no longer",
+                       (int)ll, label);
+            }
+        }
+        if (cli_len(ch) == 0)
+            printf("No change: '%.*s' is already a peer (subscribe: %s, publish: %s)\n",
+                   (int)ll, label, subs ? "yes" : "no", pub ? "yes" : "no");
+    }
+}
+
 static int sub_add(cli *c, const sub *s, int argc, char **argv)
 {
     popts o;
@@ -292,66 +341,17 @@ static int sub_add(cli *c, const sub *s, int argc, char **argv)
         cli_param_uint(&ps, "subscribe", (uint64_t)o.subscribe);
     if (o.publish >= 0)
         cli_param_uint(&ps, "publish", (uint64_t)o.publish);
-    cli_reply rep;
-    int rc = cli_call(c, "peer_add", &ps, &rep);
-    if (rc == CLI_OK) {
-        if (c->json) {
-            rc = json_reply(rep.root);
-        } else {
-            const msgpack_object *R = rep.root;
-            size_t ll, ol;
-            const char *label = cli_str(cli_get(R, "label"), &ll);
-            const char *old = cli_str(cli_get(R, "old_name"), &ol);
-            int pub = cli_bool(cli_get(R, "publish")), subs = cli_bool(cli_get(R, "subscribe"));
-            const msgpack_object *av = cli_get(R, "addrs");
-            if (cli_bool(cli_get(R, "created"))) {
-                printf("Added peer '%.*s'\n", (int)ll, label);
-                for (uint32_t i = 0; i < cli_len(av); i++) {
-                    size_t al;
-                    const char *a = cli_str(cli_at(av, i), &al);
-                    printf("%s%.*s", i ? ", " : "Addresses: ", (int)al, a);
-                }
-                if (cli_len(av))
-                    putchar('\n');
-                if (pub)
-                    printf("%.*s can pull from us\n", (int)ll, label);
-                if (!subs)
-                    printf("Not subscribed: we do not pull from %.*s\n", (int)ll, label);
-            } else {
-                const msgpack_object *ch = cli_get(R, "changed");
-                for (uint32_t i = 0; i < cli_len(ch); i++) {
-                    size_t kl;
-                    const char *k = cli_str(cli_at(ch, i), &kl);
-                    if (kl == 4 && memcmp(k, "name", 4) == 0) {
-                        if (ol)
-                            printf("Updated: renamed '%.*s' to '%.*s'\n", (int)ol, old,
-                                   (int)ll, label);
-                        else
-                            printf("Updated: named the peer '%.*s'\n", (int)ll, label);
-                    } else if (kl == 5 && memcmp(k, "addrs", 5) == 0) {
-                        printf("Updated: addresses of %.*s:", (int)ll, label);
-                        for (uint32_t j = 0; j < cli_len(av); j++) {
-                            size_t al;
-                            const char *a = cli_str(cli_at(av, j), &al);
-                            printf("%s%.*s", j ? ", " : " ", (int)al, a);
-                        }
-                        putchar('\n');
-                    } else if (kl == 7 && memcmp(k, "publish", 7) == 0) {
-                        printf("Updated: %.*s can %s pull from us\n", (int)ll, label,
-                               pub ? "now" : "no longer");
-                    } else {
-                        printf("Updated: we %s pull from %.*s\n", subs ? "now" : "no longer",
-                               (int)ll, label);
-                    }
-                }
-                if (cli_len(ch) == 0)
-                    printf("No change: '%.*s' is already a peer (subscribe: %s, publish: %s)\n",
-                           (int)ll, label, subs ? "yes" : "no", pub ? "yes" : "no");
-            }
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_add", &ps, print_add);
+}
+
+static void print_remove(const msgpack_object *R)
+{
+    size_t ll;
+    const char *label = cli_str(cli_get(R, "label"), &ll);
+    if (cli_bool(cli_get(R, "replica_deleted")))
+        printf("Removed peer '%.*s' and deleted its replica\n", (int)ll, label);
+    else
+        printf("Removed peer '%.*s'\n", (int)ll, label);
 }
 
 static int sub_remove(cli *c, const sub *s, int argc, char **argv)
@@ -362,22 +362,7 @@ static int sub_remove(cli *c, const sub *s, int argc, char **argv)
         return r;
     cli_params ps = { .n = 0 };
     cli_param_str(&ps, "id", argv[optind]);
-    cli_reply rep;
-    int rc = cli_call(c, "peer_remove", &ps, &rep);
-    if (rc == CLI_OK) {
-        if (c->json)
-            rc = json_reply(rep.root);
-        else {
-            size_t ll;
-            const char *label = cli_str(cli_get(rep.root, "label"), &ll);
-            if (cli_bool(cli_get(rep.root, "replica_deleted")))
-                printf("Removed peer '%.*s' and deleted its replica\n", (int)ll, label);
-            else
-                printf("Removed peer '%.*s'\n", (int)ll, label);
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_remove", &ps, print_remove);
 }
 
 static void print_when(const msgpack_object *iso)
@@ -419,43 +404,51 @@ static void print_net(const msgpack_object *p)
     }
 }
 
+static void print_list(const msgpack_object *R)
+{
+    const msgpack_object *arr = cli_get(R, "peers");
+    if (cli_len(arr) == 0) {
+        printf("No peers yet.  Add one with: ds peer add NODE_ID --name NAME\n");
+        return;
+    }
+    printf("%-16s %-18s %-9s %-7s %8s  %s\n", "NAME", "NODE ID", "SUBSCRIBE", "PUBLISH",
+           "NODES", "LAST SYNC");
+    for (uint32_t i = 0; i < cli_len(arr); i++) {
+        const msgpack_object *p = cli_at(arr, i);
+        size_t ll, il;
+        const char *label = cli_str(cli_get(p, "label"), &ll);
+        const char *id = cli_str(cli_get(p, "node_id"), &il);
+        printf("%-16.*s %.16s… %-9s %-7s %8llu  ", (int)ll, label, id,
+               cli_bool(cli_get(p, "subscribe")) ? "yes" : "no",
+               cli_bool(cli_get(p, "publish")) ? "yes" : "no",
+               (unsigned long long)cli_u64(cli_get(p, "nodes")));
+        print_when(cli_get(p, "last_sync"));
+        putchar('\n');
+        print_net(p);
+    }
+}
+
 static int sub_list(cli *c, const sub *s, int argc, char **argv)
 {
     popts o;
     int r = parse(c, s, argc, argv, 0, &o, 0, 0, "");
     if (r != CLI_CONTINUE)
         return r;
-    cli_reply rep;
-    int rc = cli_call(c, "peer_list", NULL, &rep);
-    if (rc == CLI_OK) {
-        const msgpack_object *arr = cli_get(rep.root, "peers");
-        if (c->json) {
-            rc = json_reply(rep.root);
-        } else if (cli_len(arr) == 0) {
-            printf("No peers yet.  Add one with: ds peer add NODE_ID --name NAME\n");
-        } else {
-            printf("%-16s %-18s %-9s %-7s %8s  %s\n", "NAME", "NODE ID", "SUBSCRIBE", "PUBLISH",
-                   "NODES", "LAST SYNC");
-            for (uint32_t i = 0; i < cli_len(arr); i++) {
-                const msgpack_object *p = cli_at(arr, i);
-                size_t ll, il;
-                const char *label = cli_str(cli_get(p, "label"), &ll);
-                const char *id = cli_str(cli_get(p, "node_id"), &il);
-                printf("%-16.*s %.16s… %-9s %-7s %8llu  ", (int)ll, label, id,
-                       cli_bool(cli_get(p, "subscribe")) ? "yes" : "no",
-                       cli_bool(cli_get(p, "publish")) ? "yes" : "no",
-                       (unsigned long long)cli_u64(cli_get(p, "nodes")));
-                print_when(cli_get(p, "last_sync"));
-                putchar('\n');
-                print_net(p);
-            }
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_list", NULL, print_list);
 }
 
 /* ---- network ------------------------------------------------------------ */
+
+static void print_ticket(const msgpack_object *R)
+{
+    size_t tl;
+    const char *t = cli_str(cli_get(R, "ticket"), &tl);
+    printf("%.*s\n", (int)tl, t);
+    if (!cli_bool(cli_get(R, "listening")))
+        fprintf(stderr, "note: this node is not accepting syncs now: peers reach it "
+                        "while the daemon runs (ds start) and some peer may pull "
+                        "(ds peer add ID --publish).\n");
+}
 
 static int sub_ticket(cli *c, const sub *s, int argc, char **argv)
 {
@@ -463,23 +456,7 @@ static int sub_ticket(cli *c, const sub *s, int argc, char **argv)
     int r = parse(c, s, argc, argv, 0, &o, 0, 0, "");
     if (r != CLI_CONTINUE)
         return r;
-    cli_reply rep;
-    int rc = cli_call(c, "peer_ticket", NULL, &rep);
-    if (rc == CLI_OK) {
-        if (c->json) {
-            rc = json_reply(rep.root);
-        } else {
-            size_t tl;
-            const char *t = cli_str(cli_get(rep.root, "ticket"), &tl);
-            printf("%.*s\n", (int)tl, t);
-            if (!cli_bool(cli_get(rep.root, "listening")))
-                fprintf(stderr, "note: this node is not accepting syncs now: peers reach it "
-                                "while the daemon runs (ds start) and some peer may pull "
-                                "(ds peer add ID --publish).\n");
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_ticket", NULL, print_ticket);
 }
 
 static int64_t mono_ms(void)
@@ -705,6 +682,22 @@ static int sub_export(cli *c, const sub *s, int argc, char **argv)
     return rc;
 }
 
+static void print_import(const msgpack_object *R)
+{
+    size_t ll;
+    const char *label = cli_str(cli_get(R, "label"), &ll);
+    if (cli_bool(cli_get(R, "added_peer")))
+        printf("Added peer '%.*s'\n", (int)ll, label);
+    uint64_t n = cli_u64(cli_get(R, "nodes")), ins = cli_u64(cli_get(R, "inserted"));
+    printf("Imported from %.*s: %llu node%s, %llu new (replica holds %llu)\n", (int)ll,
+           label, (unsigned long long)n, n == 1 ? "" : "s", (unsigned long long)ins,
+           (unsigned long long)cli_u64(cli_get(R, "replica_nodes")));
+    if (!cli_bool(cli_get(R, "cursor_advanced")))
+        printf("This file continues an export this replica has not seen: its nodes "
+               "were kept, but the next sync from %.*s will be a full one.\n",
+               (int)ll, label);
+}
+
 static int sub_import(cli *c, const sub *s, int argc, char **argv)
 {
     popts o;
@@ -716,29 +709,7 @@ static int sub_import(cli *c, const sub *s, int argc, char **argv)
     if (o.add)
         cli_param_uint(&ps, "add", 1);
     cli_param_str(&ps, "name", o.name);
-    cli_reply rep;
-    int rc = cli_call(c, "peer_import", &ps, &rep);
-    if (rc == CLI_OK) {
-        const msgpack_object *R = rep.root;
-        if (c->json) {
-            rc = json_reply(R);
-        } else {
-            size_t ll;
-            const char *label = cli_str(cli_get(R, "label"), &ll);
-            if (cli_bool(cli_get(R, "added_peer")))
-                printf("Added peer '%.*s'\n", (int)ll, label);
-            uint64_t n = cli_u64(cli_get(R, "nodes")), ins = cli_u64(cli_get(R, "inserted"));
-            printf("Imported from %.*s: %llu node%s, %llu new (replica holds %llu)\n", (int)ll,
-                   label, (unsigned long long)n, n == 1 ? "" : "s", (unsigned long long)ins,
-                   (unsigned long long)cli_u64(cli_get(R, "replica_nodes")));
-            if (!cli_bool(cli_get(R, "cursor_advanced")))
-                printf("This file continues an export this replica has not seen: its nodes "
-                       "were kept, but the next sync from %.*s will be a full one.\n",
-                       (int)ll, label);
-        }
-    }
-    cli_reply_free(&rep);
-    return rc;
+    return call_print(c, "peer_import", &ps, print_import);
 }
 
 /* ---- JSON --------------------------------------------------------------- */

@@ -191,34 +191,30 @@ static char *path_key(const char *path, size_t *klen)
     return k;
 }
 
-int ds_queue_get_tx(ds_wtxn *tx, const uint8_t id[DS_JOB_ID_LEN], ds_job *out)
+/* Reads job |id| inside |tx| when given, else in a read transaction of |st|. */
+static int job_get(ds_wtxn *tx, ds_store *st, const uint8_t id[DS_JOB_ID_LEN], ds_job *out)
 {
     ds_job_init(out);
     uint8_t key[1 + DS_JOB_ID_LEN];
     job_key(id, key);
     void *v = NULL;
     size_t vl = 0;
-    int rc = ds_wtxn_aux_get(tx, DS_TABLE_QUEUE, key, sizeof key, &v, &vl);
-    if (rc)
-        return rc;
-    rc = ds_job_decode(v, vl, id, out);
+    int rc = tx ? ds_wtxn_aux_get(tx, DS_TABLE_QUEUE, key, sizeof key, &v, &vl)
+                : ds_store_aux_get(st, DS_TABLE_QUEUE, key, sizeof key, &v, &vl);
+    if (!rc)
+        rc = ds_job_decode(v, vl, id, out);
     free(v);
     return rc;
 }
 
+int ds_queue_get_tx(ds_wtxn *tx, const uint8_t id[DS_JOB_ID_LEN], ds_job *out)
+{
+    return job_get(tx, NULL, id, out);
+}
+
 int ds_queue_get(ds_store *st, const uint8_t id[DS_JOB_ID_LEN], ds_job *out)
 {
-    ds_job_init(out);
-    uint8_t key[1 + DS_JOB_ID_LEN];
-    job_key(id, key);
-    void *v = NULL;
-    size_t vl = 0;
-    int rc = ds_store_aux_get(st, DS_TABLE_QUEUE, key, sizeof key, &v, &vl);
-    if (rc)
-        return rc;
-    rc = ds_job_decode(v, vl, id, out);
-    free(v);
-    return rc;
+    return job_get(NULL, st, id, out);
 }
 
 static int job_put(ds_wtxn *tx, const ds_job *j)
