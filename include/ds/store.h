@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define DS_STORE_SCHEMA 1
+#define DS_STORE_SCHEMA 2
 #define DS_EPOCH_LEN 16
 
 typedef struct ds_store ds_store;
@@ -37,6 +37,9 @@ typedef struct ds_store_opts {
     size_t map_size;
     /* Do not create the store if it does not exist (DS_ERR_NOTFOUND). */
     int no_create;
+    /* Tokenize new documents on the writing thread instead of a second
+     * thread the store starts at its first write (same results). */
+    int no_index_thread;
 } ds_store_opts;
 
 /* Auxiliary tables: opaque key -> value maps sharing the store's

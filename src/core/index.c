@@ -1,18 +1,27 @@
 /*
- * index.c - the write side of the search index (see docs/search.md).
+ * index.c - the write side of the search index and its segment format
+ * (see store_int.h and docs/search.md).
  *
- * A term's postings are sealed blocks of up to DS_BLOCK_MAX fixed 8-byte
- * postings (postings table, key = term | 0x00 | first sequence) followed
- * by an open tail of at most DS_TAIL_MAX postings kept in the term's
- * record in the terms table, next to its document frequency.  Because
- * sequences only grow, a new document's postings always go at the end of
- * their term's list: a write transaction buffers postings per term in a
- * hash table and, at commit, appends each term's batch to its tail,
- * sealing the overflow into blocks.  The common case rewrites one small
- * record in the densely packed terms table, so small transactions (a
- * note, a sync page) do not copy one postings page per term.  Removing a
- * document re-tokenizes its content and deletes its posting from the
- * tail or the sealed block holding it.
+ * A write transaction tokenizes each new document into an in-memory
+ * posting buffer (one growing list per term; the tokenizer's cache tags
+ * remember each raw word's list, so a frequent word costs one cache probe)
+ * and, at commit, writes the buffer as one immutable segment: its terms
+ * sorted, each term's postings contiguous.  Nothing already on disk is
+ * rewritten, so a commit costs about the size of what it adds, however
+ * large the store.  Merging runs of adjacent segments of similar size
+ * (size-tiered, fan-out DS_SEG_FANOUT) keeps the segment count
+ * logarithmic; a merge only reads segments committed earlier, whose
+ * pages this transaction never modifies, so its zero-copy reads stay
+ * valid while it writes.
+ *
+ * Segment layout (host byte order; LMDB files are not portable across
+ * architectures anyway):
+ *   segs    id (8 BE)            -> header (SEGHDR_LEN bytes)
+ *   segdata id (8 BE) | 0 (4 BE) -> dictionary: nterms entries of ENT_LEN
+ *                                   bytes {term_off u32, term_len u8, 0,
+ *                                   part u16, off u32, count u32} sorted
+ *                                   by term, then the term bytes
+ *   segdata id | part (4 BE)     -> postings part (part >= 1)
  */
 #include "core/store_int.h"
 
@@ -22,68 +31,142 @@
 #include "ds/error.h"
 #include "core/util.h"
 
-#define PB_FLUSH_BYTES (64u << 20)   /* flush within a transaction past this */
+#define PB_FLUSH_BYTES (64u << 20)   /* write a segment within a transaction past this */
+#define SEG_VERSION 1
+#define SEGHDR_LEN 48
+#define ENT_LEN 16
+#define PART_KEY_LEN 12
+
+/* ---- byte helpers ------------------------------------------------------ */
+
+static void put_seq40(uint8_t *p, uint64_t seq)
+{
+    for (int i = 4; i >= 0; i--) { p[i] = (uint8_t)seq; seq >>= 8; }
+}
+
+static uint64_t get_seq40(const uint8_t *p)
+{
+    return ((uint64_t)p[0] << 32) | ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) |
+           ((uint64_t)p[3] << 8) | p[4];
+}
+
+static uint32_t ld32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static uint16_t ld16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static void st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void st64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void st16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+
+static void part_key(uint8_t k[PART_KEY_LEN], uint64_t id, uint32_t part)
+{
+    ds_put_be64(k, id);
+    ds_put_be32(k + 8, part);
+}
+
+static int cmp_term(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c) return c;
+    return al < bl ? -1 : al > bl;
+}
 
 static uint64_t hash_term(const char *s, size_t n)
 {
     uint64_t h = 1469598103934665603ull;    /* FNV-1a, fine for a private table */
     for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h | 1;                           /* 0 marks an empty slot */
+    return h;
 }
 
-void ds__postbuf_reset(ds_postbuf *pb)
+/* ---- posting buffer ---------------------------------------------------- */
+
+#define PB_KEEP_BYTES (16u << 20)    /* larger buffers are freed at the end of a transaction */
+
+static void pb_clear(ds_postbuf *pb)
 {
-    for (size_t i = 0; i < pb->nslots; i++) free(pb->slots[i].post);
-    if (pb->slots) memset(pb->slots, 0, pb->nslots * sizeof *pb->slots);
-    pb->used = 0;
+    pb->nents = 0;
+    if (pb->table) memset(pb->table, 0, pb->tslots * sizeof *pb->table);
     pb->terms_len = 0;
-    pb->bytes = 0;
-    pb->ntouched = 0;
+    pb->ntuples = 0;
+    pb->min_seq = 0;
+    pb->ndocs = 0;
+    pb->any_dead = 0;
+    pb->gen = 0;                              /* a new generation on next use */
 }
 
 void ds__postbuf_free(ds_postbuf *pb)
 {
-    ds__postbuf_reset(pb);
-    free(pb->slots);
+    free(pb->ents);
+    free(pb->table);
     free(pb->terms);
-    free(pb->touched);
+    free(pb->tuples);
+    free(pb->docinfo);
+    free(pb->out);
     memset(pb, 0, sizeof *pb);
 }
 
-static int pb_grow(ds_postbuf *pb)
+void ds__postbuf_reset(ds_postbuf *pb)
 {
-    size_t n = pb->nslots ? pb->nslots * 2 : 4096;
-    pb_entry *s = calloc(n, sizeof *s);
-    if (!s) return DS_ERR_NOMEM;
-    for (size_t i = 0; i < pb->nslots; i++) {
-        pb_entry *e = &pb->slots[i];
-        if (!e->hash) continue;
-        size_t j = e->hash & (n - 1);
-        while (s[j].hash) j = (j + 1) & (n - 1);
-        s[j] = *e;
+    if (pb->tuples_cap * sizeof *pb->tuples > PB_KEEP_BYTES || pb->out_cap > PB_KEEP_BYTES ||
+        (size_t)pb->ents_cap * sizeof *pb->ents > PB_KEEP_BYTES)
+        ds__postbuf_free(pb);
+    else
+        pb_clear(pb);
+}
+
+/* A fresh tag generation, so cache tags of earlier buffers read as stale. */
+static void pb_new_gen(ds_store *st, ds_postbuf *pb)
+{
+    if (++st->tag_gen == 0) {
+        ds_tokenizer_clear_tags(st->tok);
+        st->tag_gen = 1;
     }
-    free(pb->slots);
-    pb->slots = s;
-    pb->nslots = n;
+    pb->gen = st->tag_gen;
+}
+
+static int pb_grow_table(ds_postbuf *pb)
+{
+    size_t n = pb->tslots ? pb->tslots * 2 : 8192;
+    uint32_t *t = calloc(n, sizeof *t);
+    if (!t) return DS_ERR_NOMEM;
+    for (uint32_t i = 0; i < pb->nents; i++) {
+        size_t j = pb->ents[i].hash & (n - 1);
+        while (t[j]) j = (j + 1) & (n - 1);
+        t[j] = i + 1;
+    }
+    free(pb->table);
+    pb->table = t;
+    pb->tslots = n;
     return 0;
 }
 
-/* Finds or creates the buffer entry for |term|; returns its slot index. */
-static int pb_lookup(ds_postbuf *pb, const char *term, size_t len, size_t *slot)
+/* Finds |term|'s entry; creates it when |create|.  *idx = UINT32_MAX when
+ * absent and not created. */
+static int pb_find(ds_postbuf *pb, const char *term, size_t len, int create, uint32_t *idx)
 {
-    if ((pb->used + 1) * 10 >= pb->nslots * 7) {
-        int rc = pb_grow(pb);
+    *idx = UINT32_MAX;
+    if (create && ((size_t)pb->nents + 1) * 10 >= pb->tslots * 7) {
+        int rc = pb_grow_table(pb);
         if (rc) return rc;
     }
+    if (!pb->tslots) return 0;
     uint64_t h = hash_term(term, len);
-    size_t j = h & (pb->nslots - 1);
-    while (pb->slots[j].hash) {
-        pb_entry *e = &pb->slots[j];
+    size_t j = h & (pb->tslots - 1);
+    while (pb->table[j]) {
+        pb_entry *e = &pb->ents[pb->table[j] - 1];
         if (e->hash == h && e->term_len == len && memcmp(pb->terms + e->term_off, term, len) == 0) {
-            *slot = j;
+            *idx = pb->table[j] - 1;
             return 0;
         }
-        j = (j + 1) & (pb->nslots - 1);
+        j = (j + 1) & (pb->tslots - 1);
+    }
+    if (!create) return 0;
+    if (pb->nents == UINT32_MAX - 1) return DS_ERR_FULL;
+    if (pb->nents == pb->ents_cap) {
+        uint32_t nc = pb->ents_cap ? pb->ents_cap * 2 : 4096;
+        pb_entry *ne = realloc(pb->ents, (size_t)nc * sizeof *ne);
+        if (!ne) return DS_ERR_NOMEM;
+        pb->ents = ne;
+        pb->ents_cap = nc;
     }
     if (pb->terms_cap - pb->terms_len < len) {
         size_t nc = pb->terms_cap ? pb->terms_cap * 2 : 65536;
@@ -94,351 +177,862 @@ static int pb_lookup(ds_postbuf *pb, const char *term, size_t len, size_t *slot)
         pb->terms_cap = nc;
     }
     memcpy(pb->terms + pb->terms_len, term, len);
-    pb_entry *e = &pb->slots[j];
+    pb_entry *e = &pb->ents[pb->nents];
     memset(e, 0, sizeof *e);
     e->hash = h;
     e->term_off = (uint32_t)pb->terms_len;
     e->term_len = (uint32_t)len;
     pb->terms_len += len;
-    pb->used++;
-    *slot = j;
+    pb->table[j] = pb->nents + 1;
+    *idx = pb->nents++;
     return 0;
-}
-
-static void put_seq40(uint8_t *p, uint64_t seq)
-{
-    for (int i = 4; i >= 0; i--) { p[i] = (uint8_t)seq; seq >>= 8; }
-}
-
-static uint64_t get_seq40(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 5; i++) v = (v << 8) | p[i];
-    return v;
 }
 
 typedef struct add_ctx {
     ds_postbuf *pb;
-    uint64_t seq;
+    uint32_t doc;                  /* document number in the buffer */
     uint32_t ntok;
-    int rc;
 } add_ctx;
 
-static int add_term(const char *term, size_t len, void *ud)
+static int add_term(const char *term, size_t len, uint64_t *tag, void *ud)
 {
     add_ctx *a = ud;
     ds_postbuf *pb = a->pb;
     a->ntok++;
-    size_t slot;
-    int rc = pb_lookup(pb, term, len, &slot);
-    if (rc) return rc;
-    pb_entry *e = &pb->slots[slot];
-    if (e->npost && get_seq40(e->post + (size_t)(e->npost - 1) * DS_POSTING_LEN) == a->seq) {
-        uint8_t *tf = e->post + (size_t)(e->npost - 1) * DS_POSTING_LEN + 5;
-        if (*tf < 255) (*tf)++;
+    uint32_t idx;
+    if (*tag && (uint32_t)(*tag >> 32) == pb->gen) {
+        idx = (uint32_t)*tag;
+    } else {
+        int rc = pb_find(pb, term, len, 1, &idx);
+        if (rc) return rc;
+        *tag = ((uint64_t)pb->gen << 32) | idx;
+    }
+    pb_entry *e = &pb->ents[idx];
+    if (e->last_doc == a->doc + 1) {
+        uint64_t *t = &pb->tuples[e->last_pos];
+        if ((*t & 0xff) != 0xff) (*t)++;
         return 0;
     }
-    if (e->npost == e->cap) {
-        uint32_t nc = e->cap ? e->cap * 2 : 4;
-        uint8_t *p = realloc(e->post, (size_t)nc * DS_POSTING_LEN);
-        if (!p) return DS_ERR_NOMEM;
-        e->post = p;
-        e->cap = nc;
-    }
-    uint8_t *p = e->post + (size_t)e->npost * DS_POSTING_LEN;
-    put_seq40(p, a->seq);
-    p[5] = 1;
-    p[6] = p[7] = 0;
-    e->npost++;
-    pb->bytes += DS_POSTING_LEN;
-    if (pb->ntouched == pb->touched_cap) {
-        size_t nc = pb->touched_cap ? pb->touched_cap * 2 : 256;
-        uint32_t *t = realloc(pb->touched, nc * sizeof *t);
+    if (pb->ntuples == pb->tuples_cap) {
+        size_t nc = pb->tuples_cap ? pb->tuples_cap * 2 : 65536;
+        uint64_t *t = realloc(pb->tuples, nc * sizeof *t);
         if (!t) return DS_ERR_NOMEM;
-        pb->touched = t;
-        pb->touched_cap = nc;
+        pb->tuples = t;
+        pb->tuples_cap = nc;
     }
-    pb->touched[pb->ntouched++] = (uint32_t)slot;
+    e->last_doc = a->doc + 1;
+    e->last_pos = (uint32_t)pb->ntuples;
+    e->count++;
+    pb->tuples[pb->ntuples++] = ((uint64_t)idx << 32) | ((uint64_t)a->doc << 8) | 1;
     return 0;
+}
+
+static int write_buffer(ds_wtxn *tx);
+
+/* Buffers at most this many documents (a document number has 24 bits;
+ * PB_FLUSH_BYTES keeps tuple indexes far below 2^32). */
+#define PB_MAX_DOCS ((1u << 24) - 1)
+
+int ds__pb_add_doc(ds_store *st, uint64_t seq, const char *content, size_t len, uint32_t *doclen)
+{
+    ds_postbuf *pb = &st->pb;
+    *doclen = 0;
+    if (!pb->gen) pb_new_gen(st, pb);
+    if (!pb->min_seq) pb->min_seq = seq;
+    if (seq < pb->min_seq || seq - pb->min_seq >= PB_MAX_DOCS) return DS_ERR_INVALID;
+    size_t doc = (size_t)(seq - pb->min_seq);
+    if (doc >= pb->docinfo_cap) {
+        size_t nc = pb->docinfo_cap ? pb->docinfo_cap * 2 : 1024;
+        while (nc <= doc) nc *= 2;
+        uint32_t *d = realloc(pb->docinfo, nc * sizeof *d);
+        if (!d) return DS_ERR_NOMEM;
+        pb->docinfo = d;
+        pb->docinfo_cap = nc;
+    }
+    if (doc >= pb->ndocs) {
+        memset(pb->docinfo + pb->ndocs, 0, (doc + 1 - pb->ndocs) * sizeof *pb->docinfo);
+        pb->ndocs = doc + 1;
+    }
+    add_ctx a = { pb, (uint32_t)doc, 0 };
+    int rc = ds_tokenize_tagged(st->tok, content, len, add_term, &a);
+    if (rc) return rc;
+    uint16_t dl = a.ntok > 65535 ? 65535 : (uint16_t)a.ntok;
+    pb->docinfo[doc] = dl;
+    *doclen = dl;
+    return 0;
+}
+
+/* Waits for the index worker and takes the lengths of the documents it
+ * indexed into the transaction's counters. */
+static int drain(ds_wtxn *tx)
+{
+    uint64_t len = 0;
+    int rc = ds__iw_drain(tx->st, &len);
+    tx->c.total_len += len;
+    return rc;
 }
 
 int ds__index_add(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen)
 {
-    ds_postbuf *pb = &tx->pb;
-    /* The touched list holds slot indexes: no table growth may happen
-     * while a document is being added, so make room first. */
-    while ((pb->used + len / 2 + 64) * 10 >= pb->nslots * 7) {
-        int rc = pb_grow(pb);
-        if (rc) return rc;
-    }
-    add_ctx a = { pb, seq, 0, 0 };
-    pb->ntouched = 0;
-    int rc = ds_tokenize(tx->st->tok, content, len, add_term, &a);
+    *doclen = 0;
+    int rc = ds__iw_submit(tx->st, seq, content, len, doclen);
     if (rc) return rc;
-    uint16_t dl = a.ntok > 65535 ? 65535 : (uint16_t)a.ntok;
-    for (size_t i = 0; i < pb->ntouched; i++) {
-        pb_entry *e = &pb->slots[pb->touched[i]];
-        uint8_t *p = e->post + (size_t)(e->npost - 1) * DS_POSTING_LEN;
-        p[6] = (uint8_t)(dl >> 8);
-        p[7] = (uint8_t)dl;
+    /* Bound the buffer: past PB_FLUSH_BYTES of text (about as many
+     * posting bytes), write what is buffered as a segment.  Counting 64
+     * bytes per document also keeps the documents far below PB_MAX_DOCS. */
+    tx->pending_bytes += len + 64;
+    if (tx->pending_bytes >= PB_FLUSH_BYTES) {
+        tx->pending_bytes = 0;
+        if ((rc = drain(tx))) return rc;
+        if (tx->st->pb.ntuples) return write_buffer(tx);
     }
-    pb->ntouched = 0;
-    *doclen = dl;
-    if (pb->bytes >= PB_FLUSH_BYTES) return ds__index_flush(tx);
     return 0;
 }
 
-static int cmp_entry(const void *a, const void *b, void *terms)
+/* ---- segment writer ---------------------------------------------------- */
+
+typedef struct segw {
+    ds_wtxn *tx;
+    uint64_t id;
+    ds_buf ents, terms, part;
+    uint32_t part_no;            /* the part being filled (>= 1) */
+    uint32_t nterms;
+    uint64_t nposts;
+} segw;
+
+static void segw_init(segw *w, ds_wtxn *tx)
 {
-    const pb_entry *x = a, *y = b;
-    const char *t = terms;
-    size_t n = x->term_len < y->term_len ? x->term_len : y->term_len;
-    int c = memcmp(t + x->term_off, t + y->term_off, n);
-    if (c) return c;
-    return x->term_len < y->term_len ? -1 : x->term_len > y->term_len;
+    memset(w, 0, sizeof *w);
+    w->tx = tx;
+    w->id = tx->c.next_seg++;
+    w->part_no = 1;
 }
 
-size_t ds__block_key(uint8_t *key, const char *term, size_t tlen, uint64_t seq)
+static void segw_free(segw *w)
 {
-    memcpy(key, term, tlen);
-    key[tlen] = 0;
-    put_seq40(key + tlen + 1, seq);
-    return tlen + 6;
+    ds_buf_free(&w->ents);
+    ds_buf_free(&w->terms);
+    ds_buf_free(&w->part);
 }
 
-int ds__termrec_get(ds_store *st, MDB_txn *txn, const char *term, size_t tlen, ds_termrec *r)
+static int put_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl)
 {
-    MDB_val k = { tlen, (void *)term }, d;
-    int rc = mdb_get(txn, st->dbi[DBI_TERMS], &k, &d);
-    if (rc) return ds__lmdb_err(rc);
-    const uint8_t *p = d.mv_data;
-    if (d.mv_size < DS_TERMREC_HDR) return DS_ERR_STORE;
-    r->df = ds_get_be32(p);
-    r->tail_count = (uint16_t)((p[4] << 8) | p[5]);
-    r->tail = p + DS_TERMREC_HDR;
-    if (r->tail_count > DS_TAIL_MAX || d.mv_size != DS_TERMREC_HDR + (size_t)r->tail_count * DS_POSTING_LEN)
-        return DS_ERR_STORE;
+    int rc = ds__store_write_check(tx->st);
+    if (rc) return rc;
+    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
+    return ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[dbi], &key, &val, 0));
+}
+
+static int del_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl)
+{
+    int rc = ds__store_write_check(tx->st);
+    if (rc) return rc;
+    MDB_val key = { kl, (void *)k };
+    rc = mdb_del(tx->txn, tx->st->dbi[dbi], &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : ds__lmdb_err(rc);
+}
+
+static int segw_put_part(segw *w, const uint8_t *data, size_t len);
+
+static int segw_flush_part(segw *w)
+{
+    if (!w->part.len) return 0;
+    int rc = segw_put_part(w, w->part.data, w->part.len);
+    if (!rc) w->part.len = 0;
+    return rc;
+}
+
+/* Writes |len| bytes as the segment's next postings part. */
+static int segw_put_part(segw *w, const uint8_t *data, size_t len)
+{
+    uint8_t k[PART_KEY_LEN];
+    part_key(k, w->id, w->part_no);
+    int rc = put_raw(w->tx, DBI_SEGDATA, k, sizeof k, data, len);
+    if (!rc) w->part_no++;
+    return rc;
+}
+
+/* Adds the dictionary entry of |term|: |count| postings at |off| in the
+ * part being filled. */
+static int segw_entry(segw *w, const char *term, size_t tlen, size_t off, uint32_t count)
+{
+    if (w->part_no > UINT16_MAX || w->terms.len + tlen > UINT32_MAX || tlen > 255 || off > UINT32_MAX)
+        return DS_ERR_TOOLARGE;
+    uint8_t e[ENT_LEN];
+    st32(e, (uint32_t)w->terms.len);
+    e[4] = (uint8_t)tlen;
+    e[5] = 0;
+    st16(e + 6, (uint16_t)w->part_no);
+    st32(e + 8, (uint32_t)off);
+    st32(e + 12, count);
+    int rc;
+    if ((rc = ds_buf_append(&w->ents, e, ENT_LEN)) || (rc = ds_buf_append(&w->terms, term, tlen)))
+        return rc;
+    w->nterms++;
+    w->nposts += count;
     return 0;
 }
 
-/* Writes the term record (df, tail); |tail| may alias the database. */
-static int termrec_put(ds_wtxn *tx, const char *term, size_t tlen, uint32_t df,
-                       const uint8_t *tail, size_t tail_count)
+/* Adds |term| with |count| postings to the part buffer; *dst receives
+ * room for them (valid until the next call). */
+static int segw_term(segw *w, const char *term, size_t tlen, uint32_t count, uint8_t **dst)
 {
-    uint8_t v[DS_TERMREC_HDR + DS_TAIL_MAX * DS_POSTING_LEN];
-    ds_put_be32(v, df);
-    v[4] = (uint8_t)(tail_count >> 8);
-    v[5] = (uint8_t)tail_count;
-    v[6] = v[7] = 0;
-    memmove(v + DS_TERMREC_HDR, tail, tail_count * DS_POSTING_LEN);
-    MDB_val k = { tlen, (void *)term }, d = { DS_TERMREC_HDR + tail_count * DS_POSTING_LEN, v };
-    int rc = ds__store_write_check(tx->st);
-    return rc ? rc : ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_TERMS], &k, &d, 0));
+    size_t need = (size_t)count * DS_POSTING_LEN;
+    int rc;
+    if (w->part.len && w->part.len + need > DS_SEG_PART_BYTES && (rc = segw_flush_part(w)))
+        return rc;
+    if ((rc = segw_entry(w, term, tlen, w->part.len, count)) || (rc = ds_buf_reserve(&w->part, need)))
+        return rc;
+    *dst = w->part.data + w->part.len;
+    w->part.len += need;
+    return 0;
 }
 
-static int termrec_del(ds_wtxn *tx, const char *term, size_t tlen)
+/* Writes the dictionary and header; a segment without terms is not
+ * written at all. */
+static int segw_finish(segw *w, uint64_t first_seq, uint64_t last_seq, uint32_t ndocs)
 {
-    MDB_val k = { tlen, (void *)term };
-    int rc = ds__store_write_check(tx->st);
-    return rc ? rc : ds__lmdb_err(mdb_del(tx->txn, tx->st->dbi[DBI_TERMS], &k, NULL));
-}
-
-static int block_put(ds_wtxn *tx, const char *term, size_t tlen, const uint8_t *post, size_t count)
-{
-    uint8_t key[DS_TERM_MAX + 6];
-    MDB_val k = { ds__block_key(key, term, tlen, get_seq40(post)), key };
-    MDB_val d = { count * DS_POSTING_LEN, (void *)post };
-    int rc = ds__store_write_check(tx->st);
-    return rc ? rc : ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_POSTINGS], &k, &d, 0));
-}
-
-/* Appends the buffered postings |e| of one term to its tail; while the
- * tail would overflow, its oldest postings are sealed into blocks. */
-static int flush_term(ds_wtxn *tx, const char *term, size_t tlen, const pb_entry *e, uint8_t *tmp)
-{
-    ds_termrec r;
-    int rc = ds__termrec_get(tx->st, tx->txn, term, tlen, &r);
-    if (rc == DS_ERR_NOTFOUND) {
-        r.df = 0;
-        r.tail_count = 0;
-        r.tail = NULL;
-        rc = 0;
-        tx->c.terms++;
-    }
+    if (!w->nterms) return 0;
+    int rc = segw_flush_part(w);
     if (rc) return rc;
-    size_t total = r.tail_count + (size_t)e->npost;
-    const uint8_t *all;
-    if (r.tail_count == 0) {
-        all = e->post;
-    } else {
-        /* old tail then new postings, contiguous (tmp holds room for both
-         * when the batch is small; large batches are sealed in pieces) */
-        if (total <= DS_BLOCK_MAX) {
-            memcpy(tmp, r.tail, (size_t)r.tail_count * DS_POSTING_LEN);
-            memcpy(tmp + (size_t)r.tail_count * DS_POSTING_LEN, e->post, (size_t)e->npost * DS_POSTING_LEN);
-            all = tmp;
-        } else {
-            /* seal the old tail on its own, then continue with the batch */
-            if ((rc = block_put(tx, term, tlen, r.tail, r.tail_count))) return rc;
-            total = e->npost;
-            all = e->post;
+    if ((rc = ds_buf_append(&w->ents, w->terms.data, w->terms.len))) return rc;
+    uint8_t k[PART_KEY_LEN];
+    part_key(k, w->id, 0);
+    if ((rc = put_raw(w->tx, DBI_SEGDATA, k, sizeof k, w->ents.data, w->ents.len))) return rc;
+    uint8_t h[SEGHDR_LEN] = { 0 };
+    st32(h, SEG_VERSION);
+    st32(h + 4, w->part_no - 1);
+    st64(h + 8, first_seq);
+    st64(h + 16, last_seq);
+    st32(h + 24, ndocs);
+    st32(h + 28, w->nterms);
+    st64(h + 32, w->nposts);
+    uint8_t sk[8];
+    ds_put_be64(sk, w->id);
+    if ((rc = put_raw(w->tx, DBI_SEGS, sk, 8, h, sizeof h))) return rc;
+    w->tx->c.index_gen++;
+    return 0;
+}
+
+/* ---- buffer -> segment ------------------------------------------------- */
+
+typedef struct sortent { uint64_t prefix; uint32_t idx; } sortent;
+
+static const char *sort_terms;
+static const pb_entry *sort_ents;
+
+static int cmp_sortent(const void *a, const void *b)
+{
+    const sortent *x = a, *y = b;
+    if (x->prefix != y->prefix) return x->prefix < y->prefix ? -1 : 1;
+    const pb_entry *ex = &sort_ents[x->idx], *ey = &sort_ents[y->idx];
+    return cmp_term(sort_terms + ex->term_off, ex->term_len, sort_terms + ey->term_off, ey->term_len);
+}
+
+/* Terms contain no NUL byte, so the zero-padded big-endian 8-byte prefix
+ * orders like the bytes themselves (shorter first on a tie). */
+static uint64_t term_prefix(const char *t, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++) v = (v << 8) | (i < n ? (uint8_t)t[i] : 0);
+    return v;
+}
+
+static int write_buffer(ds_wtxn *tx)
+{
+    ds_postbuf *pb = &tx->st->pb;
+    int rc = 0;
+    uint32_t live = 0;
+    for (size_t i = 0; i < pb->ndocs; i++)
+        live += (pb->docinfo[i] & 0xffff) != 0 && !(pb->docinfo[i] & DS_PB_DOC_DEAD);
+    if (pb->any_dead) {                 /* documents removed again: count without them */
+        for (uint32_t i = 0; i < pb->nents; i++) pb->ents[i].count = 0;
+        for (size_t i = 0; i < pb->ntuples; i++) {
+            uint64_t t = pb->tuples[i];
+            if (!(pb->docinfo[(t >> 8) & 0xffffff] & DS_PB_DOC_DEAD)) pb->ents[t >> 32].count++;
         }
     }
-    size_t done = 0;
-    while (total - done > DS_TAIL_MAX) {
-        size_t take = total - done;
-        if (take > DS_BLOCK_MAX) take = DS_BLOCK_MAX;
-        if ((rc = block_put(tx, term, tlen, all + done * DS_POSTING_LEN, take))) return rc;
-        done += take;
+    sortent *order = NULL;
+    if (pb->nents && !(order = malloc((size_t)pb->nents * sizeof *order))) return DS_ERR_NOMEM;
+    size_t n = 0;
+    for (uint32_t i = 0; i < pb->nents; i++) {
+        const pb_entry *e = &pb->ents[i];
+        if (e->count) order[n++] = (sortent){ term_prefix(pb->terms + e->term_off, e->term_len), i };
     }
-    return termrec_put(tx, term, tlen, r.df + e->npost, all + done * DS_POSTING_LEN, total - done);
+    sort_terms = pb->terms;             /* qsort has no context argument in C11 */
+    sort_ents = pb->ents;
+    qsort(order, n, sizeof *order, cmp_sortent);
+    /* Counting sort: each term's run in pb->out, in dictionary order. */
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        pb_entry *e = &pb->ents[order[i].idx];
+        e->out = total;
+        e->fill = 0;
+        total += e->count;
+    }
+    size_t need = (size_t)total * DS_POSTING_LEN;
+    if (need > pb->out_cap) {
+        free(pb->out);
+        pb->out_cap = 0;
+        if (!(pb->out = malloc(need))) { free(order); return DS_ERR_NOMEM; }
+        pb->out_cap = need;
+    }
+    for (size_t i = 0; i < pb->ntuples; i++) {
+        uint64_t t = pb->tuples[i];
+        uint32_t doc = (uint32_t)(t >> 8) & 0xffffff, info = pb->docinfo[doc];
+        if (info & DS_PB_DOC_DEAD) continue;
+        pb_entry *e = &pb->ents[t >> 32];
+        uint8_t *p = pb->out + (e->out + e->fill++) * DS_POSTING_LEN;
+        put_seq40(p, pb->min_seq + doc);
+        p[5] = (uint8_t)t;
+        p[6] = (uint8_t)(info >> 8);
+        p[7] = (uint8_t)info;
+    }
+    /* The dictionary, and parts that are slices of pb->out. */
+    segw w;
+    segw_init(&w, tx);
+    size_t part_start = 0, part_len = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const pb_entry *e = &pb->ents[order[i].idx];
+        size_t bytes = (size_t)e->count * DS_POSTING_LEN;
+        if (part_len && part_len + bytes > DS_SEG_PART_BYTES) {
+            rc = segw_put_part(&w, pb->out + part_start, part_len);
+            part_start += part_len;
+            part_len = 0;
+        }
+        if (!rc) rc = segw_entry(&w, pb->terms + e->term_off, e->term_len, part_len, e->count);
+        part_len += bytes;
+    }
+    if (!rc && part_len) rc = segw_put_part(&w, pb->out + part_start, part_len);
+    if (!rc && n) rc = segw_finish(&w, pb->min_seq, pb->min_seq + pb->ndocs - 1, live);
+    segw_free(&w);
+    free(order);
+    pb_clear(pb);
+    return rc;
 }
 
-int ds__index_flush(ds_wtxn *tx)
+/* ---- reading segments -------------------------------------------------- */
+
+static int cmp_view(const void *a, const void *b)
 {
-    ds_postbuf *pb = &tx->pb;
-    if (!pb->used) return 0;
-    /* Compact and sort entries in key order so LMDB walks forward. */
-    size_t n = 0;
-    for (size_t i = 0; i < pb->nslots; i++)
-        if (pb->slots[i].hash) pb->slots[n++] = pb->slots[i];
-    qsort_r(pb->slots, n, sizeof *pb->slots, cmp_entry, pb->terms);
-    int rc = 0;
-    uint8_t *tmp = malloc((size_t)(DS_BLOCK_MAX + DS_TAIL_MAX) * DS_POSTING_LEN);
-    if (!tmp) rc = DS_ERR_NOMEM;
-    for (size_t i = 0; i < n && !rc; i++) {
-        pb_entry *e = &pb->slots[i];
-        rc = flush_term(tx, pb->terms + e->term_off, e->term_len, e, tmp);
+    const ds_segview *x = a, *y = b;
+    return x->first_seq < y->first_seq ? -1 : x->first_seq > y->first_seq;
+}
+
+int ds__segs_load(ds_store *st, MDB_txn *txn, ds_segview **segs, size_t *n)
+{
+    *segs = NULL;
+    *n = 0;
+    MDB_cursor *cur;
+    int rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_SEGS], &cur));
+    if (rc) return rc;
+    size_t cap = 0;
+    MDB_val k, d;
+    int mrc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+    while (mrc == 0) {
+        const uint8_t *h = d.mv_data;
+        if (k.mv_size != 8 || d.mv_size != SEGHDR_LEN || ld32(h) != SEG_VERSION) { rc = DS_ERR_STORE; break; }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            ds_segview *ns = realloc(*segs, cap * sizeof *ns);
+            if (!ns) { rc = DS_ERR_NOMEM; break; }
+            *segs = ns;
+        }
+        ds_segview *v = &(*segs)[*n];
+        v->id = ds_get_be64(k.mv_data);
+        v->nparts = ld32(h + 4);
+        v->first_seq = ld64(h + 8);
+        v->last_seq = ld64(h + 16);
+        v->ndocs = ld32(h + 24);
+        v->nterms = ld32(h + 28);
+        uint8_t pk[PART_KEY_LEN];
+        part_key(pk, v->id, 0);
+        MDB_val dk = { sizeof pk, pk }, dd;
+        if ((rc = ds__lmdb_err(mdb_get(txn, st->dbi[DBI_SEGDATA], &dk, &dd)))) {
+            if (rc == DS_ERR_NOTFOUND) rc = DS_ERR_STORE;
+            break;
+        }
+        if (dd.mv_size < (size_t)v->nterms * ENT_LEN || v->first_seq > v->last_seq) { rc = DS_ERR_STORE; break; }
+        v->ents = dd.mv_data;
+        v->terms = (const uint8_t *)dd.mv_data + (size_t)v->nterms * ENT_LEN;
+        v->terms_len = dd.mv_size - (size_t)v->nterms * ENT_LEN;
+        (*n)++;
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
     }
-    free(tmp);
-    /* Entries were compacted: the table must be rebuilt from scratch. */
-    for (size_t i = 0; i < n; i++) free(pb->slots[i].post);
-    memset(pb->slots, 0, pb->nslots * sizeof *pb->slots);
-    pb->used = 0;
-    pb->terms_len = 0;
-    pb->bytes = 0;
+    mdb_cursor_close(cur);
+    if (!rc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
+    if (rc) { free(*segs); *segs = NULL; *n = 0; return rc; }
+    if (*n > 1) qsort(*segs, *n, sizeof **segs, cmp_view);
+    return 0;
+}
+
+/* Term of dictionary entry |i| (bounds-checked). */
+static int ent_term(const ds_segview *s, uint32_t i, const char **t, size_t *tl)
+{
+    const uint8_t *e = s->ents + (size_t)i * ENT_LEN;
+    uint32_t off = ld32(e);
+    size_t len = e[4];
+    if (off > s->terms_len || len > s->terms_len - off) return DS_ERR_STORE;
+    *t = (const char *)s->terms + off;
+    *tl = len;
+    return 0;
+}
+
+/* The postings part last read from a segment (merges read a segment's
+ * terms in order, so its parts in order). */
+typedef struct partcache { uint32_t part; const uint8_t *p; size_t len; } partcache;
+
+/* Postings of dictionary entry |i| of |s| (|pc| may be NULL). */
+static int ent_postings(ds_store *st, MDB_txn *txn, const ds_segview *s, uint32_t i,
+                        partcache *pc, const uint8_t **post, uint32_t *count)
+{
+    const uint8_t *e = s->ents + (size_t)i * ENT_LEN;
+    uint32_t part = ld16(e + 6), off = ld32(e + 8), cnt = ld32(e + 12);
+    if (part == 0 || part > s->nparts) return DS_ERR_STORE;
+    const uint8_t *data;
+    size_t len;
+    if (pc && pc->part == part) {
+        data = pc->p;
+        len = pc->len;
+    } else {
+        uint8_t pk[PART_KEY_LEN];
+        part_key(pk, s->id, part);
+        MDB_val k = { sizeof pk, pk }, d;
+        int rc = ds__lmdb_err(mdb_get(txn, st->dbi[DBI_SEGDATA], &k, &d));
+        if (rc) return rc == DS_ERR_NOTFOUND ? DS_ERR_STORE : rc;
+        data = d.mv_data;
+        len = d.mv_size;
+        if (pc) *pc = (partcache){ part, data, len };
+    }
+    if (off > len || (size_t)cnt * DS_POSTING_LEN > len - off) return DS_ERR_STORE;
+    *post = data + off;
+    *count = cnt;
+    return 0;
+}
+
+int ds__seg_find(ds_store *st, MDB_txn *txn, const ds_segview *s, const char *term,
+                 size_t tlen, const uint8_t **post, uint32_t *count)
+{
+    *count = 0;
+    if (post) *post = NULL;
+    uint32_t lo = 0, hi = s->nterms;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const char *t;
+        size_t tl;
+        int rc = ent_term(s, mid, &t, &tl);
+        if (rc) return rc;
+        int c = cmp_term(t, tl, term, tlen);
+        if (c == 0) {
+            if (!post) { *count = ld32(s->ents + (size_t)mid * ENT_LEN + 12); return 0; }
+            return ent_postings(st, txn, s, mid, NULL, post, count);
+        }
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return 0;
+}
+
+int ds__dterm_get(ds_store *st, MDB_txn *txn, const char *term, size_t tlen, uint32_t *dead)
+{
+    *dead = 0;
+    MDB_val k = { tlen, (void *)term }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_DTERM], &k, &d);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return ds__lmdb_err(rc);
+    if (d.mv_size != 4) return DS_ERR_STORE;
+    *dead = ds_get_be32(d.mv_data);
+    return 0;
+}
+
+int ds__dead_any(ds_store *st, MDB_txn *txn, int *any)
+{
+    MDB_stat s;
+    int rc = ds__lmdb_err(mdb_stat(txn, st->dbi[DBI_DEAD], &s));
+    *any = !rc && s.ms_entries > 0;
+    return rc;
+}
+
+int ds__dead_has(ds_store *st, MDB_txn *txn, uint64_t seq, int *dead)
+{
+    uint8_t kb[8];
+    ds_put_be64(kb, seq);
+    MDB_val k = { 8, kb }, d;
+    int rc = mdb_get(txn, st->dbi[DBI_DEAD], &k, &d);
+    *dead = rc == 0;
+    return rc == MDB_NOTFOUND ? 0 : ds__lmdb_err(rc);
+}
+
+/* Walks the union of the segments' dictionaries in term order. */
+typedef struct dictwalk {
+    const ds_segview *segs;
+    size_t n;
+    uint32_t *pos;
+} dictwalk;
+
+/* Next term of the union: *t, *tl and, for each segment holding it,
+ * has[j] = 1 (others 0).  Returns 1 while there is a term, 0 at the end,
+ * negative on a corrupt dictionary. */
+static int dictwalk_next(dictwalk *w, const char **t, size_t *tl, uint8_t *has)
+{
+    const char *best = NULL;
+    size_t bl = 0;
+    for (size_t j = 0; j < w->n; j++) {
+        has[j] = 0;
+        if (w->pos[j] >= w->segs[j].nterms) continue;
+        const char *x;
+        size_t xl;
+        int rc = ent_term(&w->segs[j], w->pos[j], &x, &xl);
+        if (rc) return rc;
+        int c = best ? cmp_term(x, xl, best, bl) : -1;
+        if (c < 0) {
+            for (size_t i = 0; i < j; i++) has[i] = 0;
+            best = x;
+            bl = xl;
+            has[j] = 1;
+        } else if (c == 0) {
+            has[j] = 1;
+        }
+    }
+    if (!best) return 0;
+    for (size_t j = 0; j < w->n; j++) if (has[j]) w->pos[j]++;
+    *t = best;
+    *tl = bl;
+    return 1;
+}
+
+int ds__index_term_count(ds_store *st, MDB_txn *txn, uint64_t *out)
+{
+    *out = 0;
+    ds_segview *segs;
+    size_t n;
+    int rc = ds__segs_load(st, txn, &segs, &n);
+    if (rc) return rc;
+    int anydead = 0;
+    uint32_t *pos = calloc(n ? n : 1, sizeof *pos);
+    uint8_t *has = calloc(n ? n : 1, 1);
+    if (!pos || !has) rc = DS_ERR_NOMEM;
+    if (!rc) rc = ds__dead_any(st, txn, &anydead);
+    dictwalk w = { segs, n, pos };
+    uint64_t count = 0;
+    while (!rc) {
+        const char *t;
+        size_t tl;
+        int r = dictwalk_next(&w, &t, &tl, has);
+        if (r <= 0) { rc = r; break; }
+        if (!anydead) { count++; continue; }
+        uint64_t total = 0;
+        for (size_t j = 0; j < n; j++)
+            if (has[j]) total += ld32(segs[j].ents + (size_t)(pos[j] - 1) * ENT_LEN + 12);
+        uint32_t dead;
+        if ((rc = ds__dterm_get(st, txn, t, tl, &dead))) break;
+        if (total > dead) count++;
+    }
+    free(pos);
+    free(has);
+    free(segs);
+    if (!rc) *out = count;
+    return rc;
+}
+
+/* ---- merging ----------------------------------------------------------- */
+
+static unsigned size_class(uint32_t ndocs)
+{
+    unsigned c = 0;
+    while (ndocs >= DS_SEG_FANOUT) { ndocs /= DS_SEG_FANOUT; c++; }
+    return c;
+}
+
+/* Dead documents within [lo, hi], copied out of the database: their seqs
+ * (sorted) and their term lists. */
+typedef struct deadset {
+    uint64_t *seq;
+    ds_buf *terms;
+    size_t n, cap;
+} deadset;
+
+static void deadset_free(deadset *d)
+{
+    for (size_t i = 0; i < d->n; i++) ds_buf_free(&d->terms[i]);
+    free(d->seq);
+    free(d->terms);
+    memset(d, 0, sizeof *d);
+}
+
+static int deadset_load(ds_wtxn *tx, uint64_t lo, uint64_t hi, int with_terms, deadset *out)
+{
+    memset(out, 0, sizeof *out);
+    MDB_cursor *cur;
+    int rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_DEAD], &cur));
+    if (rc) return rc;
+    uint8_t kb[8];
+    ds_put_be64(kb, lo);
+    MDB_val k = { 8, kb }, d;
+    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+    while (mrc == 0) {
+        if (k.mv_size != 8) { rc = DS_ERR_STORE; break; }
+        uint64_t s = ds_get_be64(k.mv_data);
+        if (s > hi) break;
+        if (out->n == out->cap) {
+            size_t nc = out->cap ? out->cap * 2 : 64;
+            uint64_t *ns = realloc(out->seq, nc * sizeof *ns);
+            if (!ns) { rc = DS_ERR_NOMEM; break; }
+            out->seq = ns;
+            ds_buf *nt = realloc(out->terms, nc * sizeof *nt);
+            if (!nt) { rc = DS_ERR_NOMEM; break; }
+            out->terms = nt;
+            out->cap = nc;
+        }
+        memset(&out->terms[out->n], 0, sizeof *out->terms);
+        out->seq[out->n] = s;
+        if (with_terms && (rc = ds_buf_append(&out->terms[out->n], d.mv_data, d.mv_size))) break;
+        out->n++;
+        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
+    if (rc) deadset_free(out);
+    return rc;
+}
+
+static int is_dead(const deadset *d, uint64_t seq)
+{
+    size_t lo = 0, hi = d->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (d->seq[mid] < seq) lo = mid + 1; else hi = mid;
+    }
+    return lo < d->n && d->seq[lo] == seq;
+}
+
+static int dterm_add(ds_wtxn *tx, const char *term, size_t tlen, int delta)
+{
+    uint32_t v;
+    int rc = ds__dterm_get(tx->st, tx->txn, term, tlen, &v);
+    if (rc) return rc;
+    if (delta < 0 && v == 0) return 0;
+    v = delta < 0 ? v - 1 : v + 1;
+    if (v == 0) return del_raw(tx, DBI_DTERM, term, tlen);
+    uint8_t b[4];
+    ds_put_be32(b, v);
+    return put_raw(tx, DBI_DTERM, term, tlen, b, 4);
+}
+
+static int drop_segment(ds_wtxn *tx, const ds_segview *s)
+{
+    uint8_t pk[PART_KEY_LEN], sk[8];
+    int rc = 0;
+    for (uint32_t p = 0; p <= s->nparts && !rc; p++) {
+        part_key(pk, s->id, p);
+        rc = del_raw(tx, DBI_SEGDATA, pk, sizeof pk);
+    }
+    ds_put_be64(sk, s->id);
+    return rc ? rc : del_raw(tx, DBI_SEGS, sk, 8);
+}
+
+/* Merges the adjacent segments |segs[0..n)| into one, dropping the
+ * postings of dead documents and their dead records. */
+static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
+{
+    uint64_t lo = segs[0].first_seq, hi = segs[n - 1].last_seq;
+    deadset dead;
+    int rc = deadset_load(tx, lo, hi, 1, &dead);
+    if (rc) return rc;
+    uint32_t *pos = calloc(n, sizeof *pos);
+    uint8_t *has = calloc(n, 1);
+    const uint8_t **post = calloc(n, sizeof *post);
+    uint32_t *cnt = calloc(n, sizeof *cnt);
+    partcache *pcs = calloc(n, sizeof *pcs);
+    segw w;
+    segw_init(&w, tx);
+    if (!pos || !has || !post || !cnt || !pcs) rc = DS_ERR_NOMEM;
+    dictwalk dw = { segs, n, pos };
+    uint64_t ndocs = 0;
+    for (size_t j = 0; j < n; j++) ndocs += segs[j].ndocs;
+    while (!rc) {
+        const char *t;
+        size_t tl;
+        int r = dictwalk_next(&dw, &t, &tl, has);
+        if (r <= 0) { rc = r; break; }
+        uint64_t total = 0;
+        for (size_t j = 0; j < n && !rc; j++) {
+            cnt[j] = 0;
+            if (!has[j]) continue;
+            rc = ent_postings(tx->st, tx->txn, &segs[j], pos[j] - 1, &pcs[j], &post[j], &cnt[j]);
+            if (rc || !dead.n) { total += cnt[j]; continue; }
+            for (uint32_t i = 0; i < cnt[j]; i++)
+                total += !is_dead(&dead, get_seq40(post[j] + (size_t)i * DS_POSTING_LEN));
+        }
+        if (rc) break;
+        if (total == 0) continue;                   /* every holder is dead */
+        if (total > UINT32_MAX) { rc = DS_ERR_TOOLARGE; break; }
+        uint8_t *dst;
+        if ((rc = segw_term(&w, t, tl, (uint32_t)total, &dst))) break;
+        for (size_t j = 0; j < n; j++) {
+            if (!cnt[j]) continue;
+            if (!dead.n) {
+                memcpy(dst, post[j], (size_t)cnt[j] * DS_POSTING_LEN);
+                dst += (size_t)cnt[j] * DS_POSTING_LEN;
+                continue;
+            }
+            for (uint32_t i = 0; i < cnt[j]; i++) {
+                const uint8_t *p = post[j] + (size_t)i * DS_POSTING_LEN;
+                if (is_dead(&dead, get_seq40(p))) continue;
+                memcpy(dst, p, DS_POSTING_LEN);
+                dst += DS_POSTING_LEN;
+            }
+        }
+    }
+    /* Writing is done; only now may the sources' pages change. */
+    if (!rc) rc = segw_finish(&w, lo, hi, (uint32_t)(ndocs > dead.n ? ndocs - dead.n : 0));
+    for (size_t j = 0; j < n && !rc; j++) rc = drop_segment(tx, &segs[j]);
+    for (size_t i = 0; i < dead.n && !rc; i++) {
+        const char *p = (const char *)dead.terms[i].data, *end = p + dead.terms[i].len;
+        while (p < end && !rc) {
+            const char *z = memchr(p, 0, (size_t)(end - p));
+            size_t l = z ? (size_t)(z - p) : (size_t)(end - p);
+            if (l) rc = dterm_add(tx, p, l, -1);
+            p += l + 1;
+        }
+        uint8_t kb[8];
+        ds_put_be64(kb, dead.seq[i]);
+        if (!rc) rc = del_raw(tx, DBI_DEAD, kb, 8);
+    }
+    if (!rc) tx->c.index_gen++;
+    segw_free(&w);
+    free(pos);
+    free(has);
+    free(post);
+    free(cnt);
+    free(pcs);
+    deadset_free(&dead);
+    return rc;
+}
+
+/* Chooses at most one merge among the segments committed before this
+ * transaction: for the smallest size class c such that the newest run of
+ * segments of class <= c holds DS_SEG_FANOUT segments, that run (each
+ * commit adds a small segment at the end, so the run must be allowed to
+ * include smaller ones); else a segment more than 1/DS_SEG_DEAD_PURGE
+ * dead, alone. */
+static int maybe_merge(ds_wtxn *tx)
+{
+    ds_segview *segs;
+    size_t n;
+    int rc = ds__segs_load(tx->st, tx->txn, &segs, &n);
+    if (rc) return rc;
+    size_t clean = 0;
+    while (clean < n && segs[clean].id < tx->first_new_seg) clean++;
+    size_t from = 0, count = 0;
+    unsigned c = 0;
+    for (size_t i = clean; i > 0 && !count; ) {
+        /* extend the run back over segments of class <= c */
+        while (i > 0 && size_class(segs[i - 1].ndocs) <= c) i--;
+        if (clean - i >= DS_SEG_FANOUT) { from = i; count = clean - i; break; }
+        if (i == 0) break;
+        c = size_class(segs[i - 1].ndocs);       /* the next larger class met */
+    }
+    int anydead = 0;
+    if (!count && clean && !(rc = ds__dead_any(tx->st, tx->txn, &anydead)) && anydead) {
+        for (size_t j = 0; j < clean && !rc && !count; j++) {
+            deadset d;
+            if ((rc = deadset_load(tx, segs[j].first_seq, segs[j].last_seq, 0, &d))) break;
+            if ((uint64_t)d.n * DS_SEG_DEAD_PURGE > segs[j].ndocs) { from = j; count = 1; }
+            deadset_free(&d);
+        }
+    }
+    if (!rc && count) rc = merge_segments(tx, segs + from, count);
+    free(segs);
+    return rc;
+}
+
+int ds__index_drain(ds_wtxn *tx) { return drain(tx); }
+
+int ds__index_commit(ds_wtxn *tx)
+{
+    int rc = drain(tx);
+    if (!rc) rc = maybe_merge(tx);
+    if (!rc && tx->st->pb.ntuples) rc = write_buffer(tx);
     return rc;
 }
 
 /* ---- removal ----------------------------------------------------------- */
 
 typedef struct rm_ctx {
-    char **terms;
-    size_t n, cap;
+    ds_buf terms;                  /* the document's terms, NUL-terminated */
     uint32_t ntok;
 } rm_ctx;
 
-static int collect_term(const char *term, size_t len, void *ud)
+static int rm_collect(const char *term, size_t len, void *ud)
 {
     rm_ctx *r = ud;
     r->ntok++;
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? r->cap * 2 : 64;
-        char **t = realloc(r->terms, nc * sizeof *t);
-        if (!t) return DS_ERR_NOMEM;
-        r->terms = t;
-        r->cap = nc;
+    int rc = ds_buf_append(&r->terms, term, len + 1);      /* with its NUL */
+    return rc;
+}
+
+/* Sorts the NUL-separated terms of |b| and drops duplicates, in place. */
+static int unique_terms(ds_buf *b, size_t *count)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->len; i++) n += b->data[i] == 0;
+    *count = 0;
+    if (!n) return 0;
+    char **v = malloc(n * sizeof *v);
+    char *copy = malloc(b->len);
+    if (!v || !copy) { free(v); free(copy); return DS_ERR_NOMEM; }
+    memcpy(copy, b->data, b->len);
+    size_t k = 0;
+    for (char *p = copy; p < copy + b->len; p += strlen(p) + 1) v[k++] = p;
+    for (size_t i = 1; i < k; i++) {          /* insertion sort: documents are short */
+        char *x = v[i];
+        size_t j = i;
+        while (j > 0 && strcmp(v[j - 1], x) > 0) { v[j] = v[j - 1]; j--; }
+        v[j] = x;
     }
-    if (!(r->terms[r->n] = strndup(term, len))) return DS_ERR_NOMEM;
-    r->n++;
+    b->len = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (i && strcmp(v[i], v[i - 1]) == 0) continue;
+        size_t l = strlen(v[i]) + 1;
+        memcpy(b->data + b->len, v[i], l);
+        b->len += l;
+        (*count)++;
+    }
+    free(v);
+    free(copy);
     return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Index of the first posting >= |seq| among |count| at |p|. */
-static size_t find_posting(const uint8_t *p, size_t count, uint64_t seq)
-{
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (get_seq40(p + mid * DS_POSTING_LEN) < seq) lo = mid + 1; else hi = mid;
-    }
-    return lo;
-}
-
-/* Removes |seq|'s posting from |term|'s tail or from the sealed block
- * that holds it. */
-static int remove_posting(ds_wtxn *tx, MDB_cursor *cur, const char *term, uint64_t seq, uint8_t *tmp)
-{
-    size_t tlen = strlen(term);
-    ds_termrec r;
-    int rc = ds__termrec_get(tx->st, tx->txn, term, tlen, &r);
-    if (rc == DS_ERR_NOTFOUND) return 0;            /* already gone */
-    if (rc) return rc;
-    size_t i = find_posting(r.tail, r.tail_count, seq);
-    if (i < r.tail_count && get_seq40(r.tail + i * DS_POSTING_LEN) == seq) {
-        memcpy(tmp, r.tail, i * DS_POSTING_LEN);
-        memcpy(tmp + i * DS_POSTING_LEN, r.tail + (i + 1) * DS_POSTING_LEN,
-               (r.tail_count - i - 1) * DS_POSTING_LEN);
-    } else {
-        /* The sealed block with the greatest first seq <= seq. */
-        uint8_t key[DS_TERM_MAX + 6];
-        size_t kl = ds__block_key(key, term, tlen, seq);
-        MDB_val k = { kl, key }, d;
-        int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-        if (mrc == 0 && !(k.mv_size == kl && memcmp(k.mv_data, key, kl) == 0))
-            mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV);
-        else if (mrc == MDB_NOTFOUND)
-            mrc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
-        if (mrc == MDB_NOTFOUND) return 0;
-        if (mrc) return ds__lmdb_err(mrc);
-        if (k.mv_size != tlen + 6 || memcmp(k.mv_data, term, tlen) != 0 ||
-            ((const uint8_t *)k.mv_data)[tlen] != 0)
-            return 0;                               /* no block of this term at or before seq */
-        size_t cnt = d.mv_size / DS_POSTING_LEN;
-        const uint8_t *p = d.mv_data;
-        size_t j = find_posting(p, cnt, seq);
-        if (j == cnt || get_seq40(p + j * DS_POSTING_LEN) != seq) return 0;
-        if ((rc = ds__store_write_check(tx->st))) return rc;
-        if (cnt == 1) {
-            if ((rc = ds__lmdb_err(mdb_cursor_del(cur, 0)))) return rc;
-        } else {
-            uint8_t own[DS_TERM_MAX + 6];            /* k points into the map: copy */
-            memcpy(own, k.mv_data, k.mv_size);
-            memcpy(tmp, p, j * DS_POSTING_LEN);
-            memcpy(tmp + j * DS_POSTING_LEN, p + (j + 1) * DS_POSTING_LEN, (cnt - j - 1) * DS_POSTING_LEN);
-            MDB_val ok = { k.mv_size, own }, nd = { (cnt - 1) * DS_POSTING_LEN, tmp };
-            if ((rc = ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[DBI_POSTINGS], &ok, &nd, 0)))) return rc;
-        }
-        /* The term record may have moved: read it again for its tail. */
-        if ((rc = ds__termrec_get(tx->st, tx->txn, term, tlen, &r))) return rc;
-        memcpy(tmp, r.tail, (size_t)r.tail_count * DS_POSTING_LEN);
-        i = SIZE_MAX;
-    }
-    size_t tail = i == SIZE_MAX ? r.tail_count : (size_t)r.tail_count - 1;
-    if (r.df <= 1) {
-        if (tx->c.terms) tx->c.terms--;
-        return termrec_del(tx, term, tlen);
-    }
-    return termrec_put(tx, term, tlen, r.df - 1, tmp, tail);
 }
 
 int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen)
 {
-    /* The document's postings may still be buffered: write them first. */
-    int rc = ds__index_flush(tx);
+    ds_postbuf *pb = &tx->st->pb;
+    *doclen = 0;
+    int rc = drain(tx);                 /* the buffer and the tokenizer are ours again */
     if (rc) return rc;
-    rm_ctx r = { 0 };
-    rc = ds_tokenize(tx->st->tok, content, len, collect_term, &r);
-    uint8_t *tmp = NULL;
-    MDB_cursor *cur = NULL;
-    if (!rc && !(tmp = malloc((size_t)(DS_BLOCK_MAX + DS_TAIL_MAX) * DS_POSTING_LEN))) rc = DS_ERR_NOMEM;
-    if (!rc) rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_POSTINGS], &cur));
-    if (!rc) {
-        qsort(r.terms, r.n, sizeof *r.terms, cmp_str);
-        for (size_t i = 0; i < r.n && !rc; i++) {
-            if (i && strcmp(r.terms[i], r.terms[i - 1]) == 0) continue;
-            rc = remove_posting(tx, cur, r.terms[i], seq, tmp);
-        }
+    if (pb->min_seq && seq >= pb->min_seq && seq - pb->min_seq < pb->ndocs) {
+        /* Still buffered: its tuples are skipped when the buffer is written. */
+        uint32_t *info = &pb->docinfo[seq - pb->min_seq];
+        if (*info & DS_PB_DOC_DEAD) return 0;
+        *doclen = *info & 0xffff;
+        *info |= DS_PB_DOC_DEAD;
+        pb->any_dead = 1;
+        return 0;
     }
-    if (cur) mdb_cursor_close(cur);
-    free(tmp);
-    for (size_t i = 0; i < r.n; i++) free(r.terms[i]);
-    free(r.terms);
+    /* In a segment: mark it dead and count it against its terms. */
+    rm_ctx r = { { 0 }, 0 };
+    rc = ds_tokenize(tx->st->tok, content, len, rm_collect, &r);
+    size_t nterms = 0;
+    if (!rc) rc = unique_terms(&r.terms, &nterms);
+    if (!rc && nterms) {
+        uint8_t kb[8];
+        ds_put_be64(kb, seq);
+        rc = put_raw(tx, DBI_DEAD, kb, 8, r.terms.data, r.terms.len);
+        for (const char *p = (const char *)r.terms.data; !rc && p < (const char *)r.terms.data + r.terms.len;
+             p += strlen(p) + 1)
+            rc = dterm_add(tx, p, strlen(p), +1);
+        if (!rc) tx->c.index_gen++;
+    }
+    ds_buf_free(&r.terms);
     *doclen = r.ntok > 65535 ? 65535 : r.ntok;
     return rc;
 }

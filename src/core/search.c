@@ -3,8 +3,10 @@
  * statistics over several stores, and BM25 top-k with MaxScore early
  * termination (see docs/search.md).
  *
- * Posting lists are read zero-copy: each posting block is a record
- * in the memory map and becomes a segment of an in-memory iterator.  MaxScore orders the query terms by
+ * Posting lists are read zero-copy: a term's list in each index segment
+ * is one contiguous run in the memory map and becomes a piece of an
+ * in-memory iterator (segments cover increasing sequence ranges, so the
+ * pieces concatenate in order).  MaxScore orders the query terms by
  * their best possible contribution; once the k-th best score exceeds the
  * sum of the weakest terms' bounds, documents holding only those terms
  * cannot enter the top k, so candidates come from the strong terms only
@@ -113,13 +115,23 @@ int ds_search_stats_add(ds_store *st, const ds_query *q, ds_search_stats *acc)
     int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
     if (rc) return rc;
     ds_counters c;
+    ds_segview *segs = NULL;
+    size_t nseg = 0;
     rc = ds__counters_read(st, txn, &c);
+    if (!rc) rc = ds__segs_load(st, txn, &segs, &nseg);
     for (size_t i = 0; i < q->n && !rc; i++) {
-        ds_termrec r;
-        int trc = ds__termrec_get(st, txn, q->terms[i], strlen(q->terms[i]), &r);
-        if (trc == DS_ERR_NOTFOUND) continue;
-        if (trc) rc = trc; else acc->df[i] += r.df;
+        size_t tl = strlen(q->terms[i]);
+        uint64_t df = 0;
+        for (size_t j = 0; j < nseg && !rc; j++) {
+            uint32_t cnt;
+            rc = ds__seg_find(st, txn, &segs[j], q->terms[i], tl, NULL, &cnt);
+            df += cnt;
+        }
+        uint32_t dead = 0;
+        if (!rc && df) rc = ds__dterm_get(st, txn, q->terms[i], tl, &dead);
+        if (!rc) acc->df[i] += df > dead ? df - dead : 0;
     }
+    free(segs);
     mdb_txn_abort(txn);
     if (rc) return rc;
     acc->doc_count += c.docs;
@@ -223,30 +235,20 @@ static int pi_add_seg(piter *it, size_t *cap, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* Loads |term|'s posting list as segments (zero-copy): its sealed blocks
- * in order, then the open tail from its term record. */
-static int pi_load(ds_store *st, MDB_txn *txn, MDB_cursor *cur, const char *term, piter *it)
+/* Loads |term|'s posting list (zero-copy): its run in each index
+ * segment, in sequence order. */
+static int pi_load(ds_store *st, MDB_txn *txn, const ds_segview *segs, size_t nseg,
+                   const char *term, piter *it)
 {
     memset(it, 0, sizeof *it);
     size_t tlen = strlen(term), cap = 0;
-    uint8_t key[DS_TERM_MAX + 6];
-    MDB_val k = { ds__block_key(key, term, tlen, 0), key }, d;
-    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-    while (mrc == 0) {
-        if (k.mv_size != tlen + 6 || memcmp(k.mv_data, term, tlen) != 0 ||
-            ((const uint8_t *)k.mv_data)[tlen] != 0)
-            break;                                  /* the next term's blocks */
-        if (d.mv_size % DS_POSTING_LEN) return DS_ERR_STORE;
-        int rc = pi_add_seg(it, &cap, d.mv_data, d.mv_size / DS_POSTING_LEN);
+    for (size_t j = 0; j < nseg; j++) {
+        const uint8_t *p;
+        uint32_t n;
+        int rc = ds__seg_find(st, txn, &segs[j], term, tlen, &p, &n);
+        if (!rc) rc = pi_add_seg(it, &cap, p, n);
         if (rc) return rc;
-        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
     }
-    if (mrc && mrc != MDB_NOTFOUND) return ds__lmdb_err(mrc);
-    ds_termrec r;
-    int rc = ds__termrec_get(st, txn, term, tlen, &r);
-    if (rc == 0) rc = pi_add_seg(it, &cap, r.tail, r.tail_count);
-    else if (rc == DS_ERR_NOTFOUND) rc = 0;
-    if (rc) return rc;
     pi_set(it);
     return 0;
 }
@@ -346,16 +348,18 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
     MDB_txn *txn;
     int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
     if (rc) return rc;
-    MDB_cursor *cur = NULL;
+    ds_segview *segs = NULL;
+    size_t nseg = 0;
+    int anydead = 0;
     piter *its = calloc(q->n, sizeof *its);
     cand *heap = calloc(k, sizeof *heap);
     double *cum = calloc(q->n, sizeof *cum);
     size_t m = 0, hn = 0;
     if (!its || !heap || !cum) { rc = DS_ERR_NOMEM; goto out; }
-    if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_POSTINGS], &cur)))) goto out;
+    if ((rc = ds__segs_load(st, txn, &segs, &nseg)) || (rc = ds__dead_any(st, txn, &anydead))) goto out;
     for (size_t i = 0; i < q->n; i++) {
         if (!stats->df[i]) continue;
-        if ((rc = pi_load(st, txn, cur, q->terms[i], &its[m]))) { m++; goto out; }
+        if ((rc = pi_load(st, txn, segs, nseg, q->terms[i], &its[m]))) { m++; goto out; }
         if (its[m].cur == UINT64_MAX) { free(its[m].segs); continue; }
         its[m].w = idf(stats, i) * q->qtf[i];
         its[m].ub = its[m].w * (BM25_K1 + 1);
@@ -387,6 +391,11 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
             s += its[i].w * tf * (BM25_K1 + 1) / (tf + K0 + Kb * dl);
         }
         if (hn == k && s < theta) continue;   /* ties go to the newer */
+        if (anydead) {                        /* deleted, postings not yet merged away */
+            int dead;
+            if ((rc = ds__dead_has(st, txn, d, &dead))) goto out;
+            if (dead) continue;
+        }
         if (filtered) {
             int ok;
             if ((rc = passes(st, txn, filter, d, &ok))) goto out;
@@ -414,7 +423,7 @@ out:
     free(its);
     free(heap);
     free(cum);
-    if (cur) mdb_cursor_close(cur);
+    free(segs);
     mdb_txn_abort(txn);
     return rc;
 }

@@ -24,7 +24,7 @@
 #define STR_KEY_CAP (STR_KEY_MAX + 1)
 
 static const char *dbi_names[DBI_COUNT] = {
-    "meta", "nodes", "ids", "by_source", "by_project", "postings", "terms",
+    "meta", "nodes", "ids", "by_source", "by_project", "segs", "segdata", "dead", "dterm",
     "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
 };
 static const unsigned dbi_flags[DBI_COUNT] = {
@@ -91,7 +91,8 @@ int ds__counters_read(ds_store *st, MDB_txn *txn, ds_counters *c)
     if ((rc = meta_get_u64(st, txn, "last_seq", &c->last_seq)) ||
         (rc = meta_get_u64(st, txn, "docs", &c->docs)) ||
         (rc = meta_get_u64(st, txn, "total_len", &c->total_len)) ||
-        (rc = meta_get_u64(st, txn, "terms", &c->terms)))
+        (rc = meta_get_u64(st, txn, "next_seg", &c->next_seg)) ||
+        (rc = meta_get_u64(st, txn, "index_gen", &c->index_gen)))
         return rc;
     for (int i = 0; i < DS_SOURCE_TYPE_COUNT; i++)
         if ((rc = meta_get_u64(st, txn, type_keys[i], &c->by_type[i]))) return rc;
@@ -104,7 +105,8 @@ static int counters_write(ds_store *st, MDB_txn *txn, const ds_counters *c)
     if ((rc = meta_put_u64(st, txn, "last_seq", c->last_seq)) ||
         (rc = meta_put_u64(st, txn, "docs", c->docs)) ||
         (rc = meta_put_u64(st, txn, "total_len", c->total_len)) ||
-        (rc = meta_put_u64(st, txn, "terms", c->terms)))
+        (rc = meta_put_u64(st, txn, "next_seg", c->next_seg)) ||
+        (rc = meta_put_u64(st, txn, "index_gen", c->index_gen)))
         return rc;
     for (int i = 0; i < DS_SOURCE_TYPE_COUNT; i++)
         if ((rc = meta_put_u64(st, txn, type_keys[i], c->by_type[i]))) return rc;
@@ -139,14 +141,58 @@ static int init_meta(ds_store *st, MDB_txn *txn, const ds_store_opts *o)
     return counters_write(st, txn, &c);
 }
 
-static int check_schema(ds_store *st, MDB_txn *txn)
+static int check_schema(ds_store *st, MDB_txn *txn, uint32_t *schema)
 {
     MDB_val k = { 6, "schema" }, d;
     int rc = mdb_get(txn, st->dbi[DBI_META], &k, &d);
     if (rc) return ds__lmdb_err(rc);
     if (d.mv_size != 4) return DS_ERR_STORE;
-    if (ds_get_be32(d.mv_data) > DS_STORE_SCHEMA) return DS_ERR_SCHEMA;
+    *schema = ds_get_be32(d.mv_data);
+    if (*schema > DS_STORE_SCHEMA) return DS_ERR_SCHEMA;
     return 0;
+}
+
+/* Schema 1 kept a term-clustered index (tables "postings" and "terms");
+ * schema 2 keeps segments.  Nodes are unchanged: drop the old index and
+ * index every node again, in one transaction. */
+static int migrate_v1(ds_store *st)
+{
+    ds_wtxn *tx;
+    int rc = ds_store_begin(st, &tx);
+    if (rc) return rc;
+    static const char *const old[] = { "postings", "terms" };
+    for (size_t i = 0; i < 2 && !rc; i++) {
+        MDB_dbi dbi;
+        int orc = mdb_dbi_open(tx->txn, old[i], 0, &dbi);
+        if (orc == 0) rc = ds__lmdb_err(mdb_drop(tx->txn, dbi, 1));
+        else if (orc != MDB_NOTFOUND) rc = ds__lmdb_err(orc);
+    }
+    MDB_val tk = { 5, "terms" };
+    if (!rc) {
+        int drc = mdb_del(tx->txn, st->dbi[DBI_META], &tk, NULL);
+        if (drc && drc != MDB_NOTFOUND) rc = ds__lmdb_err(drc);
+    }
+    MDB_cursor *cur = NULL;
+    if (!rc) rc = ds__lmdb_err(mdb_cursor_open(tx->txn, st->dbi[DBI_NODES], &cur));
+    MDB_val k, d;
+    int mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+    while (!rc && mrc == 0) {
+        ds_node n;
+        if (k.mv_size != 8) { rc = DS_ERR_STORE; break; }
+        rc = ds_node_decode(d.mv_data, d.mv_size, &n);
+        if (rc) { rc = rc == DS_ERR_NOMEM ? rc : DS_ERR_STORE; break; }
+        uint32_t dl;
+        rc = ds__index_add(tx, ds_get_be64(k.mv_data), n.content, n.content_len, &dl);
+        ds_node_free(&n);
+        if (!rc) mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+    }
+    if (cur) mdb_cursor_close(cur);
+    if (!rc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
+    uint8_t sv[4];
+    ds_put_be32(sv, DS_STORE_SCHEMA);
+    if (!rc) rc = meta_put(st, tx->txn, "schema", sv, 4);
+    if (rc) { ds_wtxn_abort(tx); return rc; }
+    return ds_wtxn_commit(tx);
 }
 
 int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
@@ -165,11 +211,14 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     if (!st) return DS_ERR_NOMEM;
     int rc = DS_ERR_NOMEM;
     if (!(st->path = strdup(dir))) goto fail_alloc;
+    st->no_iworker = opts && opts->no_index_thread;
     if ((rc = ds_tokenizer_new(&st->tok))) goto fail_alloc;
     if ((rc = ds__lmdb_err(mdb_env_create(&st->env)))) goto fail_alloc;
     mdb_env_set_maxdbs(st->env, DBI_COUNT + 4);
     mdb_env_set_mapsize(st->env, opts && opts->map_size ? opts->map_size : DEFAULT_MAP_SIZE);
-    if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600))) {
+    /* MDB_NOMETASYNC: one flush per commit instead of two; a system crash
+     * (not a process crash) may undo the last commit, never corrupt. */
+    if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600))) {
         rc = rc == ENOENT || rc == EACCES ? DS_ERR_IO : ds__lmdb_err(rc);
         goto fail_env;
     }
@@ -180,8 +229,9 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
      * does not wait for a writer in another process). */
     MDB_txn *txn;
     if ((rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))) goto fail_env;
+    uint32_t schema = 0;
     int orc = open_dbis(st, txn, 0);
-    if (orc == 0 && (rc = check_schema(st, txn)) == 0) {
+    if (orc == 0 && (rc = check_schema(st, txn, &schema)) == 0 && schema == DS_STORE_SCHEMA) {
         rc = ds__lmdb_err(mdb_txn_commit(txn));
         if (rc) goto fail_env;
         *out = st;
@@ -189,16 +239,18 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     }
     mdb_txn_abort(txn);
     if (orc == 0 && rc) goto fail_env;          /* schema problem */
-    if (orc != MDB_NOTFOUND) { rc = ds__lmdb_err(orc); goto fail_env; }
+    if (orc && orc != MDB_NOTFOUND) { rc = ds__lmdb_err(orc); goto fail_env; }
 
+    /* New store, or an older schema: create what is missing, migrate. */
     if ((rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, 0, &txn)))) goto fail_env;
     if ((rc = ds__lmdb_err(open_dbis(st, txn, MDB_CREATE))) ||
         (rc = init_meta(st, txn, opts)) ||
-        (rc = check_schema(st, txn))) {
+        (rc = check_schema(st, txn, &schema))) {
         mdb_txn_abort(txn);
         goto fail_env;
     }
     if ((rc = ds__lmdb_err(mdb_txn_commit(txn)))) goto fail_env;
+    if (schema < DS_STORE_SCHEMA && (rc = migrate_v1(st))) goto fail_env;
     *out = st;
     return 0;
 
@@ -215,7 +267,9 @@ void ds_store_close(ds_store *st)
 {
     if (!st) return;
     if (st->active) ds_wtxn_abort(st->active);
+    ds__iw_stop(st);
     mdb_env_close(st->env);
+    ds__postbuf_free(&st->pb);
     ds_tokenizer_free(st->tok);
     free(st->path);
     free(st);
@@ -237,11 +291,21 @@ int ds_store_info_get(ds_store *st, ds_store_info *out)
     MDB_val ks = { 6, "schema" };
     if (!rc && mdb_get(txn, st->dbi[DBI_META], &ks, &d) == 0 && d.mv_size == 4)
         out->schema = ds_get_be32(d.mv_data);
+    /* Counting distinct terms walks every segment's dictionary: remember
+     * the count for as long as the index does not change. */
+    if (!rc && !(st->tc_valid && st->tc_gen == c.index_gen)) {
+        uint64_t tc;
+        if (!(rc = ds__index_term_count(st, txn, &tc))) {
+            st->tc_valid = 1;
+            st->tc_gen = c.index_gen;
+            st->tc_value = tc;
+        }
+    }
     mdb_txn_abort(txn);
     if (rc) return rc;
     out->last_seq = c.last_seq;
     out->node_count = c.docs;
-    out->term_count = c.terms;
+    out->term_count = st->tc_value;
     out->total_len = c.total_len;
     memcpy(out->count_by_type, c.by_type, sizeof c.by_type);
     char datafile[4096];
@@ -267,6 +331,7 @@ int ds_store_begin(ds_store *st, ds_wtxn **out)
         free(tx);
         return rc;
     }
+    tx->first_new_seg = tx->c.next_seg;
     st->active = tx;
     *out = tx;
     return 0;
@@ -274,7 +339,9 @@ int ds_store_begin(ds_store *st, ds_wtxn **out)
 
 static void wtxn_release(ds_wtxn *tx)
 {
-    ds__postbuf_free(&tx->pb);
+    uint64_t len;
+    ds__iw_drain(tx->st, &len);          /* the worker must let go of the buffer */
+    ds__postbuf_reset(&tx->st->pb);
     tx->st->active = NULL;
     free(tx);
 }
@@ -289,7 +356,7 @@ void ds_wtxn_abort(ds_wtxn *tx)
 int ds_wtxn_commit(ds_wtxn *tx)
 {
     int rc = tx->failed;
-    if (!rc) rc = ds__index_flush(tx);
+    if (!rc) rc = ds__index_commit(tx);
     if (!rc) rc = counters_write(tx->st, tx->txn, &tx->c);
     if (rc) {
         mdb_txn_abort(tx->txn);
@@ -522,15 +589,20 @@ int ds_wtxn_delete_source(ds_wtxn *tx, const char *source, size_t *count)
 int ds_wtxn_clear(ds_wtxn *tx, const uint8_t new_epoch[DS_EPOCH_LEN])
 {
     if (tx->failed) return tx->failed;
-    ds__postbuf_reset(&tx->pb);
+    uint64_t len;
+    ds__iw_drain(tx->st, &len);
+    ds__postbuf_reset(&tx->st->pb);
+    tx->pending_bytes = 0;
     for (int i = DBI_NODES; i < DBI_COUNT; i++) {
         int rc = ds__store_write_check(tx->st);
         if (!rc) rc = ds__lmdb_err(mdb_drop(tx->txn, tx->st->dbi[i], 0));
         if (rc) return fail(tx, rc);
     }
-    uint64_t keep_seq = tx->c.last_seq;   /* sequences never go back */
+    ds_counters keep = tx->c;             /* sequences and segment ids never go back */
     memset(&tx->c, 0, sizeof tx->c);
-    tx->c.last_seq = keep_seq;
+    tx->c.last_seq = keep.last_seq;
+    tx->c.next_seg = keep.next_seg;
+    tx->c.index_gen = keep.index_gen + 1;
     return fail(tx, meta_put(tx->st, tx->txn, "epoch", new_epoch, DS_EPOCH_LEN));
 }
 

@@ -12,55 +12,107 @@
 #include "ds/store.h"
 #include "core/tokenize.h"
 
-/* A posting: seq (5 bytes BE) | term frequency (1 byte, capped) |
- * document length in tokens (2 bytes BE, capped).  Sorted by seq.
- * A term's list is its sealed blocks in the postings table (key = term |
- * 0x00 | first seq (5 bytes BE, a lower bound of the block's sequences),
- * value = up to DS_BLOCK_MAX packed postings), followed by its open tail
- * of at most DS_TAIL_MAX postings kept inside its record in the terms
- * table: df u32 | tail count u16 | 2 bytes zero | tail postings.  New
- * postings go to the tail; a tail that overflows is sealed into blocks.
- * A write transaction thus rewrites small, densely packed term records,
- * not one postings page per term. */
+/* The index is a log-structured set of immutable segments (see
+ * docs/search.md).  A posting: seq (5 bytes BE) | term frequency (1 byte,
+ * capped) | document length in tokens (2 bytes BE, capped); a term's list
+ * in a segment is its postings sorted by seq, stored contiguously so that
+ * search reads them zero-copy from the memory map.
+ *
+ * A write transaction buffers its postings in memory and, at commit,
+ * writes them as one new segment: a dictionary (sorted terms, each with
+ * its posting count and where its list lives) and postings parts of
+ * about DS_SEG_PART_BYTES.  Segments cover disjoint, increasing ranges of
+ * sequence numbers, so a term's full list is the concatenation of its
+ * lists in segment order.  A tiered policy merges runs of adjacent
+ * segments of similar size (at most one merge per commit, reading only
+ * committed segments), keeping the segment count logarithmic.
+ *
+ * Deleting a document whose postings are already in a segment marks its
+ * seq dead (dead table: seq -> the document's distinct terms) and counts
+ * it against each of its terms (dterm table: term -> dead count), so
+ * document frequencies stay exact; the next merge over that range drops
+ * the postings and both records. */
 #define DS_POSTING_LEN 8
 #define DS_SEQ_MAX ((1ull << 40) - 1)
-#define DS_BLOCK_MAX 256
-#define DS_TAIL_MAX 32
-#define DS_TERMREC_HDR 8
+#define DS_SEG_PART_BYTES (1u << 20)
+#define DS_SEG_FANOUT 8          /* merge this many segments of one size class */
+#define DS_SEG_DEAD_PURGE 4      /* rewrite a segment alone when > 1/4 of it is dead */
 
-enum { DBI_META, DBI_NODES, DBI_IDS, DBI_SOURCE, DBI_PROJECT, DBI_POSTINGS, DBI_TERMS,
-       DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
+enum { DBI_META, DBI_NODES, DBI_IDS, DBI_SOURCE, DBI_PROJECT, DBI_SEGS, DBI_SEGDATA,
+       DBI_DEAD, DBI_DTERM, DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
 
-/* Builds the postings key of |term| for sequence |seq| into |key|
- * (room for DS_TERM_MAX + 6); returns its length. */
-size_t ds__block_key(uint8_t *key, const char *term, size_t tlen, uint64_t seq);
+/* A segment as a reader sees it: its header and its dictionary (pointers
+ * into the transaction's view of the database). */
+typedef struct ds_segview {
+    uint64_t id;
+    uint64_t first_seq, last_seq;
+    uint32_t ndocs, nterms, nparts;
+    const uint8_t *ents;           /* nterms dictionary entries */
+    const uint8_t *terms;          /* term bytes */
+    size_t terms_len;
+} ds_segview;
+
+/* Loads every segment of the index, sorted by first_seq; *segs is
+ * malloc'd (free it), its pointers valid for the transaction. */
+int ds__segs_load(ds_store *st, MDB_txn *txn, ds_segview **segs, size_t *n);
+/* Finds |term| in segment |s|: *count receives its posting count (0 when
+ * absent) and, when |post| is non-NULL, *post its postings. */
+int ds__seg_find(ds_store *st, MDB_txn *txn, const ds_segview *s, const char *term,
+                 size_t tlen, const uint8_t **post, uint32_t *count);
+/* Number of dead documents counted against |term|. */
+int ds__dterm_get(ds_store *st, MDB_txn *txn, const char *term, size_t tlen, uint32_t *dead);
+/* Whether the dead table is empty, and whether |seq| is dead in it. */
+int ds__dead_any(ds_store *st, MDB_txn *txn, int *any);
+int ds__dead_has(ds_store *st, MDB_txn *txn, uint64_t seq, int *dead);
+/* Distinct terms with at least one live posting. */
+int ds__index_term_count(ds_store *st, MDB_txn *txn, uint64_t *n);
 
 /* Counters kept in the meta table and updated in each write transaction. */
 typedef struct ds_counters {
     uint64_t last_seq;
     uint64_t docs;
     uint64_t total_len;
-    uint64_t terms;
+    uint64_t next_seg;             /* id of the next segment written */
+    uint64_t index_gen;            /* changes whenever the index does */
     uint64_t by_type[DS_SOURCE_TYPE_COUNT];
 } ds_counters;
 
-/* Buffered postings of one write transaction, flushed term by term at
- * commit so that every term's new postings are appended in one call. */
+/* Buffered postings of the open write transaction.  Each term occurrence
+ * appends to one flat array of tuples (entry index | document number |
+ * term frequency), so adding a document writes memory sequentially; at
+ * commit a counting sort by term turns the tuples into each term's
+ * contiguous, seq-ordered list.  Entries are dense (stable indexes, which
+ * the tokenizer's cache tags point at) with an open-addressing table of
+ * indexes for lookups by term.  The buffer lives in the store and keeps
+ * its memory from one transaction to the next. */
 typedef struct pb_entry {
     uint64_t hash;
     uint32_t term_off, term_len;   /* into pb.terms */
-    uint8_t *post;                 /* DS_POSTING_LEN bytes each */
-    uint32_t npost, cap;
+    uint32_t count;                /* postings (documents) */
+    uint32_t last_doc;             /* document number + 1 of the last posting */
+    uint32_t last_pos;             /* its tuple */
+    uint32_t fill;                 /* write: postings placed so far */
+    uint64_t out;                  /* write: first posting's index in pb.out */
 } pb_entry;
 
+#define DS_PB_DOC_DEAD 0x80000000u /* docinfo flag: removed again in this transaction */
+
 typedef struct ds_postbuf {
-    pb_entry *slots;
-    size_t nslots, used;
+    pb_entry *ents;
+    uint32_t nents, ents_cap;
+    uint32_t *table;               /* entry index + 1; 0 = empty */
+    size_t tslots;
     char *terms;
     size_t terms_len, terms_cap;
-    size_t bytes;                  /* posting bytes buffered */
-    uint32_t *touched;             /* entries touched by the current document */
-    size_t ntouched, touched_cap;
+    uint64_t *tuples;              /* entry << 32 | document << 8 | tf */
+    size_t ntuples, tuples_cap;
+    uint64_t min_seq;              /* document 0's seq, 0 = none buffered */
+    uint32_t *docinfo;             /* per document: length in tokens | DS_PB_DOC_DEAD */
+    size_t ndocs, docinfo_cap;
+    int any_dead;
+    uint8_t *out;                  /* write: the postings, term by term */
+    size_t out_cap;
+    uint32_t gen;                  /* tag generation (see tokenize.h), 0 = not started */
 } ds_postbuf;
 
 struct ds_store {
@@ -68,15 +120,22 @@ struct ds_store {
     MDB_dbi dbi[DBI_COUNT];
     char *path;
     ds_tokenizer *tok;             /* for indexing (write side) */
+    ds_postbuf pb;                 /* the open write transaction's postings */
     int fail_after;
     ds_wtxn *active;
+    uint32_t tag_gen;              /* last posting-buffer generation used */
+    struct ds_iworker *iw;         /* index worker thread, NULL until first needed */
+    int no_iworker;                /* index on the writer's thread */
+    int tc_valid;                  /* cached term count, for index_gen tc_gen */
+    uint64_t tc_gen, tc_value;
 };
 
 struct ds_wtxn {
     ds_store *st;
     MDB_txn *txn;
     ds_counters c;
-    ds_postbuf pb;
+    uint64_t first_new_seg;        /* segments from here on were written by this txn */
+    size_t pending_bytes;          /* text submitted since the buffer was last written */
     int failed;                    /* first error; commit then aborts */
 };
 
@@ -85,24 +144,36 @@ int ds__lmdb_err(int rc);
 int ds__store_write_check(ds_store *st);
 
 /* index.c */
+/* Tokenizes one document into st->pb (the index worker, or the writer
+ * itself when there is no worker); no LMDB access. */
+int ds__pb_add_doc(ds_store *st, uint64_t seq, const char *content, size_t len, uint32_t *doclen);
+/* Waits until every submitted document is in the buffer (see index_worker.c). */
+int ds__index_drain(ds_wtxn *tx);
 void ds__postbuf_free(ds_postbuf *pb);
+/* Forgets the buffered postings (end of a transaction, ds_wtxn_clear). */
 void ds__postbuf_reset(ds_postbuf *pb);
-/* Tokenizes |content| and buffers its postings under |seq|; *doclen
- * receives its length in tokens. */
+/* Buffers |content|'s postings under |seq|, now or on the index worker;
+ * *doclen receives its length in tokens when known now, else 0 and the
+ * length reaches tx->c.total_len when the worker is drained. */
 int ds__index_add(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen);
-/* Removes the postings of document |seq| (its content given again). */
+/* Removes document |seq| (its content given again) from the index. */
 int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen);
-/* Writes buffered postings to LMDB. */
-int ds__index_flush(ds_wtxn *tx);
+/* At commit: at most one merge of committed segments, then the buffered
+ * postings as a new segment. */
+int ds__index_commit(ds_wtxn *tx);
 
-/* Term record of the terms table; |tail| points into the transaction's
- * view of the database (valid until the next write or its end). */
-typedef struct ds_termrec {
-    uint32_t df;
-    uint16_t tail_count;
-    const uint8_t *tail;
-} ds_termrec;
-int ds__termrec_get(ds_store *st, MDB_txn *txn, const char *term, size_t tlen, ds_termrec *r);
+/* index_worker.c: tokenizing new documents on a second thread while the
+ * writer does the B-tree work.  Only the worker touches st->pb and
+ * st->tok between a submit and the next drain. */
+/* Queues a document (its text is copied); without a worker (disabled, or
+ * the thread could not start) indexes it at once and sets *doclen. */
+int ds__iw_submit(ds_store *st, uint64_t seq, const char *content, size_t len, uint32_t *doclen);
+/* Waits until the worker is idle.  Returns its first error since the
+ * last drain; *total_len receives the summed lengths of the documents it
+ * indexed since then. */
+int ds__iw_drain(ds_store *st, uint64_t *total_len);
+/* Stops and joins the worker (store close). */
+void ds__iw_stop(ds_store *st);
 
 /* Reads the counters from the meta table. */
 int ds__counters_read(ds_store *st, MDB_txn *txn, ds_counters *c);
