@@ -25,10 +25,11 @@
 
 static const char *dbi_names[DBI_COUNT] = {
     "meta", "nodes", "ids", "by_source", "by_project", "segs", "segdata", "dead", "dterm",
-    "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
+    "ids_delta", "by_source_delta", "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
 };
 static const unsigned dbi_flags[DBI_COUNT] = {
     [DBI_SOURCE] = MDB_DUPSORT | MDB_DUPFIXED,
+    [DBI_SOURCE_DELTA] = MDB_DUPSORT | MDB_DUPFIXED,
     [DBI_PROJECT] = MDB_DUPSORT | MDB_DUPFIXED,
 };
 
@@ -212,6 +213,7 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     int rc = DS_ERR_NOMEM;
     if (!(st->path = strdup(dir))) goto fail_alloc;
     st->no_iworker = opts && opts->no_index_thread;
+    st->delta_max = DS_DELTA_MAX;
     if ((rc = ds_tokenizer_new(&st->tok))) goto fail_alloc;
     if ((rc = ds__lmdb_err(mdb_env_create(&st->env)))) goto fail_alloc;
     mdb_env_set_maxdbs(st->env, DBI_COUNT + 4);
@@ -353,10 +355,14 @@ void ds_wtxn_abort(ds_wtxn *tx)
     wtxn_release(tx);
 }
 
+static int fold_delta(ds_wtxn *tx, int d, int b);
+
 int ds_wtxn_commit(ds_wtxn *tx)
 {
     int rc = tx->failed;
     if (!rc) rc = ds__index_commit(tx);
+    if (!rc) rc = fold_delta(tx, DBI_IDS_DELTA, DBI_IDS);
+    if (!rc) rc = fold_delta(tx, DBI_SOURCE_DELTA, DBI_SOURCE);
     if (!rc) rc = counters_write(tx->st, tx->txn, &tx->c);
     if (rc) {
         mdb_txn_abort(tx->txn);
@@ -389,6 +395,14 @@ static int del_rec(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v
     if (rc) return rc;
     MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
     return ds__lmdb_err(mdb_del(tx->txn, tx->st->dbi[dbi], &key, v ? &val : NULL));
+}
+
+/* Deletes the record from the delta table |d| or, absent there, from the
+ * base table |b|. */
+static int del_either(ds_wtxn *tx, int d, int b, const void *k, size_t kl, const void *v, size_t vl)
+{
+    int rc = del_rec(tx, d, k, kl, v, vl);
+    return rc == DS_ERR_NOTFOUND ? del_rec(tx, b, k, kl, v, vl) : rc;
 }
 
 /* Lookup key of a source or project string: the string itself and a
@@ -428,7 +442,8 @@ static int get_by_seq(ds_store *st, MDB_txn *txn, uint64_t seq, ds_node *out)
 static int lookup_seq(ds_store *st, MDB_txn *txn, const uint8_t id[DS_ID_LEN], uint64_t *seq)
 {
     MDB_val k = { DS_ID_LEN, (void *)id }, d;
-    int rc = mdb_get(txn, st->dbi[DBI_IDS], &k, &d);
+    int rc = mdb_get(txn, st->dbi[DBI_IDS_DELTA], &k, &d);
+    if (rc == MDB_NOTFOUND) rc = mdb_get(txn, st->dbi[DBI_IDS], &k, &d);
     if (rc) return ds__lmdb_err(rc);
     if (d.mv_size != 8) return DS_ERR_STORE;
     *seq = ds_get_be64(d.mv_data);
@@ -447,9 +462,9 @@ static int delete_seq(ds_wtxn *tx, uint64_t seq)
     ds_put_be64(sk, seq);
     if ((rc = ds__index_remove(tx, seq, old.content, old.content_len, &dl))) goto out;
     if ((rc = del_rec(tx, DBI_NODES, sk, 8, NULL, 0))) goto out;
-    if ((rc = del_rec(tx, DBI_IDS, old.id, DS_ID_LEN, NULL, 0))) goto out;
+    if ((rc = del_either(tx, DBI_IDS_DELTA, DBI_IDS, old.id, DS_ID_LEN, NULL, 0))) goto out;
     hl = str_key(old.source, h);
-    if ((rc = del_rec(tx, DBI_SOURCE, h, hl, sk, 8))) goto out;
+    if ((rc = del_either(tx, DBI_SOURCE_DELTA, DBI_SOURCE, h, hl, sk, 8))) goto out;
     hl = str_key(old.project, h);
     if ((rc = del_rec(tx, DBI_PROJECT, h, hl, sk, 8))) goto out;
     if (tx->c.docs) tx->c.docs--;
@@ -502,9 +517,9 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
     rc = put_rec(tx, DBI_NODES, sk, 8, enc, enclen, MDB_APPEND);
     free(enc);
     if (rc) return fail(tx, rc);
-    if ((rc = put_rec(tx, DBI_IDS, n->id, DS_ID_LEN, sk, 8, 0))) return fail(tx, rc);
+    if ((rc = put_rec(tx, DBI_IDS_DELTA, n->id, DS_ID_LEN, sk, 8, 0))) return fail(tx, rc);
     hl = str_key(n->source, h);
-    if ((rc = put_rec(tx, DBI_SOURCE, h, hl, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
+    if ((rc = put_rec(tx, DBI_SOURCE_DELTA, h, hl, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
     hl = str_key(n->project, h);
     if ((rc = put_rec(tx, DBI_PROJECT, h, hl, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
     if ((rc = ds__index_add(tx, seq, n->content, n->content_len, &dl))) return fail(tx, rc);
@@ -530,23 +545,20 @@ int ds_wtxn_delete(ds_wtxn *tx, const uint8_t id[DS_ID_LEN])
     return fail(tx, delete_seq(tx, seq));
 }
 
-/* Collects the seqs stored under |h| in duplicate table |dbi|. */
-static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h, size_t hl,
-                        uint64_t **seqs, size_t *n)
+/* Appends the seqs stored under |h| in duplicate table |dbi| to *seqs. */
+static int collect_dups_of(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h, size_t hl,
+                           uint64_t **seqs, size_t *n, size_t *cap)
 {
-    *seqs = NULL;
-    *n = 0;
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, st->dbi[dbi], &cur);
-    if (rc) return ds__lmdb_err(rc);
+    if (rc) return rc;
     MDB_val k = { hl, (void *)h }, d;
-    size_t cap = 0;
     rc = mdb_cursor_get(cur, &k, &d, MDB_SET);
     while (rc == 0) {
         if (d.mv_size != 8) { rc = EINVAL; break; }
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *p = realloc(*seqs, cap * sizeof *p);
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            uint64_t *p = realloc(*seqs, *cap * sizeof *p);
             if (!p) { rc = ENOMEM; break; }
             *seqs = p;
         }
@@ -554,11 +566,61 @@ static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h, s
         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_DUP);
     }
     mdb_cursor_close(cur);
-    if (rc == MDB_NOTFOUND) return 0;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Collects the seqs stored under |h| in duplicate table |dbi| (and, for
+ * by_source, its delta), in increasing order. */
+static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h, size_t hl,
+                        uint64_t **seqs, size_t *n)
+{
+    *seqs = NULL;
+    *n = 0;
+    size_t cap = 0;
+    int rc = collect_dups_of(st, txn, dbi, h, hl, seqs, n, &cap);
+    if (!rc && dbi == DBI_SOURCE) {
+        size_t base = *n;
+        rc = collect_dups_of(st, txn, DBI_SOURCE_DELTA, h, hl, seqs, n, &cap);
+        if (!rc && base && *n > base) qsort(*seqs, *n, sizeof **seqs, cmp_u64);
+    }
+    if (!rc) return 0;
     free(*seqs);
     *seqs = NULL;
     *n = 0;
     return rc == ENOMEM ? DS_ERR_NOMEM : DS_ERR_STORE;
+}
+
+/* Folds delta table |d| into base table |b| once it holds
+ * st->delta_max entries: in key order, so each base page is written once. */
+static int fold_delta(ds_wtxn *tx, int d, int b)
+{
+    MDB_stat ms;
+    int rc = ds__lmdb_err(mdb_stat(tx->txn, tx->st->dbi[d], &ms));
+    if (rc || ms.ms_entries < tx->st->delta_max) return rc;
+    MDB_cursor *cur;
+    if ((rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[d], &cur)))) return rc;
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == 0 && !rc) {
+        uint8_t kb[STR_KEY_CAP], vb[8];
+        if (k.mv_size > sizeof kb || v.mv_size != 8) { rc = DS_ERR_STORE; break; }
+        size_t kl = k.mv_size;
+        memcpy(kb, k.mv_data, kl);                /* the delta's pages stay put, but copy anyway */
+        memcpy(vb, v.mv_data, 8);
+        rc = put_rec(tx, b, kb, kl, vb, 8, 0);
+        if (!rc) mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
+    if (!rc && !(rc = ds__store_write_check(tx->st)))
+        rc = ds__lmdb_err(mdb_drop(tx->txn, tx->st->dbi[d], 0));
+    return rc;
 }
 
 int ds_wtxn_delete_source(ds_wtxn *tx, const char *source, size_t *count)
@@ -727,25 +789,26 @@ int ds_store_resolve_prefix(ds_store *st, const char *prefix, uint8_t id[DS_ID_L
     MDB_txn *txn;
     int rc = rtxn(st, &txn);
     if (rc) return rc;
-    MDB_cursor *cur;
-    if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[DBI_IDS], &cur)))) {
-        mdb_txn_abort(txn);
-        return rc;
-    }
-    MDB_val k = { DS_ID_LEN, lo }, d;
     int found = 0;
-    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-    while (mrc == 0 && found < 2) {
-        const uint8_t *kid = k.mv_data;
-        char khex[2 * DS_ID_LEN + 1];
-        ds_hex_encode(kid, DS_ID_LEN, khex);
-        if (memcmp(khex, hex, n) != 0) break;
-        if (!found) memcpy(id, kid, DS_ID_LEN);
-        found++;
-        mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+    static const int tables[2] = { DBI_IDS, DBI_IDS_DELTA };
+    for (int t = 0; t < 2 && found < 2 && !rc; t++) {
+        MDB_cursor *cur;
+        if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[tables[t]], &cur)))) break;
+        MDB_val k = { DS_ID_LEN, lo }, d;
+        int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+        while (mrc == 0 && found < 2) {
+            const uint8_t *kid = k.mv_data;
+            char khex[2 * DS_ID_LEN + 1];
+            ds_hex_encode(kid, DS_ID_LEN, khex);
+            if (memcmp(khex, hex, n) != 0) break;
+            if (!found) memcpy(id, kid, DS_ID_LEN);
+            found++;
+            mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
     }
-    mdb_cursor_close(cur);
     mdb_txn_abort(txn);
+    if (rc) return rc;
     if (found == 0) return DS_ERR_NOTFOUND;
     return found > 1 ? DS_ERR_AMBIGUOUS : 0;
 }

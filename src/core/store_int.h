@@ -38,8 +38,17 @@
 #define DS_SEG_FANOUT 8          /* merge this many segments of one size class */
 #define DS_SEG_DEAD_PURGE 4      /* rewrite a segment alone when > 1/4 of it is dead */
 
+/* ids and by_source are keyed by random-looking strings (UUIDs, note
+ * sources): inserting into a large B-tree dirties a page per key, so a
+ * transaction of 10k nodes over a million would rewrite nearly the whole
+ * table.  New entries therefore go to small "delta" tables, which are
+ * folded into the base tables (in key order) once they hold
+ * st->delta_max entries; lookups consult both. */
+#define DS_DELTA_MAX 65536
+
 enum { DBI_META, DBI_NODES, DBI_IDS, DBI_SOURCE, DBI_PROJECT, DBI_SEGS, DBI_SEGDATA,
-       DBI_DEAD, DBI_DTERM, DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
+       DBI_DEAD, DBI_DTERM, DBI_IDS_DELTA, DBI_SOURCE_DELTA,
+       DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
 
 /* A segment as a reader sees it: its header and its dictionary (pointers
  * into the transaction's view of the database). */
@@ -124,6 +133,7 @@ struct ds_store {
     int fail_after;
     ds_wtxn *active;
     uint32_t tag_gen;              /* last posting-buffer generation used */
+    size_t delta_max;              /* fold delta tables past this many entries */
     struct ds_iworker *iw;         /* index worker thread, NULL until first needed */
     int no_iworker;                /* index on the writer's thread */
     int tc_valid;                  /* cached term count, for index_gen tc_gen */
