@@ -5,12 +5,15 @@
  * separates terms.  Words are case-folded (ASCII by a table, anything else
  * by libunistring's full case folding followed by NFC, so "STRASSE" and
  * "Straße" agree) and stemmed with the English Snowball stemmer.  Indexing
- * runs this on every document, so the hot path never allocates: the word
- * is built in fixed buffers and the terms of short words are remembered in
- * a direct-mapped cache keyed by the raw word (replace on collision), so
- * a frequent word is folded and stemmed once.  The cache only saves work;
- * the output depends on the text alone, which the index relies on when it
- * deletes postings by re-tokenizing.
+ * runs this on every document, so the hot path never allocates and pure
+ * ASCII words (the common case) take a fast path: bytes are classified by
+ * a 256-entry table, and the word is lowered and turned into a zero-padded
+ * cache key with fixed-size loads, no copy.  The terms of short words are
+ * remembered in a 2-way set-associative cache (LRU within a set) keyed by
+ * the raw word, so a frequent word is folded and stemmed once; the set of
+ * the next word is prefetched while the current one is delivered.  The
+ * cache only saves work; the output depends on the text alone, which the
+ * index relies on when it deletes postings by re-tokenizing.
  */
 #include "core/tokenize.h"
 
@@ -36,26 +39,44 @@
 /* Full folding grows a word at most 3x (e.g. U+0390 -> 3 code points). */
 #define FOLD_MAX (3 * RAW_MAX + 16)
 
-#define CACHE_SLOTS 16384u          /* power of two */
-#define KEY_MAX 30
-#define STEM_MAX 28
+/* 64K slots, 4 MB (allocated lazily by the system, so only the sets in
+ * use cost memory): it holds the working vocabulary of a large corpus,
+ * and a miss (folding + stemming) costs ~20x a hit. */
+#define CACHE_SETS 32768u           /* power of two; 2 slots per set */
+#define SET_BITS 15                 /* log2(CACHE_SETS) */
+#define KEY_WORDS 3
+#define KEY_MAX (8 * KEY_WORDS)     /* longest cached raw word in bytes */
+#define STEM_MAX 30                 /* longest cached stem in bytes */
 
-/* One cache entry: 64 bytes, a cache line.  klen == 0 means empty. */
+/* One cache entry, 64 bytes: a cache line.  |key| is the raw word (ASCII
+ * lowered) padded with zero bytes; words never contain a zero byte, so
+ * the padded key also encodes the length, and an all-zero key marks an
+ * empty slot.  |stem| is NUL-terminated.  |tag| belongs to the
+ * ds_tokenize_tagged caller and travels with its raw word. */
 struct slot {
-    uint32_t hash;
-    uint8_t klen, slen;
-    uint8_t key[KEY_MAX];
-    uint8_t stem[STEM_MAX];
+    uint64_t tag;
+    uint64_t key[KEY_WORDS];
+    uint8_t slen;
+    char stem[STEM_MAX + 1];
 };
 
+_Static_assert(sizeof(struct slot) == 64, "a cache slot is one cache line");
+_Static_assert((1u << SET_BITS) == CACHE_SETS, "SET_BITS matches CACHE_SETS");
+
+enum { SEP = 0, ALNUM = 1, HIGH = 2 };  /* byte classes */
+
 struct ds_tokenizer {
+    struct slot *cache;             /* CACHE_SETS sets of 2 slots, MRU first */
+    void *cache_mem;                /* the allocation holding |cache| */
     struct sb_stemmer *stemmer;
-    struct slot *cache;
     uc_general_category_t wordcat;  /* L | M | Nd */
-    uint8_t ascii[128];             /* folded byte, or 0 for a separator */
+    uint8_t cls[256];               /* SEP, ALNUM (ASCII letter/digit), HIGH */
+    uint64_t mask[KEY_MAX + 1][KEY_WORDS];  /* first n bytes of a key */
+    uint64_t lower;                 /* 0x20 in every byte */
     uint8_t raw[RAW_MAX];
     uint8_t fold[FOLD_MAX];
     char term[DS_TERM_MAX + 1];
+    uint64_t scratch_tag;           /* the tag of an uncacheable word */
 };
 
 int ds_tokenizer_new(ds_tokenizer **out)
@@ -63,25 +84,34 @@ int ds_tokenizer_new(ds_tokenizer **out)
     ds_tokenizer *t = calloc(1, sizeof *t);
     if (!t)
         goto fail_alloc;
-    t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
-    if (!t->cache)
+    /* calloc (zero pages on demand), aligned by hand to a cache line */
+    t->cache_mem = calloc((size_t)CACHE_SETS * 2 + 1, sizeof *t->cache);
+    if (!t->cache_mem)
         goto fail_cache;
+    t->cache = (struct slot *)(((uintptr_t)t->cache_mem + 63) & ~(uintptr_t)63);
     t->stemmer = sb_stemmer_new("english", "UTF_8");
     if (!t->stemmer)
         goto fail_stemmer;
     t->wordcat = uc_general_category_or(
         uc_general_category_or(UC_CATEGORY_L, UC_CATEGORY_M), UC_CATEGORY_Nd);
-    for (int c = 0; c < 128; c++) {
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
-            t->ascii[c] = (uint8_t)c;
-        else if (c >= 'A' && c <= 'Z')
-            t->ascii[c] = (uint8_t)(c - 'A' + 'a');
+    for (int c = 0; c < 256; c++) {
+        if (c >= 0x80)
+            t->cls[c] = HIGH;
+        else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            t->cls[c] = ALNUM;
     }
+    /* built from bytes, so independent of the byte order */
+    for (size_t n = 0; n <= KEY_MAX; n++) {
+        uint8_t b[KEY_MAX] = {0};
+        memset(b, 0xff, n);
+        memcpy(t->mask[n], b, sizeof b);
+    }
+    memset(&t->lower, 0x20, sizeof t->lower);
     *out = t;
     return 0;
 
 fail_stemmer:
-    free(t->cache);
+    free(t->cache_mem);
 fail_cache:
     free(t);
 fail_alloc:
@@ -94,115 +124,239 @@ void ds_tokenizer_free(ds_tokenizer *t)
     if (!t)
         return;
     sb_stemmer_delete(t->stemmer);
-    free(t->cache);
+    free(t->cache_mem);
     free(t);
 }
 
-static uint32_t hash_word(const uint8_t *p, size_t n)
+void ds_tokenizer_clear_tags(ds_tokenizer *t)
 {
-    uint32_t h = 2166136261u;           /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
+    for (size_t i = 0; i < 2 * (size_t)CACHE_SETS; i++)
+        t->cache[i].tag = 0;
 }
 
-/* Folds (if |nonascii|) and stems the |n| bytes of t->raw, setting *stem
- * and *slen; the result lives in the cache or the stemmer until the next
- * call.  The cache is keyed by the raw word (ASCII already lowered), so a
- * hit skips Unicode folding too.  Returns 0 or DS_ERR_NOMEM. */
-static int stem_word(ds_tokenizer *t, size_t n, int nonascii,
-                     const uint8_t **stem, size_t *slen)
+/* The set of a key: a multiplicative hash of the padded words. */
+static inline struct slot *set_of(ds_tokenizer *t, const uint64_t *k)
 {
-    struct slot *s = NULL;
-    uint32_t h = 0;
-    if (n <= KEY_MAX) {
-        h = hash_word(t->raw, n);
-        s = &t->cache[h & (CACHE_SLOTS - 1)];
-        if (s->klen == n && s->hash == h && memcmp(s->key, t->raw, n) == 0) {
-            *stem = s->stem;
-            *slen = s->slen;
-            return 0;
-        }
-    }
+    uint64_t h = k[0] * UINT64_C(0x9E3779B97F4A7C15) ^ k[1] * UINT64_C(0xC2B2AE3D27D4EB4F) ^
+                 k[2] * UINT64_C(0x165667B19E3779F9);
+    h ^= h >> 32;
+    h *= UINT64_C(0xD6E8FEB86659FD93);
+    return &t->cache[(size_t)(h >> (64 - SET_BITS)) * 2];
+}
 
-    const uint8_t *w = t->raw;
+static inline int key_eq(const struct slot *s, const uint64_t *k)
+{
+    return ((s->key[0] ^ k[0]) | (s->key[1] ^ k[1]) | (s->key[2] ^ k[2])) == 0;
+}
+
+/* A term ready for the callback: |term| NUL-terminated when |nul|. */
+struct result {
+    const char *term;
+    size_t len;
+    uint64_t *tag;
+};
+
+/* Folds (if |nonascii|) and stems the |n| bytes at |w| (ASCII already
+ * lowered); when |set| is given (|w| is the padded key |k|) the result is
+ * cached in its first slot, the old first slot moving to the second.
+ * Returns 0 or DS_ERR_NOMEM; r->len is 0 for a word without a term. */
+static int stem_word(ds_tokenizer *t, struct slot *set, const uint64_t *k, const uint8_t *w,
+                     size_t n, int nonascii, struct result *r)
+{
     uint8_t *folded = NULL;
     size_t wn = n;
+    r->len = 0;
+    r->tag = &t->scratch_tag;
+    t->scratch_tag = 0;
     if (nonascii) {
         size_t flen = sizeof t->fold;
-        folded = u8_casefold(t->raw, n, NULL, UNINORM_NFC, t->fold, &flen);
-        if (!folded) {
-            /* EILSEQ cannot happen (t->raw is valid UTF-8): skip the word */
-            *slen = 0;
+        folded = u8_casefold(w, n, NULL, UNINORM_NFC, t->fold, &flen);
+        if (!folded)    /* EILSEQ cannot happen (|w| is valid UTF-8): skip the word */
             return errno == ENOMEM ? DS_ERR_NOMEM : 0;
-        }
         w = folded;
         wn = flen;
     }
-    const sb_symbol *r = wn > 0 ? sb_stemmer_stem(t->stemmer, w, (int)wn) : w;
+    const sb_symbol *st = wn > 0 ? sb_stemmer_stem(t->stemmer, w, (int)wn) : w;
+    int sl = st && wn > 0 ? sb_stemmer_length(t->stemmer) : 0;
     if (folded && folded != t->fold)
         free(folded);
-    if (!r)
+    if (!st)
         return DS_ERR_NOMEM;
-    int rl = wn > 0 ? sb_stemmer_length(t->stemmer) : 0;
-    *stem = r;
-    *slen = rl > 0 ? (size_t)rl : 0;
-    if (s && *slen <= STEM_MAX) {
-        s->hash = h;
-        s->klen = (uint8_t)n;
-        s->slen = (uint8_t)*slen;
-        memcpy(s->key, t->raw, n);
-        memcpy(s->stem, r, *slen);
-    }
-    return 0;
-}
-
-/* Turns the word in t->raw into a term and hands it to |cb|.  Returns 0
- * or the value ds_tokenize must return; sets *stop when the callback
- * asked to stop (its positive values make ds_tokenize return 0). */
-static int emit(ds_tokenizer *t, size_t n, int nonascii, ds_term_cb cb,
-                void *ud, int *stop)
-{
-    const uint8_t *stem = NULL;
-    size_t slen = 0;
-    int rc = stem_word(t, n, nonascii, &stem, &slen);
-    if (rc)
-        return rc;
+    size_t slen = sl > 0 ? (size_t)sl : 0;
     if (slen == 0 || slen > DS_TERM_MAX)
         return 0;
-    memcpy(t->term, stem, slen);
-    t->term[slen] = '\0';
-    int r = cb(t->term, slen, ud);
-    if (r != 0) {
+    if (set && slen <= STEM_MAX) {
+        set[1] = set[0];
+        struct slot *s = &set[0];
+        s->tag = 0;
+        memcpy(s->key, k, sizeof s->key);
+        s->slen = (uint8_t)slen;
+        memcpy(s->stem, st, slen);
+        s->stem[slen] = '\0';
+        r->term = s->stem;
+        r->tag = &s->tag;
+    } else {
+        memcpy(t->term, st, slen);
+        t->term[slen] = '\0';
+        r->term = t->term;
+    }
+    r->len = slen;
+    return 0;
+}
+
+/* Looks the padded key |k| (a word of |n| <= KEY_MAX bytes, also at |w|)
+ * up in the cache, stemming it on a miss. */
+static inline int lookup(ds_tokenizer *t, const uint64_t *k, const uint8_t *w, size_t n,
+                         int nonascii, struct result *r)
+{
+    struct slot *set = set_of(t, k);
+    if (key_eq(&set[0], k)) {
+        r->term = set[0].stem;
+        r->len = set[0].slen;
+        r->tag = &set[0].tag;
+        return 0;
+    }
+    if (key_eq(&set[1], k)) {           /* make it the most recent */
+        struct slot tmp = set[1];
+        set[1] = set[0];
+        set[0] = tmp;
+        r->term = set[0].stem;
+        r->len = set[0].slen;
+        r->tag = &set[0].tag;
+        return 0;
+    }
+    return stem_word(t, set, k, w, n, nonascii, r);
+}
+
+/* Hands a term to the callback.  Returns 0 or the value the tokenizer
+ * must return; sets *stop when the callback asked to stop (its positive
+ * values make the tokenizer return 0). */
+static inline int deliver(const struct result *r, ds_term_cb cb, ds_term_tag_cb tcb, void *ud,
+                          int *stop)
+{
+    if (r->len == 0)
+        return 0;
+    int v = tcb ? tcb(r->term, r->len, r->tag, ud) : cb(r->term, r->len, ud);
+    if (v != 0) {
         *stop = 1;
-        return r < 0 ? r : 0;
+        return v < 0 ? v : 0;
     }
     return 0;
 }
 
-int ds_tokenize(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb, void *ud)
-{
-    assert(t && cb && (text || len == 0));
-    if (len == 0)
-        return 0;
-    const uint8_t *s = (const uint8_t *)text;
-    const uint8_t *end = s + len;
-    const uint8_t *ascii = t->ascii;
-    size_t n = 0;           /* bytes of the current word in t->raw */
-    int nonascii = 0;       /* the current word has non-ASCII letters */
-    int overlong = 0;       /* the current word exceeds RAW_MAX */
-    int stop = 0;
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
 
+/* A short ASCII word whose set is being prefetched while the next word
+ * is scanned: a set load is often a miss to main memory. */
+struct pending {
+    uint64_t k[KEY_WORDS];
+    struct slot *set;
+    size_t n;
+};
+
+/* Makes the padded key of the |n| <= KEY_MAX ASCII letters and digits at
+ * |w| (|avail| bytes readable there) and starts loading its set. */
+static inline void pend_word(ds_tokenizer *t, struct pending *pw, const uint8_t *w, size_t n,
+                             size_t avail)
+{
+    uint64_t *k = pw->k;
+    k[0] = k[1] = k[2] = 0;
+    if (avail >= KEY_MAX)
+        memcpy(k, w, KEY_MAX);          /* fixed-size loads, masked below */
+    else
+        memcpy(k, w, n);
+    /* letters and digits all lower with | 0x20 */
+    const uint64_t *m = t->mask[n];
+    k[0] = (k[0] | t->lower) & m[0];
+    k[1] = (k[1] | t->lower) & m[1];
+    k[2] = (k[2] | t->lower) & m[2];
+    pw->set = set_of(t, k);
+    pw->n = n;
+    PREFETCH(pw->set);
+    PREFETCH(pw->set + 1);
+}
+
+/* Looks up and delivers a pending word. */
+static inline int emit_pending(ds_tokenizer *t, struct pending *pw, ds_term_cb cb,
+                               ds_term_tag_cb tcb, void *ud, int *stop)
+{
+    struct result r;
+    struct slot *set = pw->set;
+    const uint64_t *k = pw->k;
+    if (key_eq(&set[0], k)) {
+        r.term = set[0].stem;
+        r.len = set[0].slen;
+        r.tag = &set[0].tag;
+    } else if (key_eq(&set[1], k)) {    /* make it the most recent */
+        struct slot tmp = set[1];
+        set[1] = set[0];
+        set[0] = tmp;
+        r.term = set[0].stem;
+        r.len = set[0].slen;
+        r.tag = &set[0].tag;
+    } else {
+        int rc = stem_word(t, set, k, (const uint8_t *)k, pw->n, 0, &r);
+        if (rc)
+            return rc;
+    }
+    return deliver(&r, cb, tcb, ud, stop);
+}
+
+/* The word of |n| > KEY_MAX ASCII letters and digits at |w|. */
+static int emit_long_ascii(ds_tokenizer *t, const uint8_t *w, size_t n, ds_term_cb cb,
+                           ds_term_tag_cb tcb, void *ud, int *stop)
+{
+    if (n > RAW_MAX)
+        return 0;
+    struct result r;
+    for (size_t i = 0; i < n; i++)
+        t->raw[i] = w[i] | 0x20;
+    int rc = stem_word(t, NULL, NULL, t->raw, n, 0, &r);
+    if (rc)
+        return rc;
+    return deliver(&r, cb, tcb, ud, stop);
+}
+
+/* The word of |n| bytes in t->raw (ASCII lowered, |nonascii| when it
+ * holds other characters). */
+static int emit_raw(ds_tokenizer *t, size_t n, int nonascii, ds_term_cb cb, ds_term_tag_cb tcb,
+                    void *ud, int *stop)
+{
+    struct result r;
+    int rc;
+    if (n <= KEY_MAX) {
+        uint64_t k[KEY_WORDS] = {0, 0, 0};
+        memcpy(k, t->raw, n);
+        rc = lookup(t, k, t->raw, n, nonascii, &r);
+    } else {
+        rc = stem_word(t, NULL, NULL, t->raw, n, nonascii, &r);
+    }
+    if (rc)
+        return rc;
+    return deliver(&r, cb, tcb, ud, stop);
+}
+
+/* Reads one word that has non-ASCII bytes in it (or a separator that is
+ * not ASCII) from |s| into t->raw: *n bytes, *nonascii, *overlong.
+ * Consumes the separator that ends it; returns where to go on. */
+static const uint8_t *read_word(ds_tokenizer *t, const uint8_t *s, const uint8_t *end,
+                                size_t *np, int *nonascii, int *overlong)
+{
+    size_t n = 0;
+    *nonascii = *overlong = 0;
     while (s < end) {
         uint8_t c = *s;
         if (c < 0x80) {
-            uint8_t f = ascii[c];
             s++;
-            if (f) {
+            if (t->cls[c] == ALNUM) {
                 if (n < RAW_MAX)
-                    t->raw[n++] = f;
+                    t->raw[n++] = c | 0x20;
                 else
-                    overlong = 1;
+                    *overlong = 1;
                 continue;
             }
         } else {
@@ -213,24 +367,99 @@ int ds_tokenize(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb, vo
                     memcpy(t->raw + n, s, (size_t)k);
                     n += (size_t)k;
                 } else {
-                    overlong = 1;
+                    *overlong = 1;
                 }
-                nonascii = 1;
+                *nonascii = 1;
                 s += k;
                 continue;
             }
             s += k > 0 ? k : 1;     /* separator, or invalid byte */
         }
-        /* a separator: the word (if any) ends here */
-        if (n > 0 && !overlong) {
-            int rc = emit(t, n, nonascii, cb, ud, &stop);
+        break;                      /* a separator: the word ends here */
+    }
+    *np = n;
+    return s;
+}
+
+static int run(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb,
+               ds_term_tag_cb tcb, void *ud)
+{
+    if (len == 0)
+        return 0;
+    const uint8_t *p = (const uint8_t *)text;
+    const uint8_t *end = p + len;
+    const uint8_t *cls = t->cls;
+    struct pending pw[2];
+    int cur = 0, have = 0;      /* pw[cur] is pending when |have| */
+    int stop = 0, rc;
+
+    while (p < end) {
+        unsigned c = cls[*p];
+        if (c == SEP) {
+            p++;
+            continue;
+        }
+        const uint8_t *w = p;
+        if (c == ALNUM) {
+            do
+                p++;
+            while (p < end && (c = cls[*p]) == ALNUM);
+            if (p == end || c == SEP) {         /* an ASCII word */
+                size_t n = (size_t)(p - w);
+                p += p < end;                   /* the separator */
+                if (n <= KEY_MAX) {
+                    /* scan it and start its load, then finish the previous one */
+                    pend_word(t, &pw[cur ^ have], w, n, (size_t)(end - w));
+                    if (have) {
+                        rc = emit_pending(t, &pw[cur], cb, tcb, ud, &stop);
+                        if (rc || stop)
+                            return rc;
+                        cur ^= 1;
+                    }
+                    have = 1;
+                    continue;
+                }
+                if (have) {
+                    have = 0;
+                    rc = emit_pending(t, &pw[cur], cb, tcb, ud, &stop);
+                    if (rc || stop)
+                        return rc;
+                }
+                rc = emit_long_ascii(t, w, n, cb, tcb, ud, &stop);
+                if (rc || stop)
+                    return rc;
+                continue;
+            }
+        }
+        /* non-ASCII in or after the word: the general path, from its start */
+        if (have) {
+            have = 0;
+            rc = emit_pending(t, &pw[cur], cb, tcb, ud, &stop);
             if (rc || stop)
                 return rc;
         }
-        n = 0;
-        nonascii = overlong = 0;
+        size_t n;
+        int nonascii, overlong;
+        p = read_word(t, w, end, &n, &nonascii, &overlong);
+        if (n > 0 && !overlong) {
+            rc = emit_raw(t, n, nonascii, cb, tcb, ud, &stop);
+            if (rc || stop)
+                return rc;
+        }
     }
-    if (n > 0 && !overlong)
-        return emit(t, n, nonascii, cb, ud, &stop);
+    if (have)
+        return emit_pending(t, &pw[cur], cb, tcb, ud, &stop);
     return 0;
+}
+
+int ds_tokenize(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb, void *ud)
+{
+    assert(t && cb && (text || len == 0));
+    return run(t, text, len, cb, NULL, ud);
+}
+
+int ds_tokenize_tagged(ds_tokenizer *t, const char *text, size_t len, ds_term_tag_cb cb, void *ud)
+{
+    assert(t && cb && (text || len == 0));
+    return run(t, text, len, NULL, cb, ud);
 }

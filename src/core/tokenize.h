@@ -11,6 +11,7 @@
 #define DS_TOKENIZE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define DS_TERM_MAX 64   /* longest term in bytes; longer words are skipped */
 
@@ -31,5 +32,19 @@ void ds_tokenizer_free(ds_tokenizer *t);
  * the English Snowball stemmer.  Returns 0, a negative value from |cb|,
  * or DS_ERR_NOMEM. */
 int ds_tokenize(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb, void *ud);
+
+/* Like ds_term_cb, for ds_tokenize_tagged: |term| is NOT NUL-terminated,
+ * and |tag| points to a word of caller state remembered with the cached
+ * raw word that produced this term (0 when new: the cache slot was just
+ * filled, or the word is too long to cache, in which case the word is
+ * forgotten after the call).  The indexer stores "which posting list
+ * this term goes to" there, so a frequent word costs one cache probe and
+ * no second hash lookup.  Different raw words may map to the same term;
+ * each has its own tag.  Tags survive until their slot is reused or
+ * ds_tokenizer_clear_tags is called. */
+typedef int (*ds_term_tag_cb)(const char *term, size_t len, uint64_t *tag, void *ud);
+int ds_tokenize_tagged(ds_tokenizer *t, const char *text, size_t len, ds_term_tag_cb cb, void *ud);
+/* Sets every tag back to 0. */
+void ds_tokenizer_clear_tags(ds_tokenizer *t);
 
 #endif
