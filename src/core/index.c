@@ -418,15 +418,33 @@ static int segw_finish(segw *w, uint64_t first_seq, uint64_t last_seq, uint32_t 
 
 typedef struct sortent { uint64_t prefix; uint32_t idx; } sortent;
 
-static const char *sort_terms;
-static const pb_entry *sort_ents;
-
-static int cmp_sortent(const void *a, const void *b)
+/* Sorts |v| by term: an LSD radix sort on the 8-byte prefixes (a byte per
+ * pass, skipping bytes all keys share), then the rare runs of equal
+ * prefixes by the whole term.  |tmp| has room for |n| entries. */
+static void sort_terms_by_prefix(sortent *v, sortent *tmp, size_t n, const pb_entry *ents,
+                                 const char *terms)
 {
-    const sortent *x = a, *y = b;
-    if (x->prefix != y->prefix) return x->prefix < y->prefix ? -1 : 1;
-    const pb_entry *ex = &sort_ents[x->idx], *ey = &sort_ents[y->idx];
-    return cmp_term(sort_terms + ex->term_off, ex->term_len, sort_terms + ey->term_off, ey->term_len);
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t count[256] = { 0 };
+        for (size_t i = 0; i < n; i++) count[(v[i].prefix >> shift) & 0xff]++;
+        if (n && count[(v[0].prefix >> shift) & 0xff] == n) continue;   /* all equal here */
+        size_t pos = 0;
+        for (int b = 0; b < 256; b++) { size_t c = count[b]; count[b] = pos; pos += c; }
+        for (size_t i = 0; i < n; i++) tmp[count[(v[i].prefix >> shift) & 0xff]++] = v[i];
+        memcpy(v, tmp, n * sizeof *v);
+    }
+    for (size_t i = 1; i < n; i++) {        /* insertion sort inside equal-prefix runs */
+        sortent x = v[i];
+        const pb_entry *ex = &ents[x.idx];
+        size_t j = i;
+        while (j > 0 && v[j - 1].prefix == x.prefix) {
+            const pb_entry *ey = &ents[v[j - 1].idx];
+            if (cmp_term(terms + ey->term_off, ey->term_len, terms + ex->term_off, ex->term_len) <= 0) break;
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
 }
 
 /* Terms contain no NUL byte, so the zero-padded big-endian 8-byte prefix
@@ -453,15 +471,13 @@ static int write_buffer(ds_wtxn *tx)
         }
     }
     sortent *order = NULL;
-    if (pb->nents && !(order = malloc((size_t)pb->nents * sizeof *order))) return DS_ERR_NOMEM;
+    if (pb->nents && !(order = malloc((size_t)pb->nents * 2 * sizeof *order))) return DS_ERR_NOMEM;
     size_t n = 0;
     for (uint32_t i = 0; i < pb->nents; i++) {
         const pb_entry *e = &pb->ents[i];
         if (e->count) order[n++] = (sortent){ term_prefix(pb->terms + e->term_off, e->term_len), i };
     }
-    sort_terms = pb->terms;             /* qsort has no context argument in C11 */
-    sort_ents = pb->ents;
-    qsort(order, n, sizeof *order, cmp_sortent);
+    sort_terms_by_prefix(order, order + n, n, pb->ents, pb->terms);
     /* Counting sort: each term's run in pb->out, in dictionary order. */
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {

@@ -114,6 +114,29 @@ static void merges_keep_segments_few(void **state)
     ds_store_close(st);
 }
 
+/* Terms sharing their first 8 bytes sort by the rest (the segment
+ * writer sorts by an 8-byte prefix first); every one must be found. */
+static void long_shared_prefixes(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    static const char *const w[] = { "qwertyui9", "qwertyui", "qwertyui10", "qwertyui0",
+                                     "qwertyui1", "qwertyuj", "qwertyu", "qwertyui99z" };
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    ds_node n[8];
+    for (int i = 0; i < 8; i++) {
+        ds_test_make_node(&n[i], w[i], "/p");
+        assert_int_equal(ds_wtxn_put(tx, &n[i]), 0);
+    }
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(count_hits(st, w[i]), 1);
+        ds_node_free(&n[i]);
+    }
+    ds_store_close(st);
+}
+
 static void deletes_are_exact_then_purged(void **state)
 {
     (void)state;
@@ -410,6 +433,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(merges_keep_segments_few),
+        cmocka_unit_test(long_shared_prefixes),
         cmocka_unit_test(deletes_are_exact_then_purged),
         cmocka_unit_test(replace_within_transaction),
         cmocka_unit_test(worker_matches_inline),
