@@ -305,24 +305,28 @@ typedef struct pub {
     ds_buf nodes;             /* encoded nodes, concatenated */
     size_t count, max_nodes, max_bytes, scanned;
     uint64_t last_seq;        /* last sequence fully dealt with */
+    int stopped;              /* the scan stopped before a node: has_more */
     int rc;
 } pub;
 
 static int pub_node(const ds_node *n, void *ud)
 {
     pub *p = ud;
-    if (p->scanned >= DS_SYNC_SCAN_BUDGET) return 1;
+    if (p->scanned >= DS_SYNC_SCAN_BUDGET) { p->stopped = 1; return 1; }
     int shared = ds_share_set_contains(p->share, n->project);
     /* A full page ends before the next shared node; unshared ones are
      * skipped now so that has_more is false when only they remain. */
-    if (shared && (p->count >= p->max_nodes || p->nodes.len >= p->max_bytes)) return 1;
+    if (shared && (p->count >= p->max_nodes || p->nodes.len >= p->max_bytes)) {
+        p->stopped = 1;
+        return 1;
+    }
     p->scanned++;
     if (shared) {
         uint8_t *b;
         size_t l;
         int rc = ds_node_encode(n, &b, &l);
         if (rc) { p->rc = rc; return rc; }
-        if (p->count && p->nodes.len + l > p->max_bytes) { free(b); return 1; }
+        if (p->count && p->nodes.len + l > p->max_bytes) { free(b); p->stopped = 1; return 1; }
         rc = ds_buf_append(&p->nodes, b, l);
         free(b);
         if (rc) { p->rc = rc; return rc; }
@@ -332,15 +336,6 @@ static int pub_node(const ds_node *n, void *ud)
     return 0;
 }
 
-typedef struct more { int any; } more;
-
-static int any_node(const ds_node *n, void *ud)
-{
-    (void)n;
-    ((more *)ud)->any = 1;
-    return 1;
-}
-
 int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
                     ds_buf *out, ds_publish_stats *stats)
 {
@@ -348,11 +343,19 @@ int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
     ds_store_info info;
     int rc = ds_store_info_get(st, &info);
     if (rc) return rc;
+    return ds_sync_publish_epoch(st, info.epoch, share, req, out, stats);
+}
+
+int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const ds_share_set *share,
+                          const ds_msg *req, ds_buf *out, ds_publish_stats *stats)
+{
+    if (stats) memset(stats, 0, sizeof *stats);
+    int rc;
     uint64_t from = 0;
     if (req->has_cursor) {
         ds_cursor c;
         if ((rc = ds_cursor_decode(req->cursor, DS_CURSOR_LEN, &c))) return rc;
-        if (memcmp(c.epoch, info.epoch, DS_EPOCH_LEN) == 0 &&
+        if (memcmp(c.epoch, epoch, DS_EPOCH_LEN) == 0 &&
             memcmp(c.digest, share->digest, DS_SHARE_DIGEST_LEN) == 0)
             from = c.seq;             /* else: reset store or new share set: start over */
     }
@@ -363,16 +366,14 @@ int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
     if (p.max_bytes > DS_SYNC_MAX_PAGE_BYTES) p.max_bytes = DS_SYNC_MAX_PAGE_BYTES;
     rc = ds_store_iter(st, from, 0, pub_node, &p);
     if (!rc) rc = p.rc;
-    int has_more = 0;
-    if (!rc) {
-        more m = { 0 };
-        rc = ds_store_iter(st, p.last_seq, 0, any_node, &m);
-        has_more = m.any;
-    }
+    /* One pass, one read snapshot: the scan stopped before some node
+     * exactly when a node follows last_seq.  (Nodes written after the
+     * snapshot are found by the next sync.) */
+    int has_more = p.stopped;
     if (rc) { ds_buf_free(&p.nodes); return rc; }
 
     ds_cursor nc;
-    memcpy(nc.epoch, info.epoch, DS_EPOCH_LEN);
+    memcpy(nc.epoch, epoch, DS_EPOCH_LEN);
     nc.seq = p.last_seq;
     memcpy(nc.digest, share->digest, DS_SHARE_DIGEST_LEN);
     uint8_t cb[DS_CURSOR_LEN];
@@ -408,19 +409,28 @@ static const char CURSOR_KEY[] = "sync_cursor";
 
 int ds_sync_apply(ds_store *rep, const ds_msg *resp, size_t *inserted)
 {
+    return ds_sync_apply_pages(rep, resp, 1, inserted);
+}
+
+int ds_sync_apply_pages(ds_store *rep, const ds_msg *pages, size_t n, size_t *inserted)
+{
     if (inserted) *inserted = 0;
-    if (resp->type != DS_MSG_SYNC_RESPONSE || !resp->has_cursor) return DS_ERR_INVALID;
+    if (!n) return DS_ERR_INVALID;
+    for (size_t p = 0; p < n; p++)
+        if (pages[p].type != DS_MSG_SYNC_RESPONSE || !pages[p].has_cursor) return DS_ERR_INVALID;
     ds_wtxn *tx;
     int rc = ds_store_begin(rep, &tx);
     if (rc) return rc;
     size_t added = 0;
-    for (size_t i = 0; i < resp->nnodes && !rc; i++) {
-        int ins = 0;
-        rc = ds_wtxn_put_new(tx, &resp->nodes[i], &ins);
-        added += (size_t)ins;
-    }
+    for (size_t p = 0; p < n && !rc; p++)
+        for (size_t i = 0; i < pages[p].nnodes && !rc; i++) {
+            int ins = 0;
+            rc = ds_wtxn_put_new(tx, &pages[p].nodes[i], &ins);
+            added += (size_t)ins;
+        }
+    /* The last page's cursor covers every page before it. */
     if (!rc) rc = ds_wtxn_aux_put(tx, DS_TABLE_CURSORS, CURSOR_KEY, sizeof CURSOR_KEY - 1,
-                                  resp->cursor, DS_CURSOR_LEN);
+                                  pages[n - 1].cursor, DS_CURSOR_LEN);
     if (rc) { ds_wtxn_abort(tx); return rc; }
     rc = ds_wtxn_commit(tx);
     if (!rc && inserted) *inserted = added;

@@ -130,6 +130,10 @@ typedef struct ds_publish_stats {
  * page's has_more and new_cursor.  Returns 0 or a DS_ERR_*. */
 int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
                     ds_buf *out, ds_publish_stats *stats);
+/* The same with the store's epoch given (read once per sync stream with
+ * ds_store_info_get, which costs more than a page's scan). */
+int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const ds_share_set *share,
+                          const ds_msg *req, ds_buf *out, ds_publish_stats *stats);
 
 /* ---- subscriber ---------------------------------------------------------- */
 
@@ -137,6 +141,13 @@ int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
  * inserted unless its id exists (first copy kept), and the new cursor
  * stored.  *inserted (optional) receives the count of new nodes. */
 int ds_sync_apply(ds_store *rep, const ds_msg *resp, size_t *inserted);
+/* The same for |n| (>= 1) consecutive SYNC_RESPONSE pages, in stream
+ * order, in ONE transaction: all their nodes, then the last page's
+ * cursor (it covers the pages before it), so a crash leaves either all
+ * of them or none applied.  Saves a commit (and its fsync) per page when
+ * pages arrive faster than they are applied.  DS_ERR_INVALID for n == 0
+ * or a page that is not a SYNC_RESPONSE with a cursor (nothing written). */
+int ds_sync_apply_pages(ds_store *rep, const ds_msg *pages, size_t n, size_t *inserted);
 /* The cursor stored in |rep| by ds_sync_apply: 0 and *has = 1/0. */
 int ds_sync_cursor_get(ds_store *rep, uint8_t cursor[DS_CURSOR_LEN], int *has);
 /* Forgets the stored cursor (next sync is full). */

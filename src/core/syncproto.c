@@ -27,6 +27,8 @@ _Static_assert((uint64_t)DS_SYNC_MAX_PAGE_BYTES + DS_NODE_MAX_ENCODED + 4096 < D
                "a page must always fit in a frame");
 
 #define MSG_CAP 4200                     /* peer messages are at most 4096 bytes */
+#define PEND_PAGES 64                    /* decoded pages held for one transaction, at most */
+#define PEND_BYTES (16u << 20)           /* ... and their frames' bytes */
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -106,6 +108,8 @@ struct ds_sync_server {
     s_phase phase;
     ds_frame_dec dec;
     ds_msg req;                      /* cursor and limits of the next page */
+    int have_epoch;
+    uint8_t epoch[DS_EPOCH_LEN];     /* the store's, read at the first page */
     int64_t last;                    /* last progress */
     int peer_fin, fin_sent;
     int err;
@@ -279,9 +283,15 @@ static int server_emit_page(ds_sync_server *s, ds_buf *out, ds_publish_stats *ps
 {
     static const uint8_t zero[DS_FRAME_HDR_LEN];
     size_t at = out->len;
-    int rc = ds_buf_append(out, zero, sizeof zero);
-    if (rc) return rc;
-    rc = ds_sync_publish(s->cfg.store, s->cfg.share, &s->req, out, ps);
+    int rc;
+    if (!s->have_epoch) {
+        ds_store_info info;
+        if ((rc = ds_store_info_get(s->cfg.store, &info))) return rc;
+        memcpy(s->epoch, info.epoch, DS_EPOCH_LEN);
+        s->have_epoch = 1;
+    }
+    if ((rc = ds_buf_append(out, zero, sizeof zero))) return rc;
+    rc = ds_sync_publish_epoch(s->cfg.store, s->epoch, s->cfg.share, &s->req, out, ps);
     if (!rc) rc = ds_frame_header(out->data + at, out->len - at - DS_FRAME_HDR_LEN, DS_SYNC_MAX_FRAME);
     if (rc) out->len = at;
     return rc;
@@ -383,6 +393,11 @@ struct ds_sync_client {
     char code[32];
     char message[MSG_CAP];
     ds_sync_progress prog;
+    /* Pages decoded and validated but not applied yet (see hold_ms). */
+    ds_msg pend[PEND_PAGES];
+    size_t npend, pend_nodes, pend_bytes;
+    int64_t pend_since;              /* arrival of the oldest pending page */
+    size_t batch_nodes;
 };
 
 static void client_fail(ds_sync_client *c, int err, const char *fmt, ...)
@@ -403,6 +418,7 @@ int ds_sync_client_new(ds_sync_client **out, const ds_sync_client_cfg *cfg, int6
     if (!c) return DS_ERR_NOMEM;
     c->cfg = *cfg;
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DS_SYNC_DEFAULT_TIMEOUT_MS;
+    c->batch_nodes = cfg->batch_nodes ? cfg->batch_nodes : DS_SYNC_APPLY_BATCH_NODES;
     c->last = now_ms;
     if (!cfg->full) {
         int rc = ds_sync_cursor_get(cfg->replica, c->cursor, &c->has_cursor);
@@ -417,7 +433,31 @@ void ds_sync_client_free(ds_sync_client *c)
 {
     if (!c) return;
     ds_frame_dec_free(&c->dec);
+    for (size_t i = 0; i < c->npend; i++) ds_msg_free(&c->pend[i]);
     free(c);
+}
+
+/* Applies the pending pages in one transaction.  A store error fails the
+ * machine (it takes precedence over a protocol error seen later in the
+ * stream); returns DS_ERR_NOMEM only for out of memory. */
+static int client_flush(ds_sync_client *c)
+{
+    if (!c->npend) return 0;
+    size_t ins = 0, nodes = c->pend_nodes;
+    size_t n = c->npend;
+    int rc = ds_sync_apply_pages(c->cfg.replica, c->pend, n, &ins);
+    for (size_t i = 0; i < n; i++) ds_msg_free(&c->pend[i]);
+    c->npend = c->pend_nodes = c->pend_bytes = 0;
+    if (rc) {
+        c->code[0] = 0;
+        if (rc == DS_ERR_NOMEM) client_fail(c, rc, "%s", ds_strerror(rc));
+        else client_fail(c, rc, "could not write the replica (%s)", ds_strerror(rc));
+        return rc == DS_ERR_NOMEM ? rc : 0;
+    }
+    c->prog.pages += n;
+    c->prog.nodes_received += nodes;
+    c->prog.nodes_new += ins;
+    return 0;
 }
 
 static int client_running(const ds_sync_client *c)
@@ -463,19 +503,16 @@ static int client_on_frame(ds_sync_client *c, const uint8_t *f, size_t fl)
     if (m.type == DS_MSG_ERROR) {
         client_on_error(c, &m);
     } else if (m.type == DS_MSG_SYNC_RESPONSE) {
-        size_t ins = 0;
-        rc = ds_sync_apply(c->cfg.replica, &m, &ins);
-        if (rc == DS_ERR_NOMEM) {
-            client_fail(c, rc, "%s", ds_strerror(rc));
-        } else if (rc) {
-            client_fail(c, rc, "could not write the replica (%s)", ds_strerror(rc));
-            rc = 0;
-        } else {
-            c->prog.pages++;
-            c->prog.nodes_received += m.nnodes;
-            c->prog.nodes_new += ins;
-            if (!m.has_more) c->phase = C_LAST;
-        }
+        /* Decoded and validated: held for a batched transaction (applied
+         * now when the batch is full; see ds_sync_client_recv). */
+        if (!m.has_more) c->phase = C_LAST;
+        if (!c->npend) c->pend_since = c->last;
+        c->pend_nodes += m.nnodes;
+        c->pend_bytes += fl;
+        c->pend[c->npend++] = m;
+        if (c->npend == PEND_PAGES || c->pend_nodes >= c->batch_nodes || c->pend_bytes >= PEND_BYTES)
+            return client_flush(c);
+        return 0;
     } else {
         client_fail(c, DS_ERR_PROTO, "unexpected %s message from the publisher", type_name(m.type));
     }
@@ -483,7 +520,7 @@ static int client_on_frame(ds_sync_client *c, const uint8_t *f, size_t fl)
     return rc;
 }
 
-int ds_sync_client_recv(ds_sync_client *c, const uint8_t *data, size_t len, int fin, int64_t now_ms)
+static int client_recv(ds_sync_client *c, const uint8_t *data, size_t len, int fin, int64_t now_ms)
 {
     if (!client_running(c)) return 0;
     if (len) c->last = now_ms;
@@ -525,6 +562,18 @@ int ds_sync_client_recv(ds_sync_client *c, const uint8_t *data, size_t len, int 
     return 0;
 }
 
+int ds_sync_client_recv(ds_sync_client *c, const uint8_t *data, size_t len, int fin, int64_t now_ms)
+{
+    int rc = client_recv(c, data, len, fin, now_ms);
+    /* Pending pages are applied now unless they may be held: pages that
+     * arrived before whatever ended the machine stay applied, as if each
+     * had been written on arrival. */
+    int frc = 0;
+    if (c->npend && (!c->cfg.hold_ms || c->phase != C_PAGES || now_ms - c->pend_since >= c->cfg.hold_ms))
+        frc = client_flush(c);
+    return rc ? rc : frc;
+}
+
 int ds_sync_client_send(ds_sync_client *c, ds_buf *out, size_t budget, int *fin, int64_t now_ms)
 {
     (void)budget;                    /* the request is one small frame */
@@ -549,12 +598,23 @@ int ds_sync_client_send(ds_sync_client *c, ds_buf *out, size_t budget, int *fin,
 
 int64_t ds_sync_client_expiry(const ds_sync_client *c)
 {
-    return client_running(c) ? deadline(c->last, c->timeout_ms) : INT64_MAX;
+    if (!client_running(c)) return INT64_MAX;
+    int64_t e = deadline(c->last, c->timeout_ms);
+    if (c->npend) {
+        int64_t h = deadline(c->pend_since, c->cfg.hold_ms);
+        if (h < e) e = h;
+    }
+    return e;
 }
 
 void ds_sync_client_handle_expiry(ds_sync_client *c, int64_t now_ms)
 {
-    if (!client_running(c) || now_ms < ds_sync_client_expiry(c)) return;
+    if (!client_running(c)) return;
+    if (c->npend && now_ms >= deadline(c->pend_since, c->cfg.hold_ms)) {
+        client_flush(c);             /* a failure leaves the machine FAILED */
+        if (!client_running(c)) return;
+    }
+    if (now_ms < deadline(c->last, c->timeout_ms)) return;
     c->code[0] = 0;
     client_fail(c, DS_ERR_TIMEOUT, "no progress from the publisher for %" PRIu32 " ms", c->timeout_ms);
 }

@@ -31,6 +31,7 @@
 #define DS_SYNC_MAX_FRAME (16u << 20)          /* hard limit, both directions */
 #define DS_SYNC_MAX_REQUEST (64u << 10)        /* publisher: largest request frame accepted */
 #define DS_SYNC_DEFAULT_TIMEOUT_MS 15000       /* no progress for this long: fail */
+#define DS_SYNC_APPLY_BATCH_NODES 2000         /* subscriber: nodes per replica transaction, at most */
 
 typedef enum {
     DS_SYNCS_RUNNING = 0,
@@ -95,6 +96,17 @@ typedef struct ds_sync_client_cfg {
     int full;                        /* ignore the stored cursor (ds peer sync --full) */
     uint32_t page_nodes, page_bytes; /* asked of the publisher; 0 = its default */
     uint32_t timeout_ms;             /* 0: DS_SYNC_DEFAULT_TIMEOUT_MS */
+    /* Replica transactions: pages are decoded and validated on arrival
+     * and applied in batches of whole pages (ds_sync_apply_pages: their
+     * nodes plus the last page's cursor), of at most batch_nodes nodes
+     * (0: DS_SYNC_APPLY_BATCH_NODES; also 64 pages, 16 MiB of frames).
+     * hold_ms 0: the pages completed by one recv() are applied before it
+     * returns.  hold_ms > 0: pages may wait up to hold_ms (expiry()
+     * includes it) for more to fill the batch: one commit per batch
+     * instead of one per page.  The last page, an error or the end of
+     * the stream applies what is pending at once. */
+    uint32_t batch_nodes;
+    uint32_t hold_ms;
 } ds_sync_client_cfg;
 
 typedef struct ds_sync_progress {
@@ -107,8 +119,9 @@ typedef struct ds_sync_progress {
 int ds_sync_client_new(ds_sync_client **out, const ds_sync_client_cfg *cfg, int64_t now_ms);
 void ds_sync_client_free(ds_sync_client *c);
 /* Feeds stream bytes from the publisher (|fin|: it finished its side).
- * Each complete page is applied to the replica in one transaction before
- * this returns.  DONE once the last page (has_more = false) is applied
+ * Every complete page is fully decoded and validated on arrival, and
+ * applied to the replica as cfg->batch_nodes / hold_ms say (at once when
+ * hold_ms is 0).  Progress counts applied pages only.  DONE once the last page (has_more = false) is applied
  * and |fin| follows; FAILED on an ERROR frame, a protocol violation
  * (bytes before the request was sent or after the last page, FIN before
  * the last page, a bad or oversized frame), another version or a store
@@ -120,6 +133,9 @@ int ds_sync_client_recv(ds_sync_client *c, const uint8_t *data, size_t len, int 
  * Returns 0 or DS_ERR_NOMEM. */
 int ds_sync_client_send(ds_sync_client *c, ds_buf *out, size_t budget, int *fin, int64_t now_ms);
 int64_t ds_sync_client_expiry(const ds_sync_client *c);
+/* Applies held pages whose hold_ms ran out (a store error FAILs the
+ * machine), or fails the machine with DS_ERR_TIMEOUT after timeout_ms
+ * without progress. */
 void ds_sync_client_handle_expiry(ds_sync_client *c, int64_t now_ms);
 ds_sync_state ds_sync_client_state(const ds_sync_client *c);
 void ds_sync_client_progress(const ds_sync_client *c, ds_sync_progress *p);

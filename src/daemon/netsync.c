@@ -6,6 +6,9 @@
  * without a daemon.  Bytes are pumped under the stream's flow control: a
  * machine is asked for more only while the stream holds less than
  * QUEUE_HIGH unsent bytes, so memory stays bounded however large a sync.
+ * The subscriber's machine holds decoded pages for up to CLIENT_HOLD_MS
+ * to apply up to CLIENT_BATCH_NODES nodes per replica transaction: one
+ * commit (and fsync) per batch instead of one per 100-node page.
  */
 #include "daemon/netsync.h"
 
@@ -27,6 +30,8 @@
 #define QUEUE_HIGH (1u << 20)           /* unsent bytes per stream before we wait */
 #define CLIENT_PAGE_NODES 100          /* asked of the publisher: one txn per page */
 #define CLIENT_PAGE_BYTES (2u << 20)
+#define CLIENT_BATCH_NODES 2000         /* nodes per replica transaction, at most */
+#define CLIENT_HOLD_MS 50               /* a page waits this long for its batch, at most */
 #define BUSY_RETRY_MS 200               /* a peer synced by another job: wait */
 #define KEEP_JOBS 16
 #define LOCK_WAIT_MS 5000               /* peers/.lock for the final bookkeeping */
@@ -567,7 +572,8 @@ static void client_connected(job *j)
     }
     ds_sync_client_cfg cfg = {
         .replica = j->replica, .full = j->full, .page_nodes = CLIENT_PAGE_NODES,
-        .page_bytes = CLIENT_PAGE_BYTES,
+        .page_bytes = CLIENT_PAGE_BYTES, .batch_nodes = CLIENT_BATCH_NODES,
+        .hold_ms = CLIENT_HOLD_MS,
     };
     rc = ds_sync_client_new(&j->cl, &cfg, now_ms());
     if (rc) {

@@ -7,7 +7,8 @@
  * $TMPDIR or /tmp, at the first call.
  *
  * Input layout: byte 0 flags (bit 0 authorized, bit 1 rate limited,
- * bit 2 --full, bit 3 finish the stream at the end), byte 1 the piece
+ * bit 2 --full, bit 3 finish the stream at the end, bit 4 the subscriber
+ * holds pages for batched transactions), byte 1 the piece
  * size (0xff: whole), then the stream.
  *
  * Checked: no crash or leak; the publisher's output is always a valid
@@ -173,6 +174,10 @@ static void run_client(const uint8_t *s, size_t n, uint8_t flags, size_t piece)
             abort();
     }
     ds_sync_client_cfg cfg = { .replica = rep, .full = (flags >> 2) & 1 };
+    if (flags & 16) {                                   /* pages held for batches */
+        cfg.batch_nodes = 5;
+        cfg.hold_ms = 3;
+    }
     ds_sync_client *c;
     if (ds_sync_client_new(&c, &cfg, 0)) abort();
     ds_buf out = { 0 };

@@ -197,6 +197,67 @@ static void publish_and_apply(void **state)
     ds_store_close(bob);
 }
 
+/* Several pages in one transaction: all their nodes, the last cursor;
+ * bad arguments write nothing. */
+static void apply_pages_together(void **state)
+{
+    (void)state;
+    ds_store *alice = open_store("alice-epoch-0009");
+    ds_store *bob = open_store("bob-replica-0009");
+    for (int i = 0; i < 9; i++) {
+        char t[64];
+        snprintf(t, sizeof t, "paged node %d", i);
+        add(alice, t, "/p", 1000 + i);
+    }
+    const char *roots[] = { "/p" };
+    ds_share_set share;
+    assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
+    ds_msg pages[3];
+    uint8_t cur[DS_CURSOR_LEN];
+    int has = 0;
+    for (int i = 0; i < 3; i++) {
+        ds_buf req = { 0 }, resp = { 0 };
+        assert_int_equal(ds_msg_encode_request(&req, i ? cur : NULL, 3, 0), 0);
+        ds_msg rq;
+        assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
+        assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), 0);
+        assert_int_equal(ds_msg_decode(resp.data, resp.len, &pages[i]), 0);
+        assert_int_equal(pages[i].nnodes, 3);
+        assert_int_equal(pages[i].has_more, i < 2);
+        memcpy(cur, pages[i].cursor, DS_CURSOR_LEN);
+        ds_msg_free(&rq);
+        ds_buf_free(&req);
+        ds_buf_free(&resp);
+    }
+    size_t ins = 99;
+    assert_int_equal(ds_sync_apply_pages(bob, pages, 0, &ins), DS_ERR_INVALID);
+    assert_int_equal(ins, 0);
+    ds_msg bad = pages[1];
+    bad.has_cursor = 0;
+    ds_msg mixed[2] = { pages[0], bad };
+    assert_int_equal(ds_sync_apply_pages(bob, mixed, 2, &ins), DS_ERR_INVALID);
+    ds_store_info bi;
+    assert_int_equal(ds_store_info_get(bob, &bi), 0);
+    assert_int_equal(bi.node_count, 0);
+    assert_int_equal(ds_sync_cursor_get(bob, cur, &has), 0);
+    assert_false(has);
+
+    assert_int_equal(ds_sync_apply_pages(bob, pages, 3, &ins), 0);
+    assert_int_equal(ins, 9);
+    assert_int_equal(ds_store_info_get(bob, &bi), 0);
+    assert_int_equal(bi.node_count, 9);
+    assert_int_equal(ds_sync_cursor_get(bob, cur, &has), 0);
+    assert_true(has);
+    assert_memory_equal(cur, pages[2].cursor, DS_CURSOR_LEN);
+    /* Again: nothing new, first copies kept. */
+    assert_int_equal(ds_sync_apply_pages(bob, pages + 1, 2, &ins), 0);
+    assert_int_equal(ins, 0);
+    for (int i = 0; i < 3; i++) ds_msg_free(&pages[i]);
+    ds_share_set_free(&share);
+    ds_store_close(alice);
+    ds_store_close(bob);
+}
+
 static void resume_after_interruption(void **state)
 {
     (void)state;
@@ -278,6 +339,7 @@ int main(void)
         cmocka_unit_test(share_matching),
         cmocka_unit_test(message_codec),
         cmocka_unit_test(publish_and_apply),
+        cmocka_unit_test(apply_pages_together),
         cmocka_unit_test(resume_after_interruption),
         cmocka_unit_test(byte_budget_and_bad_cursor),
     };

@@ -933,6 +933,169 @@ static void bad_config(void **state)
     ds_sync_client_free(NULL);
 }
 
+/* Splits the publisher's whole answer into frames: offsets and lengths. */
+static size_t split_frames(const ds_buf *b, size_t *off, size_t *len, size_t cap)
+{
+    size_t n = 0, at = 0;
+    while (at < b->len) {
+        assert_true(n < cap);
+        assert_true(b->len - at >= DS_FRAME_HDR_LEN);
+        uint32_t l = ds_get_be32(b->data + at);
+        off[n] = at;
+        len[n] = DS_FRAME_HDR_LEN + l;
+        at += len[n++];
+    }
+    assert_int_equal(at, b->len);
+    return n;
+}
+
+static void assert_cursor_of(ds_store *rep, const uint8_t *frame_at, size_t frame_len)
+{
+    ds_msg m;
+    assert_int_equal(ds_msg_decode(frame_at + DS_FRAME_HDR_LEN, frame_len - DS_FRAME_HDR_LEN, &m), 0);
+    uint8_t cur[DS_CURSOR_LEN];
+    int has = 0;
+    assert_int_equal(ds_sync_cursor_get(rep, cur, &has), 0);
+    assert_true(has);
+    assert_memory_equal(cur, m.cursor, DS_CURSOR_LEN);
+    ds_msg_free(&m);
+}
+
+/* hold_ms / batch_nodes: pages wait (decoded) until the batch is full or
+ * held long enough, then go in with ONE cursor; the last page, an error
+ * and the end of the stream apply what is held at once. */
+static void batched_apply(void **state)
+{
+    (void)state;
+    ds_store *pub = open_store("pub-epoch-batch1");
+    add_many(pub, 250, "batched", "/b");
+    ds_share_set share;
+    make_share(&share, "/b", NULL);
+    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .authorized = 1, .page_nodes = 10 };
+    ds_sync_server *s;
+    assert_int_equal(ds_sync_server_new(&s, &scfg, 0), 0);
+    ds_store *rep = open_store("rep-epoch-batch1");
+    ds_sync_client_cfg cc = { .replica = rep, .batch_nodes = 50, .hold_ms = 1000 };
+    ds_sync_client *c;
+    assert_int_equal(ds_sync_client_new(&c, &cc, 0), 0);
+    ds_buf req = { 0 }, resp = { 0 };
+    int fin = 0;
+    assert_int_equal(ds_sync_client_send(c, &req, 65536, &fin, 1), 0);
+    assert_int_equal(ds_sync_server_recv(s, req.data, req.len, 0, 1), 0);
+    for (int i = 0; i < 100 && !fin; i++)
+        assert_int_equal(ds_sync_server_send(s, &resp, 1u << 20, &fin, 2), 0);
+    assert_true(fin);
+    size_t off[64], len[64];
+    assert_int_equal(split_frames(&resp, off, len, 64), 25);
+    const uint8_t *r = resp.data;
+    ds_sync_progress pr;
+
+    /* 30 nodes: held, nothing written, the hold shows in expiry(). */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ds_sync_client_recv(c, r + off[i], len[i], 0, 10), 0);
+    ds_sync_client_progress(c, &pr);
+    assert_int_equal(pr.pages, 0);
+    assert_int_equal(count_nodes(rep), 0);
+    assert_int_equal(ds_sync_client_expiry(c), 10 + 1000);
+    ds_sync_client_handle_expiry(c, 500);
+    assert_int_equal(count_nodes(rep), 0);
+    /* 50 nodes: the batch is full and goes in with page 5's cursor. */
+    assert_int_equal(ds_sync_client_recv(c, r + off[3], len[3] + len[4], 0, 20), 0);
+    ds_sync_client_progress(c, &pr);
+    assert_int_equal(pr.pages, 5);
+    assert_int_equal(pr.nodes_received, 50);
+    assert_int_equal(pr.nodes_new, 50);
+    assert_int_equal(count_nodes(rep), 50);
+    assert_cursor_of(rep, r + off[4], len[4]);
+    /* One page held past hold_ms. */
+    assert_int_equal(ds_sync_client_recv(c, r + off[5], len[5], 0, 30), 0);
+    assert_int_equal(count_nodes(rep), 50);
+    assert_int_equal(ds_sync_client_expiry(c), 30 + 1000);
+    ds_sync_client_handle_expiry(c, 1029);
+    assert_int_equal(count_nodes(rep), 50);
+    ds_sync_client_handle_expiry(c, 1030);
+    assert_int_equal(count_nodes(rep), 60);
+    assert_int_equal(ds_sync_client_state(c), DS_SYNCS_RUNNING);
+    assert_cursor_of(rep, r + off[5], len[5]);
+    /* The rest in one piece: the last page is applied before recv returns. */
+    assert_int_equal(ds_sync_client_recv(c, r + off[6], resp.len - off[6], 1, 40), 0);
+    assert_int_equal(ds_sync_client_state(c), DS_SYNCS_DONE);
+    ds_sync_client_progress(c, &pr);
+    assert_int_equal(pr.pages, 25);
+    assert_int_equal(pr.nodes_new, 250);
+    assert_exact_set(pub, &share, rep);
+    assert_cursor_of(rep, r + off[24], len[24]);
+    ds_sync_client_free(c);
+    ds_store_close(rep);
+
+    /* Held pages are applied when a protocol error ends the machine. */
+    rep = open_store("rep-epoch-batch2");
+    cc.replica = rep;
+    assert_int_equal(ds_sync_client_new(&c, &cc, 0), 0);
+    ds_buf req2 = { 0 };
+    assert_int_equal(ds_sync_client_send(c, &req2, 65536, &fin, 1), 0);
+    assert_int_equal(ds_sync_client_recv(c, r + off[0], len[0] + len[1], 0, 10), 0);
+    assert_int_equal(count_nodes(rep), 0);
+    const uint8_t junk[] = { 0, 0, 0, 2, 0xc1, 0xc1 };
+    assert_int_equal(ds_sync_client_recv(c, junk, sizeof junk, 0, 11), 0);
+    assert_int_equal(ds_sync_client_state(c), DS_SYNCS_FAILED);
+    assert_int_equal(ds_sync_client_error(c, NULL, NULL), DS_ERR_PROTO);
+    assert_int_equal(count_nodes(rep), 20);
+    assert_cursor_of(rep, r + off[1], len[1]);
+    ds_sync_client_free(c);
+    ds_store_close(rep);
+
+    /* ... and when the stream ends early (FIN before the last page). */
+    rep = open_store("rep-epoch-batch3");
+    cc.replica = rep;
+    assert_int_equal(ds_sync_client_new(&c, &cc, 0), 0);
+    req2.len = 0;
+    assert_int_equal(ds_sync_client_send(c, &req2, 65536, &fin, 1), 0);
+    assert_int_equal(ds_sync_client_recv(c, r + off[0], len[0] + len[1] + len[2], 1, 10), 0);
+    assert_int_equal(ds_sync_client_state(c), DS_SYNCS_FAILED);
+    assert_int_equal(count_nodes(rep), 30);
+    ds_sync_client_free(c);
+    ds_store_close(rep);
+
+    ds_buf_free(&req);
+    ds_buf_free(&req2);
+    ds_buf_free(&resp);
+    ds_sync_server_free(s);
+    ds_share_set_free(&share);
+    ds_store_close(pub);
+}
+
+/* A batched full sync through the pump gives the same result. */
+static void batched_pump(void **state)
+{
+    (void)state;
+    ds_store *pub = open_store("pub-epoch-batch4");
+    add_many(pub, 230, "pumped", "/q");
+    add(pub, "CANARY unshared", "/nope");
+    ds_share_set share;
+    make_share(&share, "/q", NULL);
+    ds_store *rep = open_store("rep-epoch-batch4");
+    session x;
+    session_init(&x, pub, &share, rep);
+    x.scfg.page_nodes = 7;
+    x.ccfg.batch_nodes = 40;
+    x.ccfg.hold_ms = 5;
+    session_start(&x);
+    pump_opts o = { .chunks = MIXED, .nchunks = 6 };
+    pump(x.c, x.s, &o, &x.now);
+    assert_int_equal(ds_sync_client_state(x.c), DS_SYNCS_DONE);
+    ds_sync_progress p;
+    ds_sync_client_progress(x.c, &p);
+    assert_int_equal(p.nodes_new, 230);
+    assert_int_equal(p.pages, 33);
+    assert_exact_set(pub, &share, rep);
+    assert_false(has_content(rep, "CANARY"));
+    session_free(&x);
+    ds_store_close(rep);
+    ds_share_set_free(&share);
+    ds_store_close(pub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -948,6 +1111,8 @@ int main(void)
         cmocka_unit_test(page_frames_bounded),
         cmocka_unit_test(timeouts),
         cmocka_unit_test(bad_config),
+        cmocka_unit_test(batched_apply),
+        cmocka_unit_test(batched_pump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
