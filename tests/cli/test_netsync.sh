@@ -254,9 +254,9 @@ check "dave: dead address listed as tried" jq_ "'127.0.0.1:$DEAD' in (d['peers']
 
 # ---- kill alice's daemon mid-sync ----------------------------------------------------
 if [ -x "$BENCH" ]; then
-    "$BENCH" load "$A" "$PA" 60000 300 BIGLOAD >/dev/null
-    check "loaded 60000 shared nodes into alice" [ $? -eq 0 ]
-    EXPECT=60006
+    "$BENCH" load "$A" "$PA" 150000 300 BIGLOAD >/dev/null
+    check "loaded 150000 shared nodes into alice" [ $? -eq 0 ]
+    EXPECT=150006
 else
     echo "note: $BENCH not found: loading 3000 nodes with ds add (slower, kill less likely mid-sync)" >&2
     python3 - "$PA/big.md" <<'PY'
