@@ -104,6 +104,10 @@ c0=$(ticks)
 sleep "$IDLE"
 c1=$(ticks)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$DPID/status")
-python3 -c 'import sys; c0,c1,hz,idle,rss=map(float,sys.argv[1:]); print("idle seconds=%d cpu_seconds=%.3f cpu_percent=%.3f rss_kb=%d" % (idle, (c1-c0)/hz, 100*(c1-c0)/hz/idle, rss))' "$c0" "$c1" "$hz" "$IDLE" "$rss"
+# RssFile is the memory-mapped store (page cache, reclaimable); RssAnon
+# is the daemon's own memory.
+rss_anon=$(awk '/RssAnon/ {print $2}' "/proc/$DPID/status")
+rss_file=$(awk '/RssFile/ {print $2}' "/proc/$DPID/status")
+python3 -c 'import sys; c0,c1,hz,idle,rss,ra,rf=map(float,sys.argv[1:]); print("idle seconds=%d cpu_seconds=%.3f cpu_percent=%.3f rss_kb=%d rss_anon_kb=%d rss_file_kb=%d" % (idle, (c1-c0)/hz, 100*(c1-c0)/hz/idle, rss, ra, rf))' "$c0" "$c1" "$hz" "$IDLE" "$rss" "${rss_anon:-0}" "${rss_file:-0}"
 "$DS" stop >/dev/null
 DPID=""

@@ -79,7 +79,7 @@ static uint64_t hash_term(const char *s, size_t n)
 
 /* ---- posting buffer ---------------------------------------------------- */
 
-#define PB_KEEP_BYTES (16u << 20)    /* larger buffers are freed at the end of a transaction */
+#define PB_KEEP_BYTES (8u << 20)     /* larger buffers are freed at the end of a transaction */
 
 static void pb_clear(ds_postbuf *pb)
 {
