@@ -18,6 +18,7 @@
 #include "core/store_int.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,7 +106,14 @@ static void start(ds_store *st)
         return;
     }
     st->iw = w;
-    if (pthread_create(&w->th, NULL, worker_main, st) != 0) {
+    /* The worker takes no signals: the process's handlers (the daemon's
+     * event loop) keep running on the threads that expect them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int prc = pthread_create(&w->th, NULL, worker_main, st);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (prc != 0) {
         st->iw = NULL;
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);
