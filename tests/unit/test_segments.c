@@ -27,31 +27,6 @@ static ds_store *open_at(const char *dir, int no_thread)
     return st;
 }
 
-static size_t count_hits(ds_store *st, const char *text)
-{
-    ds_query *q;
-    if (ds_query_parse(text, strlen(text), &q)) return 0;
-    ds_hit hits[64];
-    size_t n = 0;
-    assert_int_equal(ds_search_multi(&st, 1, q, NULL, 64, hits, &n), 0);
-    ds_hits_free(hits, n);
-    ds_query_free(q);
-    return n;
-}
-
-static uint64_t df_of(ds_store *st, const char *word)
-{
-    ds_query *q;
-    assert_int_equal(ds_query_parse(word, strlen(word), &q), 0);
-    ds_search_stats s;
-    assert_int_equal(ds_search_stats_init(&s, q), 0);
-    assert_int_equal(ds_search_stats_add(st, q, &s), 0);
-    uint64_t df = s.df[0];
-    ds_search_stats_free(&s);
-    ds_query_free(q);
-    return df;
-}
-
 typedef struct segstat { size_t nseg; uint64_t postings_of_term; size_t dead; } segstat;
 
 /* Reads the index layout directly: segment count, |term|'s physical
@@ -101,11 +76,11 @@ static void merges_keep_segments_few(void **state)
         assert_true(s.nseg <= (size_t)DS_SEG_FANOUT * 3 + 1);
         assert_int_equal(s.postings_of_term, i + 1);
     }
-    assert_int_equal(df_of(st, "shared"), N);
-    assert_int_equal(df_of(st, "third"), N / 3);
+    assert_int_equal(ds_test_df(st, "shared"), N);
+    assert_int_equal(ds_test_df(st, "third"), N / 3);
     for (int i = 0; i < N; i += 37) {
         snprintf(text, sizeof text, "uniq%d", i);
-        assert_int_equal(count_hits(st, text), 1);
+        assert_int_equal(ds_test_count_hits(st, text), 1);
     }
     ds_store_info info;
     assert_int_equal(ds_store_info_get(st, &info), 0);
@@ -131,7 +106,7 @@ static void long_shared_prefixes(void **state)
     }
     assert_int_equal(ds_wtxn_commit(tx), 0);
     for (int i = 0; i < 8; i++) {
-        assert_int_equal(count_hits(st, w[i]), 1);
+        assert_int_equal(ds_test_count_hits(st, w[i]), 1);
         ds_node_free(&n[i]);
     }
     ds_store_close(st);
@@ -158,10 +133,10 @@ static void deletes_are_exact_then_purged(void **state)
         assert_int_equal(ds_store_delete(st, nodes[i].id), 0);
         removed++;
     }
-    assert_int_equal(df_of(st, "zebra"), N - removed);
-    assert_int_equal(count_hits(st, "zebra"), N - removed);
-    assert_int_equal(count_hits(st, "item0"), 0);
-    assert_int_equal(count_hits(st, "item1"), 1);
+    assert_int_equal(ds_test_df(st, "zebra"), N - removed);
+    assert_int_equal(ds_test_count_hits(st, "zebra"), N - removed);
+    assert_int_equal(ds_test_count_hits(st, "item0"), 0);
+    assert_int_equal(ds_test_count_hits(st, "item1"), 1);
     segstat s = layout(st, "zebra");
     assert_int_equal(s.dead, removed);
     assert_int_equal(s.postings_of_term, N);          /* still physically there */
@@ -174,9 +149,9 @@ static void deletes_are_exact_then_purged(void **state)
     s = layout(st, "zebra");
     assert_int_equal(s.dead, 0);
     assert_int_equal(s.postings_of_term, N - removed);
-    assert_int_equal(df_of(st, "zebra"), N - removed);
-    assert_int_equal(count_hits(st, "zebra"), N - removed);
-    assert_int_equal(count_hits(st, "item1"), 0);
+    assert_int_equal(ds_test_df(st, "zebra"), N - removed);
+    assert_int_equal(ds_test_count_hits(st, "zebra"), N - removed);
+    assert_int_equal(ds_test_count_hits(st, "item1"), 0);
     assert_int_equal(ds_store_info_get(st, &info), 0);
     assert_int_equal(info.term_count, 2 + (N - removed));
     ds_node extra;
@@ -200,9 +175,9 @@ static void replace_within_transaction(void **state)
     assert_int_equal(ds_node_set_content(&a, "second version pears", 20), 0);
     assert_int_equal(ds_wtxn_put(tx, &a), 0);          /* replaces the buffered one */
     assert_int_equal(ds_wtxn_commit(tx), 0);
-    assert_int_equal(count_hits(st, "apples"), 0);
-    assert_int_equal(count_hits(st, "pears"), 1);
-    assert_int_equal(df_of(st, "version"), 1);
+    assert_int_equal(ds_test_count_hits(st, "apples"), 0);
+    assert_int_equal(ds_test_count_hits(st, "pears"), 1);
+    assert_int_equal(ds_test_df(st, "version"), 1);
     segstat s = layout(st, "version");
     assert_int_equal(s.dead, 0);
     assert_int_equal(s.postings_of_term, 1);
@@ -267,7 +242,7 @@ static void worker_matches_inline(void **state)
     assert_int_equal(ia.term_count, ib.term_count);
     assert_int_equal(ia.node_count, ib.node_count);
     for (int w = 0; w < 12; w++) {
-        assert_int_equal(df_of(a, words[w]), df_of(b, words[w]));
+        assert_int_equal(ds_test_df(a, words[w]), ds_test_df(b, words[w]));
         ranked ra = top10(a, words[w]), rb = top10(b, words[w]);
         assert_int_equal(ra.n, rb.n);
         for (size_t i = 0; i < ra.n; i++) {
@@ -324,12 +299,12 @@ static void migrates_schema1(void **state)
     assert_int_equal(ds_store_info_get(st, &info), 0);
     assert_int_equal(info.schema, DS_STORE_SCHEMA);
     assert_int_equal(info.node_count, 2);
-    assert_int_equal(count_hits(st, "migration"), 2);
-    assert_int_equal(count_hits(st, "searchable"), 1);
-    assert_int_equal(df_of(st, "node"), 2);
+    assert_int_equal(ds_test_count_hits(st, "migration"), 2);
+    assert_int_equal(ds_test_count_hits(st, "searchable"), 1);
+    assert_int_equal(ds_test_df(st, "node"), 2);
     ds_node c;
     put_text(st, &c, "written after migration");
-    assert_int_equal(count_hits(st, "migration"), 3);
+    assert_int_equal(ds_test_count_hits(st, "migration"), 3);
     ds_store_close(st);
     /* The old tables are gone. */
     MDB_env *env;
@@ -409,7 +384,7 @@ static void delta_tables_fold(void **state)
     ds_store_info info;
     assert_int_equal(ds_store_info_get(st, &info), 0);
     assert_int_equal(info.node_count, N - 2);
-    assert_int_equal(count_hits(st, "replaced"), 1);
+    assert_int_equal(ds_test_count_hits(st, "replaced"), 1);
     ds_node got;
     assert_int_equal(ds_store_get(st, n[1].id, &got), DS_ERR_NOTFOUND);
     assert_int_equal(ds_store_get(st, n[N - 1].id, &got), DS_ERR_NOTFOUND);

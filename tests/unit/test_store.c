@@ -23,18 +23,6 @@ static ds_store *open_new(void)
     return st;
 }
 
-static size_t count_hits(ds_store *st, const char *text)
-{
-    ds_query *q;
-    if (ds_query_parse(text, strlen(text), &q)) return 0;
-    ds_hit hits[50];
-    size_t n = 0;
-    assert_int_equal(ds_search_multi(&st, 1, q, NULL, 50, hits, &n), 0);
-    ds_hits_free(hits, n);
-    ds_query_free(q);
-    return n;
-}
-
 typedef struct seqs { uint64_t v[64]; size_t n; } seqs;
 
 static int collect(const ds_node *n, void *ud)
@@ -96,12 +84,12 @@ static void get_replace_no_duplicates(void **state)
     assert_int_equal(ds_store_info_get(st, &info), 0);
     assert_int_equal(info.node_count, 1);
     assert_int_equal(info.count_by_type[DS_SOURCE_NOTE], 1);
-    assert_int_equal(count_hits(st, "flaky"), 1);
+    assert_int_equal(ds_test_count_hits(st, "flaky"), 1);
     /* Replace the content: old terms vanish from the index. */
     assert_int_equal(ds_node_set_content(&a, "readers never block", 19), 0);
     assert_int_equal(ds_store_put(st, &a), 0);
-    assert_int_equal(count_hits(st, "flaky"), 0);
-    assert_int_equal(count_hits(st, "readers"), 1);
+    assert_int_equal(ds_test_count_hits(st, "flaky"), 0);
+    assert_int_equal(ds_test_count_hits(st, "readers"), 1);
     assert_int_equal(ds_store_get(st, a.id, &got), 0);
     assert_string_equal(got.content, "readers never block");
     assert_int_equal(got.seq, a.seq);
@@ -137,10 +125,10 @@ static void delete_removes_postings(void **state)
     ds_store_info info;
     assert_int_equal(ds_store_info_get(st, &info), 0);
     uint64_t terms_before = info.term_count;
-    assert_int_equal(count_hits(st, "zebra"), 2);
+    assert_int_equal(ds_test_count_hits(st, "zebra"), 2);
     assert_int_equal(ds_store_delete(st, a.id), 0);
-    assert_int_equal(count_hits(st, "zebra"), 1);
-    assert_int_equal(count_hits(st, "unique"), 0);
+    assert_int_equal(ds_test_count_hits(st, "zebra"), 1);
+    assert_int_equal(ds_test_count_hits(st, "unique"), 0);
     assert_int_equal(ds_store_info_get(st, &info), 0);
     assert_int_equal(info.term_count, terms_before - 2);   /* "uniqu", "content" */
     assert_int_equal(info.node_count, 1);
@@ -183,8 +171,8 @@ static void atomic_on_injected_failure(void **state)
         assert_int_equal(after.node_count, before.node_count);
         assert_int_equal(after.last_seq, before.last_seq);
         assert_int_equal(after.term_count, before.term_count);
-        assert_int_equal(count_hits(st, "zebras"), 0);
-        assert_int_equal(count_hits(st, "queues"), 1);
+        assert_int_equal(ds_test_count_hits(st, "zebras"), 0);
+        assert_int_equal(ds_test_count_hits(st, "queues"), 1);
     }
     ds_node_free(&base);
     ds_store_close(st);
@@ -318,7 +306,7 @@ static void aux_and_clear(void **state)
     assert_memory_equal(after.epoch, epoch2, DS_EPOCH_LEN);
     assert_true(after.last_seq >= before.last_seq);
     assert_int_equal(ds_store_aux_get(st, DS_TABLE_FILES, "k", 1, &v, &vl), DS_ERR_NOTFOUND);
-    assert_int_equal(count_hits(st, "cleared"), 0);
+    assert_int_equal(ds_test_count_hits(st, "cleared"), 0);
     ds_node_free(&a);
     ds_store_close(st);
 }
@@ -338,19 +326,6 @@ static void rejects_invalid_nodes(void **state)
     assert_int_equal(ds_store_info_get(st, &info), 0);
     assert_int_equal(info.node_count, 0);
     ds_store_close(st);
-}
-
-static uint64_t df_of(ds_store *st, const char *word)
-{
-    ds_query *q;
-    assert_int_equal(ds_query_parse(word, strlen(word), &q), 0);
-    ds_search_stats s;
-    assert_int_equal(ds_search_stats_init(&s, q), 0);
-    assert_int_equal(ds_search_stats_add(st, q, &s), 0);
-    uint64_t df = s.df[0];
-    ds_search_stats_free(&s);
-    ds_query_free(q);
-    return df;
 }
 
 /* Posting lists longer than one block, in several transactions, with
@@ -374,34 +349,34 @@ static void posting_blocks(void **state)
         at += sizes[b];
     }
     assert_int_equal(at, N);
-    assert_int_equal(df_of(st, "common"), N);
-    assert_int_equal(count_hits(st, "common"), 50);   /* capped by k */
+    assert_int_equal(ds_test_df(st, "common"), N);
+    assert_int_equal(ds_test_count_hits(st, "common"), 64);   /* capped by k */
     /* Remove a run that covers whole blocks, plus scattered ones. */
     int removed = 0;
     char *gone = calloc(N, 1);
     for (int i = 200; i < 800; i++) { assert_int_equal(ds_store_delete(st, n[i].id), 0); gone[i] = 1; removed++; }
     for (int i = 0; i < N; i += 7) if (!gone[i]) { assert_int_equal(ds_store_delete(st, n[i].id), 0); gone[i] = 1; removed++; }
-    assert_int_equal(df_of(st, "common"), N - removed);
+    assert_int_equal(ds_test_df(st, "common"), N - removed);
     int odd_left = 0;
     for (int i = 0; i < N; i++) if (!gone[i] && i % 2) odd_left++;
-    assert_int_equal(df_of(st, "odd"), odd_left);
+    assert_int_equal(ds_test_df(st, "odd"), odd_left);
     /* Every surviving node is still found by its unique word; removed ones are not. */
     for (int i = 0; i < N; i += 13) {
         char w[32];
         snprintf(w, sizeof w, "word%d", i);
-        assert_int_equal(count_hits(st, w), gone[i] ? 0 : 1);
-        assert_int_equal(df_of(st, w), gone[i] ? 0 : 1);
+        assert_int_equal(ds_test_count_hits(st, w), gone[i] ? 0 : 1);
+        assert_int_equal(ds_test_df(st, w), gone[i] ? 0 : 1);
     }
     /* Remove the rest: the term disappears entirely. */
     for (int i = 0; i < N; i++) if (!gone[i]) assert_int_equal(ds_store_delete(st, n[i].id), 0);
-    assert_int_equal(df_of(st, "common"), 0);
+    assert_int_equal(ds_test_df(st, "common"), 0);
     ds_store_info info;
     assert_int_equal(ds_store_info_get(st, &info), 0);
     assert_int_equal(info.term_count, 0);
     assert_int_equal(info.node_count, 0);
     /* And the list grows again from nothing. */
     assert_int_equal(ds_store_put_many(st, n, 300), 0);
-    assert_int_equal(df_of(st, "common"), 300);
+    assert_int_equal(ds_test_df(st, "common"), 300);
     for (int i = 0; i < N; i++) ds_node_free(&n[i]);
     free(n);
     free(gone);

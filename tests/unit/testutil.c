@@ -2,6 +2,7 @@
  * testutil.c - see testutil.h.
  */
 #include "testutil.h"
+#include "ds/search.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,4 +84,29 @@ char *ds_test_read_file(const char *path, size_t *len)
     fclose(f);
     if (buf) { buf[sz] = 0; if (len) *len = (size_t)sz; }
     return buf;
+}
+
+size_t ds_test_count_hits(ds_store *st, const char *text)
+{
+    ds_query *q;
+    if (ds_query_parse(text, strlen(text), &q)) return 0;
+    ds_hit hits[64];
+    size_t n = 0;
+    assert_int_equal(ds_search_multi(&st, 1, q, NULL, 64, hits, &n), 0);
+    ds_hits_free(hits, n);
+    ds_query_free(q);
+    return n;
+}
+
+uint64_t ds_test_df(ds_store *st, const char *word)
+{
+    ds_query *q;
+    assert_int_equal(ds_query_parse(word, strlen(word), &q), 0);
+    ds_search_stats s;
+    assert_int_equal(ds_search_stats_init(&s, q), 0);
+    assert_int_equal(ds_search_stats_add(st, q, &s), 0);
+    uint64_t df = s.df[0];
+    ds_search_stats_free(&s);
+    ds_query_free(q);
+    return df;
 }

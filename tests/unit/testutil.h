@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "ds/node.h"
+#include "ds/store.h"
 
 /* A new empty directory under $TMPDIR, removed recursively at exit.
  * The returned string lives until exit. */
@@ -20,6 +21,11 @@ void ds_test_random(uint8_t *out, size_t n);
 void ds_test_seed(uint64_t seed);
 /* Fills |n| as a note with the given content/project and a fresh id. */
 void ds_test_make_node(ds_node *n, const char *content, const char *project);
+/* Number of hits (at most 64) of a one-store query for |text|; 0 for a
+ * query without terms. */
+size_t ds_test_count_hits(ds_store *st, const char *text);
+/* Document frequency of the single-term query |word| in |st|. */
+uint64_t ds_test_df(ds_store *st, const char *word);
 /* Reads a whole file into a malloc'd NUL-terminated buffer, or NULL. */
 char *ds_test_read_file(const char *path, size_t *len);
 
