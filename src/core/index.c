@@ -962,8 +962,6 @@ static int maybe_merge(ds_wtxn *tx)
     return rc;
 }
 
-int ds__index_drain(ds_wtxn *tx) { return drain(tx); }
-
 int ds__index_commit(ds_wtxn *tx)
 {
     int rc = drain(tx);

@@ -157,8 +157,6 @@ int ds__store_write_check(ds_store *st);
 /* Tokenizes one document into st->pb (the index worker, or the writer
  * itself when there is no worker); no LMDB access. */
 int ds__pb_add_doc(ds_store *st, uint64_t seq, const char *content, size_t len, uint32_t *doclen);
-/* Waits until every submitted document is in the buffer (see index_worker.c). */
-int ds__index_drain(ds_wtxn *tx);
 void ds__postbuf_free(ds_postbuf *pb);
 /* Forgets the buffered postings (end of a transaction, ds_wtxn_clear). */
 void ds__postbuf_reset(ds_postbuf *pb);
