@@ -927,10 +927,12 @@ static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
 
 /* Chooses at most one merge among the segments committed before this
  * transaction: for the smallest size class c such that the newest run of
- * segments of class <= c holds DS_SEG_FANOUT segments, that run (each
- * commit adds a small segment at the end, so the run must be allowed to
- * include smaller ones); else a segment more than 1/DS_SEG_DEAD_PURGE
- * dead, alone. */
+ * segments of class <= c holds DS_SEG_FANOUT segments of class exactly c,
+ * that run (each commit adds a small segment at the end, so the run must
+ * be allowed to include smaller ones); else a segment more than
+ * 1/DS_SEG_DEAD_PURGE dead, alone.  Counting only class c matters: one
+ * large segment followed by a few small ones is not a full tier, and
+ * merging it would rewrite the large segment every few commits. */
 static int maybe_merge(ds_wtxn *tx)
 {
     ds_segview *segs;
@@ -944,7 +946,9 @@ static int maybe_merge(ds_wtxn *tx)
     for (size_t i = clean; i > 0 && !count; ) {
         /* extend the run back over segments of class <= c */
         while (i > 0 && size_class(segs[i - 1].ndocs) <= c) i--;
-        if (clean - i >= DS_SEG_FANOUT) { from = i; count = clean - i; break; }
+        size_t same = 0;
+        for (size_t j = i; j < clean; j++) same += size_class(segs[j].ndocs) == c;
+        if (same >= DS_SEG_FANOUT) { from = i; count = clean - i; break; }
         if (i == 0) break;
         c = size_class(segs[i - 1].ndocs);       /* the next larger class met */
     }

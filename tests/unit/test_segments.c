@@ -27,17 +27,18 @@ static ds_store *open_at(const char *dir, int no_thread)
     return st;
 }
 
-typedef struct segstat { size_t nseg; uint64_t postings_of_term; size_t dead; } segstat;
+typedef struct segstat { size_t nseg; uint64_t postings_of_term; size_t dead; uint64_t oldest_id; } segstat;
 
 /* Reads the index layout directly: segment count, |term|'s physical
  * postings over all segments, dead records. */
 static segstat layout(ds_store *st, const char *term)
 {
-    segstat r = { 0, 0, 0 };
+    segstat r = { 0, 0, 0, 0 };
     MDB_txn *txn;
     assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
     ds_segview *segs;
     assert_int_equal(ds__segs_load(st, txn, &segs, &r.nseg), 0);
+    if (r.nseg) r.oldest_id = segs[0].id;
     for (size_t i = 0; i < r.nseg; i++) {
         if (i) assert_true(segs[i].first_seq > segs[i - 1].last_seq);   /* disjoint, ordered */
         const uint8_t *p;
@@ -86,6 +87,44 @@ static void merges_keep_segments_few(void **state)
     assert_int_equal(ds_store_info_get(st, &info), 0);
     /* share, note, number, odd, third, and N unique words */
     assert_int_equal(info.term_count, N + 5);
+    ds_store_close(st);
+}
+
+/* Write amplification stays logarithmic: the oldest (largest) segment is
+ * rewritten only when a whole tier of its class is full, not every time
+ * a few small segments follow it.  Transactions of 8 documents make
+ * class-1 segments; over 200 commits the tiers complete at about commit
+ * 9 (8 x 8 docs) and every 64 commits after (8 x 64 docs), so the oldest
+ * segment changes a handful of times, where a policy that merged "one
+ * big segment plus seven small ones" would change it every 7 commits. */
+static void merges_do_not_rewrite_big_segments_often(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    enum { COMMITS = 200, PER = 8 };
+    char text[96];
+    uint64_t oldest = 0;
+    int changes = 0;
+    for (int c = 0; c < COMMITS; c++) {
+        ds_wtxn *tx;
+        assert_int_equal(ds_store_begin(st, &tx), 0);
+        for (int i = 0; i < PER; i++) {
+            ds_node n;
+            snprintf(text, sizeof text, "tiered note uniq%d", c * PER + i);
+            ds_test_make_node(&n, text, "/p");
+            assert_int_equal(ds_wtxn_put(tx, &n), 0);
+            ds_node_free(&n);
+        }
+        assert_int_equal(ds_wtxn_commit(tx), 0);
+        segstat s = layout(st, "tier");
+        assert_int_equal(s.postings_of_term, (uint64_t)(c + 1) * PER);
+        if (s.oldest_id != oldest) changes++;
+        oldest = s.oldest_id;
+        assert_true(s.nseg <= (size_t)DS_SEG_FANOUT * 3 + 1);
+    }
+    assert_true(changes >= 2);      /* merges did happen */
+    assert_true(changes <= 6);
+    assert_int_equal(ds_test_df(st, "tiered"), COMMITS * PER);
     ds_store_close(st);
 }
 
@@ -408,6 +447,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(merges_keep_segments_few),
+        cmocka_unit_test(merges_do_not_rewrite_big_segments_often),
         cmocka_unit_test(long_shared_prefixes),
         cmocka_unit_test(deletes_are_exact_then_purged),
         cmocka_unit_test(replace_within_transaction),
