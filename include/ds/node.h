@@ -47,6 +47,13 @@ typedef struct ds_node {
     uint32_t chunk_index;
     uint8_t hash[DS_HASH_LEN];  /* BLAKE2b-256 of content */
     uint64_t seq;               /* store-local sequence; not encoded */
+    /* The content buffer and length |hash| was computed for, set by
+     * ds_node_hash (and so ds_node_set_content).  A store put trusts
+     * |hash| only while they still equal content/content_len, so a hash
+     * from elsewhere (a decoded record, a peer) is always recomputed.
+     * Whoever changes content bytes in place must call ds_node_hash. */
+    const char *hashed_content;
+    size_t hashed_len;
 } ds_node;
 
 /* Zero |n| so that ds_node_free() is safe on it. */
@@ -62,7 +69,7 @@ DS_API int ds_node_set_str(char **field, const char *s);
 /* Sets content (copied) and its hash.  Returns 0, DS_ERR_NOMEM, or
  * DS_ERR_TOOLARGE above DS_NODE_MAX_CONTENT. */
 DS_API int ds_node_set_content(ds_node *n, const char *text, size_t len);
-/* Recomputes n->hash from n->content. */
+/* Recomputes n->hash from n->content (and records that it did). */
 DS_API void ds_node_hash(ds_node *n);
 DS_API const char *ds_source_type_name(ds_source_type t);
 /* Parses "session" | "file" | "note".  Returns 0 or DS_ERR_INVALID. */

@@ -47,6 +47,8 @@ int ds_node_set_str(char **field, const char *s)
 void ds_node_hash(ds_node *n)
 {
     ds_hash(n->content ? n->content : "", n->content_len, n->hash, DS_HASH_LEN);
+    n->hashed_content = n->content;
+    n->hashed_len = n->content_len;
 }
 
 int ds_node_set_content(ds_node *n, const char *text, size_t len)
@@ -76,6 +78,9 @@ int ds_node_copy(ds_node *dst, const ds_node *src)
         return DS_ERR_NOMEM;
     }
     if (src->content) memcpy(tmp.content, src->content, src->content_len + 1);
+    int hashed = src->content && src->hashed_content == src->content && src->hashed_len == src->content_len;
+    tmp.hashed_content = hashed ? tmp.content : NULL;
+    tmp.hashed_len = hashed ? tmp.content_len : 0;
     ds_node_free(dst);
     *dst = tmp;
     return 0;

@@ -506,7 +506,10 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
     }
     if (tx->c.last_seq >= DS_SEQ_MAX) return fail(tx, DS_ERR_FULL);
     uint64_t seq = tx->c.last_seq + 1;
-    ds_node_hash(n);
+    /* The hash ds_node_set_content computed is kept; any other (decoded,
+     * from a peer, content changed since) is recomputed. */
+    if (!n->content || n->hashed_content != n->content || n->hashed_len != n->content_len)
+        ds_node_hash(n);
     uint8_t *enc;
     size_t enclen;
     if ((rc = ds_node_encode(n, &enc, &enclen))) return fail(tx, rc);

@@ -113,6 +113,52 @@ static void get_replace_no_duplicates(void **state)
     ds_store_close(st);
 }
 
+/* The store keeps the hash ds_node_set_content computed and recomputes
+ * any other: one decoded with a wrong hash (as a peer could send), or one
+ * whose content buffer was swapped without ds_node_hash. */
+static void stored_hash_always_matches_content(void **state)
+{
+    (void)state;
+    ds_store *st = open_new();
+    uint8_t want[DS_HASH_LEN];
+    ds_node a, dec, got;
+    ds_test_make_node(&a, "hash me exactly", "/p");
+    memcpy(want, a.hash, DS_HASH_LEN);
+    a.hash[0] ^= 0xff;                       /* a lying encoder */
+    uint8_t *enc;
+    size_t el;
+    assert_int_equal(ds_node_encode(&a, &enc, &el), 0);
+    assert_int_equal(ds_node_decode(enc, el, &dec), 0);
+    free(enc);
+    assert_memory_not_equal(dec.hash, want, DS_HASH_LEN);
+    assert_int_equal(ds_store_put(st, &dec), 0);
+    assert_int_equal(ds_store_get(st, a.id, &got), 0);
+    assert_memory_equal(got.hash, want, DS_HASH_LEN);
+    ds_node_free(&got);
+    /* Content swapped by hand: the old hash must not survive. */
+    char *text = strdup("swapped by hand");
+    assert_non_null(text);
+    free(dec.content);
+    dec.content = text;
+    dec.content_len = strlen(text);
+    assert_int_equal(ds_store_put(st, &dec), 0);
+    ds_node fresh;
+    ds_test_make_node(&fresh, "swapped by hand", "/p");
+    assert_int_equal(ds_store_get(st, a.id, &got), 0);
+    assert_memory_equal(got.hash, fresh.hash, DS_HASH_LEN);
+    ds_node_free(&got);
+    /* A copy keeps the trusted hash of its own buffer. */
+    ds_node cp;
+    ds_node_init(&cp);
+    assert_int_equal(ds_node_copy(&cp, &fresh), 0);
+    assert_ptr_equal(cp.hashed_content, cp.content);
+    ds_node_free(&cp);
+    ds_node_free(&fresh);
+    ds_node_free(&dec);
+    ds_node_free(&a);
+    ds_store_close(st);
+}
+
 static void delete_removes_postings(void **state)
 {
     (void)state;
@@ -388,6 +434,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sequence_strictly_increases),
         cmocka_unit_test(get_replace_no_duplicates),
+        cmocka_unit_test(stored_hash_always_matches_content),
         cmocka_unit_test(delete_removes_postings),
         cmocka_unit_test(atomic_on_injected_failure),
         cmocka_unit_test(lookups_by_source_and_project),
