@@ -25,7 +25,7 @@
 
 static const char *dbi_names[DBI_COUNT] = {
     "meta", "nodes", "ids", "by_source", "by_project", "segs", "segdata", "dead", "dterm",
-    "ids_delta", "by_source_delta", "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
+    "ids_delta", "by_source_delta", "id_filter", "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
 };
 static const unsigned dbi_flags[DBI_COUNT] = {
     [DBI_SOURCE] = MDB_DUPSORT | MDB_DUPFIXED,
@@ -196,6 +196,19 @@ static int migrate_v1(ds_store *st)
     return ds_wtxn_commit(tx);
 }
 
+/* Schema 3 added the id filter, built on the first put: only the
+ * version changes. */
+static int migrate_v2(ds_store *st)
+{
+    ds_wtxn *tx;
+    int rc = ds_store_begin(st, &tx);
+    if (rc) return rc;
+    uint8_t sv[4];
+    ds_put_be32(sv, DS_STORE_SCHEMA);
+    if ((rc = meta_put(st, tx->txn, "schema", sv, 4))) { ds_wtxn_abort(tx); return rc; }
+    return ds_wtxn_commit(tx);
+}
+
 int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
 {
     *out = NULL;
@@ -214,6 +227,7 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     if (!(st->path = strdup(dir))) goto fail_alloc;
     st->no_iworker = opts && opts->no_index_thread;
     st->delta_max = DS_DELTA_MAX;
+    st->idf_min_cap = DS_IDF_MIN_CAP;
     if ((rc = ds_tokenizer_new(&st->tok))) goto fail_alloc;
     if ((rc = ds__lmdb_err(mdb_env_create(&st->env)))) goto fail_alloc;
     mdb_env_set_maxdbs(st->env, DBI_COUNT + 4);
@@ -252,7 +266,9 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
         goto fail_env;
     }
     if ((rc = ds__lmdb_err(mdb_txn_commit(txn)))) goto fail_env;
-    if (schema < DS_STORE_SCHEMA && (rc = migrate_v1(st))) goto fail_env;
+    if (schema < 2) rc = migrate_v1(st);
+    else if (schema < DS_STORE_SCHEMA) rc = migrate_v2(st);
+    if (rc) goto fail_env;
     *out = st;
     return 0;
 
@@ -344,6 +360,7 @@ static void wtxn_release(ds_wtxn *tx)
     uint64_t len;
     ds__iw_drain(tx->st, &len);          /* the worker must let go of the buffer */
     ds__postbuf_reset(&tx->st->pb);
+    ds__idf_reset(&tx->idf);
     tx->st->active = NULL;
     free(tx);
 }
@@ -363,6 +380,7 @@ int ds_wtxn_commit(ds_wtxn *tx)
     if (!rc) rc = ds__index_commit(tx);
     if (!rc) rc = fold_delta(tx, DBI_IDS_DELTA, DBI_IDS);
     if (!rc) rc = fold_delta(tx, DBI_SOURCE_DELTA, DBI_SOURCE);
+    if (!rc) rc = ds__idf_flush(tx);
     if (!rc) rc = counters_write(tx->st, tx->txn, &tx->c);
     if (rc) {
         mdb_txn_abort(tx->txn);
@@ -497,7 +515,9 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
     if (rc) return rc;
     if (!n->project && (rc = ds_node_set_str(&n->project, ""))) return rc;
     uint64_t oldseq;
-    rc = lookup_seq(tx->st, tx->txn, n->id, &oldseq);
+    int maybe;
+    if ((rc = ds__idf_maybe(tx, n->id, &maybe))) return fail(tx, rc);
+    rc = maybe ? lookup_seq(tx->st, tx->txn, n->id, &oldseq) : DS_ERR_NOTFOUND;
     if (rc == 0) {
         if (only_new) return 0;
         if ((rc = delete_seq(tx, oldseq))) return fail(tx, rc);
@@ -520,7 +540,9 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
     rc = put_rec(tx, DBI_NODES, sk, 8, enc, enclen, MDB_APPEND);
     free(enc);
     if (rc) return fail(tx, rc);
-    if ((rc = put_rec(tx, DBI_IDS_DELTA, n->id, DS_ID_LEN, sk, 8, 0))) return fail(tx, rc);
+    if ((rc = put_rec(tx, DBI_IDS_DELTA, n->id, DS_ID_LEN, sk, 8, 0)) ||
+        (rc = ds__idf_add(tx, n->id)))
+        return fail(tx, rc);
     hl = str_key(n->source, h);
     if ((rc = put_rec(tx, DBI_SOURCE_DELTA, h, hl, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
     hl = str_key(n->project, h);
@@ -663,6 +685,7 @@ int ds_wtxn_clear(ds_wtxn *tx, const uint8_t new_epoch[DS_EPOCH_LEN])
         if (!rc) rc = ds__lmdb_err(mdb_drop(tx->txn, tx->st->dbi[i], 0));
         if (rc) return fail(tx, rc);
     }
+    ds__idf_reset(&tx->idf);              /* its table is empty now */
     ds_counters keep = tx->c;             /* sequences and segment ids never go back */
     memset(&tx->c, 0, sizeof tx->c);
     tx->c.last_seq = keep.last_seq;

@@ -45,9 +45,11 @@
  * folded into the base tables (in key order) once they hold
  * st->delta_max entries; lookups consult both. */
 #define DS_DELTA_MAX 65536
+/* The id filter is sized for at least this many ids (idfilter.c). */
+#define DS_IDF_MIN_CAP 65536
 
 enum { DBI_META, DBI_NODES, DBI_IDS, DBI_SOURCE, DBI_PROJECT, DBI_SEGS, DBI_SEGDATA,
-       DBI_DEAD, DBI_DTERM, DBI_IDS_DELTA, DBI_SOURCE_DELTA,
+       DBI_DEAD, DBI_DTERM, DBI_IDS_DELTA, DBI_SOURCE_DELTA, DBI_IDFILTER,
        DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
 
 /* A segment as a reader sees it: its header and its dictionary (pointers
@@ -134,16 +136,28 @@ struct ds_store {
     ds_wtxn *active;
     uint32_t tag_gen;              /* last posting-buffer generation used */
     size_t delta_max;              /* fold delta tables past this many entries */
+    uint64_t idf_min_cap;          /* smallest id filter capacity (ids) */
     struct ds_iworker *iw;         /* index worker thread, NULL until first needed */
     int no_iworker;                /* index on the writer's thread */
     int tc_valid;                  /* cached term count, for index_gen tc_gen */
     uint64_t tc_gen, tc_value;
 };
 
+/* The id filter's state within one write transaction (idfilter.c). */
+typedef struct ds_idf {
+    int loaded;                    /* header read (or filter rebuilt) */
+    int fresh;                     /* rebuilt in this txn: no chunk on disk */
+    int hdr_dirty;                 /* something to write at commit */
+    uint32_t nblocks, nchunks;
+    uint64_t capacity, count;
+    uint8_t **dirty;               /* nchunks slots: private copies of changed chunks */
+} ds_idf;
+
 struct ds_wtxn {
     ds_store *st;
     MDB_txn *txn;
     ds_counters c;
+    ds_idf idf;
     uint64_t first_new_seg;        /* segments from here on were written by this txn */
     size_t pending_bytes;          /* text submitted since the buffer was last written */
     int failed;                    /* first error; commit then aborts */
@@ -152,6 +166,16 @@ struct ds_wtxn {
 int ds__lmdb_err(int rc);
 /* Counts a record write for failure injection; DS_ERR_INJECTED when due. */
 int ds__store_write_check(ds_store *st);
+
+/* idfilter.c: a Bloom filter over stored ids, changed in the same
+ * transactions.  *maybe = 0 means |id| is certainly not stored. */
+int ds__idf_maybe(ds_wtxn *tx, const uint8_t id[DS_ID_LEN], int *maybe);
+/* Records |id| as stored. */
+int ds__idf_add(ds_wtxn *tx, const uint8_t id[DS_ID_LEN]);
+/* Writes the changed chunks and header (at commit). */
+int ds__idf_flush(ds_wtxn *tx);
+/* Forgets the transaction's filter state (end of txn, table dropped). */
+void ds__idf_reset(ds_idf *f);
 
 /* index.c */
 /* Tokenizes one document into st->pb (the index worker, or the writer
