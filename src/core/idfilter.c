@@ -129,7 +129,7 @@ static int set_id(ds_wtxn *tx, const uint8_t id[DS_ID_LEN])
     uint64_t h = idf_hash(id);
     uint32_t c, off;
     locate(&tx->idf, h, &c, &off);
-    uint8_t *p;
+    uint8_t *p = NULL;
     int rc = chunk_w(tx, c, &p);
     if (!rc) block_set(p + off, h);
     return rc;
