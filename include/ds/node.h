@@ -51,7 +51,9 @@ typedef struct ds_node {
      * ds_node_hash (and so ds_node_set_content).  A store put trusts
      * |hash| only while they still equal content/content_len, so a hash
      * from elsewhere (a decoded record, a peer) is always recomputed.
-     * Whoever changes content bytes in place must call ds_node_hash. */
+     * Change content only through ds_node_set_content; code that writes
+     * content bytes or swaps the buffer itself must call ds_node_hash
+     * (a freed buffer's address can come back from malloc). */
     const char *hashed_content;
     size_t hashed_len;
 } ds_node;
