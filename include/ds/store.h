@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define DS_STORE_SCHEMA 3
+#define DS_STORE_SCHEMA 4
 #define DS_EPOCH_LEN 16
 
 typedef struct ds_store ds_store;

@@ -3,10 +3,11 @@
  *
  * Every put must learn whether its id is already stored (a put replaces
  * the node with the same id).  Almost every put brings a new id: a fresh
- * UUID, or a node a peer has not sent before.  For those, the two B-tree
- * lookups (ids_delta, then ids) always miss, and in a large store they
- * are cold-cache walks.  The filter answers "certainly absent" for ~98%
- * of new ids with one 64-byte block, so those lookups are skipped.
+ * UUID, or a node a peer has not sent before.  For those, the id lookup
+ * (the transaction's entries, then every run, runs.c) always misses,
+ * and in a large store it is a cold-cache search of each run.  The
+ * filter answers "certainly absent" for ~98% of new ids with one 64-byte
+ * block, so those lookups are skipped.
  *
  * It lives in the table "id_filter" and changes in the same transaction
  * as the ids, so it is never behind them: a filter can only say "maybe"
@@ -16,9 +17,9 @@
  * records share an LMDB page and a transaction rewrites only the chunks
  * it touched).  An absent chunk is all zeros.  Deleted ids keep their
  * bits; once |count| (ids added since the last build) passes |capacity|
- * the next writer rebuilds the filter from the id tables at twice the
- * current size.  A store without a header (new, or written by schema 2)
- * is built the same way on its first put.
+ * the next writer rebuilds the filter from the id runs at twice the
+ * current size.  A store without a header (new, or just migrated) is
+ * built the same way on its first put.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +39,7 @@ static const uint8_t HDR_KEY[4] = { 0xff, 0xff, 0xff, 0xff };
 
 /* Ids come from peers too, so they are mixed rather than used raw; the
  * worst a chosen id can do is a false "maybe" (a lookup). */
-static uint64_t idf_hash(const uint8_t id[DS_ID_LEN])
-{
-    uint64_t x = ds_get_be64(id) ^ (ds_get_be64(id + 8) * UINT64_C(0x9e3779b97f4a7c15));
-    x ^= x >> 31;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 29;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 32;
-    return x;
-}
+static uint64_t idf_hash(const uint8_t id[DS_ID_LEN]) { return ds__id_mix(id); }
 
 static void locate(const ds_idf *f, uint64_t h, uint32_t *chunk, uint32_t *off)
 {
@@ -135,41 +127,25 @@ static int set_id(ds_wtxn *tx, const uint8_t id[DS_ID_LEN])
     return rc;
 }
 
-/* Builds the filter from the id tables, sized for twice their entries. */
+/* Builds the filter from the id runs, sized for twice their entries. */
 static int rebuild(ds_wtxn *tx)
 {
     ds_idf *f = &tx->idf;
     ds__idf_reset(f);
-    static const int tables[2] = { DBI_IDS, DBI_IDS_DELTA };
     uint64_t n = 0;
-    for (int t = 0; t < 2; t++) {
-        MDB_stat ms;
-        int rc = mdb_stat(tx->txn, tx->st->dbi[tables[t]], &ms);
-        if (rc) return ds__lmdb_err(rc);
-        n += ms.ms_entries;
-    }
+    int rc = ds__runs_each_id(tx, NULL, &n);
+    if (rc) return rc;
     uint64_t cap = 2 * n;
     if (cap < tx->st->idf_min_cap) cap = tx->st->idf_min_cap;
-    int rc = ds__store_write_check(tx->st);
-    if (!rc) rc = ds__lmdb_err(mdb_drop(tx->txn, tx->st->dbi[DBI_IDFILTER], 0));
+    if (!(rc = ds__store_write_check(tx->st)))
+        rc = ds__lmdb_err(mdb_drop(tx->txn, tx->st->dbi[DBI_IDFILTER], 0));
     if (!rc) rc = size_for(f, cap);
     if (rc) return rc;
     f->fresh = 1;                   /* the table is empty: no chunk to read */
     f->loaded = 1;
     f->hdr_dirty = 1;
-    for (int t = 0; t < 2 && !rc; t++) {
-        MDB_cursor *cur;
-        if ((rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[tables[t]], &cur)))) break;
-        MDB_val k, d;
-        int mrc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
-        while (mrc == 0 && !rc) {
-            if (k.mv_size != DS_ID_LEN) rc = DS_ERR_STORE;
-            else rc = set_id(tx, k.mv_data);
-            if (!rc) mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
-        }
-        mdb_cursor_close(cur);
-        if (!rc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
-    }
+    uint64_t seen;
+    rc = ds__runs_each_id(tx, set_id, &seen);
     f->count = n;
     if (rc) ds__idf_reset(f);
     return rc;

@@ -1,11 +1,11 @@
 /*
  * store.c - the LMDB knowledge store (see include/ds/store.h and
  * docs/storage.md).  Nodes are keyed by their store-local sequence
- * number, so new writes append and sync cursors are plain seq ranges; an
- * id table maps UUIDs to sequences; source and project lookups are
- * duplicate-sorted tables keyed by a 16-byte BLAKE2b of the string (paths
- * can exceed LMDB's key limit).  The search index (index.c) lives in the
- * same environment and is written in the same transaction.
+ * number, so new writes append and sync cursors are plain seq ranges; ids
+ * and sources map to sequences through sorted runs (runs.c); project
+ * lookups are a duplicate-sorted table keyed by the project string.  The
+ * search index (index.c) lives in the same environment and is written in
+ * the same transaction.
  */
 #include "core/store_int.h"
 
@@ -24,12 +24,10 @@
 #define STR_KEY_CAP (STR_KEY_MAX + 1)
 
 static const char *dbi_names[DBI_COUNT] = {
-    "meta", "nodes", "ids", "by_source", "by_project", "segs", "segdata", "dead", "dterm",
-    "ids_delta", "by_source_delta", "id_filter", "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
+    "meta", "nodes", "runs", "rundata", "by_project", "segs", "segdata", "dead", "dterm",
+    "rundead", "id_filter", "aux_files", "aux_transcripts", "aux_queue", "aux_cursors",
 };
 static const unsigned dbi_flags[DBI_COUNT] = {
-    [DBI_SOURCE] = MDB_DUPSORT | MDB_DUPFIXED,
-    [DBI_SOURCE_DELTA] = MDB_DUPSORT | MDB_DUPFIXED,
     [DBI_PROJECT] = MDB_DUPSORT | MDB_DUPFIXED,
 };
 
@@ -153,26 +151,34 @@ static int check_schema(ds_store *st, MDB_txn *txn, uint32_t *schema)
     return 0;
 }
 
-/* Schema 1 kept a term-clustered index (tables "postings" and "terms");
- * schema 2 keeps segments.  Nodes are unchanged: drop the old index and
- * index every node again, in one transaction. */
-static int migrate_v1(ds_store *st)
+/* Schema 1 kept a term-clustered index (tables "postings" and "terms"),
+ * schemas 1-3 kept ids and sources in B-trees ("ids", "by_source" and
+ * their "_delta" tables), and segments before schema 4 had 8-byte
+ * postings.  Nodes are unchanged: drop every derived table, then index
+ * every node again and rebuild the runs, in one transaction. */
+static int migrate(ds_store *st)
 {
     ds_wtxn *tx;
     int rc = ds_store_begin(st, &tx);
     if (rc) return rc;
-    static const char *const old[] = { "postings", "terms" };
-    for (size_t i = 0; i < 2 && !rc; i++) {
+    static const char *const old[] = { "postings", "terms", "ids", "ids_delta", "by_source",
+                                       "by_source_delta" };
+    for (size_t i = 0; i < sizeof old / sizeof *old && !rc; i++) {
         MDB_dbi dbi;
         int orc = mdb_dbi_open(tx->txn, old[i], 0, &dbi);
         if (orc == 0) rc = ds__lmdb_err(mdb_drop(tx->txn, dbi, 1));
         else if (orc != MDB_NOTFOUND) rc = ds__lmdb_err(orc);
     }
+    static const int derived[] = { DBI_SEGS, DBI_SEGDATA, DBI_DEAD, DBI_DTERM, DBI_RUNS,
+                                   DBI_RUNDATA, DBI_RUNDEAD, DBI_IDFILTER };
+    for (size_t i = 0; i < sizeof derived / sizeof *derived && !rc; i++)
+        rc = ds__lmdb_err(mdb_drop(tx->txn, st->dbi[derived[i]], 0));
     MDB_val tk = { 5, "terms" };
     if (!rc) {
         int drc = mdb_del(tx->txn, st->dbi[DBI_META], &tk, NULL);
         if (drc && drc != MDB_NOTFOUND) rc = ds__lmdb_err(drc);
     }
+    tx->c.total_len = 0;
     MDB_cursor *cur = NULL;
     if (!rc) rc = ds__lmdb_err(mdb_cursor_open(tx->txn, st->dbi[DBI_NODES], &cur));
     MDB_val k, d;
@@ -180,10 +186,13 @@ static int migrate_v1(ds_store *st)
     while (!rc && mrc == 0) {
         ds_node n;
         if (k.mv_size != 8) { rc = DS_ERR_STORE; break; }
+        uint64_t seq = ds_get_be64(k.mv_data);
         rc = ds_node_decode(d.mv_data, d.mv_size, &n);
         if (rc) { rc = rc == DS_ERR_NOMEM ? rc : DS_ERR_STORE; break; }
-        uint32_t dl;
-        rc = ds__index_add(tx, ds_get_be64(k.mv_data), n.content, n.content_len, &dl);
+        uint32_t dl = 0;
+        rc = ds__index_add(tx, seq, n.content, n.content_len, &dl);
+        if (!rc) rc = ds__runs_add(tx, n.id, n.source, seq);
+        tx->c.total_len += dl;
         ds_node_free(&n);
         if (!rc) mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
     }
@@ -193,19 +202,6 @@ static int migrate_v1(ds_store *st)
     ds_put_be32(sv, DS_STORE_SCHEMA);
     if (!rc) rc = meta_put(st, tx->txn, "schema", sv, 4);
     if (rc) { ds_wtxn_abort(tx); return rc; }
-    return ds_wtxn_commit(tx);
-}
-
-/* Schema 3 added the id filter, built on the first put: only the
- * version changes. */
-static int migrate_v2(ds_store *st)
-{
-    ds_wtxn *tx;
-    int rc = ds_store_begin(st, &tx);
-    if (rc) return rc;
-    uint8_t sv[4];
-    ds_put_be32(sv, DS_STORE_SCHEMA);
-    if ((rc = meta_put(st, tx->txn, "schema", sv, 4))) { ds_wtxn_abort(tx); return rc; }
     return ds_wtxn_commit(tx);
 }
 
@@ -226,7 +222,6 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     int rc = DS_ERR_NOMEM;
     if (!(st->path = strdup(dir))) goto fail_alloc;
     st->no_iworker = opts && opts->no_index_thread;
-    st->delta_max = DS_DELTA_MAX;
     st->idf_min_cap = DS_IDF_MIN_CAP;
     if ((rc = ds_tokenizer_new(&st->tok))) goto fail_alloc;
     if ((rc = ds__lmdb_err(mdb_env_create(&st->env)))) goto fail_alloc;
@@ -246,8 +241,9 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     MDB_txn *txn;
     if ((rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))) goto fail_env;
     uint32_t schema = 0;
-    int orc = open_dbis(st, txn, 0);
-    if (orc == 0 && (rc = check_schema(st, txn, &schema)) == 0 && schema == DS_STORE_SCHEMA) {
+    int orc = open_dbis(st, txn, 0), krc = DS_ERR_NOTFOUND;
+    if (orc == 0 && (rc = check_schema(st, txn, &schema)) == 0 && schema == DS_STORE_SCHEMA &&
+        (krc = ds__runs_open(st, txn, 0)) == 0) {
         rc = ds__lmdb_err(mdb_txn_commit(txn));
         if (rc) goto fail_env;
         *out = st;
@@ -255,19 +251,20 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     }
     mdb_txn_abort(txn);
     if (orc == 0 && rc) goto fail_env;          /* schema problem */
+    if (krc != DS_ERR_NOTFOUND) { rc = krc; goto fail_env; }
     if (orc && orc != MDB_NOTFOUND) { rc = ds__lmdb_err(orc); goto fail_env; }
 
     /* New store, or an older schema: create what is missing, migrate. */
     if ((rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, 0, &txn)))) goto fail_env;
     if ((rc = ds__lmdb_err(open_dbis(st, txn, MDB_CREATE))) ||
         (rc = init_meta(st, txn, opts)) ||
-        (rc = check_schema(st, txn, &schema))) {
+        (rc = check_schema(st, txn, &schema)) ||
+        (rc = ds__runs_open(st, txn, 1))) {
         mdb_txn_abort(txn);
         goto fail_env;
     }
     if ((rc = ds__lmdb_err(mdb_txn_commit(txn)))) goto fail_env;
-    if (schema < 2) rc = migrate_v1(st);
-    else if (schema < DS_STORE_SCHEMA) rc = migrate_v2(st);
+    if (schema < DS_STORE_SCHEMA) rc = migrate(st);
     if (rc) goto fail_env;
     *out = st;
     return 0;
@@ -361,6 +358,7 @@ static void wtxn_release(ds_wtxn *tx)
     ds__iw_drain(tx->st, &len);          /* the worker must let go of the buffer */
     ds__postbuf_reset(&tx->st->pb);
     ds__idf_reset(&tx->idf);
+    ds__runbuf_free(&tx->rb);
     tx->st->active = NULL;
     free(tx);
 }
@@ -372,14 +370,11 @@ void ds_wtxn_abort(ds_wtxn *tx)
     wtxn_release(tx);
 }
 
-static int fold_delta(ds_wtxn *tx, int d, int b);
-
 int ds_wtxn_commit(ds_wtxn *tx)
 {
     int rc = tx->failed;
     if (!rc) rc = ds__index_commit(tx);
-    if (!rc) rc = fold_delta(tx, DBI_IDS_DELTA, DBI_IDS);
-    if (!rc) rc = fold_delta(tx, DBI_SOURCE_DELTA, DBI_SOURCE);
+    if (!rc) rc = ds__runs_commit(tx);
     if (!rc) rc = ds__idf_flush(tx);
     if (!rc) rc = counters_write(tx->st, tx->txn, &tx->c);
     if (rc) {
@@ -415,15 +410,7 @@ static int del_rec(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v
     return ds__lmdb_err(mdb_del(tx->txn, tx->st->dbi[dbi], &key, v ? &val : NULL));
 }
 
-/* Deletes the record from the delta table |d| or, absent there, from the
- * base table |b|. */
-static int del_either(ds_wtxn *tx, int d, int b, const void *k, size_t kl, const void *v, size_t vl)
-{
-    int rc = del_rec(tx, d, k, kl, v, vl);
-    return rc == DS_ERR_NOTFOUND ? del_rec(tx, b, k, kl, v, vl) : rc;
-}
-
-/* Lookup key of a source or project string: the string itself and a
+/* Lookup key of a project string: the string itself and a
  * terminating 0x00 (so "" is a valid key and keys keep the strings'
  * order, which makes time-ordered sources append), or for long strings a
  * prefix, 0x01 and a hash.  Readers compare the decoded string, so two
@@ -457,17 +444,6 @@ static int get_by_seq(ds_store *st, MDB_txn *txn, uint64_t seq, ds_node *out)
     return 0;
 }
 
-static int lookup_seq(ds_store *st, MDB_txn *txn, const uint8_t id[DS_ID_LEN], uint64_t *seq)
-{
-    MDB_val k = { DS_ID_LEN, (void *)id }, d;
-    int rc = mdb_get(txn, st->dbi[DBI_IDS_DELTA], &k, &d);
-    if (rc == MDB_NOTFOUND) rc = mdb_get(txn, st->dbi[DBI_IDS], &k, &d);
-    if (rc) return ds__lmdb_err(rc);
-    if (d.mv_size != 8) return DS_ERR_STORE;
-    *seq = ds_get_be64(d.mv_data);
-    return 0;
-}
-
 /* Removes node |seq| and everything that points at it. */
 static int delete_seq(ds_wtxn *tx, uint64_t seq)
 {
@@ -480,9 +456,7 @@ static int delete_seq(ds_wtxn *tx, uint64_t seq)
     ds_put_be64(sk, seq);
     if ((rc = ds__index_remove(tx, seq, old.content, old.content_len, &dl))) goto out;
     if ((rc = del_rec(tx, DBI_NODES, sk, 8, NULL, 0))) goto out;
-    if ((rc = del_either(tx, DBI_IDS_DELTA, DBI_IDS, old.id, DS_ID_LEN, NULL, 0))) goto out;
-    hl = str_key(old.source, h);
-    if ((rc = del_either(tx, DBI_SOURCE_DELTA, DBI_SOURCE, h, hl, sk, 8))) goto out;
+    if ((rc = ds__runs_kill(tx, seq))) goto out;
     hl = str_key(old.project, h);
     if ((rc = del_rec(tx, DBI_PROJECT, h, hl, sk, 8))) goto out;
     if (tx->c.docs) tx->c.docs--;
@@ -517,7 +491,7 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
     uint64_t oldseq;
     int maybe;
     if ((rc = ds__idf_maybe(tx, n->id, &maybe))) return fail(tx, rc);
-    rc = maybe ? lookup_seq(tx->st, tx->txn, n->id, &oldseq) : DS_ERR_NOTFOUND;
+    rc = maybe ? ds__runs_find_id(tx->st, tx->txn, &tx->rb, n->id, &oldseq) : DS_ERR_NOTFOUND;
     if (rc == 0) {
         if (only_new) return 0;
         if ((rc = delete_seq(tx, oldseq))) return fail(tx, rc);
@@ -540,11 +514,8 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
     rc = put_rec(tx, DBI_NODES, sk, 8, enc, enclen, MDB_APPEND);
     free(enc);
     if (rc) return fail(tx, rc);
-    if ((rc = put_rec(tx, DBI_IDS_DELTA, n->id, DS_ID_LEN, sk, 8, 0)) ||
-        (rc = ds__idf_add(tx, n->id)))
+    if ((rc = ds__runs_add(tx, n->id, n->source, seq)) || (rc = ds__idf_add(tx, n->id)))
         return fail(tx, rc);
-    hl = str_key(n->source, h);
-    if ((rc = put_rec(tx, DBI_SOURCE_DELTA, h, hl, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
     hl = str_key(n->project, h);
     if ((rc = put_rec(tx, DBI_PROJECT, h, hl, sk, 8, MDB_APPENDDUP))) return fail(tx, rc);
     if ((rc = ds__index_add(tx, seq, n->content, n->content_len, &dl))) return fail(tx, rc);
@@ -565,7 +536,7 @@ int ds_wtxn_delete(ds_wtxn *tx, const uint8_t id[DS_ID_LEN])
 {
     if (tx->failed) return tx->failed;
     uint64_t seq;
-    int rc = lookup_seq(tx->st, tx->txn, id, &seq);
+    int rc = ds__runs_find_id(tx->st, tx->txn, &tx->rb, id, &seq);
     if (rc) return rc == DS_ERR_NOTFOUND ? rc : fail(tx, rc);
     return fail(tx, delete_seq(tx, seq));
 }
@@ -594,14 +565,8 @@ static int collect_dups_of(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Collects the seqs stored under |h| in duplicate table |dbi| (and, for
- * by_source, its delta), in increasing order. */
+/* Collects the seqs stored under |h| in duplicate table |dbi|, in
+ * increasing order. */
 static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h, size_t hl,
                         uint64_t **seqs, size_t *n)
 {
@@ -609,11 +574,6 @@ static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h, s
     *n = 0;
     size_t cap = 0;
     int rc = collect_dups_of(st, txn, dbi, h, hl, seqs, n, &cap);
-    if (!rc && dbi == DBI_SOURCE) {
-        size_t base = *n;
-        rc = collect_dups_of(st, txn, DBI_SOURCE_DELTA, h, hl, seqs, n, &cap);
-        if (!rc && base && *n > base) qsort(*seqs, *n, sizeof **seqs, cmp_u64);
-    }
     if (!rc) return 0;
     free(*seqs);
     *seqs = NULL;
@@ -621,42 +581,13 @@ static int collect_dups(ds_store *st, MDB_txn *txn, int dbi, const uint8_t *h, s
     return rc == ENOMEM ? DS_ERR_NOMEM : DS_ERR_STORE;
 }
 
-/* Folds delta table |d| into base table |b| once it holds
- * st->delta_max entries: in key order, so each base page is written once. */
-static int fold_delta(ds_wtxn *tx, int d, int b)
-{
-    MDB_stat ms;
-    int rc = ds__lmdb_err(mdb_stat(tx->txn, tx->st->dbi[d], &ms));
-    if (rc || ms.ms_entries < tx->st->delta_max) return rc;
-    MDB_cursor *cur;
-    if ((rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[d], &cur)))) return rc;
-    MDB_val k, v;
-    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (mrc == 0 && !rc) {
-        uint8_t kb[STR_KEY_CAP], vb[8];
-        if (k.mv_size > sizeof kb || v.mv_size != 8) { rc = DS_ERR_STORE; break; }
-        size_t kl = k.mv_size;
-        memcpy(kb, k.mv_data, kl);                /* the delta's pages stay put, but copy anyway */
-        memcpy(vb, v.mv_data, 8);
-        rc = put_rec(tx, b, kb, kl, vb, 8, 0);
-        if (!rc) mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    if (!rc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
-    if (!rc && !(rc = ds__store_write_check(tx->st)))
-        rc = ds__lmdb_err(mdb_drop(tx->txn, tx->st->dbi[d], 0));
-    return rc;
-}
-
 int ds_wtxn_delete_source(ds_wtxn *tx, const char *source, size_t *count)
 {
     if (count) *count = 0;
     if (tx->failed) return tx->failed;
-    uint8_t h[STR_KEY_CAP];
-    size_t hl = str_key(source, h);
     uint64_t *seqs;
     size_t n;
-    int rc = collect_dups(tx->st, tx->txn, DBI_SOURCE, h, hl, &seqs, &n);
+    int rc = ds__runs_source_seqs(tx->st, tx->txn, &tx->rb, source, &seqs, &n);
     if (rc) return fail(tx, rc);
     size_t removed = 0;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -686,6 +617,7 @@ int ds_wtxn_clear(ds_wtxn *tx, const uint8_t new_epoch[DS_EPOCH_LEN])
         if (rc) return fail(tx, rc);
     }
     ds__idf_reset(&tx->idf);              /* its table is empty now */
+    ds__runbuf_reset(&tx->rb);            /* so are the runs */
     ds_counters keep = tx->c;             /* sequences and segment ids never go back */
     memset(&tx->c, 0, sizeof tx->c);
     tx->c.last_seq = keep.last_seq;
@@ -774,7 +706,7 @@ int ds_store_get(ds_store *st, const uint8_t id[DS_ID_LEN], ds_node *out)
     int rc = rtxn(st, &txn);
     if (rc) return rc;
     uint64_t seq;
-    rc = lookup_seq(st, txn, id, &seq);
+    rc = ds__runs_find_id(st, txn, NULL, id, &seq);
     if (!rc) rc = get_by_seq(st, txn, seq, out);
     mdb_txn_abort(txn);
     return rc;
@@ -789,6 +721,34 @@ int ds_store_get_seq(ds_store *st, uint64_t seq, ds_node *out)
     rc = get_by_seq(st, txn, seq, out);
     mdb_txn_abort(txn);
     return rc;
+}
+
+typedef struct prefix_ctx {
+    ds_store *st;
+    MDB_txn *txn;
+    const char *hex;
+    size_t n;
+    int found;                     /* distinct live ids */
+    uint8_t *id;                   /* the first one */
+} prefix_ctx;
+
+/* Walks one run's ids from the prefix's lower bound: 1 ends the walk. */
+static int prefix_cb(const uint8_t *kid, uint64_t seq, void *ud)
+{
+    prefix_ctx *pc = ud;
+    (void)seq;
+    if (pc->found >= 2) return 1;
+    char khex[2 * DS_ID_LEN + 1];
+    ds_hex_encode(kid, DS_ID_LEN, khex);
+    if (memcmp(khex, pc->hex, pc->n) != 0) return 1;
+    if (pc->found && memcmp(kid, pc->id, DS_ID_LEN) == 0) return 0;   /* seen in another run */
+    uint64_t live;
+    int rc = ds__runs_find_id(pc->st, pc->txn, NULL, kid, &live);
+    if (rc == DS_ERR_NOTFOUND) return 0;                               /* deleted */
+    if (rc) return rc;
+    if (!pc->found) memcpy(pc->id, kid, DS_ID_LEN);
+    pc->found++;
+    return 0;
 }
 
 int ds_store_resolve_prefix(ds_store *st, const char *prefix, uint8_t id[DS_ID_LEN])
@@ -812,31 +772,14 @@ int ds_store_resolve_prefix(ds_store *st, const char *prefix, uint8_t id[DS_ID_L
         ds_hex_decode(pair, &b, 1);
         lo[i / 2] |= i % 2 ? (uint8_t)(b >> 4) : b;
     }
-    MDB_txn *txn;
-    int rc = rtxn(st, &txn);
+    prefix_ctx pc = { st, NULL, hex, n, 0, id };
+    int rc = rtxn(st, &pc.txn);
     if (rc) return rc;
-    int found = 0;
-    static const int tables[2] = { DBI_IDS, DBI_IDS_DELTA };
-    for (int t = 0; t < 2 && found < 2 && !rc; t++) {
-        MDB_cursor *cur;
-        if ((rc = ds__lmdb_err(mdb_cursor_open(txn, st->dbi[tables[t]], &cur)))) break;
-        MDB_val k = { DS_ID_LEN, lo }, d;
-        int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-        while (mrc == 0 && found < 2) {
-            const uint8_t *kid = k.mv_data;
-            char khex[2 * DS_ID_LEN + 1];
-            ds_hex_encode(kid, DS_ID_LEN, khex);
-            if (memcmp(khex, hex, n) != 0) break;
-            if (!found) memcpy(id, kid, DS_ID_LEN);
-            found++;
-            mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
-        }
-        mdb_cursor_close(cur);
-    }
-    mdb_txn_abort(txn);
+    rc = ds__runs_ids_from(st, pc.txn, lo, prefix_cb, &pc);
+    mdb_txn_abort(pc.txn);
     if (rc) return rc;
-    if (found == 0) return DS_ERR_NOTFOUND;
-    return found > 1 ? DS_ERR_AMBIGUOUS : 0;
+    if (pc.found == 0) return DS_ERR_NOTFOUND;
+    return pc.found > 1 ? DS_ERR_AMBIGUOUS : 0;
 }
 
 int ds_store_aux_get(ds_store *st, ds_table t, const void *key, size_t klen, void **val, size_t *vlen)
@@ -913,7 +856,7 @@ int ds_store_iter(ds_store *st, uint64_t after_seq, int reverse, ds_node_cb cb, 
     return rc;
 }
 
-static int by_key(ds_store *st, int dbi, const char *s, int is_source, ds_node_cb cb, void *ud)
+static int by_key(ds_store *st, const char *s, int is_source, ds_node_cb cb, void *ud)
 {
     uint8_t h[STR_KEY_CAP];
     size_t hl = str_key(s, h);
@@ -922,7 +865,8 @@ static int by_key(ds_store *st, int dbi, const char *s, int is_source, ds_node_c
     if (rc) return rc;
     uint64_t *seqs;
     size_t n;
-    rc = collect_dups(st, txn, dbi, h, hl, &seqs, &n);
+    rc = is_source ? ds__runs_source_seqs(st, txn, NULL, s, &seqs, &n)
+                   : collect_dups(st, txn, DBI_PROJECT, h, hl, &seqs, &n);
     for (size_t i = 0; i < n && !rc; i++) {
         ds_node node;
         rc = get_by_seq(st, txn, seqs[i], &node);
@@ -939,10 +883,10 @@ static int by_key(ds_store *st, int dbi, const char *s, int is_source, ds_node_c
 
 int ds_store_by_source(ds_store *st, const char *source, ds_node_cb cb, void *ud)
 {
-    return by_key(st, DBI_SOURCE, source, 1, cb, ud);
+    return by_key(st, source, 1, cb, ud);
 }
 
 int ds_store_by_project(ds_store *st, const char *project, ds_node_cb cb, void *ud)
 {
-    return by_key(st, DBI_PROJECT, project, 0, cb, ud);
+    return by_key(st, project, 0, cb, ud);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "ds/store.h"
+#include "core/runs.h"
 #include "core/tokenize.h"
 
 /* The index is a log-structured set of immutable segments (see
@@ -38,18 +39,11 @@
 #define DS_SEG_FANOUT 8          /* merge this many segments of one size class */
 #define DS_SEG_DEAD_PURGE 4      /* rewrite a segment alone when > 1/4 of it is dead */
 
-/* ids and by_source are keyed by random-looking strings (UUIDs, note
- * sources): inserting into a large B-tree dirties a page per key, so a
- * transaction of 10k nodes over a million would rewrite nearly the whole
- * table.  New entries therefore go to small "delta" tables, which are
- * folded into the base tables (in key order) once they hold
- * st->delta_max entries; lookups consult both. */
-#define DS_DELTA_MAX 65536
 /* The id filter is sized for at least this many ids (idfilter.c). */
 #define DS_IDF_MIN_CAP 65536
 
-enum { DBI_META, DBI_NODES, DBI_IDS, DBI_SOURCE, DBI_PROJECT, DBI_SEGS, DBI_SEGDATA,
-       DBI_DEAD, DBI_DTERM, DBI_IDS_DELTA, DBI_SOURCE_DELTA, DBI_IDFILTER,
+enum { DBI_META, DBI_NODES, DBI_RUNS, DBI_RUNDATA, DBI_PROJECT, DBI_SEGS, DBI_SEGDATA,
+       DBI_DEAD, DBI_DTERM, DBI_RUNDEAD, DBI_IDFILTER,
        DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
 
 /* A segment as a reader sees it: its header and its dictionary (pointers
@@ -135,7 +129,8 @@ struct ds_store {
     int fail_after;
     ds_wtxn *active;
     uint32_t tag_gen;              /* last posting-buffer generation used */
-    size_t delta_max;              /* fold delta tables past this many entries */
+    uint8_t srckey[DS_RUN_SRCKEY_LEN]; /* keys source entries (runs.c) */
+    size_t run_part_ents;          /* entries per run part; 0 = about 1 MiB (tests lower it) */
     uint64_t idf_min_cap;          /* smallest id filter capacity (ids) */
     struct ds_iworker *iw;         /* index worker thread, NULL until first needed */
     int no_iworker;                /* index on the writer's thread */
@@ -158,6 +153,7 @@ struct ds_wtxn {
     MDB_txn *txn;
     ds_counters c;
     ds_idf idf;
+    ds_runbuf rb;                  /* new id and source entries (runs.c) */
     uint64_t first_new_seg;        /* segments from here on were written by this txn */
     size_t pending_bytes;          /* text submitted since the buffer was last written */
     int failed;                    /* first error; commit then aborts */

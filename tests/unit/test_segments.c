@@ -361,88 +361,6 @@ static void migrates_schema1(void **state)
     ds_node_free(&c);
 }
 
-static int count_cb(const ds_node *n, void *ud)
-{
-    (void)n;
-    (*(int *)ud)++;
-    return 0;
-}
-
-static void delta_tables_fold(void **state)
-{
-    (void)state;
-    ds_store *st = open_at(ds_test_tmpdir(), 0);
-    st->delta_max = 5;                       /* fold often */
-    enum { N = 40 };
-    ds_node n[N];
-    char text[64];
-    for (int t = 0; t < N; t += 8) {         /* transactions of 8 */
-        ds_wtxn *tx;
-        assert_int_equal(ds_store_begin(st, &tx), 0);
-        for (int i = t; i < t + 8; i++) {
-            snprintf(text, sizeof text, "delta node %d", i);
-            ds_test_make_node(&n[i], text, "/p");
-            snprintf(text, sizeof text, "src-%d", i % 7);   /* shared sources */
-            assert_int_equal(ds_node_set_str(&n[i].source, text), 0);
-            assert_int_equal(ds_wtxn_put(tx, &n[i]), 0);
-        }
-        assert_int_equal(ds_wtxn_commit(tx), 0);
-        MDB_txn *txn;
-        MDB_stat ms;
-        assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
-        assert_int_equal(mdb_stat(txn, st->dbi[DBI_IDS_DELTA], &ms), 0);
-        assert_true(ms.ms_entries < 5);      /* folded at commit */
-        mdb_txn_abort(txn);
-    }
-    /* Every node by id (base or delta), by prefix, by source. */
-    for (int i = 0; i < N; i++) {
-        ds_node got;
-        assert_int_equal(ds_store_get(st, n[i].id, &got), 0);
-        assert_int_equal(got.seq, n[i].seq);
-        ds_node_free(&got);
-        char hex[33];
-        ds_hex_encode(n[i].id, DS_ID_LEN, hex);
-        uint8_t id[DS_ID_LEN];
-        assert_int_equal(ds_store_resolve_prefix(st, hex, id), 0);
-        assert_memory_equal(id, n[i].id, DS_ID_LEN);
-    }
-    int total = 0;
-    for (int s = 0; s < 7; s++) {
-        snprintf(text, sizeof text, "src-%d", s);
-        int c = 0;
-        assert_int_equal(ds_store_by_source(st, text, count_cb, &c), 0);
-        assert_int_equal(c, (N - s + 6) / 7);
-        total += c;
-    }
-    assert_int_equal(total, N);
-    /* Replace one folded into the base, delete one from each table. */
-    assert_int_equal(ds_node_set_content(&n[0], "replaced text", 13), 0);
-    assert_int_equal(ds_store_put(st, &n[0]), 0);
-    assert_int_equal(ds_store_delete(st, n[1].id), 0);
-    assert_int_equal(ds_store_delete(st, n[N - 1].id), 0);
-    ds_store_info info;
-    assert_int_equal(ds_store_info_get(st, &info), 0);
-    assert_int_equal(info.node_count, N - 2);
-    assert_int_equal(ds_test_count_hits(st, "replaced"), 1);
-    ds_node got;
-    assert_int_equal(ds_store_get(st, n[1].id, &got), DS_ERR_NOTFOUND);
-    assert_int_equal(ds_store_get(st, n[N - 1].id, &got), DS_ERR_NOTFOUND);
-    int c = 0;
-    assert_int_equal(ds_store_by_source(st, "src-0", count_cb, &c), 0);
-    assert_int_equal(c, (N + 6) / 7);        /* the replaced node kept its source */
-    size_t removed = 0;
-    ds_wtxn *tx;
-    assert_int_equal(ds_store_begin(st, &tx), 0);
-    assert_int_equal(ds_wtxn_delete_source(tx, "src-3", &removed), 0);
-    assert_int_equal(ds_wtxn_commit(tx), 0);
-    assert_int_equal(removed, (N - 3 + 6) / 7);
-    c = 0;
-    assert_int_equal(ds_store_by_source(st, "src-3", count_cb, &c), 0);
-    assert_int_equal(c, 0);
-    for (int i = 0; i < N; i++) ds_node_free(&n[i]);
-    ds_store_close(st);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,7 +371,6 @@ int main(void)
         cmocka_unit_test(replace_within_transaction),
         cmocka_unit_test(worker_matches_inline),
         cmocka_unit_test(migrates_schema1),
-        cmocka_unit_test(delta_tables_fold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
