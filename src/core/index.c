@@ -14,17 +14,28 @@
  * pages this transaction never modifies, so its zero-copy reads stay
  * valid while it writes.
  *
- * Segment layout (host byte order; LMDB files are not portable across
- * architectures anyway):
- *   segs    id (8 BE)            -> header (SEGHDR_LEN bytes)
+ * Segment layout, format version 2 (header and dictionary in host byte
+ * order, LMDB files are not portable across architectures anyway;
+ * postings and docs table big-endian, see store_int.h):
+ *   segs    id (8 BE)            -> header (SEGHDR_LEN bytes) {version u32,
+ *                                   nparts u32, first_seq u64, last_seq
+ *                                   u64, ndocs u32, nterms u32, nposts u64}
  *   segdata id (8 BE) | 0 (4 BE) -> dictionary: nterms entries of ENT_LEN
  *                                   bytes {term_off u32, term_len u8, 0,
  *                                   part u16, off u32, count u32} sorted
  *                                   by term, then the term bytes
- *   segdata id | part (4 BE)     -> postings part (part >= 1)
+ *   segdata id | part (4 BE)     -> postings part (1 <= part <= nparts):
+ *                                   whole term lists of 4-byte postings
+ *                                   {ordinal 24 | tf 8}
+ *   segdata id | 0xffffffff      -> docs table (DS_SEG_DOCS_PART): ndocs
+ *                                   entries {seq - first_seq u32 BE,
+ *                                   increasing; length in tokens u16 BE}
+ * Ordinals index the docs table, so a posting costs 4 bytes instead of
+ * carrying its seq and document length; merges renumber them.
  */
 #include "core/store_int.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,23 +43,13 @@
 #include "core/util.h"
 
 #define PB_FLUSH_BYTES (64u << 20)   /* write a segment within a transaction past this */
-#define SEG_VERSION 1
+#define SEG_VERSION 2
 #define SEGHDR_LEN 48
 #define ENT_LEN 16
 #define PART_KEY_LEN 12
 
+
 /* ---- byte helpers ------------------------------------------------------ */
-
-static void put_seq40(uint8_t *p, uint64_t seq)
-{
-    for (int i = 4; i >= 0; i--) { p[i] = (uint8_t)seq; seq >>= 8; }
-}
-
-static uint64_t get_seq40(const uint8_t *p)
-{
-    return ((uint64_t)p[0] << 32) | ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) |
-           ((uint64_t)p[3] << 8) | p[4];
-}
 
 static uint32_t ld32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
@@ -255,7 +256,11 @@ int ds__pb_add_doc(ds_store *st, uint64_t seq, const char *content, size_t len, 
     }
     add_ctx a = { pb, (uint32_t)doc, 0 };
     int rc = ds_tokenize_tagged(st->tok, content, len, add_term, &a);
-    if (rc) return rc;
+    if (rc) {                     /* its tuples so far must not be written */
+        pb->docinfo[doc] = DS_PB_DOC_DEAD;
+        pb->any_dead = 1;
+        return rc;
+    }
     uint16_t dl = a.ntok > 65535 ? 65535 : (uint16_t)a.ntok;
     pb->docinfo[doc] = dl;
     *doclen = dl;
@@ -298,6 +303,8 @@ typedef struct segw {
     uint32_t part_no;            /* the part being filled (>= 1) */
     uint32_t nterms;
     uint64_t nposts;
+    uint8_t *docs;               /* docs table, room for docs_cap entries */
+    uint32_t ndocs, docs_cap;
 } segw;
 
 static void segw_init(segw *w, ds_wtxn *tx)
@@ -313,6 +320,26 @@ static void segw_free(segw *w)
     ds_buf_free(&w->ents);
     ds_buf_free(&w->terms);
     ds_buf_free(&w->part);
+    free(w->docs);
+}
+
+/* Makes room for |cap| docs-table entries (once, before segw_doc). */
+static int segw_docs_reserve(segw *w, uint64_t cap)
+{
+    if (cap > DS_SEG_MAX_DOCS) return DS_ERR_TOOLARGE;
+    if (!(w->docs = malloc(cap ? (size_t)cap * DS_DOC_ENT_LEN : 1))) return DS_ERR_NOMEM;
+    w->docs_cap = (uint32_t)cap;
+    return 0;
+}
+
+/* Appends the next document (ordinal w->ndocs): seq - first_seq, length. */
+static void segw_doc(segw *w, uint32_t off, uint32_t dl)
+{
+    assert(w->ndocs < w->docs_cap);
+    uint8_t *e = w->docs + (size_t)w->ndocs++ * DS_DOC_ENT_LEN;
+    ds_put_be32(e, off);
+    e[4] = (uint8_t)(dl >> 8);
+    e[5] = (uint8_t)dl;
 }
 
 static int put_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl)
@@ -388,9 +415,9 @@ static int segw_term(segw *w, const char *term, size_t tlen, uint32_t count, uin
     return 0;
 }
 
-/* Writes the dictionary and header; a segment without terms is not
- * written at all. */
-static int segw_finish(segw *w, uint64_t first_seq, uint64_t last_seq, uint32_t ndocs)
+/* Writes the dictionary, docs table and header; a segment without terms
+ * is not written at all. */
+static int segw_finish(segw *w, uint64_t first_seq, uint64_t last_seq)
 {
     if (!w->nterms) return 0;
     int rc = segw_flush_part(w);
@@ -399,12 +426,15 @@ static int segw_finish(segw *w, uint64_t first_seq, uint64_t last_seq, uint32_t 
     uint8_t k[PART_KEY_LEN];
     part_key(k, w->id, 0);
     if ((rc = put_raw(w->tx, DBI_SEGDATA, k, sizeof k, w->ents.data, w->ents.len))) return rc;
+    part_key(k, w->id, DS_SEG_DOCS_PART);
+    if ((rc = put_raw(w->tx, DBI_SEGDATA, k, sizeof k, w->docs, (size_t)w->ndocs * DS_DOC_ENT_LEN)))
+        return rc;
     uint8_t h[SEGHDR_LEN] = { 0 };
     st32(h, SEG_VERSION);
     st32(h + 4, w->part_no - 1);
     st64(h + 8, first_seq);
     st64(h + 16, last_seq);
-    st32(h + 24, ndocs);
+    st32(h + 24, w->ndocs);
     st32(h + 28, w->nterms);
     st64(h + 32, w->nposts);
     uint8_t sk[8];
@@ -470,8 +500,25 @@ static int write_buffer(ds_wtxn *tx)
             if (!(pb->docinfo[(t >> 8) & 0xffffff] & DS_PB_DOC_DEAD)) pb->ents[t >> 32].count++;
         }
     }
+    /* The docs table; docinfo becomes each document's ordinal, or dead. */
+    segw w;
+    segw_init(&w, tx);
+    if ((rc = segw_docs_reserve(&w, live))) { segw_free(&w); pb_clear(pb); return rc; }
+    for (size_t i = 0; i < pb->ndocs; i++) {
+        uint32_t info = pb->docinfo[i];
+        if ((info & 0xffff) == 0 || (info & DS_PB_DOC_DEAD)) {
+            pb->docinfo[i] = DS_PB_DOC_DEAD;
+            continue;
+        }
+        pb->docinfo[i] = w.ndocs;
+        segw_doc(&w, (uint32_t)i, info & 0xffff);
+    }
     sortent *order = NULL;
-    if (pb->nents && !(order = malloc((size_t)pb->nents * 2 * sizeof *order))) return DS_ERR_NOMEM;
+    if (pb->nents && !(order = malloc((size_t)pb->nents * 2 * sizeof *order))) {
+        segw_free(&w);
+        pb_clear(pb);
+        return DS_ERR_NOMEM;
+    }
     size_t n = 0;
     for (uint32_t i = 0; i < pb->nents; i++) {
         const pb_entry *e = &pb->ents[i];
@@ -490,23 +537,17 @@ static int write_buffer(ds_wtxn *tx)
     if (need > pb->out_cap) {
         free(pb->out);
         pb->out_cap = 0;
-        if (!(pb->out = malloc(need))) { free(order); return DS_ERR_NOMEM; }
+        if (!(pb->out = malloc(need))) { free(order); segw_free(&w); pb_clear(pb); return DS_ERR_NOMEM; }
         pb->out_cap = need;
     }
     for (size_t i = 0; i < pb->ntuples; i++) {
         uint64_t t = pb->tuples[i];
-        uint32_t doc = (uint32_t)(t >> 8) & 0xffffff, info = pb->docinfo[doc];
-        if (info & DS_PB_DOC_DEAD) continue;
+        uint32_t ord = pb->docinfo[(t >> 8) & 0xffffff];
+        if (ord & DS_PB_DOC_DEAD) continue;
         pb_entry *e = &pb->ents[t >> 32];
-        uint8_t *p = pb->out + (e->out + e->fill++) * DS_POSTING_LEN;
-        put_seq40(p, pb->min_seq + doc);
-        p[5] = (uint8_t)t;
-        p[6] = (uint8_t)(info >> 8);
-        p[7] = (uint8_t)info;
+        ds_put_be32(pb->out + (e->out + e->fill++) * DS_POSTING_LEN, ord << 8 | (uint8_t)t);
     }
     /* The dictionary, and parts that are slices of pb->out. */
-    segw w;
-    segw_init(&w, tx);
     size_t part_start = 0, part_len = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const pb_entry *e = &pb->ents[order[i].idx];
@@ -520,7 +561,7 @@ static int write_buffer(ds_wtxn *tx)
         part_len += bytes;
     }
     if (!rc && part_len) rc = segw_put_part(&w, pb->out + part_start, part_len);
-    if (!rc && n) rc = segw_finish(&w, pb->min_seq, pb->min_seq + pb->ndocs - 1, live);
+    if (!rc && n) rc = segw_finish(&w, pb->min_seq, pb->min_seq + pb->ndocs - 1);
     segw_free(&w);
     free(order);
     pb_clear(pb);
@@ -568,10 +609,22 @@ int ds__segs_load(ds_store *st, MDB_txn *txn, ds_segview **segs, size_t *n)
             if (rc == DS_ERR_NOTFOUND) rc = DS_ERR_STORE;
             break;
         }
-        if (dd.mv_size < (size_t)v->nterms * ENT_LEN || v->first_seq > v->last_seq) { rc = DS_ERR_STORE; break; }
+        if (dd.mv_size < (size_t)v->nterms * ENT_LEN || v->first_seq > v->last_seq ||
+            v->last_seq > DS_SEQ_MAX || v->last_seq - v->first_seq > UINT32_MAX || v->ndocs > DS_SEG_MAX_DOCS) {
+            rc = DS_ERR_STORE;
+            break;
+        }
         v->ents = dd.mv_data;
         v->terms = (const uint8_t *)dd.mv_data + (size_t)v->nterms * ENT_LEN;
         v->terms_len = dd.mv_size - (size_t)v->nterms * ENT_LEN;
+        part_key(pk, v->id, DS_SEG_DOCS_PART);
+        dk = (MDB_val){ sizeof pk, pk };
+        if ((rc = ds__lmdb_err(mdb_get(txn, st->dbi[DBI_SEGDATA], &dk, &dd)))) {
+            if (rc == DS_ERR_NOTFOUND) rc = DS_ERR_STORE;
+            break;
+        }
+        if (dd.mv_size != (size_t)v->ndocs * DS_DOC_ENT_LEN) { rc = DS_ERR_STORE; break; }
+        v->docs = dd.mv_data;
         (*n)++;
         mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
     }
@@ -842,12 +895,50 @@ static int drop_segment(ds_wtxn *tx, const ds_segview *s)
         part_key(pk, s->id, p);
         rc = del_raw(tx, DBI_SEGDATA, pk, sizeof pk);
     }
+    part_key(pk, s->id, DS_SEG_DOCS_PART);
+    if (!rc) rc = del_raw(tx, DBI_SEGDATA, pk, sizeof pk);
     ds_put_be64(sk, s->id);
     return rc ? rc : del_raw(tx, DBI_SEGS, sk, 8);
 }
 
+/* The merged docs table: the live documents of |segs[0..n)| in order.
+ * When some are dropped, *map (malloc'd) receives each input document's
+ * new ordinal (UINT32_MAX = dropped), indexed by base[j] + ordinal in
+ * segment j; else *map = NULL and the ordinals just shift by base[j]. */
+static int merge_docs(segw *w, const ds_segview *segs, size_t n, const deadset *dead,
+                      const uint32_t *base, uint32_t **map)
+{
+    *map = NULL;
+    uint64_t lo = segs[0].first_seq, prev = 0;
+    uint32_t *m = NULL;
+    if (dead->n && !(m = malloc(((size_t)base[n] ? base[n] : 1) * sizeof *m))) return DS_ERR_NOMEM;
+    int dropped = 0;
+    for (size_t j = 0; j < n; j++) {
+        const ds_segview *s = &segs[j];
+        for (uint32_t i = 0; i < s->ndocs; i++) {
+            uint64_t seq = DS_SEG_DOC_SEQ(s, i);
+            /* increasing, within its segment and the merged span */
+            if (seq > s->last_seq || seq < lo || seq - lo > UINT32_MAX || (w->ndocs + dropped && seq <= prev)) {
+                free(m);
+                return DS_ERR_STORE;
+            }
+            prev = seq;
+            if (m && is_dead(dead, seq)) {
+                m[base[j] + i] = UINT32_MAX;
+                dropped++;
+                continue;
+            }
+            if (m) m[base[j] + i] = w->ndocs;
+            segw_doc(w, (uint32_t)(seq - lo), DS_SEG_DOC_LEN(s, i));
+        }
+    }
+    if (dropped) *map = m; else free(m);
+    return 0;
+}
+
 /* Merges the adjacent segments |segs[0..n)| into one, dropping the
- * postings of dead documents and their dead records. */
+ * postings and docs-table entries of dead documents and their dead
+ * records.  The caller checked the result fits (merge_fits). */
 static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
 {
     uint64_t lo = segs[0].first_seq, hi = segs[n - 1].last_seq;
@@ -859,12 +950,20 @@ static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
     const uint8_t **post = calloc(n, sizeof *post);
     uint32_t *cnt = calloc(n, sizeof *cnt);
     partcache *pcs = calloc(n, sizeof *pcs);
+    uint32_t *base = calloc(n + 1, sizeof *base), *map = NULL;
     segw w;
     segw_init(&w, tx);
-    if (!pos || !has || !post || !cnt || !pcs) rc = DS_ERR_NOMEM;
-    dictwalk dw = { segs, n, pos };
+    if (!pos || !has || !post || !cnt || !pcs || !base) rc = DS_ERR_NOMEM;
     uint64_t ndocs = 0;
-    for (size_t j = 0; j < n; j++) ndocs += segs[j].ndocs;
+    for (size_t j = 0; j < n && !rc; j++) {
+        base[j] = (uint32_t)ndocs;
+        ndocs += segs[j].ndocs;
+        if (ndocs > DS_SEG_MAX_DOCS) rc = DS_ERR_TOOLARGE;
+    }
+    if (!rc) base[n] = (uint32_t)ndocs;
+    if (!rc) rc = segw_docs_reserve(&w, ndocs);
+    if (!rc) rc = merge_docs(&w, segs, n, &dead, base, &map);
+    dictwalk dw = { segs, n, pos };
     while (!rc) {
         const char *t;
         size_t tl;
@@ -875,32 +974,40 @@ static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
             cnt[j] = 0;
             if (!has[j]) continue;
             rc = ent_postings(tx->st, tx->txn, &segs[j], pos[j] - 1, &pcs[j], &post[j], &cnt[j]);
-            if (rc || !dead.n) { total += cnt[j]; continue; }
-            for (uint32_t i = 0; i < cnt[j]; i++)
-                total += !is_dead(&dead, get_seq40(post[j] + (size_t)i * DS_POSTING_LEN));
+            if (rc || !map) { total += cnt[j]; continue; }
+            for (uint32_t i = 0; i < cnt[j] && !rc; i++) {
+                uint32_t ord = DS_POST_ORD(post[j] + (size_t)i * DS_POSTING_LEN);
+                if (ord >= segs[j].ndocs) rc = DS_ERR_STORE;
+                else total += map[base[j] + ord] != UINT32_MAX;
+            }
         }
         if (rc) break;
         if (total == 0) continue;                   /* every holder is dead */
         if (total > UINT32_MAX) { rc = DS_ERR_TOOLARGE; break; }
         uint8_t *dst;
         if ((rc = segw_term(&w, t, tl, (uint32_t)total, &dst))) break;
-        for (size_t j = 0; j < n; j++) {
-            if (!cnt[j]) continue;
-            if (!dead.n) {
-                memcpy(dst, post[j], (size_t)cnt[j] * DS_POSTING_LEN);
-                dst += (size_t)cnt[j] * DS_POSTING_LEN;
+        for (size_t j = 0; j < n && !rc; j++) {
+            const uint8_t *p = post[j], *end = p + (size_t)cnt[j] * DS_POSTING_LEN;
+            uint32_t nd = segs[j].ndocs;
+            if (!map) {                             /* renumber: shift by base[j] */
+                uint32_t add = base[j] << 8;
+                for (; p < end; p += DS_POSTING_LEN, dst += DS_POSTING_LEN) {
+                    uint32_t v = DS_POST_WORD(p);
+                    if ((v >> 8) >= nd) { rc = DS_ERR_STORE; break; }
+                    ds_put_be32(dst, v + add);
+                }
                 continue;
             }
-            for (uint32_t i = 0; i < cnt[j]; i++) {
-                const uint8_t *p = post[j] + (size_t)i * DS_POSTING_LEN;
-                if (is_dead(&dead, get_seq40(p))) continue;
-                memcpy(dst, p, DS_POSTING_LEN);
+            for (; p < end; p += DS_POSTING_LEN) {  /* ordinals checked above */
+                uint32_t ord = map[base[j] + DS_POST_ORD(p)];
+                if (ord == UINT32_MAX) continue;
+                ds_put_be32(dst, ord << 8 | DS_POST_TF(p));
                 dst += DS_POSTING_LEN;
             }
         }
     }
     /* Writing is done; only now may the sources' pages change. */
-    if (!rc) rc = segw_finish(&w, lo, hi, (uint32_t)(ndocs > dead.n ? ndocs - dead.n : 0));
+    if (!rc) rc = segw_finish(&w, lo, hi);
     for (size_t j = 0; j < n && !rc; j++) rc = drop_segment(tx, &segs[j]);
     for (size_t i = 0; i < dead.n && !rc; i++) {
         const char *p = (const char *)dead.terms[i].data, *end = p + dead.terms[i].len;
@@ -921,8 +1028,22 @@ static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
     free(post);
     free(cnt);
     free(pcs);
+    free(base);
+    free(map);
     deadset_free(&dead);
     return rc;
+}
+
+/* Whether merging |segs[0..n)| makes a valid segment: at most
+ * DS_SEG_MAX_DOCS (or st->seg_max_docs) documents (counting dead ones,
+ * which the merge will drop: a bound known without reading the dead
+ * table) and a seq span that 32-bit docs-table offsets cover. */
+static int merge_fits(const ds_store *st, const ds_segview *segs, size_t n)
+{
+    uint64_t docs = 0, max = st->seg_max_docs ? st->seg_max_docs : DS_SEG_MAX_DOCS;
+    for (size_t j = 0; j < n; j++) docs += segs[j].ndocs;
+    return docs <= max && docs <= DS_SEG_MAX_DOCS &&
+           segs[n - 1].last_seq - segs[0].first_seq <= UINT32_MAX;
 }
 
 /* Chooses at most one merge among the segments committed before this
@@ -948,7 +1069,20 @@ static int maybe_merge(ds_wtxn *tx)
         while (i > 0 && size_class(segs[i - 1].ndocs) <= c) i--;
         size_t same = 0;
         for (size_t j = i; j < clean; j++) same += size_class(segs[j].ndocs) == c;
-        if (same >= DS_SEG_FANOUT) { from = i; count = clean - i; break; }
+        if (same >= DS_SEG_FANOUT) {
+            /* Too large a result (documents, seq span): leave out the
+             * oldest while a full tier remains, else merge nothing (a
+             * larger class's run would hold this one). */
+            from = i;
+            while (!merge_fits(tx->st, segs + from, clean - from)) {
+                int is_c = size_class(segs[from].ndocs) == c;
+                if (is_c && same == DS_SEG_FANOUT) break;
+                same -= (size_t)is_c;
+                from++;
+            }
+            if (merge_fits(tx->st, segs + from, clean - from)) count = clean - from;
+            break;
+        }
         if (i == 0) break;
         c = size_class(segs[i - 1].ndocs);       /* the next larger class met */
     }

@@ -391,7 +391,7 @@ int ds__runs_find_id(ds_store *st, MDB_txn *txn, ds_runbuf *rb, const uint8_t id
         if (rc) return rc;
     }
     if (!found) return DS_ERR_NOTFOUND;
-    int dead;
+    int dead = 0;
     if ((rc = is_dead(st, txn, s, &dead))) return rc;
     if (dead) return DS_ERR_NOTFOUND;
     *seq = s;
@@ -459,7 +459,7 @@ int ds__runs_source_seqs(ds_store *st, MDB_txn *txn, ds_runbuf *rb, const char *
     }
     size_t live = 0;
     for (size_t i = 0; i < got && !rc; i++) {
-        int dead;
+        int dead = 0;
         if (!(rc = is_dead(st, txn, v[i], &dead)) && !dead) v[live++] = v[i];
     }
     if (rc) { free(v); return rc; }

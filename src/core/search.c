@@ -6,11 +6,14 @@
  * Posting lists are read zero-copy: a term's list in each index segment
  * is one contiguous run in the memory map and becomes a piece of an
  * in-memory iterator (segments cover increasing sequence ranges, so the
- * pieces concatenate in order).  MaxScore orders the query terms by
- * their best possible contribution; once the k-th best score exceeds the
- * sum of the weakest terms' bounds, documents holding only those terms
- * cannot enter the top k, so candidates come from the strong terms only
- * and the weak lists are merely probed.
+ * pieces concatenate in order).  A posting holds a document ordinal and
+ * the term frequency; the segment's docs table maps the ordinal to the
+ * document's seq and length, so iterators still move in seq order and
+ * seek by galloping over the fixed-stride postings.  MaxScore orders the
+ * query terms by their best possible contribution; once the k-th best
+ * score exceeds the sum of the weakest terms' bounds, documents holding
+ * only those terms cannot enter the top k, so candidates come from the
+ * strong terms only and the weak lists are merely probed.
  */
 #include "ds/search.h"
 
@@ -169,20 +172,25 @@ void ds_query_prune(ds_query *q, ds_search_stats *stats, size_t max_terms)
 
 /* ---- posting iterators ------------------------------------------------- */
 
-typedef struct seg { const uint8_t *p; size_t n; } seg;
+/* A term's postings in one segment, and that segment (its docs table). */
+typedef struct seg { const uint8_t *p; size_t n; const ds_segview *s; } seg;
 
 typedef struct piter {
     seg *segs;
     size_t nseg, si, pi;
     uint64_t cur;          /* current document seq, UINT64_MAX at the end */
+    const uint8_t *doc;    /* current document's docs-table entry */
     double w;              /* idf * query term frequency */
     double ub;             /* upper bound of the contribution */
+    int bad;               /* met an ordinal outside its docs table */
 } piter;
 
-static uint64_t seq_at(const uint8_t *p)
+/* Seq of posting |i| of |s|; UINT64_MAX (never a seq) for an ordinal
+ * outside the docs table, which only a corrupt segment holds. */
+static inline uint64_t seq_at(const seg *s, size_t i)
 {
-    return ((uint64_t)p[0] << 32) | ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) |
-           ((uint64_t)p[3] << 8) | p[4];
+    uint32_t ord = DS_POST_ORD(s->p + i * DS_POSTING_LEN);
+    return ord < s->s->ndocs ? DS_SEG_DOC_SEQ(s->s, ord) : UINT64_MAX;
 }
 
 static const uint8_t *pi_post(const piter *it)
@@ -190,9 +198,22 @@ static const uint8_t *pi_post(const piter *it)
     return it->segs[it->si].p + it->pi * DS_POSTING_LEN;
 }
 
+/* The current posting's BM25 term: tf from the posting, dl from the docs
+ * table (the same integers as the version-1 postings held). */
+static double pi_score(const piter *it, double K0, double Kb)
+{
+    double tf = DS_POST_TF(pi_post(it)), dl = (double)((it->doc[4] << 8) | it->doc[5]);
+    return it->w * tf * (BM25_K1 + 1) / (tf + K0 + Kb * dl);
+}
+
 static void pi_set(piter *it)
 {
-    it->cur = it->si < it->nseg ? seq_at(pi_post(it)) : UINT64_MAX;
+    if (it->si >= it->nseg) { it->cur = UINT64_MAX; return; }
+    const seg *s = &it->segs[it->si];
+    uint32_t ord = DS_POST_ORD(pi_post(it));
+    if (ord >= s->s->ndocs) { it->bad = 1; it->cur = UINT64_MAX; return; }   /* ends the list */
+    it->doc = DS_SEG_DOC(s->s, ord);
+    it->cur = s->s->first_seq + DS_POST_WORD(it->doc);
 }
 
 static void pi_next(piter *it)
@@ -201,28 +222,46 @@ static void pi_next(piter *it)
     pi_set(it);
 }
 
+/* First posting at index >= |from| of |s| whose seq >= |target| (s->n if
+ * none): galloping, since successive targets are usually close. */
+static size_t seg_seek(const seg *s, size_t from, uint64_t target)
+{
+    size_t lo = from, hi, step = 1;
+    for (;;) {                    /* postings before lo are < target */
+        size_t probe = lo + step - 1;
+        if (probe >= s->n) { hi = s->n; break; }
+        if (seq_at(s, probe) >= target) { hi = probe; break; }
+        lo = probe + 1;
+        step *= 2;
+    }
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (seq_at(s, mid) < target) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
 static void pi_seek(piter *it, uint64_t target)
 {
     if (it->cur >= target) return;
     size_t old_si = it->si;
     size_t lo = it->si, hi = it->nseg;    /* first segment whose last >= target */
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        const seg *s = &it->segs[mid];
-        if (seq_at(s->p + (s->n - 1) * DS_POSTING_LEN) < target) lo = mid + 1; else hi = mid;
+    if (seq_at(&it->segs[lo], it->segs[lo].n - 1) < target) {
+        lo++;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            const seg *s = &it->segs[mid];
+            if (seq_at(s, s->n - 1) < target) lo = mid + 1; else hi = mid;
+        }
     }
     it->si = lo;
     if (lo == it->nseg) { it->cur = UINT64_MAX; return; }
-    size_t a = lo == old_si ? it->pi : 0, b = it->segs[lo].n;
-    while (a < b) {
-        size_t mid = (a + b) / 2;
-        if (seq_at(it->segs[lo].p + mid * DS_POSTING_LEN) < target) a = mid + 1; else b = mid;
-    }
-    it->pi = a;
+    it->pi = seg_seek(&it->segs[lo], lo == old_si ? it->pi : 0, target);
+    if (it->pi == it->segs[lo].n) { it->bad = 1; it->cur = UINT64_MAX; return; }   /* corrupt */
     pi_set(it);
 }
 
-static int pi_add_seg(piter *it, size_t *cap, const uint8_t *p, size_t n)
+static int pi_add_seg(piter *it, size_t *cap, const uint8_t *p, size_t n, const ds_segview *sv)
 {
     if (!n) return 0;
     if (it->nseg == *cap) {
@@ -231,7 +270,7 @@ static int pi_add_seg(piter *it, size_t *cap, const uint8_t *p, size_t n)
         if (!s) return DS_ERR_NOMEM;
         it->segs = s;
     }
-    it->segs[it->nseg++] = (seg){ p, n };
+    it->segs[it->nseg++] = (seg){ p, n, sv };
     return 0;
 }
 
@@ -246,7 +285,7 @@ static int pi_load(ds_store *st, MDB_txn *txn, const ds_segview *segs, size_t ns
         const uint8_t *p;
         uint32_t n;
         int rc = ds__seg_find(st, txn, &segs[j], term, tlen, &p, &n);
-        if (!rc) rc = pi_add_seg(it, &cap, p, n);
+        if (!rc) rc = pi_add_seg(it, &cap, p, n, &segs[j]);
         if (rc) return rc;
     }
     pi_set(it);
@@ -360,6 +399,7 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
     for (size_t i = 0; i < q->n; i++) {
         if (!stats->df[i]) continue;
         if ((rc = pi_load(st, txn, segs, nseg, q->terms[i], &its[m]))) { m++; goto out; }
+        if (its[m].bad) { rc = DS_ERR_STORE; m++; goto out; }
         if (its[m].cur == UINT64_MAX) { free(its[m].segs); continue; }
         its[m].w = idf(stats, i) * q->qtf[i];
         its[m].ub = its[m].w * (BM25_K1 + 1);
@@ -377,18 +417,14 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
         double s = 0;
         for (size_t i = e; i < m; i++) {
             if (its[i].cur != d) continue;
-            const uint8_t *p = pi_post(&its[i]);
-            double tf = p[5], dl = (double)((p[6] << 8) | p[7]);
-            s += its[i].w * tf * (BM25_K1 + 1) / (tf + K0 + Kb * dl);
+            s += pi_score(&its[i], K0, Kb);
             pi_next(&its[i]);
         }
         for (size_t i = e; i-- > 0;) {
             if (hn == k && s + cum[i] < theta) break;
             pi_seek(&its[i], d);
             if (its[i].cur != d) continue;
-            const uint8_t *p = pi_post(&its[i]);
-            double tf = p[5], dl = (double)((p[6] << 8) | p[7]);
-            s += its[i].w * tf * (BM25_K1 + 1) / (tf + K0 + Kb * dl);
+            s += pi_score(&its[i], K0, Kb);
         }
         if (hn == k && s < theta) continue;   /* ties go to the newer */
         if (anydead) {                        /* deleted, postings not yet merged away */
@@ -407,6 +443,8 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
             while (e < m && cum[e] < theta) e++;
         }
     }
+    for (size_t i = 0; i < m; i++)
+        if (its[i].bad) { rc = DS_ERR_STORE; goto out; }
     qsort(heap, hn, sizeof *heap, cmp_cand_desc);
     for (size_t i = 0; i < hn; i++) {
         if ((rc = read_node(st, txn, heap[i].seq, &hits[i].node))) {

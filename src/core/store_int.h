@@ -14,26 +14,34 @@
 #include "core/tokenize.h"
 
 /* The index is a log-structured set of immutable segments (see
- * docs/search.md).  A posting: seq (5 bytes BE) | term frequency (1 byte,
- * capped) | document length in tokens (2 bytes BE, capped); a term's list
- * in a segment is its postings sorted by seq, stored contiguously so that
- * search reads them zero-copy from the memory map.
+ * docs/search.md).  Each segment has a docs table: for document ordinal
+ * i = 0..ndocs-1 (ordinals in increasing seq order), the document's seq
+ * (32-bit offset from the segment's first_seq) and its length in tokens
+ * (16 bits, capped).  A posting is 4 bytes: ordinal (24 bits) | term
+ * frequency (8 bits, capped); a term's list in a segment is its postings
+ * sorted by ordinal (so by seq), stored contiguously so that search
+ * reads them zero-copy from the memory map and seeks by binary search.
+ * A segment therefore holds at most DS_SEG_MAX_DOCS documents and spans
+ * at most 2^32 seqs; a merge whose result could exceed either is
+ * skipped.
  *
  * A write transaction buffers its postings in memory and, at commit,
  * writes them as one new segment: a dictionary (sorted terms, each with
- * its posting count and where its list lives) and postings parts of
- * about DS_SEG_PART_BYTES.  Segments cover disjoint, increasing ranges of
- * sequence numbers, so a term's full list is the concatenation of its
- * lists in segment order.  A tiered policy merges runs of adjacent
- * segments of similar size (at most one merge per commit, reading only
- * committed segments), keeping the segment count logarithmic.
+ * its posting count and where its list lives), postings parts of about
+ * DS_SEG_PART_BYTES and the docs table.  Segments cover disjoint,
+ * increasing ranges of sequence numbers, so a term's full list is the
+ * concatenation of its lists in segment order.  A tiered policy merges
+ * runs of adjacent segments of similar size (at most one merge per
+ * commit, reading only committed segments, renumbering ordinals),
+ * keeping the segment count logarithmic.
  *
  * Deleting a document whose postings are already in a segment marks its
  * seq dead (dead table: seq -> the document's distinct terms) and counts
  * it against each of its terms (dterm table: term -> dead count), so
  * document frequencies stay exact; the next merge over that range drops
- * the postings and both records. */
-#define DS_POSTING_LEN 8
+ * the postings, the docs-table entry and both records. */
+#define DS_POSTING_LEN 4
+#define DS_SEG_MAX_DOCS ((1u << 24) - 1)
 #define DS_SEQ_MAX ((1ull << 40) - 1)
 #define DS_SEG_PART_BYTES (1u << 20)
 #define DS_SEG_FANOUT 8          /* merge this many segments of one size class */
@@ -46,22 +54,42 @@ enum { DBI_META, DBI_NODES, DBI_RUNS, DBI_RUNDATA, DBI_PROJECT, DBI_SEGS, DBI_SE
        DBI_DEAD, DBI_DTERM, DBI_RUNDEAD, DBI_IDFILTER,
        DBI_AUX0, DBI_COUNT = DBI_AUX0 + DS_TABLE_COUNT };
 
-/* A segment as a reader sees it: its header and its dictionary (pointers
- * into the transaction's view of the database). */
+/* A segment as a reader sees it: its header, its dictionary and its docs
+ * table (pointers into the transaction's view of the database). */
 typedef struct ds_segview {
     uint64_t id;
-    uint64_t first_seq, last_seq;
+    uint64_t first_seq, last_seq;  /* last_seq - first_seq <= UINT32_MAX */
     uint32_t ndocs, nterms, nparts;
     const uint8_t *ents;           /* nterms dictionary entries */
     const uint8_t *terms;          /* term bytes */
     size_t terms_len;
+    const uint8_t *docs;           /* ndocs docs-table entries of DS_DOC_ENT_LEN */
 } ds_segview;
 
+/* Byte layout, big-endian so that these read the same on any host:
+ * posting = ordinal (3 bytes) | tf (1 byte); docs-table entry = seq -
+ * first_seq (4 bytes, increasing with the ordinal) | length in tokens (2
+ * bytes), side by side so that scoring a posting touches one cache line
+ * of the table.  Callers check ord < ndocs: a corrupt posting may hold
+ * any ordinal. */
+#define DS_DOC_ENT_LEN 6
+#define DS_SEG_DOCS_PART UINT32_MAX   /* segdata part number of the docs table */
+#define DS_POST_WORD(p) (((uint32_t)(p)[0] << 24) | ((uint32_t)(p)[1] << 16) | \
+                         ((uint32_t)(p)[2] << 8) | (uint32_t)(p)[3])
+#define DS_POST_ORD(p) (DS_POST_WORD(p) >> 8)
+#define DS_POST_TF(p) ((uint32_t)(p)[3])
+#define DS_SEG_DOC(s, ord) ((s)->docs + (size_t)(ord) * DS_DOC_ENT_LEN)
+#define DS_SEG_DOC_SEQ(s, ord) ((s)->first_seq + DS_POST_WORD(DS_SEG_DOC(s, ord)))
+#define DS_SEG_DOC_LEN(s, ord) ((uint32_t)((DS_SEG_DOC(s, ord)[4] << 8) | DS_SEG_DOC(s, ord)[5]))
+
 /* Loads every segment of the index, sorted by first_seq; *segs is
- * malloc'd (free it), its pointers valid for the transaction. */
+ * malloc'd (free it), its pointers valid for the transaction.  A header
+ * of another format version, or a dictionary or docs table of the wrong
+ * size, is DS_ERR_STORE. */
 int ds__segs_load(ds_store *st, MDB_txn *txn, ds_segview **segs, size_t *n);
 /* Finds |term| in segment |s|: *count receives its posting count (0 when
- * absent) and, when |post| is non-NULL, *post its postings. */
+ * absent) and, when |post| is non-NULL, *post its postings (DS_POSTING_LEN
+ * bytes each, ordinals into |s|'s docs table). */
 int ds__seg_find(ds_store *st, MDB_txn *txn, const ds_segview *s, const char *term,
                  size_t tlen, const uint8_t **post, uint32_t *count);
 /* Number of dead documents counted against |term|. */
@@ -131,6 +159,7 @@ struct ds_store {
     uint32_t tag_gen;              /* last posting-buffer generation used */
     uint8_t srckey[DS_RUN_SRCKEY_LEN]; /* keys source entries (runs.c) */
     size_t run_part_ents;          /* entries per run part; 0 = about 1 MiB (tests lower it) */
+    uint32_t seg_max_docs;         /* most documents a merge makes; 0 = DS_SEG_MAX_DOCS (tests lower it) */
     uint64_t idf_min_cap;          /* smallest id filter capacity (ids) */
     struct ds_iworker *iw;         /* index worker thread, NULL until first needed */
     int no_iworker;                /* index on the writer's thread */

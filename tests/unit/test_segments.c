@@ -3,8 +3,10 @@
  * commit, tiered merges keeping their number logarithmic, deletions
  * (dead records counted against document frequencies, then purged by a
  * merge), the index worker giving exactly the single-threaded result,
- * migration of a schema-1 store (old term-clustered index), and the
- * delta tables of ids and sources folding into their base tables.
+ * the version-2 format (docs tables and ordinals read back what was
+ * indexed through merges; merges past the ordinal or seq-span limits are
+ * skipped; corrupt segments are errors) and migration of a schema-1
+ * store (old term-clustered index).
  */
 #include "testutil.h"
 
@@ -15,6 +17,7 @@
 
 #include "ds/search.h"
 #include "core/store_int.h"
+#include "core/tokenize.h"
 #include "core/util.h"
 
 static const uint8_t EPOCH[DS_EPOCH_LEN] = "0123456789abcdef";
@@ -361,6 +364,435 @@ static void migrates_schema1(void **state)
     ds_node_free(&c);
 }
 
+/* ---- segment format 2: docs tables and ordinals ------------------------ */
+
+/* A document as the test knows it. */
+typedef struct tdoc { uint64_t seq; char *text; int deleted; } tdoc;
+
+typedef struct tcount { const char *term; size_t len; uint32_t tf, ntok; } tcount;
+
+static int tcount_cb(const char *t, size_t l, void *ud)
+{
+    tcount *c = ud;
+    c->ntok++;
+    if (c->term && l == c->len && memcmp(t, c->term, l) == 0) c->tf++;
+    return 0;
+}
+
+/* |term|'s frequency in |text| and the text's length in tokens, capped
+ * as the index caps them. */
+static void expected(ds_tokenizer *tok, const char *text, const char *term, uint32_t *tf, uint32_t *dl)
+{
+    tcount c = { term, term ? strlen(term) : 0, 0, 0 };
+    assert_int_equal(ds_tokenize(tok, text, strlen(text), tcount_cb, &c), 0);
+    *tf = c.tf > 255 ? 255 : c.tf;
+    *dl = c.ntok > 65535 ? 65535 : c.ntok;
+}
+
+static const tdoc *doc_by_seq(const tdoc *d, size_t n, uint64_t seq)
+{
+    for (size_t i = 0; i < n; i++) if (d[i].seq == seq) return &d[i];
+    return NULL;
+}
+
+/* Checks the whole index against |d|: each segment's docs table is
+ * strictly increasing within its seq range, lists exactly the documents
+ * not yet purged (live ones once each), with their lengths; each posting
+ * of each of |terms| points at a document holding the term, with its tf,
+ * in increasing ordinal order.  Returns the number of segments. */
+static size_t check_index(ds_store *st, const tdoc *d, size_t nd, const char *const *terms, size_t nterms)
+{
+    ds_tokenizer *tok;
+    assert_int_equal(ds_tokenizer_new(&tok), 0);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    ds_segview *segs;
+    size_t n;
+    assert_int_equal(ds__segs_load(st, txn, &segs, &n), 0);
+    int *seen = calloc(nd ? nd : 1, sizeof *seen);
+    for (size_t j = 0; j < n; j++) {
+        const ds_segview *s = &segs[j];
+        assert_true(s->last_seq - s->first_seq <= UINT32_MAX);
+        assert_true(s->ndocs <= (st->seg_max_docs ? st->seg_max_docs : DS_SEG_MAX_DOCS));
+        for (uint32_t i = 0; i < s->ndocs; i++) {
+            uint64_t seq = DS_SEG_DOC_SEQ(s, i);
+            assert_true(seq >= s->first_seq && seq <= s->last_seq);
+            if (i) assert_true(seq > DS_SEG_DOC_SEQ(s, i - 1));
+            const tdoc *t = doc_by_seq(d, nd, seq);
+            assert_non_null(t);
+            seen[t - d]++;
+            uint32_t tf, dl;
+            expected(tok, t->text, NULL, &tf, &dl);
+            assert_int_equal(DS_SEG_DOC_LEN(s, i), dl);
+        }
+    }
+    for (size_t i = 0; i < nd; i++) {
+        if (!d[i].deleted) { assert_int_equal(seen[i], 1); continue; }
+        int dead;
+        assert_int_equal(ds__dead_has(st, txn, d[i].seq, &dead), 0);
+        assert_int_equal(seen[i], dead);      /* purged with its dead record */
+    }
+    for (size_t k = 0; k < nterms; k++) {
+        uint64_t live = 0, want = 0;
+        for (size_t j = 0; j < n; j++) {
+            const uint8_t *p;
+            uint32_t cnt;
+            assert_int_equal(ds__seg_find(st, txn, &segs[j], terms[k], strlen(terms[k]), &p, &cnt), 0);
+            for (uint32_t i = 0; i < cnt; i++) {
+                uint32_t ord = DS_POST_ORD(p + (size_t)i * DS_POSTING_LEN);
+                assert_true(ord < segs[j].ndocs);
+                if (i) assert_true(ord > DS_POST_ORD(p + (size_t)(i - 1) * DS_POSTING_LEN));
+                const tdoc *t = doc_by_seq(d, nd, DS_SEG_DOC_SEQ(&segs[j], ord));
+                uint32_t tf, dl;
+                expected(tok, t->text, terms[k], &tf, &dl);
+                assert_true(tf > 0);
+                assert_int_equal(DS_POST_TF(p + (size_t)i * DS_POSTING_LEN), tf);
+                live += !t->deleted;
+            }
+        }
+        for (size_t i = 0; i < nd; i++) {
+            uint32_t tf, dl;
+            if (d[i].deleted) continue;
+            expected(tok, d[i].text, terms[k], &tf, &dl);
+            want += tf > 0;
+        }
+        assert_int_equal(live, want);
+    }
+    free(seen);
+    free(segs);
+    mdb_txn_abort(txn);
+    ds_tokenizer_free(tok);
+    return n;
+}
+
+static const char *const VOCAB[] = { "apple", "pear", "plum", "fig", "kiwi", "lime", "date", "yuzu" };
+#define NVOCAB (sizeof VOCAB / sizeof *VOCAB)
+
+/* A text of 1..12 vocabulary words (repeats give tf > 1). */
+static char *random_text(void)
+{
+    uint8_t r[13];
+    ds_test_random(r, sizeof r);
+    char *t = calloc(1, 13 * 8);
+    for (int w = 0; w < 1 + r[0] % 12; w++) {
+        strcat(t, VOCAB[r[w + 1] % NVOCAB]);
+        strcat(t, " ");
+    }
+    return t;
+}
+
+/* Commits |per| random documents, recording them in d[*nd..]. */
+static void commit_random(ds_store *st, tdoc *d, size_t *nd, int per)
+{
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    for (int i = 0; i < per; i++) {
+        ds_node n;
+        d[*nd].text = random_text();
+        ds_test_make_node(&n, d[*nd].text, "/p");
+        assert_int_equal(ds_wtxn_put(tx, &n), 0);
+        d[*nd].seq = n.seq;
+        d[*nd].deleted = 0;
+        assert_true(d[*nd].seq != 0);
+        (*nd)++;
+        ds_node_free(&n);
+    }
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+}
+
+static void free_docs(tdoc *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(d[i].text);
+    free(d);
+}
+
+/* Deletes document |i| (by seq: the node's id is not kept). */
+static void delete_doc(ds_store *st, tdoc *d, size_t i)
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    uint8_t kb[8];
+    ds_put_be64(kb, d[i].seq);
+    MDB_val k = { 8, kb }, v;
+    assert_int_equal(mdb_get(txn, st->dbi[DBI_NODES], &k, &v), 0);
+    ds_node n;
+    ds_node_init(&n);
+    assert_int_equal(ds_node_decode(v.mv_data, v.mv_size, &n), 0);
+    mdb_txn_abort(txn);
+    assert_int_equal(ds_store_delete(st, n.id), 0);
+    ds_node_free(&n);
+    d[i].deleted = 1;
+}
+
+/* Postings and docs tables read back what was indexed, through merges
+ * that drop deleted documents and renumber the rest. */
+static void ordinals_survive_merges_with_deletes(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    enum { COMMITS = 40, PER = 6 };
+    tdoc *d = calloc(COMMITS * PER + 2, sizeof *d);
+    size_t nd = 0;
+    ds_test_seed(99);
+    /* tf and length caps: 300 x "apple" (tf 255), 70000 tokens (dl 65535) */
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    for (int big = 0; big < 2; big++) {
+        size_t words = big ? 70000 : 300;
+        char *t = malloc(words * 6 + 1);
+        for (size_t w = 0; w < words; w++) memcpy(t + w * 6, big && w % 2 ? "kiwi  " : "apple ", 6);
+        t[words * 6] = 0;
+        d[nd].text = t;
+        ds_node n;
+        ds_test_make_node(&n, t, "/p");
+        assert_int_equal(ds_wtxn_put(tx, &n), 0);
+        d[nd].seq = n.seq;
+        d[nd++].deleted = 0;
+        ds_node_free(&n);
+    }
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    check_index(st, d, nd, VOCAB, NVOCAB);
+    size_t deleted = 0, purged_seen = 0;
+    for (int c = 0; c < COMMITS; c++) {
+        commit_random(st, d, &nd, PER);
+        if (c % 3 == 2) {                    /* delete an older document */
+            uint8_t r[2];
+            ds_test_random(r, 2);
+            size_t i = 2 + ((size_t)r[0] << 8 | r[1]) % (nd - 2);
+            if (!d[i].deleted) { delete_doc(st, d, i); deleted++; }
+        }
+        segstat s = layout(st, "apple");
+        if (s.dead < deleted) purged_seen = 1;      /* a merge dropped dead documents */
+        assert_true(check_index(st, d, nd, VOCAB, NVOCAB) <= (size_t)DS_SEG_FANOUT * 3 + 1);
+    }
+    assert_true(deleted >= 5);
+    assert_true(purged_seen);
+    for (size_t w = 0; w < NVOCAB; w++) {
+        uint64_t want = 0;
+        for (size_t i = 0; i < nd; i++) want += !d[i].deleted && strstr(d[i].text, VOCAB[w]) != NULL;
+        assert_int_equal(ds_test_df(st, VOCAB[w]), want);
+    }
+    free_docs(d, nd);
+    ds_store_close(st);
+}
+
+/* A merge whose result would hold more than the ordinal limit (lowered
+ * here) is skipped; the segments stay valid and searchable, and merging
+ * resumes once the limit allows it. */
+static void merge_past_doc_limit_is_skipped(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    enum { COMMITS = 12, PER = 8 };         /* class-1 segments; 8 of them = 64 docs */
+    tdoc *d = calloc(COMMITS * PER + PER, sizeof *d);
+    size_t nd = 0;
+    ds_test_seed(5);
+    st->seg_max_docs = 40;
+    for (int c = 0; c < COMMITS; c++) {
+        commit_random(st, d, &nd, PER);
+        assert_int_equal(check_index(st, d, nd, VOCAB, NVOCAB), (size_t)c + 1);   /* no merge */
+    }
+    st->seg_max_docs = 0;
+    commit_random(st, d, &nd, PER);
+    size_t n = check_index(st, d, nd, VOCAB, NVOCAB);
+    assert_true(n < COMMITS);                /* the tier merged */
+    for (size_t w = 0; w < NVOCAB; w++) {
+        uint64_t want = 0;
+        for (size_t i = 0; i < nd; i++) want += strstr(d[i].text, VOCAB[w]) != NULL;
+        assert_int_equal(ds_test_df(st, VOCAB[w]), want);
+    }
+    free_docs(d, nd);
+    ds_store_close(st);
+}
+
+/* Docs-table offsets are 32 bits: segments on both sides of a seq gap
+ * larger than that never merge together, while those after it still
+ * merge among themselves. */
+static void merge_across_seq_gap_is_skipped(void **state)
+{
+    (void)state;
+    const char *dir = ds_test_tmpdir();
+    ds_store *st = open_at(dir, 0);
+    enum { PER = 8 };
+    tdoc *d = calloc(20 * PER, sizeof *d);
+    size_t nd = 0;
+    ds_test_seed(11);
+    for (int c = 0; c < 4; c++) commit_random(st, d, &nd, PER);
+    ds_store_close(st);
+    /* Move the seq counter far ahead. */
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    MDB_txn *txn;
+    MDB_dbi meta;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    uint8_t b[8];
+    ds_put_be64(b, d[nd - 1].seq + (1ull << 32) + 7);
+    MDB_val k = { 8, "last_seq" }, v = { 8, b };
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    st = open_at(dir, 0);
+    size_t n = 0;
+    for (int c = 0; c < 12; c++) {
+        commit_random(st, d, &nd, PER);
+        n = check_index(st, d, nd, VOCAB, NVOCAB);
+    }
+    assert_true(d[nd - 1].seq > (1ull << 32));
+    /* 16 class-1 segments: the 8 oldest after the gap merged. */
+    assert_true(n < 16);
+    assert_int_equal(ds_test_count_hits(st, "apple pear plum fig kiwi lime date yuzu"), nd < 64 ? nd : 64);
+    free_docs(d, nd);
+    ds_store_close(st);
+}
+
+/* A copy of one raw record of |dbi|. */
+static uint8_t *raw_get(ds_store *st, int dbi, const void *key, size_t kl, size_t *len)
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    MDB_val k = { kl, (void *)key }, v;
+    assert_int_equal(mdb_get(txn, st->dbi[dbi], &k, &v), 0);
+    uint8_t *c = malloc(v.mv_size + 64);
+    memcpy(c, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+    mdb_txn_abort(txn);
+    return c;
+}
+
+/* Writes (or, when |val| is NULL, deletes) one raw record of |dbi|. */
+static void raw_put(ds_store *st, int dbi, const void *key, size_t kl, const void *val, size_t vl)
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, 0, &txn), 0);
+    MDB_val k = { kl, (void *)key }, v = { vl, (void *)val };
+    if (val) assert_int_equal(mdb_put(txn, st->dbi[dbi], &k, &v, 0), 0);
+    else assert_int_equal(mdb_del(txn, st->dbi[dbi], &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+/* Loading the segments, and searching, fail with DS_ERR_STORE. */
+static void assert_store_error(ds_store *st)
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    ds_segview *segs = NULL;
+    size_t n;
+    assert_int_equal(ds__segs_load(st, txn, &segs, &n), DS_ERR_STORE);
+    assert_null(segs);
+    mdb_txn_abort(txn);
+    ds_query *q;
+    assert_int_equal(ds_query_parse("apple pear", 10, &q), 0);
+    ds_hit hits[4];
+    size_t nh;
+    assert_int_equal(ds_search_multi(&st, 1, q, NULL, 4, hits, &nh), DS_ERR_STORE);
+    ds_query_free(q);
+}
+
+/* Another format version, short headers, bad seq ranges, docs tables of
+ * the wrong size or missing, and postings pointing outside the docs
+ * table are DS_ERR_STORE, never crashes. */
+static void corrupt_segments_are_errors(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    tdoc *d = calloc(8, sizeof *d);
+    size_t nd = 0;
+    ds_test_seed(3);
+    commit_random(st, d, &nd, 8);
+    assert_int_equal(check_index(st, d, nd, VOCAB, NVOCAB), 1);
+    size_t before = ds_test_count_hits(st, "apple pear");
+    assert_true(before > 0);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    ds_segview *segs;
+    size_t n;
+    assert_int_equal(ds__segs_load(st, txn, &segs, &n), 0);
+    uint64_t id = segs[0].id, first = segs[0].first_seq;
+    uint32_t ndocs = segs[0].ndocs;
+    free(segs);
+    mdb_txn_abort(txn);
+    uint8_t sk[8], dk[12], pk[12];
+    ds_put_be64(sk, id);
+    ds_put_be64(dk, id);
+    ds_put_be32(dk + 8, DS_SEG_DOCS_PART);
+    ds_put_be64(pk, id);
+    ds_put_be32(pk + 8, 1);
+    size_t hl, dl, pl;
+    uint8_t *hdr = raw_get(st, DBI_SEGS, sk, 8, &hl), *docs = raw_get(st, DBI_SEGDATA, dk, 12, &dl);
+    uint8_t bad[128];
+    assert_true(hl <= 64 && dl == (size_t)ndocs * DS_DOC_ENT_LEN);
+    /* format versions 1 and 3 */
+    for (uint32_t ver = 1; ver <= 3; ver += 2) {
+        memcpy(bad, hdr, hl);
+        memcpy(bad, &ver, 4);
+        raw_put(st, DBI_SEGS, sk, 8, bad, hl);
+        assert_store_error(st);
+    }
+    /* short header */
+    raw_put(st, DBI_SEGS, sk, 8, hdr, hl - 1);
+    assert_store_error(st);
+    /* a seq range docs-table offsets cannot cover */
+    memcpy(bad, hdr, hl);
+    uint64_t last = first + (1ull << 32);
+    memcpy(bad + 16, &last, 8);
+    raw_put(st, DBI_SEGS, sk, 8, bad, hl);
+    assert_store_error(st);
+    /* ndocs disagreeing with the docs table */
+    memcpy(bad, hdr, hl);
+    uint32_t more = ndocs + 1;
+    memcpy(bad + 24, &more, 4);
+    raw_put(st, DBI_SEGS, sk, 8, bad, hl);
+    assert_store_error(st);
+    raw_put(st, DBI_SEGS, sk, 8, hdr, hl);
+    /* docs table short, long, missing */
+    raw_put(st, DBI_SEGDATA, dk, 12, docs, dl - 1);
+    assert_store_error(st);
+    memset(docs + dl, 0, DS_DOC_ENT_LEN);
+    raw_put(st, DBI_SEGDATA, dk, 12, docs, dl + DS_DOC_ENT_LEN);
+    assert_store_error(st);
+    raw_put(st, DBI_SEGDATA, dk, 12, NULL, 0);
+    assert_store_error(st);
+    raw_put(st, DBI_SEGDATA, dk, 12, docs, dl);
+    assert_int_equal(ds_test_count_hits(st, "apple pear"), before);   /* restored */
+    /* postings naming ordinals past the docs table: search and merge fail */
+    uint8_t *part = raw_get(st, DBI_SEGDATA, pk, 12, &pl);
+    assert_true(pl % DS_POSTING_LEN == 0);
+    for (size_t i = 0; i < pl; i += DS_POSTING_LEN) {
+        part[i] = (uint8_t)(ndocs >> 16);
+        part[i + 1] = (uint8_t)(ndocs >> 8);
+        part[i + 2] = (uint8_t)ndocs;
+    }
+    raw_put(st, DBI_SEGDATA, pk, 12, part, pl);
+    ds_query *q;
+    assert_int_equal(ds_query_parse("apple pear", 10, &q), 0);
+    ds_hit hits[4];
+    size_t nh;
+    assert_int_equal(ds_search_multi(&st, 1, q, NULL, 4, hits, &nh), DS_ERR_STORE);
+    ds_query_free(q);
+    int failed = 0;
+    for (int c = 0; c < 10 && !failed; c++) {      /* until the tier including it merges */
+        ds_wtxn *tx;
+        assert_int_equal(ds_store_begin(st, &tx), 0);
+        for (int i = 0; i < 8; i++) {
+            ds_node nn;
+            ds_test_make_node(&nn, "apple fig", "/p");
+            assert_int_equal(ds_wtxn_put(tx, &nn), 0);
+            ds_node_free(&nn);
+        }
+        int rc = ds_wtxn_commit(tx);
+        if (rc) { assert_int_equal(rc, DS_ERR_STORE); failed = 1; }
+    }
+    assert_true(failed);
+    free(part);
+    free(hdr);
+    free(docs);
+    free_docs(d, nd);
+    ds_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +803,10 @@ int main(void)
         cmocka_unit_test(replace_within_transaction),
         cmocka_unit_test(worker_matches_inline),
         cmocka_unit_test(migrates_schema1),
+        cmocka_unit_test(ordinals_survive_merges_with_deletes),
+        cmocka_unit_test(merge_past_doc_limit_is_skipped),
+        cmocka_unit_test(merge_across_seq_gap_is_skipped),
+        cmocka_unit_test(corrupt_segments_are_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
