@@ -9,6 +9,7 @@
 #include <msgpack.h>
 
 #include "core/msgread.h"
+#include "core/util.h"
 
 static void make(ds_node *n)
 {
@@ -185,6 +186,40 @@ static void uuids(void **state)
     assert_int_equal(ds_uuid_parse("gfffffff-ffff-4fff-bfff-ffffffffffff", back), DS_ERR_INVALID);
 }
 
+/* UTF-8 validation, whose ASCII fast path takes eight bytes at a time:
+ * a bad or NUL byte is found at every offset and alignment. */
+static void utf8_validation(void **state)
+{
+    (void)state;
+    char buf[64];
+    for (size_t len = 1; len < 40; len++) {
+        memset(buf, 'a', len);
+        assert_true(ds_utf8_valid(buf, len));
+        for (size_t at = 0; at < len; at++) {
+            static const unsigned char bad[] = { 0x00, 0x80, 0xff, 0xc0, 0xf8 };
+            for (size_t b = 0; b < sizeof bad; b++) {
+                memset(buf, 'a', len);
+                buf[at] = (char)bad[b];
+                assert_false(ds_utf8_valid(buf, len));
+            }
+        }
+    }
+    static const char *const good[] = { "caf\xc3\xa9 au lait, tr\xc3\xa8s bon",
+                                         "\xe2\x82\xac and \xf0\x9f\x98\x80 after eight bytes" };
+    for (size_t i = 0; i < 2; i++) assert_true(ds_utf8_valid(good[i], strlen(good[i])));
+    static const char *const badseq[] = {
+        "eight ok\xc3",                    /* truncated at the end */
+        "eight ok\xe2\x82",
+        "eight ok\xc0\xaf",               /* overlong */
+        "eight ok\xed\xa0\x80",           /* surrogate */
+        "eight ok\xf4\x90\x80\x80",       /* above U+10FFFF */
+        "eight ok\xc3\x28 more text",     /* bad continuation */
+    };
+    for (size_t i = 0; i < sizeof badseq / sizeof *badseq; i++)
+        assert_false(ds_utf8_valid(badseq[i], strlen(badseq[i])));
+    assert_true(ds_utf8_valid("", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +229,7 @@ int main(void)
         cmocka_unit_test(hostile_sizes),
         cmocka_unit_test(msgread_ints),
         cmocka_unit_test(uuids),
+        cmocka_unit_test(utf8_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
