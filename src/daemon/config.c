@@ -292,7 +292,7 @@ static int load_distiller(loader *l, ds_config *cfg, json_t *v)
         else if (kind == DS_DISTILL_HTTP && strcmp(k, "connect_timeout_ms") == 0)
             rc = get_u32(l, key, e, 1, MAX_TIMEOUT_MS, &cfg->distiller.connect_timeout_ms);
         else if (kind == DS_DISTILL_HTTP && strcmp(k, "max_retries") == 0) {
-            uint64_t u;
+            uint64_t u = 0;
             rc = get_uint(l, key, e, 0, 100, &u);
             if (!rc)
                 cfg->distiller.max_retries = (uint32_t)u;
@@ -335,7 +335,7 @@ static int load_log(loader *l, ds_config *cfg, json_t *v)
         if (strcmp(k, "max_bytes") == 0)
             rc = get_uint(l, "log.max_bytes", e, 1, UINT64_C(1) << 40, &cfg->log_max_bytes);
         else if (strcmp(k, "keep") == 0) {
-            uint64_t u;
+            uint64_t u = 0;
             rc = get_uint(l, "log.keep", e, 1, 100, &u);
             if (!rc)
                 cfg->log_keep = (uint32_t)u;
