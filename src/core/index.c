@@ -342,7 +342,7 @@ static void segw_doc(segw *w, uint32_t off, uint32_t dl)
     e[5] = (uint8_t)dl;
 }
 
-static int put_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl)
+int ds__put_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl)
 {
     int rc = ds__store_write_check(tx->st);
     if (rc) return rc;
@@ -350,7 +350,7 @@ static int put_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v
     return ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[dbi], &key, &val, 0));
 }
 
-static int del_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl)
+int ds__del_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl)
 {
     int rc = ds__store_write_check(tx->st);
     if (rc) return rc;
@@ -374,7 +374,7 @@ static int segw_put_part(segw *w, const uint8_t *data, size_t len)
 {
     uint8_t k[PART_KEY_LEN];
     part_key(k, w->id, w->part_no);
-    int rc = put_raw(w->tx, DBI_SEGDATA, k, sizeof k, data, len);
+    int rc = ds__put_raw(w->tx, DBI_SEGDATA, k, sizeof k, data, len);
     if (!rc) w->part_no++;
     return rc;
 }
@@ -425,9 +425,9 @@ static int segw_finish(segw *w, uint64_t first_seq, uint64_t last_seq)
     if ((rc = ds_buf_append(&w->ents, w->terms.data, w->terms.len))) return rc;
     uint8_t k[PART_KEY_LEN];
     part_key(k, w->id, 0);
-    if ((rc = put_raw(w->tx, DBI_SEGDATA, k, sizeof k, w->ents.data, w->ents.len))) return rc;
+    if ((rc = ds__put_raw(w->tx, DBI_SEGDATA, k, sizeof k, w->ents.data, w->ents.len))) return rc;
     part_key(k, w->id, DS_SEG_DOCS_PART);
-    if ((rc = put_raw(w->tx, DBI_SEGDATA, k, sizeof k, w->docs, (size_t)w->ndocs * DS_DOC_ENT_LEN)))
+    if ((rc = ds__put_raw(w->tx, DBI_SEGDATA, k, sizeof k, w->docs, (size_t)w->ndocs * DS_DOC_ENT_LEN)))
         return rc;
     uint8_t h[SEGHDR_LEN] = { 0 };
     st32(h, SEG_VERSION);
@@ -439,7 +439,7 @@ static int segw_finish(segw *w, uint64_t first_seq, uint64_t last_seq)
     st64(h + 32, w->nposts);
     uint8_t sk[8];
     ds_put_be64(sk, w->id);
-    if ((rc = put_raw(w->tx, DBI_SEGS, sk, 8, h, sizeof h))) return rc;
+    if ((rc = ds__put_raw(w->tx, DBI_SEGS, sk, 8, h, sizeof h))) return rc;
     w->tx->c.index_gen++;
     return 0;
 }
@@ -881,10 +881,10 @@ static int dterm_add(ds_wtxn *tx, const char *term, size_t tlen, int delta)
     if (rc) return rc;
     if (delta < 0 && v == 0) return 0;
     v = delta < 0 ? v - 1 : v + 1;
-    if (v == 0) return del_raw(tx, DBI_DTERM, term, tlen);
+    if (v == 0) return ds__del_raw(tx, DBI_DTERM, term, tlen);
     uint8_t b[4];
     ds_put_be32(b, v);
-    return put_raw(tx, DBI_DTERM, term, tlen, b, 4);
+    return ds__put_raw(tx, DBI_DTERM, term, tlen, b, 4);
 }
 
 static int drop_segment(ds_wtxn *tx, const ds_segview *s)
@@ -893,12 +893,12 @@ static int drop_segment(ds_wtxn *tx, const ds_segview *s)
     int rc = 0;
     for (uint32_t p = 0; p <= s->nparts && !rc; p++) {
         part_key(pk, s->id, p);
-        rc = del_raw(tx, DBI_SEGDATA, pk, sizeof pk);
+        rc = ds__del_raw(tx, DBI_SEGDATA, pk, sizeof pk);
     }
     part_key(pk, s->id, DS_SEG_DOCS_PART);
-    if (!rc) rc = del_raw(tx, DBI_SEGDATA, pk, sizeof pk);
+    if (!rc) rc = ds__del_raw(tx, DBI_SEGDATA, pk, sizeof pk);
     ds_put_be64(sk, s->id);
-    return rc ? rc : del_raw(tx, DBI_SEGS, sk, 8);
+    return rc ? rc : ds__del_raw(tx, DBI_SEGS, sk, 8);
 }
 
 /* The merged docs table: the live documents of |segs[0..n)| in order.
@@ -1019,7 +1019,7 @@ static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
         }
         uint8_t kb[8];
         ds_put_be64(kb, dead.seq[i]);
-        if (!rc) rc = del_raw(tx, DBI_DEAD, kb, 8);
+        if (!rc) rc = ds__del_raw(tx, DBI_DEAD, kb, 8);
     }
     if (!rc) tx->c.index_gen++;
     segw_free(&w);
@@ -1178,7 +1178,7 @@ int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len,
     if (!rc && nterms) {
         uint8_t kb[8];
         ds_put_be64(kb, seq);
-        rc = put_raw(tx, DBI_DEAD, kb, 8, r.terms.data, r.terms.len);
+        rc = ds__put_raw(tx, DBI_DEAD, kb, 8, r.terms.data, r.terms.len);
         for (const char *p = (const char *)r.terms.data; !rc && p < (const char *)r.terms.data + r.terms.len;
              p += strlen(p) + 1)
             rc = dterm_add(tx, p, strlen(p), +1);

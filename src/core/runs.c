@@ -90,23 +90,6 @@ static void data_key(uint8_t k[DATA_KEY_LEN], uint64_t first, uint64_t last, int
     ds_put_be32(k + RUN_KEY_LEN + 1, part);
 }
 
-static int put_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl)
-{
-    int rc = ds__store_write_check(tx->st);
-    if (rc) return rc;
-    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
-    return ds__lmdb_err(mdb_put(tx->txn, tx->st->dbi[dbi], &key, &val, 0));
-}
-
-static int del_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl)
-{
-    int rc = ds__store_write_check(tx->st);
-    if (rc) return rc;
-    MDB_val key = { kl, (void *)k };
-    rc = mdb_del(tx->txn, tx->st->dbi[dbi], &key, NULL);
-    return rc == MDB_NOTFOUND ? 0 : ds__lmdb_err(rc);
-}
-
 /* ---- the source key ---------------------------------------------------- */
 
 int ds__runs_open(ds_store *st, MDB_txn *txn, int create)
@@ -193,7 +176,7 @@ int ds__runs_kill(ds_wtxn *tx, uint64_t seq)
 {
     uint8_t k[8];
     ds_put_be64(k, seq);
-    return put_raw(tx, DBI_RUNDEAD, k, 8, "", 0);
+    return ds__put_raw(tx, DBI_RUNDEAD, k, 8, "", 0);
 }
 
 static void views_free(ds_runview *v, size_t n)
@@ -553,7 +536,7 @@ static int runw_part(runw *w, const uint8_t *ents, size_t cnt)
 {
     uint8_t k[DATA_KEY_LEN];
     data_key(k, w->first, w->last, w->kind, w->nparts[w->kind]);
-    int rc = put_raw(w->tx, DBI_RUNDATA, k, sizeof k, ents, cnt * ESZ[w->kind]);
+    int rc = ds__put_raw(w->tx, DBI_RUNDATA, k, sizeof k, ents, cnt * ESZ[w->kind]);
     if (!rc) rc = ds_buf_append(&w->fences, ents, KLEN[w->kind]);
     if (rc) return rc;
     w->nparts[w->kind]++;
@@ -617,7 +600,7 @@ static int runw_finish(runw *w)
     memcpy(h + RUN_HDR_LEN, w->fences.data, w->fences.len);
     uint8_t k[RUN_KEY_LEN];
     run_key(k, w->first, w->last);
-    rc = put_raw(w->tx, DBI_RUNS, k, sizeof k, h, len);
+    rc = ds__put_raw(w->tx, DBI_RUNS, k, sizeof k, h, len);
     free(h);
     return rc;
 }
@@ -789,14 +772,14 @@ static int merge_runs(ds_wtxn *tx, const ds_runview *in, size_t m)
             for (uint32_t p = 0; p < in[j].nparts[kind] && !rc; p++) {
                 uint8_t dk[DATA_KEY_LEN];
                 data_key(dk, in[j].first, in[j].last, kind, p);
-                rc = del_raw(tx, DBI_RUNDATA, dk, sizeof dk);
+                rc = ds__del_raw(tx, DBI_RUNDATA, dk, sizeof dk);
             }
         run_key(rk, in[j].first, in[j].last);
-        if (!rc) rc = del_raw(tx, DBI_RUNS, rk, sizeof rk);
+        if (!rc) rc = ds__del_raw(tx, DBI_RUNS, rk, sizeof rk);
     }
     for (size_t i = 0; i < nd && !rc; i++) {
         ds_put_be64(kb, dead[i]);
-        rc = del_raw(tx, DBI_RUNDEAD, kb, 8);
+        rc = ds__del_raw(tx, DBI_RUNDEAD, kb, 8);
     }
     free(dead);
     return rc;

@@ -191,6 +191,10 @@ struct ds_wtxn {
 int ds__lmdb_err(int rc);
 /* Counts a record write for failure injection; DS_ERR_INJECTED when due. */
 int ds__store_write_check(ds_store *st);
+/* One record put (flags 0) or delete (absent is success) in table |dbi|
+ * of the transaction, counted for failure injection (index.c). */
+int ds__put_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl);
+int ds__del_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl);
 
 /* idfilter.c: a Bloom filter over stored ids, changed in the same
  * transactions.  *maybe = 0 means |id| is certainly not stored. */
