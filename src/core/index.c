@@ -446,25 +446,15 @@ static int segw_finish(segw *w, uint64_t first_seq, uint64_t last_seq)
 
 /* ---- buffer -> segment ------------------------------------------------- */
 
-typedef struct sortent { uint64_t prefix; uint32_t idx; } sortent;
-
-/* Sorts |v| by term: an LSD radix sort on the 8-byte prefixes (a byte per
- * pass, skipping bytes all keys share), then the rare runs of equal
- * prefixes by the whole term.  |tmp| has room for |n| entries. */
-static void sort_terms_by_prefix(sortent *v, sortent *tmp, size_t n, const pb_entry *ents,
-                                 const char *terms)
+/* Sorts |v| by term: a radix sort on the 8-byte prefixes, then the rare
+ * runs of equal prefixes by the whole term.  |tmp| has room for |n|
+ * entries. */
+static void sort_terms_by_prefix(ds_prefix_ent *v, ds_prefix_ent *tmp, size_t n,
+                                 const pb_entry *ents, const char *terms)
 {
-    for (int shift = 0; shift < 64; shift += 8) {
-        size_t count[256] = { 0 };
-        for (size_t i = 0; i < n; i++) count[(v[i].prefix >> shift) & 0xff]++;
-        if (n && count[(v[0].prefix >> shift) & 0xff] == n) continue;   /* all equal here */
-        size_t pos = 0;
-        for (int b = 0; b < 256; b++) { size_t c = count[b]; count[b] = pos; pos += c; }
-        for (size_t i = 0; i < n; i++) tmp[count[(v[i].prefix >> shift) & 0xff]++] = v[i];
-        memcpy(v, tmp, n * sizeof *v);
-    }
+    ds_sort_by_prefix(v, tmp, n);
     for (size_t i = 1; i < n; i++) {        /* insertion sort inside equal-prefix runs */
-        sortent x = v[i];
+        ds_prefix_ent x = v[i];
         const pb_entry *ex = &ents[x.idx];
         size_t j = i;
         while (j > 0 && v[j - 1].prefix == x.prefix) {
@@ -513,7 +503,7 @@ static int write_buffer(ds_wtxn *tx)
         pb->docinfo[i] = w.ndocs;
         segw_doc(&w, (uint32_t)i, info & 0xffff);
     }
-    sortent *order = NULL;
+    ds_prefix_ent *order = NULL;
     if (pb->nents && !(order = malloc((size_t)pb->nents * 2 * sizeof *order))) {
         segw_free(&w);
         pb_clear(pb);
@@ -522,7 +512,7 @@ static int write_buffer(ds_wtxn *tx)
     size_t n = 0;
     for (uint32_t i = 0; i < pb->nents; i++) {
         const pb_entry *e = &pb->ents[i];
-        if (e->count) order[n++] = (sortent){ term_prefix(pb->terms + e->term_off, e->term_len), i };
+        if (e->count) order[n++] = (ds_prefix_ent){ term_prefix(pb->terms + e->term_off, e->term_len), i };
     }
     sort_terms_by_prefix(order, order + n, n, pb->ents, pb->terms);
     /* Counting sort: each term's run in pb->out, in dictionary order. */

@@ -608,28 +608,18 @@ static int runw_finish(runw *w)
 /* Sorts |n| entries of |kind| by key, then seq (which is byte order of
  * the whole entry): an LSD radix sort of (8-byte prefix, index) pairs,
  * then the rare runs of equal prefixes by the whole entry. */
-typedef struct sortent { uint64_t prefix; uint32_t idx; } sortent;
-
 static int sort_entries(uint8_t *ents, size_t n, int kind)
 {
     if (n < 2) return 0;
     size_t es = ESZ[kind];
-    sortent *v = malloc(n * 2 * sizeof *v);
+    ds_prefix_ent *v = malloc(n * 2 * sizeof *v);
     uint8_t *out = malloc(n * es);
     if (!v || !out) { free(v); free(out); return DS_ERR_NOMEM; }
-    sortent *tmp = v + n;
-    for (size_t i = 0; i < n; i++) v[i] = (sortent){ ds_get_be64(ents + i * es), (uint32_t)i };
-    for (int shift = 0; shift < 64; shift += 8) {
-        size_t count[256] = { 0 };
-        for (size_t i = 0; i < n; i++) count[(v[i].prefix >> shift) & 0xff]++;
-        if (count[(v[0].prefix >> shift) & 0xff] == n) continue;
-        size_t pos = 0;
-        for (int b = 0; b < 256; b++) { size_t c = count[b]; count[b] = pos; pos += c; }
-        for (size_t i = 0; i < n; i++) tmp[count[(v[i].prefix >> shift) & 0xff]++] = v[i];
-        memcpy(v, tmp, n * sizeof *v);
-    }
+    ds_prefix_ent *tmp = v + n;
+    for (size_t i = 0; i < n; i++) v[i] = (ds_prefix_ent){ ds_get_be64(ents + i * es), (uint32_t)i };
+    ds_sort_by_prefix(v, tmp, n);
     for (size_t i = 1; i < n; i++) {
-        sortent x = v[i];
+        ds_prefix_ent x = v[i];
         size_t j = i;
         while (j > 0 && v[j - 1].prefix == x.prefix &&
                memcmp(ents + (size_t)v[j - 1].idx * es, ents + (size_t)x.idx * es, es) > 0) {

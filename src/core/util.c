@@ -90,6 +90,20 @@ int ds_utf8_valid(const char *str, size_t len)
     return 1;
 }
 
+void ds_sort_by_prefix(ds_prefix_ent *v, ds_prefix_ent *tmp, size_t n)
+{
+    if (n < 2) return;
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t count[256] = { 0 };
+        for (size_t i = 0; i < n; i++) count[(v[i].prefix >> shift) & 0xff]++;
+        if (count[(v[0].prefix >> shift) & 0xff] == n) continue;   /* all equal here */
+        size_t pos = 0;
+        for (int b = 0; b < 256; b++) { size_t c = count[b]; count[b] = pos; pos += c; }
+        for (size_t i = 0; i < n; i++) tmp[count[(v[i].prefix >> shift) & 0xff]++] = v[i];
+        memcpy(v, tmp, n * sizeof *v);
+    }
+}
+
 int ds_buf_reserve(ds_buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra) return 0;

@@ -23,6 +23,14 @@ int ds_path_within(const char *path, const char *root);
 /* 1 if the |len| bytes at |s| are valid UTF-8 without NUL bytes. */
 int ds_utf8_valid(const char *s, size_t len);
 
+/* A sort key: an 8-byte prefix (compared as an unsigned integer) and the
+ * index of the item it stands for. */
+typedef struct ds_prefix_ent { uint64_t prefix; uint32_t idx; } ds_prefix_ent;
+/* Stable LSD radix sort of |v| by prefix, a byte per pass, skipping bytes
+ * every key shares; |tmp| has room for |n| entries.  Callers order equal
+ * prefixes themselves when the prefix is not the whole key. */
+void ds_sort_by_prefix(ds_prefix_ent *v, ds_prefix_ent *tmp, size_t n);
+
 static inline void ds_put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }

@@ -145,23 +145,8 @@ static void schema2_store_gets_a_filter(void **state)
     put_many(st, ids, N, 40);
     ds_store_close(st);
 
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi, meta;
-    assert_int_equal(mdb_env_create(&env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(env, 64), 0);
-    assert_int_equal(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
-    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
-    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "id_filter", 0, &dbi), 0);
-    assert_int_equal(mdb_drop(txn, dbi, 1), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    uint8_t s2[4];
-    ds_put_be32(s2, 2);
-    MDB_val sk = { 6, "schema" }, sv = { 4, s2 };
-    assert_int_equal(mdb_put(txn, meta, &sk, &sv, 0), 0);
-    assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    static const char *const gone[] = { "id_filter" };
+    ds_test_old_layout(dir, 2, gone, 1, NULL, 0, NULL);
 
     st = open_at(dir);
     ds_store_info info;

@@ -259,35 +259,9 @@ static void corrupt_run_is_an_error(void **state)
  * B-tree id and source tables instead of runs, no source key. */
 static void make_schema3(const char *dir)
 {
-    MDB_env *env;
-    assert_int_equal(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 32);
-    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
-    MDB_txn *txn;
-    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     static const char *const gone[] = { "runs", "rundata", "rundead" };
-    for (int i = 0; i < 3; i++) {
-        MDB_dbi d;
-        assert_int_equal(mdb_dbi_open(txn, gone[i], 0, &d), 0);
-        assert_int_equal(mdb_drop(txn, d, 1), 0);
-    }
     static const char *const old[] = { "ids", "ids_delta", "by_source", "by_source_delta" };
-    for (int i = 0; i < 4; i++) {
-        MDB_dbi d;
-        assert_int_equal(mdb_dbi_open(txn, old[i], MDB_CREATE, &d), 0);
-        MDB_val k = { 4, "junk" }, v = { 8, "junkjunk" };
-        assert_int_equal(mdb_put(txn, d, &k, &v, 0), 0);
-    }
-    MDB_dbi meta;
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    MDB_val kk = { 6, "srckey" };
-    assert_int_equal(mdb_del(txn, meta, &kk, NULL), 0);
-    uint8_t s3[4];
-    ds_put_be32(s3, 3);
-    MDB_val sk = { 6, "schema" }, sv = { 4, s3 };
-    assert_int_equal(mdb_put(txn, meta, &sk, &sv, 0), 0);
-    assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    ds_test_old_layout(dir, 3, gone, 3, old, 4, "srckey");
 }
 
 static void migrates_schema3(void **state)
@@ -318,17 +292,8 @@ static void migrates_schema3(void **state)
     assert_int_equal(ds_test_count_hits(st, "migrated"), 4);
     ds_store_close(st);
     /* The old tables are gone. */
-    MDB_env *env;
-    assert_int_equal(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 32);
-    assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
-    MDB_txn *txn;
-    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    MDB_dbi d;
-    assert_int_equal(mdb_dbi_open(txn, "ids", 0, &d), MDB_NOTFOUND);
-    assert_int_equal(mdb_dbi_open(txn, "by_source_delta", 0, &d), MDB_NOTFOUND);
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
+    static const char *const old_tables[] = { "ids", "ids_delta", "by_source", "by_source_delta" };
+    assert_int_equal(ds_test_tables_present(dir, old_tables, 4), 0);
     for (int i = 0; i < 5; i++) ds_node_free(&n[i]);
 }
 

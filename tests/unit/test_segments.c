@@ -300,30 +300,9 @@ static void worker_matches_inline(void **state)
  * the old index tables instead of segments, schema 1. */
 static void make_schema1(const char *dir)
 {
-    MDB_env *env;
-    assert_int_equal(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 32);
-    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
-    MDB_txn *txn;
-    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     static const char *const gone[] = { "segs", "segdata", "dead", "dterm" };
-    for (int i = 0; i < 4; i++) {
-        MDB_dbi d;
-        assert_int_equal(mdb_dbi_open(txn, gone[i], 0, &d), 0);
-        assert_int_equal(mdb_drop(txn, d, 1), 0);
-    }
-    MDB_dbi pd, td, meta;
-    assert_int_equal(mdb_dbi_open(txn, "postings", MDB_CREATE, &pd), 0);
-    assert_int_equal(mdb_dbi_open(txn, "terms", MDB_CREATE, &td), 0);
-    MDB_val k = { 4, "junk" }, v = { 4, "junk" };
-    assert_int_equal(mdb_put(txn, pd, &k, &v, 0), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    uint8_t s1[4];
-    ds_put_be32(s1, 1);
-    MDB_val sk = { 6, "schema" }, sv = { 4, s1 };
-    assert_int_equal(mdb_put(txn, meta, &sk, &sv, 0), 0);
-    assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    static const char *const old[] = { "postings", "terms" };
+    ds_test_old_layout(dir, 1, gone, 4, old, 2, NULL);
 }
 
 static void migrates_schema1(void **state)
@@ -349,16 +328,8 @@ static void migrates_schema1(void **state)
     assert_int_equal(ds_test_count_hits(st, "migration"), 3);
     ds_store_close(st);
     /* The old tables are gone. */
-    MDB_env *env;
-    assert_int_equal(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 32);
-    assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
-    MDB_txn *txn;
-    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    MDB_dbi d;
-    assert_int_equal(mdb_dbi_open(txn, "postings", 0, &d), MDB_NOTFOUND);
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
+    static const char *const old_tables[] = { "postings", "terms" };
+    assert_int_equal(ds_test_tables_present(dir, old_tables, 2), 0);
     ds_node_free(&a);
     ds_node_free(&b);
     ds_node_free(&c);

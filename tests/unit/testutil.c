@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <ftw.h>
+#include <lmdb.h>
 
 static char **dirs;
 static size_t ndirs;
@@ -109,4 +110,58 @@ uint64_t ds_test_df(ds_store *st, const char *word)
     ds_search_stats_free(&s);
     ds_query_free(q);
     return df;
+}
+
+void ds_test_old_layout(const char *dir, uint32_t schema, const char *const *drop, size_t ndrop,
+                        const char *const *add, size_t nadd, const char *meta_del)
+{
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    for (size_t i = 0; i < ndrop; i++) {
+        MDB_dbi d;
+        assert_int_equal(mdb_dbi_open(txn, drop[i], 0, &d), 0);
+        assert_int_equal(mdb_drop(txn, d, 1), 0);
+    }
+    for (size_t i = 0; i < nadd; i++) {
+        MDB_dbi d;
+        assert_int_equal(mdb_dbi_open(txn, add[i], MDB_CREATE, &d), 0);
+        MDB_val k = { 4, "junk" }, v = { 8, "junkjunk" };
+        assert_int_equal(mdb_put(txn, d, &k, &v, 0), 0);
+    }
+    MDB_dbi meta;
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    if (meta_del) {
+        MDB_val k = { strlen(meta_del), (void *)meta_del };
+        assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
+    }
+    uint8_t sv[4] = { (uint8_t)(schema >> 24), (uint8_t)(schema >> 16), (uint8_t)(schema >> 8),
+                      (uint8_t)schema };
+    MDB_val sk = { 6, "schema" }, v = { 4, sv };
+    assert_int_equal(mdb_put(txn, meta, &sk, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+size_t ds_test_tables_present(const char *dir, const char *const *names, size_t n)
+{
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        MDB_dbi d;
+        int rc = mdb_dbi_open(txn, names[i], 0, &d);
+        assert_true(rc == 0 || rc == MDB_NOTFOUND);
+        found += rc == 0;
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return found;
 }

@@ -28,5 +28,13 @@ size_t ds_test_count_hits(ds_store *st, const char *text);
 uint64_t ds_test_df(ds_store *st, const char *word);
 /* Reads a whole file into a malloc'd NUL-terminated buffer, or NULL. */
 char *ds_test_read_file(const char *path, size_t *len);
+/* Rewrites the closed store in |dir| into an older layout with raw LMDB:
+ * drops the tables |drop|, creates the tables |add| (one junk record
+ * each), deletes meta key |meta_del| when non-NULL, sets meta.schema to
+ * |schema|.  For migration tests. */
+void ds_test_old_layout(const char *dir, uint32_t schema, const char *const *drop, size_t ndrop,
+                        const char *const *add, size_t nadd, const char *meta_del);
+/* Number of the tables |names| that exist in the closed store in |dir|. */
+size_t ds_test_tables_present(const char *dir, const char *const *names, size_t n);
 
 #endif
