@@ -56,6 +56,11 @@ typedef struct ds_node {
      * (a freed buffer's address can come back from malloc). */
     const char *hashed_content;
     size_t hashed_len;
+    /* Likewise the content buffer and length ds_node_decode found to be
+     * valid UTF-8, so a store put of a decoded node (a peer's) does not
+     * check the same bytes again.  Same rules as hashed_content. */
+    const char *checked_content;
+    size_t checked_len;
 } ds_node;
 
 /* Zero |n| so that ds_node_free() is safe on it. */
@@ -86,6 +91,11 @@ DS_API int ds_node_encode(const ds_node *n, uint8_t **out, size_t *outlen);
  * Returns 0, DS_ERR_TRUNCATED, DS_ERR_MALFORMED, DS_ERR_TOOLARGE or
  * DS_ERR_NOMEM. */
 DS_API int ds_node_decode(const uint8_t *buf, size_t len, ds_node *out);
+/* The "project" of an encoded node without decoding the rest: points
+ * *project into |buf| (*plen bytes, not NUL-terminated; "" when absent).
+ * Checks the map's structure, not its field values.  Returns 0 or
+ * DS_ERR_TRUNCATED / DS_ERR_MALFORMED / DS_ERR_TOOLARGE. */
+DS_API int ds_node_peek_project(const uint8_t *buf, size_t len, const char **project, size_t *plen);
 
 /* Builds a UUID v4 from 16 caller-supplied random bytes. */
 DS_API void ds_uuid_from_random(uint8_t id[DS_ID_LEN], const uint8_t random[DS_ID_LEN]);

@@ -125,6 +125,12 @@ typedef int (*ds_node_cb)(const ds_node *n, void *ud);
 /* Visits nodes with seq > |after_seq| in increasing seq order, or (when
  * |reverse|) all nodes in decreasing seq order (after_seq ignored). */
 DS_API int ds_store_iter(ds_store *st, uint64_t after_seq, int reverse, ds_node_cb cb, void *ud);
+/* The node records after |after_seq| in sequence order, as stored: each
+ * is one node's MessagePack map, the same encoding sync frames carry
+ * (docs/protocol.md).  |rec| is valid only during the call.  A nonzero
+ * return from |cb| stops the walk; a negative one is returned. */
+typedef int (*ds_record_cb)(uint64_t seq, const uint8_t *rec, size_t len, void *ud);
+DS_API int ds_store_iter_records(ds_store *st, uint64_t after_seq, ds_record_cb cb, void *ud);
 DS_API int ds_store_by_source(ds_store *st, const char *source, ds_node_cb cb, void *ud);
 DS_API int ds_store_by_project(ds_store *st, const char *project, ds_node_cb cb, void *ud);
 

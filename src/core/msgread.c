@@ -267,12 +267,6 @@ int ds_mr_skip(ds_mr *r)
     return rc;
 }
 
-int ds_mr_key_eq(const char *s, uint32_t len, const char *key)
-{
-    size_t kl = strlen(key);
-    return kl == len && memcmp(s, key, kl) == 0;
-}
-
 int ds_mr_strdup(ds_mr *r, size_t max, char **out)
 {
     const uint8_t *save = r->p;

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define DS_MR_MAX_DEPTH 32
 
@@ -54,7 +55,13 @@ int ds_mr_nil(ds_mr *r);
 int ds_mr_strdup(ds_mr *r, size_t max, char **out);
 /* Skips one value of any type (containers recursively, depth-limited). */
 int ds_mr_skip(ds_mr *r);
-/* 1 if the |len| bytes at |s| equal the C string |key|, else 0. */
-int ds_mr_key_eq(const char *s, uint32_t len, const char *key);
+/* 1 if the |len| bytes at |s| equal the C string |key|, else 0.  Inline
+ * so that a literal key's strlen and memcmp fold into a few compares:
+ * decoders call this once per key and candidate. */
+static inline int ds_mr_key_eq(const char *s, uint32_t len, const char *key)
+{
+    size_t kl = strlen(key);
+    return kl == len && memcmp(s, key, kl) == 0;
+}
 
 #endif

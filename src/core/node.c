@@ -61,6 +61,7 @@ int ds_node_set_content(ds_node *n, const char *text, size_t len)
     free(n->content);
     n->content = c;
     n->content_len = len;
+    n->checked_content = NULL;     /* not checked: the put validates it */
     ds_node_hash(n);
     return 0;
 }
@@ -81,6 +82,10 @@ int ds_node_copy(ds_node *dst, const ds_node *src)
     int hashed = src->content && src->hashed_content == src->content && src->hashed_len == src->content_len;
     tmp.hashed_content = hashed ? tmp.content : NULL;
     tmp.hashed_len = hashed ? tmp.content_len : 0;
+    int checked = src->content && src->checked_content == src->content &&
+                  src->checked_len == src->content_len;
+    tmp.checked_content = checked ? tmp.content : NULL;
+    tmp.checked_len = checked ? tmp.content_len : 0;
     ds_node_free(dst);
     *dst = tmp;
     return 0;
@@ -223,6 +228,10 @@ static int decode_fields(ds_mr *r, ds_node *n)
         } else if (ds_mr_key_eq(k, kl, "content")) {
             bit = F_CONTENT;
             rc = read_text(r, &n->content, &n->content_len, DS_NODE_MAX_CONTENT);
+            if (!rc) {
+                n->checked_content = n->content;
+                n->checked_len = n->content_len;
+            }
         } else if (ds_mr_key_eq(k, kl, "source")) {
             bit = F_SOURCE;
             rc = read_text(r, &n->source, NULL, DS_NODE_MAX_FIELD);
@@ -276,6 +285,35 @@ int ds_node_decode(const uint8_t *buf, size_t len, ds_node *out)
     int rc = decode_fields(&r, out);
     if (!rc && ds_mr_left(&r) != 0) rc = DS_ERR_MALFORMED;   /* trailing bytes */
     if (rc) ds_node_free(out);
+    return rc;
+}
+
+int ds_node_peek_project(const uint8_t *buf, size_t len, const char **project, size_t *plen)
+{
+    *project = "";
+    *plen = 0;
+    if (len > DS_NODE_MAX_ENCODED) return DS_ERR_TOOLARGE;
+    ds_mr r;
+    ds_mr_init(&r, buf, len);
+    uint32_t count;
+    int rc = ds_mr_map(&r, &count);
+    for (uint32_t i = 0; i < count && !rc; i++) {
+        const char *k;
+        uint32_t kl;
+        if ((rc = ds_mr_str(&r, &k, &kl))) break;
+        if (ds_mr_key_eq(k, kl, "project")) {
+            const char *s;
+            uint32_t l;
+            if ((rc = ds_mr_str(&r, &s, &l))) break;
+            if (l > DS_NODE_MAX_FIELD || memchr(s, 0, l)) return DS_ERR_MALFORMED;
+            *project = s;
+            *plen = l;
+        } else {
+            rc = ds_mr_skip(&r);
+        }
+    }
+    if (!rc && ds_mr_left(&r)) rc = DS_ERR_MALFORMED;
+    if (rc) { *project = ""; *plen = 0; }
     return rc;
 }
 

@@ -472,7 +472,8 @@ static int validate(const ds_node *n)
     if (!n->content || !n->source || !n->ns || (unsigned)n->source_type >= DS_SOURCE_TYPE_COUNT)
         return DS_ERR_INVALID;
     if (n->content_len > DS_NODE_MAX_CONTENT) return DS_ERR_TOOLARGE;
-    if (!ds_utf8_valid(n->content, n->content_len) ||
+    int checked = n->checked_content == n->content && n->checked_len == n->content_len;
+    if ((!checked && !ds_utf8_valid(n->content, n->content_len)) ||
         strlen(n->source) > DS_NODE_MAX_FIELD ||
         (n->project && strlen(n->project) > DS_NODE_MAX_FIELD) ||
         strlen(n->ns) > DS_NODE_MAX_FIELD ||
@@ -481,7 +482,8 @@ static int validate(const ds_node *n)
     return 0;
 }
 
-static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
+static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted, const uint8_t *given,
+                    size_t givenlen)
 {
     if (inserted) *inserted = 0;
     if (tx->failed) return tx->failed;
@@ -504,14 +506,14 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
      * from a peer, content changed since) is recomputed. */
     if (!n->content || n->hashed_content != n->content || n->hashed_len != n->content_len)
         ds_node_hash(n);
-    uint8_t *enc;
-    size_t enclen;
-    if ((rc = ds_node_encode(n, &enc, &enclen))) return fail(tx, rc);
+    uint8_t *enc = NULL;
+    size_t enclen = givenlen;
+    if (!given && (rc = ds_node_encode(n, &enc, &enclen))) return fail(tx, rc);
     uint8_t sk[8], h[STR_KEY_CAP];
     size_t hl;
     uint32_t dl = 0;
     ds_put_be64(sk, seq);
-    rc = put_rec(tx, DBI_NODES, sk, 8, enc, enclen, MDB_APPEND);
+    rc = put_rec(tx, DBI_NODES, sk, 8, given ? given : enc, enclen, MDB_APPEND);
     free(enc);
     if (rc) return fail(tx, rc);
     if ((rc = ds__runs_add(tx, n->id, n->source, seq)) || (rc = ds__idf_add(tx, n->id)))
@@ -528,9 +530,18 @@ static int put_node(ds_wtxn *tx, ds_node *n, int only_new, int *inserted)
     return 0;
 }
 
-int ds_wtxn_put(ds_wtxn *tx, ds_node *n) { return put_node(tx, n, 0, NULL); }
+int ds_wtxn_put(ds_wtxn *tx, ds_node *n) { return put_node(tx, n, 0, NULL, NULL, 0); }
 
-int ds_wtxn_put_new(ds_wtxn *tx, ds_node *n, int *inserted) { return put_node(tx, n, 1, inserted); }
+int ds_wtxn_put_new(ds_wtxn *tx, ds_node *n, int *inserted)
+{
+    return put_node(tx, n, 1, inserted, NULL, 0);
+}
+
+int ds__wtxn_put_new_encoded(ds_wtxn *tx, ds_node *n, const uint8_t *enc, size_t len, int *inserted)
+{
+    if (!enc || !len || len > DS_NODE_MAX_ENCODED) return DS_ERR_INVALID;
+    return put_node(tx, n, 1, inserted, enc, len);
+}
 
 int ds_wtxn_delete(ds_wtxn *tx, const uint8_t id[DS_ID_LEN])
 {
@@ -819,7 +830,9 @@ int ds_store_aux_iter(ds_store *st, ds_table t,
     return rc;
 }
 
-int ds_store_iter(ds_store *st, uint64_t after_seq, int reverse, ds_node_cb cb, void *ud)
+/* Walks the node records after |after_seq| (or all, newest first, when
+ * |reverse|), handing each record's stored bytes to |cb|. */
+static int iter_records(ds_store *st, uint64_t after_seq, int reverse, ds_record_cb cb, void *ud)
 {
     MDB_txn *txn;
     int rc = rtxn(st, &txn);
@@ -840,13 +853,8 @@ int ds_store_iter(ds_store *st, uint64_t after_seq, int reverse, ds_node_cb cb, 
         mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
     }
     while (mrc == 0) {
-        ds_node n;
         if (k.mv_size != 8) { rc = DS_ERR_STORE; break; }
-        rc = ds_node_decode(d.mv_data, d.mv_size, &n);
-        if (rc) { rc = rc == DS_ERR_NOMEM ? rc : DS_ERR_STORE; break; }
-        n.seq = ds_get_be64(k.mv_data);
-        int r = cb(&n, ud);
-        ds_node_free(&n);
+        int r = cb(ds_get_be64(k.mv_data), d.mv_data, d.mv_size, ud);
         if (r) { rc = r < 0 ? r : 0; break; }
         mrc = mdb_cursor_get(cur, &k, &d, reverse ? MDB_PREV : MDB_NEXT);
     }
@@ -854,6 +862,31 @@ int ds_store_iter(ds_store *st, uint64_t after_seq, int reverse, ds_node_cb cb, 
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;
+}
+
+int ds_store_iter_records(ds_store *st, uint64_t after_seq, ds_record_cb cb, void *ud)
+{
+    return iter_records(st, after_seq, 0, cb, ud);
+}
+
+typedef struct { ds_node_cb cb; void *ud; } decode_iter;
+
+static int decode_record(uint64_t seq, const uint8_t *rec, size_t len, void *ud)
+{
+    decode_iter *di = ud;
+    ds_node n;
+    int rc = ds_node_decode(rec, len, &n);
+    if (rc) return rc == DS_ERR_NOMEM ? rc : DS_ERR_STORE;
+    n.seq = seq;
+    int r = di->cb(&n, di->ud);
+    ds_node_free(&n);
+    return r;
+}
+
+int ds_store_iter(ds_store *st, uint64_t after_seq, int reverse, ds_node_cb cb, void *ud)
+{
+    decode_iter di = { cb, ud };
+    return iter_records(st, after_seq, reverse, decode_record, &di);
 }
 
 static int by_key(ds_store *st, const char *s, int is_source, ds_node_cb cb, void *ud)

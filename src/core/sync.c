@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "core/msgread.h"
+#include "core/store_int.h"
 
 static const char *type_names[] = {
     [DS_MSG_SYNC_REQUEST] = "sync_request",
@@ -172,6 +173,8 @@ void ds_msg_free(ds_msg *m)
 {
     for (size_t i = 0; i < m->nnodes; i++) ds_node_free(&m->nodes[i]);
     free(m->nodes);
+    free(m->raw);
+    free(m->spans);
     free(m->message);
     memset(m, 0, sizeof *m);
 }
@@ -194,13 +197,32 @@ static int read_nodes(ds_mr *r, ds_msg *m)
     int rc = ds_mr_array(r, &n);
     if (rc) return rc;
     if (n > DS_SYNC_MAX_PAGE_NODES) return DS_ERR_TOOLARGE;
-    if (n && !(m->nodes = calloc(n, sizeof *m->nodes))) return DS_ERR_NOMEM;
+    if (!n) return 0;
+    if (!(m->nodes = calloc(n, sizeof *m->nodes)) || !(m->spans = calloc(n, sizeof *m->spans)))
+        return DS_ERR_NOMEM;
+    const uint8_t *first = r->p;
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *start = r->p;
         if ((rc = ds_mr_skip(r))) return rc;
-        if ((rc = ds_node_decode(start, (size_t)(r->p - start), &m->nodes[i]))) return rc;
+        ds_node *nd = &m->nodes[i];
+        if ((rc = ds_node_decode(start, (size_t)(r->p - start), nd))) return rc;
         m->nnodes++;
+        /* A peer's hash is never trusted: it is recomputed here, on the
+         * receiving thread, rather than by the put on the applying one.
+         * A node whose bytes carry the right hash and a namespace is
+         * stored as received: re-encoding it would give the same node. */
+        int had_hash = nd->hashed_content != nd->content || nd->hashed_len != nd->content_len;
+        uint8_t given[DS_HASH_LEN];
+        memcpy(given, nd->hash, DS_HASH_LEN);
+        if (had_hash) ds_node_hash(nd);
+        if (had_hash && nd->ns[0] && memcmp(given, nd->hash, DS_HASH_LEN) == 0) {
+            m->spans[i].off = (uint32_t)(start - first);
+            m->spans[i].len = (uint32_t)(r->p - start);
+        }
     }
+    size_t total = (size_t)(r->p - first);
+    if (!(m->raw = malloc(total))) return DS_ERR_NOMEM;
+    memcpy(m->raw, first, total);
     return 0;
 }
 
@@ -307,13 +329,39 @@ typedef struct pub {
     uint64_t last_seq;        /* last sequence fully dealt with */
     int stopped;              /* the scan stopped before a node: has_more */
     int rc;
+    ds_buf proj;              /* the last record's project, NUL-terminated */
+    int proj_valid, proj_shared;
 } pub;
 
-static int pub_node(const ds_node *n, void *ud)
+/* Whether a record's project is shared.  Runs of records share their
+ * project, so the last answer is kept. */
+static int pub_shared(pub *p, const char *proj, size_t len, int *shared)
+{
+    if (p->proj_valid && p->proj.len == len + 1 && memcmp(p->proj.data, proj, len) == 0) {
+        *shared = p->proj_shared;
+        return 0;
+    }
+    p->proj.len = 0;
+    p->proj_valid = 0;
+    static const char nul = 0;
+    if (ds_buf_append(&p->proj, proj, len) || ds_buf_append(&p->proj, &nul, 1)) return DS_ERR_NOMEM;
+    p->proj_shared = ds_share_set_contains(p->share, (const char *)p->proj.data);
+    p->proj_valid = 1;
+    *shared = p->proj_shared;
+    return 0;
+}
+
+/* Stored records are sent as they are: the store keeps each node in the
+ * wire encoding, so the publisher only reads the project to filter. */
+static int pub_record(uint64_t seq, const uint8_t *rec, size_t len, void *ud)
 {
     pub *p = ud;
     if (p->scanned >= DS_SYNC_SCAN_BUDGET) { p->stopped = 1; return 1; }
-    int shared = ds_share_set_contains(p->share, n->project);
+    const char *proj;
+    size_t plen;
+    int shared, rc = ds_node_peek_project(rec, len, &proj, &plen);
+    if (rc) { p->rc = DS_ERR_STORE; return p->rc; }
+    if ((rc = pub_shared(p, proj, plen, &shared))) { p->rc = rc; return rc; }
     /* A full page ends before the next shared node; unshared ones are
      * skipped now so that has_more is false when only they remain. */
     if (shared && (p->count >= p->max_nodes || p->nodes.len >= p->max_bytes)) {
@@ -322,17 +370,11 @@ static int pub_node(const ds_node *n, void *ud)
     }
     p->scanned++;
     if (shared) {
-        uint8_t *b;
-        size_t l;
-        int rc = ds_node_encode(n, &b, &l);
-        if (rc) { p->rc = rc; return rc; }
-        if (p->count && p->nodes.len + l > p->max_bytes) { free(b); p->stopped = 1; return 1; }
-        rc = ds_buf_append(&p->nodes, b, l);
-        free(b);
-        if (rc) { p->rc = rc; return rc; }
+        if (p->count && p->nodes.len + len > p->max_bytes) { p->stopped = 1; return 1; }
+        if ((rc = ds_buf_append(&p->nodes, rec, len))) { p->rc = rc; return rc; }
         p->count++;
     }
-    p->last_seq = n->seq;
+    p->last_seq = seq;
     return 0;
 }
 
@@ -364,8 +406,9 @@ int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const
     if (p.max_nodes > DS_SYNC_MAX_PAGE_NODES) p.max_nodes = DS_SYNC_MAX_PAGE_NODES;
     p.max_bytes = req->max_bytes ? req->max_bytes : DS_SYNC_PAGE_BYTES;
     if (p.max_bytes > DS_SYNC_MAX_PAGE_BYTES) p.max_bytes = DS_SYNC_MAX_PAGE_BYTES;
-    rc = ds_store_iter(st, from, 0, pub_node, &p);
+    rc = ds_store_iter_records(st, from, pub_record, &p);
     if (!rc) rc = p.rc;
+    ds_buf_free(&p.proj);
     /* One pass, one read snapshot: the scan stopped before some node
      * exactly when a node follows last_seq.  (Nodes written after the
      * snapshot are found by the next sync.) */
@@ -425,7 +468,12 @@ int ds_sync_apply_pages(ds_store *rep, const ds_msg *pages, size_t n, size_t *in
     for (size_t p = 0; p < n && !rc; p++)
         for (size_t i = 0; i < pages[p].nnodes && !rc; i++) {
             int ins = 0;
-            rc = ds_wtxn_put_new(tx, &pages[p].nodes[i], &ins);
+            const ds_msg *pg = &pages[p];
+            if (pg->spans && pg->spans[i].len)
+                rc = ds__wtxn_put_new_encoded(tx, &pg->nodes[i], pg->raw + pg->spans[i].off,
+                                              pg->spans[i].len, &ins);
+            else
+                rc = ds_wtxn_put_new(tx, &pg->nodes[i], &ins);
             added += (size_t)ins;
         }
     /* The last page's cursor covers every page before it. */

@@ -87,6 +87,11 @@ typedef struct ds_msg {
     ds_node *nodes;
     size_t nnodes;
     int has_more;
+    /* The nodes' bytes as received (one copy of the array's contents)
+     * and, per node, its span there, or len 0 when the node must be
+     * encoded afresh to be stored (see ds__wtxn_put_new_encoded). */
+    uint8_t *raw;
+    struct ds_msg_span { uint32_t off, len; } *spans;
     /* ERROR */
     char code[32];
     char *message;

@@ -13,6 +13,8 @@
 #include "core/syncproto.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,8 +382,26 @@ typedef enum {
     C_FAILED,
 } c_phase;
 
+/* The apply thread (cfg.apply_thread): applies one handed-over batch
+ * while the machine's thread receives and decodes the next. */
+typedef struct applier {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;               /* a job arrived, a job ended, or stop */
+    ds_store *replica;
+    ds_msg pages[PEND_PAGES];        /* the job: owned until applied */
+    size_t n;
+    int job, stop;
+    int rc;                          /* the last job's result ... */
+    size_t ins;                      /* ... and its new nodes */
+} applier;
+
 struct ds_sync_client {
     ds_sync_client_cfg cfg;
+    applier *ap;                     /* NULL: apply on the caller's thread */
+    int inflight;                    /* a batch is with the applier */
+    int store_failed;                /* a batch could not be applied */
+    size_t fl_pages, fl_nodes;
     uint32_t timeout_ms;
     c_phase phase;
     ds_frame_dec dec;
@@ -410,6 +430,74 @@ static void client_fail(ds_sync_client *c, int err, const char *fmt, ...)
     c->phase = C_FAILED;
 }
 
+static void client_drop_pending(ds_sync_client *c)
+{
+    for (size_t i = 0; i < c->npend; i++) ds_msg_free(&c->pend[i]);
+    c->npend = c->pend_nodes = c->pend_bytes = 0;
+}
+
+static void *applier_main(void *arg)
+{
+    applier *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->job && !a->stop) pthread_cond_wait(&a->cv, &a->mu);
+        if (!a->job) break;
+        pthread_mutex_unlock(&a->mu);
+        size_t ins = 0;
+        int rc = ds_sync_apply_pages(a->replica, a->pages, a->n, &ins);
+        for (size_t i = 0; i < a->n; i++) ds_msg_free(&a->pages[i]);
+        pthread_mutex_lock(&a->mu);
+        a->rc = rc;
+        a->ins = ins;
+        a->job = 0;
+        pthread_cond_broadcast(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* Starts the apply thread; NULL when it cannot (the caller then applies
+ * on its own thread, with the same results). */
+static applier *applier_start(ds_store *replica)
+{
+    applier *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->replica = replica;
+    if (pthread_mutex_init(&a->mu, NULL)) { free(a); return NULL; }
+    if (pthread_cond_init(&a->cv, NULL)) {
+        pthread_mutex_destroy(&a->mu);
+        free(a);
+        return NULL;
+    }
+    /* Signals go to the process's other threads, as with the index worker. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&a->th, NULL, applier_main, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        pthread_cond_destroy(&a->cv);
+        pthread_mutex_destroy(&a->mu);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void applier_stop(applier *a)
+{
+    if (!a) return;
+    pthread_mutex_lock(&a->mu);
+    a->stop = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->th, NULL);
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
 int ds_sync_client_new(ds_sync_client **out, const ds_sync_client_cfg *cfg, int64_t now_ms)
 {
     *out = NULL;
@@ -425,6 +513,7 @@ int ds_sync_client_new(ds_sync_client **out, const ds_sync_client_cfg *cfg, int6
         if (rc) { free(c); return rc; }
     }
     ds_frame_dec_init(&c->dec, DS_SYNC_MAX_FRAME);
+    if (cfg->apply_thread) c->ap = applier_start(cfg->replica);
     *out = c;
     return 0;
 }
@@ -433,31 +522,74 @@ void ds_sync_client_free(ds_sync_client *c)
 {
     if (!c) return;
     ds_frame_dec_free(&c->dec);
-    for (size_t i = 0; i < c->npend; i++) ds_msg_free(&c->pend[i]);
+    client_drop_pending(c);
+    applier_stop(c->ap);             /* after the batch in flight, if any */
     free(c);
 }
 
-/* Applies the pending pages in one transaction.  A store error fails the
- * machine (it takes precedence over a protocol error seen later in the
- * stream); returns DS_ERR_NOMEM only for out of memory. */
-static int client_flush(ds_sync_client *c)
+/* Accounts one applied batch.  A store error fails the machine (it takes
+ * precedence over a protocol error seen later in the stream); returns
+ * DS_ERR_NOMEM only for out of memory. */
+static int client_applied(ds_sync_client *c, int rc, size_t pages, size_t nodes, size_t ins)
 {
-    if (!c->npend) return 0;
-    size_t ins = 0, nodes = c->pend_nodes;
-    size_t n = c->npend;
-    int rc = ds_sync_apply_pages(c->cfg.replica, c->pend, n, &ins);
-    for (size_t i = 0; i < n; i++) ds_msg_free(&c->pend[i]);
-    c->npend = c->pend_nodes = c->pend_bytes = 0;
     if (rc) {
         c->code[0] = 0;
+        c->store_failed = 1;
         if (rc == DS_ERR_NOMEM) client_fail(c, rc, "%s", ds_strerror(rc));
         else client_fail(c, rc, "could not write the replica (%s)", ds_strerror(rc));
         return rc == DS_ERR_NOMEM ? rc : 0;
     }
-    c->prog.pages += n;
+    c->prog.pages += pages;
     c->prog.nodes_received += nodes;
     c->prog.nodes_new += ins;
     return 0;
+}
+
+/* Waits for the batch with the applier, if any, and accounts it. */
+static int client_collect(ds_sync_client *c)
+{
+    if (!c->inflight) return 0;
+    applier *a = c->ap;
+    pthread_mutex_lock(&a->mu);
+    while (a->job) pthread_cond_wait(&a->cv, &a->mu);
+    int rc = a->rc;
+    size_t ins = a->ins;
+    pthread_mutex_unlock(&a->mu);
+    c->inflight = 0;
+    return client_applied(c, rc, c->fl_pages, c->fl_nodes, ins);
+}
+
+/* Applies the pending pages in one transaction: at once, or with an
+ * applier by handing them over (after the previous batch is applied, so
+ * batches go in in order and at most one is in flight). */
+static int client_flush(ds_sync_client *c)
+{
+    if (!c->npend) return 0;
+    size_t nodes = c->pend_nodes, n = c->npend;
+    if (c->ap) {
+        int rc = client_collect(c);
+        if (rc || c->store_failed) {    /* nothing goes in after a failed batch */
+            client_drop_pending(c);
+            return rc;
+        }
+        applier *a = c->ap;
+        pthread_mutex_lock(&a->mu);
+        memcpy(a->pages, c->pend, n * sizeof *c->pend);
+        a->n = n;
+        a->job = 1;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        memset(c->pend, 0, n * sizeof *c->pend);
+        c->npend = c->pend_nodes = c->pend_bytes = 0;
+        c->inflight = 1;
+        c->fl_pages = n;
+        c->fl_nodes = nodes;
+        return 0;
+    }
+    size_t ins = 0;
+    int rc = ds_sync_apply_pages(c->cfg.replica, c->pend, n, &ins);
+    client_drop_pending(c);
+    return client_applied(c, rc, n, nodes, ins);
 }
 
 static int client_running(const ds_sync_client *c)
@@ -571,6 +703,8 @@ int ds_sync_client_recv(ds_sync_client *c, const uint8_t *data, size_t len, int 
     int frc = 0;
     if (c->npend && (!c->cfg.hold_ms || c->phase != C_PAGES || now_ms - c->pend_since >= c->cfg.hold_ms))
         frc = client_flush(c);
+    /* Once the stream is over, so is the last batch before this returns. */
+    if (!frc && c->phase != C_PAGES) frc = client_collect(c);
     return rc ? rc : frc;
 }
 
@@ -612,11 +746,12 @@ void ds_sync_client_handle_expiry(ds_sync_client *c, int64_t now_ms)
     if (!client_running(c)) return;
     if (c->npend && now_ms >= deadline(c->pend_since, c->cfg.hold_ms)) {
         client_flush(c);             /* a failure leaves the machine FAILED */
-        if (!client_running(c)) return;
+        if (!client_running(c)) { client_collect(c); return; }
     }
     if (now_ms < deadline(c->last, c->timeout_ms)) return;
     c->code[0] = 0;
     client_fail(c, DS_ERR_TIMEOUT, "no progress from the publisher for %" PRIu32 " ms", c->timeout_ms);
+    client_collect(c);               /* a store error there takes precedence */
 }
 
 ds_sync_state ds_sync_client_state(const ds_sync_client *c)

@@ -31,7 +31,7 @@
 #define DS_SYNC_MAX_FRAME (16u << 20)          /* hard limit, both directions */
 #define DS_SYNC_MAX_REQUEST (64u << 10)        /* publisher: largest request frame accepted */
 #define DS_SYNC_DEFAULT_TIMEOUT_MS 15000       /* no progress for this long: fail */
-#define DS_SYNC_APPLY_BATCH_NODES 2000         /* subscriber: nodes per replica transaction, at most */
+#define DS_SYNC_APPLY_BATCH_NODES 6400         /* subscriber: nodes per replica transaction, at most */
 
 typedef enum {
     DS_SYNCS_RUNNING = 0,
@@ -107,6 +107,14 @@ typedef struct ds_sync_client_cfg {
      * the stream applies what is pending at once. */
     uint32_t batch_nodes;
     uint32_t hold_ms;
+    /* 1: a second thread applies each batch while this one receives and
+     * decodes the next (at most one batch in flight; the replica is
+     * written only by that thread meanwhile).  Results are the same as
+     * with 0: batches go in in order, progress counts a batch once it is
+     * applied, and recv() returns only after the last batch is applied
+     * once the stream is over (DONE or FAILED).  If the thread cannot be
+     * started, batches are applied on the caller's thread. */
+    int apply_thread;
 } ds_sync_client_cfg;
 
 typedef struct ds_sync_progress {

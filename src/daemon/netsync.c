@@ -8,7 +8,9 @@
  * QUEUE_HIGH unsent bytes, so memory stays bounded however large a sync.
  * The subscriber's machine holds decoded pages for up to CLIENT_HOLD_MS
  * to apply up to CLIENT_BATCH_NODES nodes per replica transaction: one
- * commit (and fsync) per batch instead of one per 100-node page.
+ * commit (and fsync) per batch instead of one per 100-node page.  A second
+ * thread (the machine's apply_thread) writes each batch while this one
+ * receives and decodes the next.
  */
 #include "daemon/netsync.h"
 
@@ -573,7 +575,7 @@ static void client_connected(job *j)
     ds_sync_client_cfg cfg = {
         .replica = j->replica, .full = j->full, .page_nodes = CLIENT_PAGE_NODES,
         .page_bytes = CLIENT_PAGE_BYTES, .batch_nodes = CLIENT_BATCH_NODES,
-        .hold_ms = CLIENT_HOLD_MS,
+        .hold_ms = CLIENT_HOLD_MS, .apply_thread = 1,
     };
     rc = ds_sync_client_new(&j->cl, &cfg, now_ms());
     if (rc) {

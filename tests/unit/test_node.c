@@ -220,6 +220,47 @@ static void utf8_validation(void **state)
     assert_true(ds_utf8_valid("", 0));
 }
 
+/* The publisher's project peek: the same answer as a full decode, "" for
+ * no project, and an error (never a crash) for any truncation or
+ * trailing byte. */
+static void peek_project(void **state)
+{
+    (void)state;
+    ds_node a;
+    make(&a);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(ds_node_encode(&a, &buf, &len), 0);
+    const char *p;
+    size_t pl;
+    assert_int_equal(ds_node_peek_project(buf, len, &p, &pl), 0);
+    assert_int_equal(pl, strlen("/a/proj"));
+    assert_memory_equal(p, "/a/proj", pl);
+    assert_true(p > (const char *)buf && p < (const char *)buf + len);   /* points into buf */
+    for (size_t cut = 0; cut < len; cut++) {
+        int rc = ds_node_peek_project(buf, cut, &p, &pl);
+        assert_true(rc == DS_ERR_TRUNCATED || rc == DS_ERR_MALFORMED);
+        assert_int_equal(pl, 0);
+    }
+    uint8_t *longer = malloc(len + 1);
+    memcpy(longer, buf, len);
+    longer[len] = 0xc0;
+    assert_int_equal(ds_node_peek_project(longer, len + 1, &p, &pl), DS_ERR_MALFORMED);
+    free(longer);
+    free(buf);
+    /* Without a project (an older writer): "". */
+    static const uint8_t noproj[] = { 0x81, 0xa2, 'i', 'd', 0x01 };
+    assert_int_equal(ds_node_peek_project(noproj, sizeof noproj, &p, &pl), 0);
+    assert_int_equal(pl, 0);
+    assert_string_equal(p, "");
+    /* Not a map, and a project that is not a string. */
+    static const uint8_t notmap[] = { 0x91, 0x01 };
+    assert_int_equal(ds_node_peek_project(notmap, sizeof notmap, &p, &pl), DS_ERR_MALFORMED);
+    static const uint8_t intproj[] = { 0x81, 0xa7, 'p', 'r', 'o', 'j', 'e', 'c', 't', 0x05 };
+    assert_int_equal(ds_node_peek_project(intproj, sizeof intproj, &p, &pl), DS_ERR_MALFORMED);
+    ds_node_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +271,7 @@ int main(void)
         cmocka_unit_test(msgread_ints),
         cmocka_unit_test(uuids),
         cmocka_unit_test(utf8_validation),
+        cmocka_unit_test(peek_project),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

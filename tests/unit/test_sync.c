@@ -12,6 +12,11 @@
 #include <string.h>
 
 #include "core/sync.h"
+#include "core/store_int.h"
+#include "core/util.h"
+#include "ds/search.h"
+
+#include <msgpack.h>
 
 static ds_store *open_store(const char *epoch)
 {
@@ -333,6 +338,165 @@ static void byte_budget_and_bad_cursor(void **state)
     ds_store_close(alice);
 }
 
+/* ---- nodes stored as received --------------------------------------------- */
+
+static void pk_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+typedef enum { HASH_RIGHT, HASH_WRONG, HASH_NONE } hash_mode;
+
+/* A node map as a peer might send it: a newer writer's extra field, and
+ * the content hash right, wrong or missing. */
+static void pack_peer_node(msgpack_packer *pk, uint8_t idbyte, const char *content, hash_mode h)
+{
+    uint8_t id[DS_ID_LEN], hash[DS_HASH_LEN];
+    memset(id, idbyte, sizeof id);
+    ds_hash(content, strlen(content), hash, DS_HASH_LEN);
+    if (h == HASH_WRONG) hash[0] ^= 1;
+    msgpack_pack_map(pk, h == HASH_NONE ? 8 : 9);
+    pk_str(pk, "id");
+    msgpack_pack_bin_with_body(pk, id, DS_ID_LEN);
+    pk_str(pk, "content");
+    pk_str(pk, content);
+    pk_str(pk, "source");
+    pk_str(pk, "peer-session");
+    pk_str(pk, "source_type");
+    pk_str(pk, "note");
+    pk_str(pk, "project");
+    pk_str(pk, "/p");
+    pk_str(pk, "namespace");
+    pk_str(pk, "team");
+    pk_str(pk, "timestamp");
+    msgpack_pack_int64(pk, 1700000000000);
+    pk_str(pk, "x_future_field");
+    msgpack_pack_uint8(pk, 7);
+    if (h != HASH_NONE) {
+        pk_str(pk, "hash");
+        msgpack_pack_bin_with_body(pk, hash, DS_HASH_LEN);
+    }
+}
+
+typedef struct { ds_buf recs[4]; size_t n; } rec_list;
+
+static int collect_rec(uint64_t seq, const uint8_t *rec, size_t len, void *ud)
+{
+    (void)seq;
+    rec_list *l = ud;
+    assert_true(l->n < 4);
+    assert_int_equal(ds_buf_append(&l->recs[l->n++], rec, len), 0);
+    return 0;
+}
+
+/* A peer's node whose hash checks out is stored byte for byte as it came
+ * (a newer writer's fields kept); one with a wrong or missing hash is
+ * stored re-encoded with the right hash. */
+static void stored_as_received(void **state)
+{
+    (void)state;
+    static const char *texts[3] = { "kept as sent", "wrong hash fixed", "missing hash added" };
+    ds_buf nodes[3] = { { 0 } }, page = { 0 };
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    pk_str(&pk, "type");
+    pk_str(&pk, "sync_response");
+    pk_str(&pk, "v");
+    msgpack_pack_uint32(&pk, DS_SYNC_VERSION);
+    ds_cursor c = { .seq = 3 };
+    uint8_t cb[DS_CURSOR_LEN];
+    ds_cursor_encode(&c, cb);
+    pk_str(&pk, "new_cursor");
+    msgpack_pack_bin_with_body(&pk, cb, DS_CURSOR_LEN);
+    pk_str(&pk, "has_more");
+    msgpack_pack_false(&pk);
+    pk_str(&pk, "nodes");
+    msgpack_pack_array(&pk, 3);
+    for (int i = 0; i < 3; i++) {
+        size_t at = sb.size;
+        pack_peer_node(&pk, (uint8_t)(i + 1), texts[i], (hash_mode)i);
+        assert_int_equal(ds_buf_append(&nodes[i], sb.data + at, sb.size - at), 0);
+    }
+    assert_int_equal(ds_buf_append(&page, sb.data, sb.size), 0);
+    msgpack_sbuffer_destroy(&sb);
+
+    ds_msg m;
+    assert_int_equal(ds_msg_decode(page.data, page.len, &m), 0);
+    ds_store *rep = open_store("rep-epoch-raw001");
+    size_t ins = 0;
+    assert_int_equal(ds_sync_apply(rep, &m, &ins), 0);
+    assert_int_equal(ins, 3);
+    ds_msg_free(&m);
+
+    rec_list l = { 0 };
+    assert_int_equal(ds_store_iter_records(rep, 0, collect_rec, &l), 0);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.recs[0].len, nodes[0].len);
+    assert_memory_equal(l.recs[0].data, nodes[0].data, nodes[0].len);
+    for (int i = 0; i < 3; i++) {
+        ds_node n;
+        assert_int_equal(ds_node_decode(l.recs[i].data, l.recs[i].len, &n), 0);
+        assert_string_equal(n.content, texts[i]);
+        assert_string_equal(n.ns, "team");
+        assert_string_equal(n.project, "/p");
+        uint8_t h[DS_HASH_LEN];
+        ds_hash(texts[i], strlen(texts[i]), h, DS_HASH_LEN);
+        assert_memory_equal(n.hash, h, DS_HASH_LEN);
+        if (i) assert_true(l.recs[i].len != nodes[i].len ||
+                           memcmp(l.recs[i].data, nodes[i].data, nodes[i].len) != 0);
+        ds_node_free(&n);
+        ds_buf_free(&l.recs[i]);
+        ds_buf_free(&nodes[i]);
+    }
+    /* The stored-as-sent node is found and indexed like any other. */
+    assert_true(has_content(rep, "kept as sent"));
+    ds_query *q;
+    assert_int_equal(ds_query_parse("kept", 4, &q), 0);
+    ds_hit hits[4];
+    size_t nh = 0;
+    assert_int_equal(ds_search_multi(&rep, 1, q, NULL, 4, hits, &nh), 0);
+    assert_int_equal(nh, 1);
+    assert_string_equal(hits[0].node.content, "kept as sent");
+    ds_hits_free(hits, nh);
+    ds_query_free(q);
+    ds_buf_free(&page);
+    ds_store_close(rep);
+}
+
+
+/* A record the publisher cannot read is a store error, never a page. */
+static void corrupt_record_publish(void **state)
+{
+    (void)state;
+    ds_store *alice = open_store("pub-epoch-corr01");
+    add(alice, "first", "/p", 1);
+    add(alice, "second", "/p", 2);
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(alice, &tx), 0);
+    uint8_t k[8];
+    ds_put_be64(k, 2);
+    static const uint8_t bad[] = { 0x82, 0xa7, 'p', 'r', 'o', 'j', 'e', 'c', 't', 0xa2, '/', 'p', 0xc1 };
+    assert_int_equal(ds__put_raw(tx, DBI_NODES, k, 8, bad, sizeof bad), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    ds_share_set share;
+    const char *roots[] = { "/p" };
+    assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
+    ds_buf req = { 0 }, resp = { 0 };
+    assert_int_equal(ds_msg_encode_request(&req, NULL, 10, 0), 0);
+    ds_msg rq;
+    assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
+    assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), DS_ERR_STORE);
+    assert_int_equal(resp.len, 0);
+    ds_msg_free(&rq);
+    ds_buf_free(&req);
+    ds_buf_free(&resp);
+    ds_share_set_free(&share);
+    ds_store_close(alice);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +506,8 @@ int main(void)
         cmocka_unit_test(apply_pages_together),
         cmocka_unit_test(resume_after_interruption),
         cmocka_unit_test(byte_budget_and_bad_cursor),
+        cmocka_unit_test(stored_as_received),
+        cmocka_unit_test(corrupt_record_publish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1096,6 +1096,90 @@ static void batched_pump(void **state)
     ds_store_close(pub);
 }
 
+/* apply_thread: batches are applied on a second thread while the next
+ * arrives.  The result is the same as on one thread: whole sync, a cut
+ * (every batch handed over is in when the machine is freed, and the
+ * cursor matches), and a store failure that fails the machine with the
+ * store's error and lets a later sync finish exactly. */
+static void threaded_apply(void **state)
+{
+    (void)state;
+    ds_store *pub = open_store("pub-epoch-thrd01");
+    add_many(pub, 230, "threaded", "/t");
+    add(pub, "CANARY unshared", "/nope");
+    ds_share_set share;
+    make_share(&share, "/t", NULL);
+
+    ds_store *rep = open_store("rep-epoch-thrd01");
+    session x;
+    session_init(&x, pub, &share, rep);
+    x.scfg.page_nodes = 7;
+    x.ccfg.batch_nodes = 40;
+    x.ccfg.hold_ms = 5;
+    x.ccfg.apply_thread = 1;
+    session_start(&x);
+    pump_opts o = { .chunks = MIXED, .nchunks = 6 };
+    pump(x.c, x.s, &o, &x.now);
+    assert_int_equal(ds_sync_client_state(x.c), DS_SYNCS_DONE);
+    ds_sync_progress p;
+    ds_sync_client_progress(x.c, &p);
+    assert_int_equal(p.nodes_new, 230);
+    assert_int_equal(p.pages, 33);
+    assert_exact_set(pub, &share, rep);     /* no wait: DONE means applied */
+    assert_false(has_content(rep, "CANARY"));
+    session_free(&x);
+    ds_store_close(rep);
+
+    /* Cut after some batches: what went in matches the cursor, so the
+     * next sync fetches exactly the rest. */
+    rep = open_store("rep-epoch-thrd02");
+    session_init(&x, pub, &share, rep);
+    x.scfg.page_nodes = 7;
+    x.ccfg.batch_nodes = 40;
+    x.ccfg.apply_thread = 1;
+    session_start(&x);
+    o.stop_after_pages = 10;
+    pump(x.c, x.s, &o, &x.now);
+    session_free(&x);
+    uint64_t before = count_nodes(rep);
+    assert_true(before >= 70 && before < 230);
+    p = sync_ok(pub, &share, rep, 0, SEVEN, 1, NULL);
+    assert_int_equal(p.nodes_new, 230 - before);
+    assert_int_equal(p.nodes_received, 230 - before);
+    assert_exact_set(pub, &share, rep);
+    ds_store_close(rep);
+
+    /* A batch that cannot be written fails the machine with the store's
+     * error, however the stream goes on. */
+    rep = open_store("rep-epoch-thrd03");
+    ds_store_fail_after(rep, 300);
+    session_init(&x, pub, &share, rep);
+    x.scfg.page_nodes = 7;
+    x.ccfg.batch_nodes = 40;
+    x.ccfg.apply_thread = 1;
+    session_start(&x);
+    o.stop_after_pages = 0;
+    pump(x.c, x.s, &o, &x.now);
+    assert_int_equal(ds_sync_client_state(x.c), DS_SYNCS_FAILED);
+    const char *code, *msg;
+    assert_int_equal(ds_sync_client_error(x.c, &code, &msg), DS_ERR_INJECTED);
+    assert_string_equal(code, "");
+    assert_non_null(strstr(msg, "could not write the replica"));
+    ds_sync_client_progress(x.c, &p);
+    assert_true(p.nodes_new < 230);
+    assert_int_equal(count_nodes(rep), p.nodes_new);
+    session_free(&x);
+    assert_int_equal(count_nodes(rep), p.nodes_new);   /* nothing after the failure */
+    ds_store_fail_after(rep, 0);
+    ds_sync_progress q = sync_ok(pub, &share, rep, 0, SEVEN, 1, NULL);
+    assert_int_equal(q.nodes_new, 230 - p.nodes_new);
+    assert_exact_set(pub, &share, rep);
+    ds_store_close(rep);
+
+    ds_share_set_free(&share);
+    ds_store_close(pub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1113,6 +1197,7 @@ int main(void)
         cmocka_unit_test(bad_config),
         cmocka_unit_test(batched_apply),
         cmocka_unit_test(batched_pump),
+        cmocka_unit_test(threaded_apply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
