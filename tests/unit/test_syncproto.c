@@ -1065,21 +1065,19 @@ static void batched_apply(void **state)
     ds_store_close(pub);
 }
 
-/* A batched full sync through the pump gives the same result. */
-static void batched_pump(void **state)
+/* A batched full sync through the pump (pages of 7, batches of 40, held
+ * 5 ms) of |pub|'s 230 shared nodes into a new replica: the exact set,
+ * no canary, progress counting every page. */
+static void pump_batched(ds_store *pub, const ds_share_set *share, const char *rep_epoch,
+                         int apply_thread)
 {
-    (void)state;
-    ds_store *pub = open_store("pub-epoch-batch4");
-    add_many(pub, 230, "pumped", "/q");
-    add(pub, "CANARY unshared", "/nope");
-    ds_share_set share;
-    make_share(&share, "/q", NULL);
-    ds_store *rep = open_store("rep-epoch-batch4");
+    ds_store *rep = open_store(rep_epoch);
     session x;
-    session_init(&x, pub, &share, rep);
+    session_init(&x, pub, share, rep);
     x.scfg.page_nodes = 7;
     x.ccfg.batch_nodes = 40;
     x.ccfg.hold_ms = 5;
+    x.ccfg.apply_thread = apply_thread;
     session_start(&x);
     pump_opts o = { .chunks = MIXED, .nchunks = 6 };
     pump(x.c, x.s, &o, &x.now);
@@ -1088,10 +1086,21 @@ static void batched_pump(void **state)
     ds_sync_client_progress(x.c, &p);
     assert_int_equal(p.nodes_new, 230);
     assert_int_equal(p.pages, 33);
-    assert_exact_set(pub, &share, rep);
+    assert_exact_set(pub, share, rep);      /* no wait: DONE means applied */
     assert_false(has_content(rep, "CANARY"));
     session_free(&x);
     ds_store_close(rep);
+}
+
+static void batched_pump(void **state)
+{
+    (void)state;
+    ds_store *pub = open_store("pub-epoch-batch4");
+    add_many(pub, 230, "pumped", "/q");
+    add(pub, "CANARY unshared", "/nope");
+    ds_share_set share;
+    make_share(&share, "/q", NULL);
+    pump_batched(pub, &share, "rep-epoch-batch4", 0);
     ds_share_set_free(&share);
     ds_store_close(pub);
 }
@@ -1109,26 +1118,12 @@ static void threaded_apply(void **state)
     add(pub, "CANARY unshared", "/nope");
     ds_share_set share;
     make_share(&share, "/t", NULL);
+    pump_batched(pub, &share, "rep-epoch-thrd01", 1);
 
-    ds_store *rep = open_store("rep-epoch-thrd01");
+    ds_store *rep;
     session x;
-    session_init(&x, pub, &share, rep);
-    x.scfg.page_nodes = 7;
-    x.ccfg.batch_nodes = 40;
-    x.ccfg.hold_ms = 5;
-    x.ccfg.apply_thread = 1;
-    session_start(&x);
     pump_opts o = { .chunks = MIXED, .nchunks = 6 };
-    pump(x.c, x.s, &o, &x.now);
-    assert_int_equal(ds_sync_client_state(x.c), DS_SYNCS_DONE);
     ds_sync_progress p;
-    ds_sync_client_progress(x.c, &p);
-    assert_int_equal(p.nodes_new, 230);
-    assert_int_equal(p.pages, 33);
-    assert_exact_set(pub, &share, rep);     /* no wait: DONE means applied */
-    assert_false(has_content(rep, "CANARY"));
-    session_free(&x);
-    ds_store_close(rep);
 
     /* Cut after some batches: what went in matches the cursor, so the
      * next sync fetches exactly the rest. */
