@@ -191,13 +191,13 @@ struct ds_wtxn {
 int ds__lmdb_err(int rc);
 /* Counts a record write for failure injection; DS_ERR_INJECTED when due. */
 int ds__store_write_check(ds_store *st);
-/* One record put (flags 0) or delete (absent is success) in table |dbi|
- * of the transaction, counted for failure injection (index.c). */
 /* ds_wtxn_put_new storing |enc| as the node's record instead of encoding
  * |n|.  |enc| must be bytes ds_node_decode turned into exactly |n| (its
  * hash checked, a namespace present), so that reading the record back
  * gives the node that was indexed: sync stores peers' nodes as received. */
 int ds__wtxn_put_new_encoded(ds_wtxn *tx, ds_node *n, const uint8_t *enc, size_t len, int *inserted);
+/* One record put (flags 0) or delete (absent is success) in table |dbi|
+ * of the transaction, counted for failure injection (index.c). */
 int ds__put_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl, const void *v, size_t vl);
 int ds__del_raw(ds_wtxn *tx, int dbi, const void *k, size_t kl);
 

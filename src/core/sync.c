@@ -201,6 +201,7 @@ static int read_nodes(ds_mr *r, ds_msg *m)
     if (!(m->nodes = calloc(n, sizeof *m->nodes)) || !(m->spans = calloc(n, sizeof *m->spans)))
         return DS_ERR_NOMEM;
     const uint8_t *first = r->p;
+    int any = 0;                      /* some node is stored as received */
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *start = r->p;
         if ((rc = ds_mr_skip(r))) return rc;
@@ -211,15 +212,18 @@ static int read_nodes(ds_mr *r, ds_msg *m)
          * receiving thread, rather than by the put on the applying one.
          * A node whose bytes carry the right hash and a namespace is
          * stored as received: re-encoding it would give the same node. */
-        int had_hash = nd->hashed_content != nd->content || nd->hashed_len != nd->content_len;
+        if (nd->hashed_content == nd->content && nd->hashed_len == nd->content_len)
+            continue;                 /* no hash given: the decoder computed it */
         uint8_t given[DS_HASH_LEN];
         memcpy(given, nd->hash, DS_HASH_LEN);
-        if (had_hash) ds_node_hash(nd);
-        if (had_hash && nd->ns[0] && memcmp(given, nd->hash, DS_HASH_LEN) == 0) {
+        ds_node_hash(nd);
+        if (nd->ns[0] && memcmp(given, nd->hash, DS_HASH_LEN) == 0) {
             m->spans[i].off = (uint32_t)(start - first);
             m->spans[i].len = (uint32_t)(r->p - start);
+            any = 1;
         }
     }
+    if (!any) return 0;
     size_t total = (size_t)(r->p - first);
     if (!(m->raw = malloc(total))) return DS_ERR_NOMEM;
     memcpy(m->raw, first, total);

@@ -31,7 +31,7 @@
 #define DS_SYNC_MAX_FRAME (16u << 20)          /* hard limit, both directions */
 #define DS_SYNC_MAX_REQUEST (64u << 10)        /* publisher: largest request frame accepted */
 #define DS_SYNC_DEFAULT_TIMEOUT_MS 15000       /* no progress for this long: fail */
-#define DS_SYNC_APPLY_BATCH_NODES 6400         /* subscriber: nodes per replica transaction, at most */
+#define DS_SYNC_APPLY_BATCH_NODES 2000         /* subscriber: nodes per replica transaction, at most */
 
 typedef enum {
     DS_SYNCS_RUNNING = 0,

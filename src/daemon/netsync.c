@@ -7,7 +7,7 @@
  * machine is asked for more only while the stream holds less than
  * QUEUE_HIGH unsent bytes, so memory stays bounded however large a sync.
  * The subscriber's machine holds decoded pages for up to CLIENT_HOLD_MS
- * to apply up to CLIENT_BATCH_NODES nodes per replica transaction: one
+ * to apply up to DS_SYNC_APPLY_BATCH_NODES per replica transaction: one
  * commit (and fsync) per batch instead of one per 100-node page.  A second
  * thread (the machine's apply_thread) writes each batch while this one
  * receives and decodes the next.
@@ -32,7 +32,6 @@
 #define QUEUE_HIGH (1u << 20)           /* unsent bytes per stream before we wait */
 #define CLIENT_PAGE_NODES 100          /* asked of the publisher: one txn per page */
 #define CLIENT_PAGE_BYTES (2u << 20)
-#define CLIENT_BATCH_NODES 2000         /* nodes per replica transaction, at most */
 #define CLIENT_HOLD_MS 50               /* a page waits this long for its batch, at most */
 #define BUSY_RETRY_MS 200               /* a peer synced by another job: wait */
 #define KEEP_JOBS 16
@@ -574,7 +573,7 @@ static void client_connected(job *j)
     }
     ds_sync_client_cfg cfg = {
         .replica = j->replica, .full = j->full, .page_nodes = CLIENT_PAGE_NODES,
-        .page_bytes = CLIENT_PAGE_BYTES, .batch_nodes = CLIENT_BATCH_NODES,
+        .page_bytes = CLIENT_PAGE_BYTES,
         .hold_ms = CLIENT_HOLD_MS, .apply_thread = 1,
     };
     rc = ds_sync_client_new(&j->cl, &cfg, now_ms());
