@@ -31,6 +31,10 @@
 
 #include "ds/error.h"
 
+#if defined(__SSE2__) && !defined(DS_TOKENIZE_SCALAR)
+#include <emmintrin.h>
+#endif
+
 /* Raw (unfolded) words longer than this are skipped without folding or
  * stemming: folding shrinks a word at most 3:1 (KELVIN SIGN -> "k") and
  * stemming removes only a short suffix, so no such word can come out at
@@ -381,75 +385,178 @@ static const uint8_t *read_word(ds_tokenizer *t, const uint8_t *s, const uint8_t
     return s;
 }
 
+/* The scan of one text: the pending-word pipeline and the callback. */
+struct scan {
+    ds_tokenizer *t;
+    ds_term_cb cb;
+    ds_term_tag_cb tcb;
+    void *ud;
+    struct pending pw[2];
+    int cur, have;              /* pw[cur] is pending when |have| */
+    int stop;
+};
+
+/* Delivers the pending word, if any. */
+static inline int flush_pending(struct scan *sc)
+{
+    if (!sc->have)
+        return 0;
+    sc->have = 0;
+    return emit_pending(sc->t, &sc->pw[sc->cur], sc->cb, sc->tcb, sc->ud, &sc->stop);
+}
+
+/* The ASCII word of |n| > 0 letters and digits at |w| (|avail| bytes
+ * readable there): a short one is scanned and its set loaded while the
+ * previous one is delivered; a long one is delivered at once. */
+static inline int ascii_word(struct scan *sc, const uint8_t *w, size_t n, size_t avail)
+{
+    if (n > KEY_MAX) {
+        int rc = flush_pending(sc);
+        if (rc || sc->stop)
+            return rc;
+        return emit_long_ascii(sc->t, w, n, sc->cb, sc->tcb, sc->ud, &sc->stop);
+    }
+    pend_word(sc->t, &sc->pw[sc->cur ^ sc->have], w, n, avail);
+    if (sc->have) {
+        int rc = emit_pending(sc->t, &sc->pw[sc->cur], sc->cb, sc->tcb, sc->ud, &sc->stop);
+        if (rc || sc->stop)
+            return rc;
+        sc->cur ^= 1;
+    }
+    sc->have = 1;
+    return 0;
+}
+
+/* The word starting at |w| (not a separator), byte by byte: an ASCII
+ * word, or from its start by the general path when a byte >= 0x80 is in
+ * or right after it.  Consumes the separator that ends it; returns where
+ * to go on. */
+static const uint8_t *slow_word(struct scan *sc, const uint8_t *w, const uint8_t *end, int *rc)
+{
+    ds_tokenizer *t = sc->t;
+    const uint8_t *p = w;
+    unsigned c = t->cls[*p];
+    *rc = 0;
+    if (c == ALNUM) {
+        do
+            p++;
+        while (p < end && (c = t->cls[*p]) == ALNUM);
+        if (p == end || c == SEP) {
+            *rc = ascii_word(sc, w, (size_t)(p - w), (size_t)(end - w));
+            return p + (p < end);
+        }
+    }
+    if ((*rc = flush_pending(sc)) || sc->stop)
+        return end;
+    size_t n;
+    int nonascii, overlong;
+    p = read_word(t, w, end, &n, &nonascii, &overlong);
+    if (n > 0 && !overlong)
+        *rc = emit_raw(t, n, nonascii, sc->cb, sc->tcb, sc->ud, &sc->stop);
+    return p;
+}
+
+/* Classifies the 64 bytes at |b|: bit i of *alnum is set when byte i is an
+ * ASCII letter or digit (t->cls ALNUM), bit i of *high when it is >= 0x80
+ * (HIGH); every other byte is a separator. */
+static inline void classify64(const ds_tokenizer *t, const uint8_t *b, uint64_t *alnum,
+                              uint64_t *high)
+{
+#if defined(__SSE2__) && !defined(DS_TOKENIZE_SCALAR)
+    /* letters: (b | 0x20) + 31 lands in [-128, -103] (signed) exactly for
+     * 'a'..'z'; digits: b + 80 lands in [-128, -119] exactly for '0'..'9' */
+    const __m128i k20 = _mm_set1_epi8(0x20), kl = _mm_set1_epi8(31), kd = _mm_set1_epi8(80);
+    const __m128i ll = _mm_set1_epi8(-102), dl = _mm_set1_epi8(-118);
+    uint64_t a = 0, h = 0;
+    (void)t;
+    for (int i = 0; i < 4; i++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * i));
+        __m128i l = _mm_add_epi8(_mm_or_si128(v, k20), kl);
+        __m128i d = _mm_add_epi8(v, kd);
+        __m128i m = _mm_or_si128(_mm_cmpgt_epi8(ll, l), _mm_cmpgt_epi8(dl, d));
+        a |= (uint64_t)(uint16_t)_mm_movemask_epi8(m) << (16 * i);
+        h |= (uint64_t)(uint16_t)_mm_movemask_epi8(v) << (16 * i);
+    }
+    *alnum = a;
+    *high = h;
+#else
+    uint64_t a = 0, h = 0;
+    for (unsigned i = 0; i < 64; i++) {
+        a |= (uint64_t)(t->cls[b[i]] == ALNUM) << i;
+        h |= (uint64_t)(b[i] >> 7) << i;
+    }
+    *alnum = a;
+    *high = h;
+#endif
+}
+
+static inline unsigned ctz64(uint64_t x)      /* x != 0 */
+{
+#if defined(__GNUC__)
+    return (unsigned)__builtin_ctzll(x);
+#else
+    unsigned n = 0;
+    while (!(x & 1)) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+/* The text is read in windows of 64 bytes classified at once into bit
+ * masks, so a word's extent comes from two bit scans instead of a branch
+ * per byte.  A word that reaches the end of its window starts the next
+ * window; one with a byte >= 0x80 in it, or 64 bytes long or more, goes
+ * byte by byte (slow_word), and the next window starts after it. */
 static int run(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb,
                ds_term_tag_cb tcb, void *ud)
 {
-    if (len == 0)
-        return 0;
+    struct scan sc = {.t = t, .cb = cb, .tcb = tcb, .ud = ud};
     const uint8_t *p = (const uint8_t *)text;
     const uint8_t *end = p + len;
-    const uint8_t *cls = t->cls;
-    struct pending pw[2];
-    int cur = 0, have = 0;      /* pw[cur] is pending when |have| */
-    int stop = 0, rc;
+    uint8_t pad[64];
+    int rc = 0;
 
     while (p < end) {
-        unsigned c = cls[*p];
-        if (c == SEP) {
-            p++;
-            continue;
+        size_t avail = (size_t)(end - p);
+        uint64_t alnum, high;
+        const uint8_t *next;
+        if (avail >= 64) {
+            classify64(t, p, &alnum, &high);
+            next = p + 64;
+        } else {                        /* the tail, padded with separators */
+            memset(pad, 0, sizeof pad);
+            memcpy(pad, p, avail);
+            classify64(t, pad, &alnum, &high);
+            next = end;
         }
-        const uint8_t *w = p;
-        if (c == ALNUM) {
-            do
-                p++;
-            while (p < end && (c = cls[*p]) == ALNUM);
-            if (p == end || c == SEP) {         /* an ASCII word */
-                size_t n = (size_t)(p - w);
-                p += p < end;                   /* the separator */
-                if (n <= KEY_MAX) {
-                    /* scan it and start its load, then finish the previous one */
-                    pend_word(t, &pw[cur ^ have], w, n, (size_t)(end - w));
-                    if (have) {
-                        rc = emit_pending(t, &pw[cur], cb, tcb, ud, &stop);
-                        if (rc || stop)
-                            return rc;
-                        cur ^= 1;
-                    }
-                    have = 1;
-                    continue;
+        uint64_t word = alnum | high;
+        while (word) {
+            unsigned s = ctz64(word);
+            uint64_t rest = ~(word >> s);
+            unsigned n = rest ? ctz64(rest) : 64;   /* the run of word bytes at s */
+            const uint8_t *w = p + s;
+            uint64_t in = (n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1) << s;
+            if (s + n == 64 || (high & in)) {
+                if (s > 0 && !(high & in)) {
+                    next = w;           /* may go on: the next window starts here */
+                    break;
                 }
-                if (have) {
-                    have = 0;
-                    rc = emit_pending(t, &pw[cur], cb, tcb, ud, &stop);
-                    if (rc || stop)
-                        return rc;
-                }
-                rc = emit_long_ascii(t, w, n, cb, tcb, ud, &stop);
-                if (rc || stop)
+                next = slow_word(&sc, w, end, &rc);
+                if (rc || sc.stop)
                     return rc;
-                continue;
+                break;
             }
-        }
-        /* non-ASCII in or after the word: the general path, from its start */
-        if (have) {
-            have = 0;
-            rc = emit_pending(t, &pw[cur], cb, tcb, ud, &stop);
-            if (rc || stop)
+            word &= ~(uint64_t)0 << (s + n);
+            rc = ascii_word(&sc, w, n, (size_t)(end - w));
+            if (rc || sc.stop)
                 return rc;
         }
-        size_t n;
-        int nonascii, overlong;
-        p = read_word(t, w, end, &n, &nonascii, &overlong);
-        if (n > 0 && !overlong) {
-            rc = emit_raw(t, n, nonascii, cb, tcb, ud, &stop);
-            if (rc || stop)
-                return rc;
-        }
+        p = next;
     }
-    if (have)
-        return emit_pending(t, &pw[cur], cb, tcb, ud, &stop);
-    return 0;
+    rc = flush_pending(&sc);
+    return rc;
 }
 
 int ds_tokenize(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb, void *ud)

@@ -724,6 +724,66 @@ static void test_equivalence(void **state)
     sb_stemmer_delete(st);
 }
 
+/* Every byte value, at every offset from the start and the end of the
+ * text, in words that end exactly at, just before or just after a multiple
+ * of 64 bytes (the tokenizer classifies 64-byte windows at a time), and in
+ * runs longer than a window: the same terms as the reference. */
+static void test_equivalence_bytes(void **state)
+{
+    (void)state;
+    enum { DOCS = 6000, DOC_CAP = 1024 };
+    struct sb_stemmer *st = sb_stemmer_new("english", "UTF_8");
+    assert_non_null(st);
+    ds_tokenizer *t;
+    assert_int_equal(ds_tokenizer_new(&t), 0);
+    uint8_t *doc = malloc(DOC_CAP);
+    assert_non_null(doc);
+    ref_out want = {0};
+    uint64_t x = UINT64_C(0xD1B54A32D192ED03);
+    size_t total_terms = 0;
+    static const char common[] = "abcxyzABCXYZ0189 ";
+    for (int d = 0; d < DOCS; d++) {
+        size_t len = (size_t)(xs64(&x) % DOC_CAP);
+        int kind = d % 4;
+        for (size_t i = 0; i < len; i++) {
+            uint64_t r = xs64(&x);
+            if (kind == 0)                          /* any byte at all */
+                doc[i] = (uint8_t)(r >> 8);
+            else if (kind == 1 && r % 4 == 0)       /* mostly ASCII */
+                doc[i] = (uint8_t)(r >> 8);
+            else
+                doc[i] = (uint8_t)common[(r >> 8) % (sizeof common - 1)];
+        }
+        if (kind == 2 && len > 0) {                 /* word edges near multiples of 64 */
+            for (size_t e = 64; e + 2 < len; e += 64) {
+                size_t at = e - 2 + (size_t)(xs64(&x) % 5);
+                doc[at] = ' ';
+            }
+        }
+        if (kind == 3 && len > 0) {                 /* one long run, then one high byte */
+            size_t a = (size_t)(xs64(&x) % len), n = (size_t)(xs64(&x) % 300);
+            for (size_t i = a; i < len && i < a + n; i++)
+                doc[i] = (uint8_t)"abcdefgh0123"[xs64(&x) % 12];
+            if (a + n < len)
+                doc[a + n] = (uint8_t)(0x80 + xs64(&x) % 0x80);
+        }
+        ref_reset(&want);
+        ref_tokenize(st, doc, len, &want);
+        total_terms += want.n;
+        struct eq_ctx c = {&want, 0, 0, 0};
+        assert_int_equal(ds_tokenize(t, (const char *)doc, len, eq_cb, &c), 0);
+        assert_int_equal(c.i, want.n);
+        c = (struct eq_ctx){&want, 0, 1, 0};
+        assert_int_equal(ds_tokenize_tagged(t, (const char *)doc, len, eq_tag_cb, &c), 0);
+        assert_int_equal(c.i, want.n);
+    }
+    assert_true(total_terms > 50000);
+    ref_free(&want);
+    free(doc);
+    ds_tokenizer_free(t);
+    sb_stemmer_delete(st);
+}
+
 struct tag_probe {
     uint64_t seen[8];
     size_t n;
@@ -797,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_cache_correctness),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_equivalence),
+        cmocka_unit_test(test_equivalence_bytes),
         cmocka_unit_test(test_tags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
