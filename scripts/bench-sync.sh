@@ -10,10 +10,16 @@
 #
 #   sync nodes=100000 bytes=... seconds=... nodes_per_s=... mb_per_s=...   (median run)
 #   quic-raw bytes=... seconds=... mb_per_s=... gso=...
+#   cpu sync_subscriber_s=... sync_publisher_s=... sync_total_s=... quic_raw_process_s=... cores=N
 #   ratio sync_over_raw=0.62 target>=0.50 met=yes; nodes_in_3s met=yes
 #
-# mb_per_s is 10^6 bytes per second of sync wire bytes (frames).  The exit
-# status is 0 whether or not the targets are met; only errors fail.
+# mb_per_s is 10^6 bytes per second of sync wire bytes (frames).  The cpu
+# line is the CPU time (user + system) of the median run: the subscriber
+# process (`ds peer sync`, all its threads), the publisher daemon over the
+# same sync (from /proc, in clock ticks), and the whole bench_quic process
+# (both ends, handshake included); with both sides on one machine, wall
+# time cannot go below sync_total_s / cores.  The exit status is 0 whether
+# or not the targets are met; only errors fail.
 #
 # Usage: scripts/bench-sync.sh [NODES] [RUNS]     (default 100000 3)
 # Environment: DS_SKIP_APT=1 (passed to setup.sh), BENCH_BUILD=dir (use an
@@ -75,6 +81,12 @@ done
 [ -n "$port" ] || { cat "$T/start.err" >&2; echo "bench-sync: publisher did not start" >&2; exit 1; }
 ticket=$(DS_HOME="$T/pub" "$DS" peer ticket 2>/dev/null)
 
+# CPU seconds (user + system) the publisher daemon has used so far, in
+# clock ticks; the subscriber's are measured by `time` around its sync.
+pubpid=$(cat "$T/pub/daemon.pid")
+tick=$(getconf CLK_TCK)
+pub_cpu() { awk '{print $14 + $15}' "/proc/$pubpid/stat"; }
+
 results=()
 for r in $(seq 1 "$runs"); do
     sub="$T/sub$r"
@@ -82,26 +94,34 @@ for r in $(seq 1 "$runs"); do
     sid=$(DS_HOME="$sub" "$DS" peer id)
     DS_HOME="$T/pub" "$DS" peer add "$sid" --name "sub$r" --publish >/dev/null
     DS_HOME="$sub" "$DS" peer add "$ticket" --name pub >/dev/null
-    DS_HOME="$sub" "$DS" peer sync --json >"$T/sync$r.json"
-    line=$(python3 - "$T/sync$r.json" "$nodes" <<'PY'
+    pub_before=$(pub_cpu)
+    TIMEFORMAT='%3U %3S'
+    { time DS_HOME="$sub" "$DS" peer sync --json >"$T/sync$r.json" 2>"$T/sync$r.err"; } 2>"$T/time$r"
+    pub_after=$(pub_cpu)
+    sub_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/time$r")
+    line=$(python3 - "$T/sync$r.json" "$nodes" "$sub_cpu" "$pub_before" "$pub_after" "$tick" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 p = d["peers"][0]
 if p["state"] != "done" or p["nodes_new"] < int(sys.argv[2]):
     sys.exit("bench-sync: sync failed or incomplete: %s" % (p.get("error") or p))
 s = p["elapsed_ms"] / 1000.0
-print("%.6f %d %d" % (s, p["nodes_received"], p["bytes"]))
+pub = (int(sys.argv[5]) - int(sys.argv[4])) / float(sys.argv[6])
+print("%.6f %d %d %s %.3f" % (s, p["nodes_received"], p["bytes"], sys.argv[3], pub))
 PY
 )
     results+=("$line")
-    echo "run $r: $line (seconds nodes bytes)" >&2
+    echo "run $r: $line (seconds nodes bytes subscriber_cpu_s publisher_cpu_s)" >&2
     rm -rf "$sub"
 done
 
 med=$(printf '%s\n' "${results[@]}" | sort -n | awk -v n="$runs" 'NR == int((n + 1) / 2)')
-read -r secs got bytes <<<"$med"
+read -r secs got bytes sub_cpu pub_cpu_s <<<"$med"
 mb=$(python3 -c "import math; print(max(1, math.ceil($bytes / 1e6)))")
-raw=$("$QUIC" --mb "$mb" | grep '^quic-raw')
+TIMEFORMAT='%3U %3S'
+{ time "$QUIC" --mb "$mb" >"$T/raw.out"; } 2>"$T/raw.time"
+raw=$(grep '^quic-raw' "$T/raw.out" || true)
+raw_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/raw.time")
 [ -n "$raw" ] || { echo "bench-sync: bench_quic printed nothing" >&2; exit 1; }
 raw_mbps=$(printf '%s\n' "$raw" | sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p')
 
@@ -112,6 +132,12 @@ mbps = nbytes / 1e6 / secs
 print("sync nodes=%d bytes=%d seconds=%.3f nodes_per_s=%.0f mb_per_s=%.1f" % (got, nbytes, secs, got / secs, mbps))
 PY
 printf '%s\n' "$raw"
+python3 - "$sub_cpu" "$pub_cpu_s" "$raw_cpu" "$(nproc)" <<'PY'
+import sys
+sub, pub, raw, cores = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+print("cpu sync_subscriber_s=%.2f sync_publisher_s=%.2f sync_total_s=%.2f quic_raw_process_s=%.2f cores=%d"
+      % (sub, pub, sub + pub, raw, cores))
+PY
 python3 - "$secs" "$bytes" "$raw_mbps" "$nodes" <<'PY'
 import sys
 secs, nbytes, raw, nodes = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])

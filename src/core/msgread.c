@@ -112,7 +112,7 @@ static int container(ds_mr *r, ds_mr_type want, uint32_t *count)
 int ds_mr_map(ds_mr *r, uint32_t *count) { return container(r, DS_MR_MAP, count); }
 int ds_mr_array(ds_mr *r, uint32_t *count) { return container(r, DS_MR_ARRAY, count); }
 
-int ds_mr_str(ds_mr *r, const char **s, uint32_t *len)
+int ds__mr_str_any(ds_mr *r, const char **s, uint32_t *len)
 {
     const uint8_t *pl;
     uint64_t n;
@@ -259,7 +259,7 @@ static int skip(ds_mr *r, int depth)
     }
 }
 
-int ds_mr_skip(ds_mr *r)
+int ds__mr_skip_any(ds_mr *r)
 {
     const uint8_t *save = r->p;
     int rc = skip(r, 0);

@@ -43,7 +43,7 @@ ds_mr_type ds_mr_peek(const ds_mr *r);
  * (another type, or an invalid byte).  On error nothing is consumed. */
 int ds_mr_map(ds_mr *r, uint32_t *count);
 int ds_mr_array(ds_mr *r, uint32_t *count);
-int ds_mr_str(ds_mr *r, const char **s, uint32_t *len);   /* not NUL-terminated */
+static inline int ds_mr_str(ds_mr *r, const char **s, uint32_t *len); /* not NUL-terminated */
 int ds_mr_bin(ds_mr *r, const uint8_t **b, uint32_t *len);
 int ds_mr_uint(ds_mr *r, uint64_t *v);    /* non-negative integer */
 int ds_mr_int(ds_mr *r, int64_t *v);      /* any integer fitting int64 */
@@ -54,7 +54,7 @@ int ds_mr_nil(ds_mr *r);
  * (freed).  DS_ERR_MALFORMED for more than |max| bytes or an embedded NUL. */
 int ds_mr_strdup(ds_mr *r, size_t max, char **out);
 /* Skips one value of any type (containers recursively, depth-limited). */
-int ds_mr_skip(ds_mr *r);
+static inline int ds_mr_skip(ds_mr *r);
 /* 1 if the |len| bytes at |s| equal the C string |key|, else 0.  Inline
  * so that a literal key's strlen and memcmp fold into a few compares:
  * decoders call this once per key and candidate. */
@@ -62,6 +62,53 @@ static inline int ds_mr_key_eq(const char *s, uint32_t len, const char *key)
 {
     size_t kl = strlen(key);
     return kl == len && memcmp(s, key, kl) == 0;
+}
+
+/* ---- inline fast paths ------------------------------------------------
+ * Records and frames are mostly short strings, binaries and small
+ * integers, read once per key: those forms are decoded here, inline; any
+ * other form, and every error, goes to the general out-of-line reader. */
+int ds__mr_str_any(ds_mr *r, const char **s, uint32_t *len);
+int ds__mr_skip_any(ds_mr *r);
+
+/* The payload length and header size of a fixstr, str8, str16 or bin8 at
+ * the reader's position; 0 if it is none of these (or truncated). */
+static inline int ds__mr_short(const ds_mr *r, size_t *h, size_t *n, int want_str)
+{
+    size_t left = ds_mr_left(r);
+    if (left == 0) return 0;
+    uint8_t b = r->p[0];
+    if ((b & 0xe0) == 0xa0) { *h = 1; *n = b & 31; }
+    else if (b == 0xd9 && left >= 2) { *h = 2; *n = r->p[1]; }
+    else if (b == 0xda && left >= 3) { *h = 3; *n = (size_t)r->p[1] << 8 | r->p[2]; }
+    else if (b == 0xc4 && !want_str && left >= 2) { *h = 2; *n = r->p[1]; }
+    else return 0;
+    return left - *h >= *n;
+}
+
+static inline int ds_mr_str(ds_mr *r, const char **s, uint32_t *len)
+{
+    size_t h, n;
+    if (!ds__mr_short(r, &h, &n, 1)) return ds__mr_str_any(r, s, len);
+    *s = (const char *)r->p + h;
+    *len = (uint32_t)n;
+    r->p += h + n;
+    return 0;
+}
+
+static inline int ds_mr_skip(ds_mr *r)
+{
+    size_t h, n;
+    if (r->p < r->end) {
+        uint8_t b = r->p[0];
+        if (b < 0x80 || b >= 0xe0) {            /* positive or negative fixint */
+            r->p++;
+            return 0;
+        }
+    }
+    if (!ds__mr_short(r, &h, &n, 0)) return ds__mr_skip_any(r);
+    r->p += h + n;
+    return 0;
 }
 
 #endif
