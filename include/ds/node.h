@@ -91,6 +91,9 @@ DS_API int ds_node_encode(const ds_node *n, uint8_t **out, size_t *outlen);
  * Returns 0, DS_ERR_TRUNCATED, DS_ERR_MALFORMED, DS_ERR_TOOLARGE or
  * DS_ERR_NOMEM. */
 DS_API int ds_node_decode(const uint8_t *buf, size_t len, ds_node *out);
+/* Like ds_node_decode, for a node followed by other bytes: decodes the
+ * node at the start of |buf| and sets *used to its encoded length. */
+DS_API int ds_node_decode_prefix(const uint8_t *buf, size_t len, ds_node *out, size_t *used);
 /* The "project" of an encoded node without decoding the rest: points
  * *project into |buf| (*plen bytes, not NUL-terminated; "" when absent).
  * Checks the map's structure, not its field values.  Returns 0 or

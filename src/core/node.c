@@ -288,6 +288,23 @@ int ds_node_decode(const uint8_t *buf, size_t len, ds_node *out)
     return rc;
 }
 
+int ds_node_decode_prefix(const uint8_t *buf, size_t len, ds_node *out, size_t *used)
+{
+    ds_node_init(out);
+    *used = 0;
+    ds_mr r;
+    ds_mr_init(&r, buf, len > DS_NODE_MAX_ENCODED ? DS_NODE_MAX_ENCODED : len);
+    int rc = decode_fields(&r, out);
+    /* cut off by the size limit rather than by the end of the input */
+    if (rc == DS_ERR_TRUNCATED && len > DS_NODE_MAX_ENCODED) rc = DS_ERR_TOOLARGE;
+    if (rc) {
+        ds_node_free(out);
+        return rc;
+    }
+    *used = (size_t)(r.p - buf);
+    return 0;
+}
+
 int ds_node_peek_project(const uint8_t *buf, size_t len, const char **project, size_t *plen)
 {
     *project = "";

@@ -204,9 +204,10 @@ static int read_nodes(ds_mr *r, ds_msg *m)
     int any = 0;                      /* some node is stored as received */
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *start = r->p;
-        if ((rc = ds_mr_skip(r))) return rc;
         ds_node *nd = &m->nodes[i];
-        if ((rc = ds_node_decode(start, (size_t)(r->p - start), nd))) return rc;
+        size_t used;
+        if ((rc = ds_node_decode_prefix(start, ds_mr_left(r), nd, &used))) return rc;
+        r->p += used;
         m->nnodes++;
         /* A peer's hash is never trusted: it is recomputed here, on the
          * receiving thread, rather than by the put on the applying one.

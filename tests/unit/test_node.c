@@ -223,6 +223,57 @@ static void utf8_validation(void **state)
 /* The publisher's project peek: the same answer as a full decode, "" for
  * no project, and an error (never a crash) for any truncation or
  * trailing byte. */
+/* ds_node_decode_prefix: the node at the front of a longer buffer, its
+ * length, and the same errors as ds_node_decode for a cut or an
+ * oversized node. */
+static void decode_prefix(void **state)
+{
+    (void)state;
+    ds_node a, b;
+    make(&a);
+    uint8_t *buf;
+    size_t len, used = 99;
+    assert_int_equal(ds_node_encode(&a, &buf, &len), 0);
+    uint8_t *two = malloc(2 * len + 1);
+    memcpy(two, buf, len);
+    memcpy(two + len, buf, len);
+    two[2 * len] = 0xc1;                /* not even valid msgpack after them */
+    assert_int_equal(ds_node_decode_prefix(two, 2 * len + 1, &b, &used), 0);
+    assert_int_equal(used, len);
+    assert_memory_equal(b.id, a.id, DS_ID_LEN);
+    assert_string_equal(b.content, a.content);
+    assert_string_equal(b.project, a.project);
+    ds_node_free(&b);
+    assert_int_equal(ds_node_decode_prefix(two + len, len + 1, &b, &used), 0);
+    assert_int_equal(used, len);
+    ds_node_free(&b);
+    for (size_t cut = 0; cut < len; cut++) {
+        int rc = ds_node_decode_prefix(two, cut, &b, &used);
+        assert_true(rc == DS_ERR_TRUNCATED || rc == DS_ERR_MALFORMED);
+        assert_int_equal(used, 0);
+    }
+    assert_int_equal(ds_node_decode_prefix(two + 2 * len, 1, &b, &used), DS_ERR_MALFORMED);
+    free(two);
+    free(buf);
+    /* A node whose content alone is over the record limit: too large, as
+     * ds_node_decode says, not truncated. */
+    size_t big = DS_NODE_MAX_ENCODED + 64;
+    uint8_t *huge = malloc(big + 16);
+    size_t i = 0;
+    huge[i++] = 0x81;
+    huge[i++] = 0xa7;
+    memcpy(huge + i, "content", 7);
+    i += 7;
+    huge[i++] = 0xdb;
+    ds_put_be32(huge + i, (uint32_t)big);
+    i += 4;
+    memset(huge + i, 'x', big);
+    assert_int_equal(ds_node_decode_prefix(huge, i + big, &b, &used), DS_ERR_TOOLARGE);
+    assert_int_equal(ds_node_decode(huge, i + big, &b), DS_ERR_TOOLARGE);
+    free(huge);
+    ds_node_free(&a);
+}
+
 static void peek_project(void **state)
 {
     (void)state;
@@ -272,6 +323,7 @@ int main(void)
         cmocka_unit_test(uuids),
         cmocka_unit_test(utf8_validation),
         cmocka_unit_test(peek_project),
+        cmocka_unit_test(decode_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
