@@ -96,7 +96,8 @@ for r in $(seq 1 "$runs"); do
     DS_HOME="$sub" "$DS" peer add "$ticket" --name pub >/dev/null
     pub_before=$(pub_cpu)
     TIMEFORMAT='%3U %3S'
-    { time DS_HOME="$sub" "$DS" peer sync --json >"$T/sync$r.json" 2>"$T/sync$r.err"; } 2>"$T/time$r"
+    { time DS_HOME="$sub" "$DS" peer sync --json >"$T/sync$r.json" 2>"$T/sync$r.err"; } 2>"$T/time$r" ||
+        { cat "$T/sync$r.err" >&2; echo "bench-sync: ds peer sync failed (run $r)" >&2; exit 1; }
     pub_after=$(pub_cpu)
     sub_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/time$r")
     line=$(python3 - "$T/sync$r.json" "$nodes" "$sub_cpu" "$pub_before" "$pub_after" "$tick" <<'PY'

@@ -6,9 +6,10 @@
  * by libunistring's full case folding followed by NFC, so "STRASSE" and
  * "Straße" agree) and stemmed with the English Snowball stemmer.  Indexing
  * runs this on every document, so the hot path never allocates and pure
- * ASCII words (the common case) take a fast path: bytes are classified by
- * a 256-entry table, and the word is lowered and turned into a zero-padded
- * cache key with fixed-size loads, no copy.  The terms of short words are
+ * ASCII words (the common case) take a fast path: the text is classified
+ * 64 bytes at a time into bit masks, a word's extent comes from bit scans,
+ * and the word is lowered and turned into a zero-padded cache key with
+ * fixed-size loads, no copy.  The terms of short words are
  * remembered in a 2-way set-associative cache (LRU within a set) keyed by
  * the raw word, so a frequent word is folded and stemmed once; the set of
  * the next word is prefetched while the current one is delivered.  The
@@ -508,7 +509,8 @@ static inline unsigned ctz64(uint64_t x)      /* x != 0 */
  * masks, so a word's extent comes from two bit scans instead of a branch
  * per byte.  A word that reaches the end of its window starts the next
  * window; one with a byte >= 0x80 in it, or 64 bytes long or more, goes
- * byte by byte (slow_word), and the next window starts after it. */
+ * byte by byte (slow_word), and the scan goes on after it: in the same
+ * window when it ended there, else in a new one. */
 static int run(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb,
                ds_term_tag_cb tcb, void *ud)
 {
@@ -521,16 +523,17 @@ static int run(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb,
     while (p < end) {
         size_t avail = (size_t)(end - p);
         uint64_t alnum, high;
-        const uint8_t *next;
+        const uint8_t *wend, *next;
         if (avail >= 64) {
             classify64(t, p, &alnum, &high);
-            next = p + 64;
+            wend = p + 64;
         } else {                        /* the tail, padded with separators */
             memset(pad, 0, sizeof pad);
             memcpy(pad, p, avail);
             classify64(t, pad, &alnum, &high);
-            next = end;
+            wend = end;
         }
+        next = wend;
         uint64_t word = alnum | high;
         while (word) {
             unsigned s = ctz64(word);
@@ -546,7 +549,11 @@ static int run(ds_tokenizer *t, const char *text, size_t len, ds_term_cb cb,
                 next = slow_word(&sc, w, end, &rc);
                 if (rc || sc.stop)
                     return rc;
-                break;
+                if (next >= wend)
+                    break;
+                word &= ~(uint64_t)0 << (next - p);   /* 0 < next - p < 64 */
+                next = wend;
+                continue;
             }
             word &= ~(uint64_t)0 << (s + n);
             rc = ascii_word(&sc, w, n, (size_t)(end - w));
