@@ -268,6 +268,7 @@ static const char *find(const char *s, size_t n, const char *pat)
 /* Trims ASCII blanks at both ends of |b| in place. */
 static void trim(sbuf *b)
 {
+    if (!b->p) return;              /* nothing was ever put: empty, no storage */
     size_t a = 0, e = b->len;
     while (a < e && is_blank((unsigned char)b->p[a])) a++;
     while (e > a && is_blank((unsigned char)b->p[e - 1])) e--;

@@ -331,6 +331,24 @@ static int64_t ts_of(const char *ts)
     return v;
 }
 
+/* Blocks with empty text first in a parse, before any text buffer was
+ * allocated (found by fuzz_transcript): no turn, no crash, and later
+ * turns still come out. */
+static void test_empty_first_text(void **state)
+{
+    (void)state;
+    static const char in[] =
+        "{\"type\":\"assistant\",\"message\":{\"role\":\"assistant\","
+        "\"content\":[{\"type\":\"text\",\"text\":\"\"}]}}\n"
+        "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\"\"}}\n"
+        "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\"still here\"}}\n";
+    ds_transcript_batch b;
+    assert_int_equal(ds_transcript_parse(in, sizeof in - 1, 0, &b), 0);
+    assert_int_equal(b.count, 1);
+    assert_string_equal(b.turns[0].text, "still here");
+    ds_transcript_batch_free(&b);
+}
+
 static void test_timestamps(void **state)
 {
     (void)state;
@@ -424,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_partial_line),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_timestamps),
+        cmocka_unit_test(test_empty_first_text),
         cmocka_unit_test(test_gist_bounds),
         cmocka_unit_test(test_secret_at_gist_edge),
     };
