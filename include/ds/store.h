@@ -71,6 +71,12 @@ DS_API int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *o
 DS_API void ds_store_close(ds_store *st);
 DS_API const char *ds_store_path(const ds_store *st);
 DS_API int ds_store_info_get(ds_store *st, ds_store_info *out);
+/* Parts of the info without its distinct-term count, which walks every
+ * index segment's dictionary: for callers that need only these (a sync
+ * publisher's cursor epoch, a replica's size).  ds_store_epoch fails with
+ * DS_ERR_STORE when the store has no valid epoch record. */
+DS_API int ds_store_epoch(ds_store *st, uint8_t epoch[DS_EPOCH_LEN]);
+DS_API int ds_store_node_count(ds_store *st, uint64_t *n);
 
 /* Write transactions.  Only one may be open per process at a time (LMDB
  * serializes writers across processes too).  commit and abort consume

@@ -155,8 +155,8 @@ int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn 
                     ds_export_result *res)
 {
     memset(res, 0, sizeof *res);
-    ds_store_info info;
-    int rc = ds_store_info_get(st, &info);
+    uint8_t epoch[DS_EPOCH_LEN];
+    int rc = ds_store_epoch(st, epoch);
     if (rc)
         return rc;
     /* A cursor from another store epoch or share set means starting over:
@@ -165,7 +165,7 @@ int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn 
     if (since) {
         ds_cursor c;
         if (ds_cursor_decode(since, DS_CURSOR_LEN, &c) != 0 ||
-            memcmp(c.epoch, info.epoch, DS_EPOCH_LEN) != 0 ||
+            memcmp(c.epoch, epoch, DS_EPOCH_LEN) != 0 ||
             memcmp(c.digest, o->share->digest, DS_SHARE_DIGEST_LEN) != 0)
             since = NULL;
     }

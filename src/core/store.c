@@ -292,6 +292,31 @@ void ds_store_close(ds_store *st)
 
 const char *ds_store_path(const ds_store *st) { return st->path; }
 
+int ds_store_epoch(ds_store *st, uint8_t epoch[DS_EPOCH_LEN])
+{
+    MDB_txn *txn;
+    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    if (rc) return rc;
+    MDB_val k = { 5, "epoch" }, d;
+    int mrc = mdb_get(txn, st->dbi[DBI_META], &k, &d);
+    if (mrc == 0 && d.mv_size == DS_EPOCH_LEN) memcpy(epoch, d.mv_data, DS_EPOCH_LEN);
+    else rc = mrc && mrc != MDB_NOTFOUND ? ds__lmdb_err(mrc) : DS_ERR_STORE;
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ds_store_node_count(ds_store *st, uint64_t *n)
+{
+    *n = 0;
+    MDB_txn *txn;
+    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    if (rc) return rc;
+    ds_counters c;
+    if (!(rc = ds__counters_read(st, txn, &c))) *n = c.docs;
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 int ds_store_info_get(ds_store *st, ds_store_info *out)
 {
     memset(out, 0, sizeof *out);

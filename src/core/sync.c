@@ -387,10 +387,10 @@ int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
                     ds_buf *out, ds_publish_stats *stats)
 {
     if (stats) memset(stats, 0, sizeof *stats);
-    ds_store_info info;
-    int rc = ds_store_info_get(st, &info);
+    uint8_t epoch[DS_EPOCH_LEN];
+    int rc = ds_store_epoch(st, epoch);
     if (rc) return rc;
-    return ds_sync_publish_epoch(st, info.epoch, share, req, out, stats);
+    return ds_sync_publish_epoch(st, epoch, share, req, out, stats);
 }
 
 int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const ds_share_set *share,

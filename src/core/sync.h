@@ -136,7 +136,7 @@ typedef struct ds_publish_stats {
 int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
                     ds_buf *out, ds_publish_stats *stats);
 /* The same with the store's epoch given (read once per sync stream with
- * ds_store_info_get, which costs more than a page's scan). */
+ * ds_store_epoch). */
 int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const ds_share_set *share,
                           const ds_msg *req, ds_buf *out, ds_publish_stats *stats);
 

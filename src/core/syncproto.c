@@ -287,9 +287,7 @@ static int server_emit_page(ds_sync_server *s, ds_buf *out, ds_publish_stats *ps
     size_t at = out->len;
     int rc;
     if (!s->have_epoch) {
-        ds_store_info info;
-        if ((rc = ds_store_info_get(s->cfg.store, &info))) return rc;
-        memcpy(s->epoch, info.epoch, DS_EPOCH_LEN);
+        if ((rc = ds_store_epoch(s->cfg.store, s->epoch))) return rc;
         s->have_epoch = 1;
     }
     if ((rc = ds_buf_append(out, zero, sizeof zero))) return rc;

@@ -436,9 +436,9 @@ static void finish_peer(job *j)
     uint8_t cur[DS_CURSOR_LEN];
     int has = 0;
     if (j->replica) {
-        ds_store_info si;
-        if (ds_store_info_get(j->replica, &si) == 0)
-            p->replica_nodes = si.node_count;
+        uint64_t n;
+        if (ds_store_node_count(j->replica, &n) == 0)
+            p->replica_nodes = n;
         if (ds_sync_cursor_get(j->replica, cur, &has) != 0)
             has = 0;
     }

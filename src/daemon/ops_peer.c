@@ -259,12 +259,12 @@ static void pack_bool(msgpack_packer *pk, int b)
 static uint64_t replica_nodes(ds_ctx *ctx, const char *id, int *exists)
 {
     replica_ent *e;
-    ds_store_info info;
+    uint64_t n;
     *exists = 0;
     if (!ds_replica_exists(ctx->home, id) || cache_open(ctx, id, 0, &e) != 0)
         return 0;
     *exists = 1;
-    return ds_store_info_get(e->st, &info) == 0 ? info.node_count : 0;
+    return ds_store_node_count(e->st, &n) == 0 ? n : 0;
 }
 
 /* ---- identity ----------------------------------------------------------- */
@@ -1112,7 +1112,7 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
             rc = ds_ops_fail_store(ctx, rc, "writing the peer's replica");
     }
     char when[32];
-    ds_store_info si = { 0 };
+    uint64_t replica_n = 0;
     const ds_peer *p = NULL;
     if (!rc) {
         ds_ops_iso8601(ctx->now_ms(), 0, when);
@@ -1126,10 +1126,10 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         uint8_t cur[DS_CURSOR_LEN];
         int has = 0;
         char err[ERRLEN] = "";
-        if (ds_store_info_get(e->st, &si) != 0 || ds_sync_cursor_get(e->st, cur, &has) != 0)
+        if (ds_store_node_count(e->st, &replica_n) != 0 || ds_sync_cursor_get(e->st, cur, &has) != 0)
             rc = ds_ops_fail_store(ctx, DS_ERR_STORE, "reading the peer's replica");
         else if ((rc = ds_replica_meta_write(ctx->home, info.node_id, p->name, when,
-                                             si.node_count, has ? cur : NULL, err,
+                                             replica_n, has ? cur : NULL, err,
                                              sizeof err)))
             rc = cfg_fail(ctx, rc, err);
     }
@@ -1154,7 +1154,7 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         ds_pack_cstr(reply, "cursor_advanced");
         pack_bool(reply, res.cursor_advanced);
         ds_pack_cstr(reply, "replica_nodes");
-        msgpack_pack_uint64(reply, si.node_count);
+        msgpack_pack_uint64(reply, replica_n);
         ds_pack_cstr(reply, "last_sync");
         ds_pack_cstr(reply, when);
     }

@@ -357,6 +357,66 @@ static void aux_and_clear(void **state)
     ds_store_close(st);
 }
 
+/* The light readers agree with ds_store_info_get, follow a clear, and
+ * report a store whose epoch record is gone instead of inventing one. */
+static void epoch_and_count(void **state)
+{
+    (void)state;
+    const char *dir = ds_test_tmpdir();
+    ds_store *st;
+    ds_store_opts o = { .epoch_seed = EPOCH };
+    assert_int_equal(ds_store_open(&st, dir, &o), 0);
+    uint8_t ep[DS_EPOCH_LEN];
+    uint64_t n = 99;
+    assert_int_equal(ds_store_epoch(st, ep), 0);
+    assert_memory_equal(ep, EPOCH, DS_EPOCH_LEN);
+    assert_int_equal(ds_store_node_count(st, &n), 0);
+    assert_int_equal(n, 0);
+    ds_node a, b;
+    ds_test_make_node(&a, "first counted node", "/p");
+    ds_test_make_node(&b, "second counted node", "/p");
+    assert_int_equal(ds_store_put(st, &a), 0);
+    assert_int_equal(ds_store_put(st, &b), 0);
+    assert_int_equal(ds_store_put(st, &b), 0);          /* a replace, not a new node */
+    ds_store_info info;
+    assert_int_equal(ds_store_info_get(st, &info), 0);
+    assert_int_equal(ds_store_node_count(st, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(n, info.node_count);
+    assert_int_equal(ds_store_delete(st, a.id), 0);
+    assert_int_equal(ds_store_node_count(st, &n), 0);
+    assert_int_equal(n, 1);
+    uint8_t epoch2[DS_EPOCH_LEN] = "fedcba9876543210";
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    assert_int_equal(ds_wtxn_clear(tx, epoch2), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    assert_int_equal(ds_store_epoch(st, ep), 0);
+    assert_memory_equal(ep, epoch2, DS_EPOCH_LEN);
+    assert_int_equal(ds_store_node_count(st, &n), 0);
+    assert_int_equal(n, 0);
+    ds_store_close(st);
+    /* Remove the epoch record behind the store's back. */
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    mdb_env_set_mapsize(env, 1ull << 30);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_val k = { 5, "epoch" };
+    assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    assert_int_equal(ds_store_open(&st, dir, &o), 0);
+    assert_int_equal(ds_store_epoch(st, ep), DS_ERR_STORE);
+    ds_store_close(st);
+    ds_node_free(&a);
+    ds_node_free(&b);
+}
+
 static void rejects_invalid_nodes(void **state)
 {
     (void)state;
@@ -441,6 +501,7 @@ int main(void)
         cmocka_unit_test(prefixes),
         cmocka_unit_test(newer_schema_refused),
         cmocka_unit_test(aux_and_clear),
+        cmocka_unit_test(epoch_and_count),
         cmocka_unit_test(rejects_invalid_nodes),
         cmocka_unit_test(posting_blocks),
     };
