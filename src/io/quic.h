@@ -176,6 +176,10 @@ int ds_quic_stream_open(ds_quic_conn *c, int64_t *sid);
  * Returns 0, DS_ERR_INVALID (unknown stream, FIN already queued, conn
  * closing) or DS_ERR_NOMEM. */
 int ds_quic_stream_write(ds_quic_conn *c, int64_t sid, const uint8_t *data, size_t len, int fin);
+/* The same without the copy: on success the stream owns |data| (a malloc
+ * block, freed once acknowledged or with the stream; at once when |len|
+ * is 0).  On failure the caller still owns it. */
+int ds_quic_stream_write_take(ds_quic_conn *c, int64_t sid, uint8_t *data, size_t len, int fin);
 /* Bytes queued on |sid| and not yet acknowledged by the peer: callers
  * keep this bounded (write more in on_stream_writable). */
 size_t ds_quic_stream_queued(ds_quic_conn *c, int64_t sid);

@@ -205,6 +205,12 @@ static void request_close(ds_quic_conn *c, int err, const char *reason,
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
 }
 
+static void chunk_free(qchunk *k)
+{
+    free(k->own);
+    free(k);
+}
+
 static void free_streams(ds_quic_conn *c)
 {
     while (c->streams) {
@@ -213,7 +219,7 @@ static void free_streams(ds_quic_conn *c)
         while (s->head) {
             qchunk *k = s->head;
             s->head = k->next;
-            free(k);
+            chunk_free(k);
         }
         free(s);
     }
@@ -333,7 +339,10 @@ int ds_quic_stream_open(ds_quic_conn *c, int64_t *sid)
     return 0;
 }
 
-int ds_quic_stream_write(ds_quic_conn *c, int64_t sid, const uint8_t *data, size_t len, int fin)
+/* Queues |len| bytes: a copy, or |take| itself (which the stream then
+ * owns) when given. */
+static int stream_queue(ds_quic_conn *c, int64_t sid, const uint8_t *data, uint8_t *take,
+                        size_t len, int fin)
 {
     if (!c || c->state != DS_QC_OPEN || c->freeing)
         return DS_ERR_INVALID;
@@ -341,12 +350,15 @@ int ds_quic_stream_write(ds_quic_conn *c, int64_t sid, const uint8_t *data, size
     if (!s || s->fin_queued || s->write_closed)
         return DS_ERR_INVALID;
     if (len) {
-        qchunk *k = malloc(sizeof *k + len);
+        qchunk *k = malloc(sizeof *k + (take ? 0 : len));
         if (!k)
             return DS_ERR_NOMEM;
         k->next = NULL;
         k->len = len;
-        memcpy(k->data, data, len);
+        k->own = take;
+        k->data = take ? take : k->inl;
+        if (!take && data)
+            memcpy(k->inl, data, len);
         if (s->tail)
             s->tail->next = k;
         else {
@@ -359,12 +371,24 @@ int ds_quic_stream_write(ds_quic_conn *c, int64_t sid, const uint8_t *data, size
             s->cur_off = 0;
         }
         s->written += len;
+    } else {
+        free(take);
     }
     if (fin)
         s->fin_queued = 1;
     c->dirty = 1;
     ds_quic_schedule_flush(c->ep);
     return 0;
+}
+
+int ds_quic_stream_write(ds_quic_conn *c, int64_t sid, const uint8_t *data, size_t len, int fin)
+{
+    return stream_queue(c, sid, data, NULL, len, fin);
+}
+
+int ds_quic_stream_write_take(ds_quic_conn *c, int64_t sid, uint8_t *data, size_t len, int fin)
+{
+    return stream_queue(c, sid, NULL, data, len, fin);
 }
 
 size_t ds_quic_stream_queued(ds_quic_conn *c, int64_t sid)
@@ -510,7 +534,7 @@ static int cb_acked(ngtcp2_conn *qc, int64_t sid, uint64_t offset, uint64_t len,
         s->head_off += k->len;
         if (s->tail == k)
             s->tail = NULL;
-        free(k);
+        chunk_free(k);
     }
     s->ack_evt = 1;
     c->ack_evt = 1;
@@ -538,7 +562,7 @@ static int cb_stream_close(ngtcp2_conn *qc, uint32_t flags, int64_t sid, uint64_
             while (s->head) {
                 qchunk *k = s->head;
                 s->head = k->next;
-                free(k);
+                chunk_free(k);
             }
             free(s);
             break;

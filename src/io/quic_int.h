@@ -75,7 +75,9 @@ struct ds_quic_endpoint {
 typedef struct qchunk {
     struct qchunk *next;
     size_t len;
-    uint8_t data[];
+    uint8_t *data;                 /* inl (a copy), or own (a taken buffer) */
+    uint8_t *own;
+    uint8_t inl[];
 } qchunk;
 
 /* One stream's send side: chunks queued by the application and kept
