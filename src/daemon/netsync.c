@@ -30,6 +30,7 @@
 #include "io/quic.h"
 
 #define QUEUE_HIGH (1u << 20)           /* unsent bytes per stream before we wait */
+#define PAGE_SLACK (128u << 10)         /* a typical page, beyond the budget */
 #define CLIENT_PAGE_NODES 100          /* asked of the publisher: one txn per page */
 #define CLIENT_PAGE_BYTES (2u << 20)
 #define CLIENT_HOLD_MS 50               /* a page waits this long for its batch, at most */
@@ -144,6 +145,14 @@ static int64_t now_ms(void)
     return (int64_t)(uv_hrtime() / 1000000u);
 }
 
+/* The same clock as read at the start of this loop iteration: for the
+ * per-packet path, where a clock read per call shows up in profiles and
+ * millisecond staleness does not matter (it only stamps progress). */
+static int64_t loop_ms(ds_netsync *ns)
+{
+    return (int64_t)uv_now(ns->loop);
+}
+
 static void fmt_err(char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fmt_err(char *out, size_t cap, const char *fmt, ...)
@@ -229,21 +238,32 @@ static void srv_pump(ds_netsync *ns, sstream *s)
         size_t q = ds_quic_stream_queued(s->nc->c, s->sid);
         if (q >= QUEUE_HIGH)
             break;
+        /* Pages are built in one buffer sized for the budget (plus the
+         * page that may cross it), which the stream then takes as is. */
         ds_buf out = { 0 };
         int fin = 0;
-        int rc = ds_sync_server_send(s->m, &out, QUEUE_HIGH - q, &fin, now_ms());
+        int rc = ds_buf_reserve(&out, QUEUE_HIGH - q + PAGE_SLACK);
+        if (!rc)
+            rc = ds_sync_server_send(s->m, &out, QUEUE_HIGH - q, &fin, now_ms());
         if (rc) {
             ds_buf_free(&out);
             NLOG(ns, DS_LOG_WARN, "sync: serving %.12s...: %s", s->nc->peer, ds_strerror(rc));
             ds_quic_conn_close(s->nc->c, 1, "internal error");
             return;
         }
+        if (out.len && out.cap - out.len > out.len + PAGE_SLACK) {
+            /* Mostly unused (the end of the sync): keep only the bytes. */
+            uint8_t *p = realloc(out.data, out.len);
+            if (p)
+                out.data = p;
+        }
         if (out.len || fin) {
-            rc = ds_quic_stream_write(s->nc->c, s->sid, out.data, out.len, fin);
+            rc = ds_quic_stream_write_take(s->nc->c, s->sid, out.data, out.len, fin);
             if (rc) {
                 ds_buf_free(&out);
                 break;
             }
+            out.data = NULL;
         }
         ds_buf_free(&out);
         if (fin) {
@@ -831,7 +851,7 @@ static void on_stream_data(ds_quic_conn *c, int64_t sid, const uint8_t *data, si
         }
         if (!s)
             return;
-        if (ds_sync_server_recv(s->m, data, len, fin, now_ms()) != 0) {
+        if (ds_sync_server_recv(s->m, data, len, fin, loop_ms(ns)) != 0) {
             ds_quic_conn_close(c, 1, "out of memory");
             return;
         }
@@ -841,7 +861,7 @@ static void on_stream_data(ds_quic_conn *c, int64_t sid, const uint8_t *data, si
     job *j = nc->j;
     if (!j || !j->cl || sid != j->sid)
         return;
-    int rc = ds_sync_client_recv(j->cl, data, len, fin, now_ms());
+    int rc = ds_sync_client_recv(j->cl, data, len, fin, loop_ms(ns));
     if (rc) {
         ds_netsync_peer *p = &j->peers[j->cur];
         client_finish(j, rc, NULL, "sync with %s failed: %s", p->label, ds_strerror(rc));
