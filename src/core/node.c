@@ -96,6 +96,17 @@ const char *ds_source_type_name(ds_source_type t)
     return (unsigned)t < DS_SOURCE_TYPE_COUNT ? type_names[t] : "unknown";
 }
 
+/* The type named by the |len| bytes at |s| (not NUL-terminated). */
+static int type_from(const char *s, size_t len, ds_source_type *out)
+{
+    for (int i = 0; i < DS_SOURCE_TYPE_COUNT; i++)
+        if (strlen(type_names[i]) == len && memcmp(s, type_names[i], len) == 0) {
+            *out = (ds_source_type)i;
+            return 0;
+        }
+    return DS_ERR_INVALID;
+}
+
 int ds_source_type_parse(const char *s, ds_source_type *out)
 {
     for (int i = 0; i < DS_SOURCE_TYPE_COUNT; i++)
@@ -236,11 +247,12 @@ static int decode_fields(ds_mr *r, ds_node *n)
             bit = F_SOURCE;
             rc = read_text(r, &n->source, NULL, DS_NODE_MAX_FIELD);
         } else if (ds_mr_key_eq(k, kl, "source_type")) {
-            char *t = NULL;
+            const char *t;
+            uint32_t tl;
             bit = F_TYPE;
-            rc = read_text(r, &t, NULL, 16);
-            if (!rc && ds_source_type_parse(t, &n->source_type)) rc = DS_ERR_MALFORMED;
-            free(t);
+            rc = ds_mr_str(r, &t, &tl);
+            if (!rc && tl > 16) rc = DS_ERR_TOOLARGE;
+            if (!rc && type_from(t, tl, &n->source_type)) rc = DS_ERR_MALFORMED;
         } else if (ds_mr_key_eq(k, kl, "project")) {
             rc = read_text(r, &n->project, NULL, DS_NODE_MAX_FIELD);
         } else if (ds_mr_key_eq(k, kl, "namespace")) {

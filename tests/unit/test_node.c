@@ -89,7 +89,14 @@ static size_t pack_custom(uint8_t *out, size_t cap, int variant)
     else if (variant == 5) msgpack_pack_int(&pk, 5);
     else KEY("hello world");
     KEY("source"); KEY("note:x");
-    KEY("source_type"); if (variant == 6) KEY("bogus"); else KEY("note");
+    KEY("source_type");
+    if (variant == 6) KEY("bogus");
+    else if (variant == 7) KEY("not");                 /* a prefix of a name */
+    else if (variant == 8) { msgpack_pack_str(&pk, 5); msgpack_pack_str_body(&pk, "note\0", 5); }
+    else if (variant == 9) msgpack_pack_int(&pk, 2);
+    else if (variant == 10) KEY("notes");
+    else if (variant == 11) KEY("session-and-then-some");
+    else KEY("note");
     KEY("timestamp"); msgpack_pack_int64(&pk, 42);
     if (extra) { KEY("future_field"); msgpack_pack_array(&pk, 2); msgpack_pack_int(&pk, 1); KEY("x"); }
 #undef KEY
@@ -113,10 +120,12 @@ static void forward_compat_and_bad_fields(void **state)
     len = pack_custom(buf, sizeof buf, 1);
     assert_int_equal(ds_node_decode(buf, len, &n), 0);   /* unknown key skipped */
     ds_node_free(&n);
-    for (int v = 2; v <= 6; v++) {
+    for (int v = 2; v <= 10; v++) {
         len = pack_custom(buf, sizeof buf, v);
         assert_int_equal(ds_node_decode(buf, len, &n), DS_ERR_MALFORMED);
     }
+    len = pack_custom(buf, sizeof buf, 11);                 /* a type name is short */
+    assert_int_equal(ds_node_decode(buf, len, &n), DS_ERR_TOOLARGE);
 }
 
 static void hostile_sizes(void **state)
