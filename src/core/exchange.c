@@ -1,8 +1,8 @@
 /*
  * exchange.c - export files: the writer drives ds_sync_publish page by
  * page and signs the byte stream; the reader walks the frames twice over
- * one buffer - first to verify everything, then to apply the pages with
- * ds_sync_apply (see exchange.h for the format).
+ * one buffer - first to verify everything, then to apply the pages in
+ * batches with ds_sync_apply_pages (see exchange.h for the format).
  */
 #include "core/exchange.h"
 
@@ -12,6 +12,7 @@
 
 #include "core/frame.h"
 #include "core/msgread.h"
+#include "core/syncproto.h"
 
 /* ---- small MessagePack helpers ----------------------------------------- */
 
@@ -234,13 +235,43 @@ int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn 
 
 /* ---- reader ------------------------------------------------------------- */
 
+#define BATCH_PAGES 64             /* pages per replica transaction, at most */
+
 typedef struct walk {
     ds_import_info *info;
     ds_store *rep;                 /* NULL: verify only */
     int keep_cursor;               /* apply with the replica's own cursor */
     uint8_t held[DS_CURSOR_LEN];   /* that cursor */
     ds_import_result *res;
+    /* Apply mode: pages decoded and not applied yet, written together in
+     * one transaction (as a network sync does) instead of one per page. */
+    ds_msg batch[BATCH_PAGES];
+    size_t nbatch, batch_nodes;
 } walk;
+
+static void drop_batch(walk *w)
+{
+    for (size_t i = 0; i < w->nbatch; i++)
+        ds_msg_free(&w->batch[i]);
+    w->nbatch = w->batch_nodes = 0;
+}
+
+/* Applies the held pages: their nodes and the last page's cursor in one
+ * transaction, so an interrupted import keeps whole batches only. */
+static int apply_batch(walk *w)
+{
+    if (!w->nbatch)
+        return 0;
+    size_t ins = 0;
+    int rc = ds_sync_apply_pages(w->rep, w->batch, w->nbatch, &ins);
+    if (!rc) {
+        w->res->pages += w->nbatch;
+        w->res->nodes += w->batch_nodes;
+        w->res->inserted += ins;
+    }
+    drop_batch(w);
+    return rc;
+}
 
 static int fail(ds_import_info *info, int rc, size_t off, const char *what)
 {
@@ -320,13 +351,11 @@ static int walk_file(const uint8_t *buf, size_t len, walk *w)
             } else {
                 if (w->keep_cursor)
                     memcpy(m.cursor, w->held, DS_CURSOR_LEN);
-                size_t ins = 0;
-                rc = ds_sync_apply(w->rep, &m, &ins);
-                if (!rc) {
-                    w->res->pages++;
-                    w->res->nodes += m.nnodes;
-                    w->res->inserted += ins;
-                }
+                w->batch_nodes += m.nnodes;
+                w->batch[w->nbatch++] = m;
+                memset(&m, 0, sizeof m);       /* the batch owns it now */
+                if (w->nbatch == BATCH_PAGES || w->batch_nodes >= DS_SYNC_APPLY_BATCH_NODES)
+                    rc = apply_batch(w);
             }
         } else if (m.type == DS_MSG_SIGNATURE) {
             if (!info->pages)
@@ -335,6 +364,8 @@ static int walk_file(const uint8_t *buf, size_t len, walk *w)
                 rc = fail(info, DS_ERR_CRYPTO, start,
                           "the signature does not match the contents (file modified or "
                           "not signed by the node it names)");
+            else if (w->rep)
+                rc = apply_batch(w);
             state = DONE;
         } else {
             rc = fail(info, DS_ERR_MALFORMED, start, "unexpected message type");
@@ -348,6 +379,7 @@ static int walk_file(const uint8_t *buf, size_t len, walk *w)
     if (!rc && state != DONE)
         rc = fail(info, DS_ERR_TRUNCATED, len,
                   len == 0 ? "the file is empty" : "the file ends early (no signature)");
+    drop_batch(w);                 /* only after an error: the signature applies the rest */
     ds_frame_dec_free(&d);
     return rc;
 }

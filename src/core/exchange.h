@@ -18,7 +18,9 @@
  * one it holds, so an incremental file applied out of order never makes
  * a later sync skip nodes.  The reader checks the whole file - structure,
  * every node, the signature, nothing after it - before anything is
- * applied; then each page goes through ds_sync_apply (first copy kept).
+ * applied; then the pages go in through ds_sync_apply_pages, up to 64
+ * pages or DS_SYNC_APPLY_BATCH_NODES nodes per transaction (first copy
+ * kept).
  */
 #ifndef DS_EXCHANGE_H
 #define DS_EXCHANGE_H
@@ -88,9 +90,11 @@ typedef struct ds_import_result {
 
 /* Verifies |buf| (as ds_import_verify, filling |info|), requires its
  * signer to be |expect_node_id| (DS_ERR_UNAUTHORIZED otherwise), then
- * applies its pages to replica |rep| with ds_sync_apply.  The replica's
- * cursor advances only when the file is full or continues from the
- * cursor the replica holds.  On a verification error nothing is written. */
+ * applies its pages to replica |rep| in batches (see above).  The
+ * replica's cursor advances only when the file is full or continues from
+ * the cursor the replica holds.  On a verification error nothing is
+ * written; on a store error whole batches stay applied, with the cursor
+ * of the last one. */
 int ds_import_apply(const uint8_t *buf, size_t len, const char *expect_node_id, ds_store *rep,
                     ds_import_info *info, ds_import_result *res);
 

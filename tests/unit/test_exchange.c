@@ -4,6 +4,7 @@
  * sibling "/a/proj-x"), export -> import reproduces it in a replica with
  * the cursor recorded, any changed byte or truncation is refused before
  * anything is written, another signer is refused, multi-page files,
+ * imports applied in whole batches (also when cut by a store error),
  * incremental exports and their cursor rule, and trailing data.
  */
 #ifndef _GNU_SOURCE
@@ -274,6 +275,78 @@ static void pages_and_incremental(void **state)
     ds_store_close(fresh);
 }
 
+/* Import writes pages in batches of 64 (one transaction each): all of a
+ * multi-batch file arrives with the file's cursor, and an import cut by a
+ * store failure keeps whole batches only, with the cursor of the last
+ * one, so importing again completes it. */
+static void import_batches(void **state)
+{
+    (void)state;
+    enum { NODES = 300, PAGE = 4, BATCH = 64 * PAGE };
+    ds_store *alice = open_store();
+    char text[64];
+    for (int i = 0; i < NODES; i++) {
+        snprintf(text, sizeof text, "SHARED batch note %d", i);
+        put(alice, text, "/a/proj");
+    }
+    ds_identity id;
+    make_id(&id, 4);
+    const char *roots[] = { "/a/proj" };
+    ds_share_set share;
+    assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
+    ds_export_opts o = { .id = &id, .share = &share, .created_ms = 1, .page_nodes = PAGE };
+    ds_buf f = { 0 };
+    ds_export_result er;
+    assert_int_equal(ds_export_write(alice, &o, to_buf, &f, &er), 0);
+    assert_int_equal(er.nodes, NODES);
+    assert_int_equal(er.pages, NODES / PAGE);
+
+    ds_store *rep = open_store();
+    ds_import_info info;
+    ds_import_result res;
+    assert_int_equal(ds_import_apply(f.data, f.len, id.node_id, rep, &info, &res), 0);
+    assert_int_equal(res.pages, NODES / PAGE);
+    assert_int_equal(res.nodes, NODES);
+    assert_int_equal(res.inserted, NODES);
+    assert_int_equal(count(rep), NODES);
+    uint8_t cur[DS_CURSOR_LEN];
+    int has;
+    assert_int_equal(ds_sync_cursor_get(rep, cur, &has), 0);
+    assert_true(has);
+    assert_memory_equal(cur, er.cursor, DS_CURSOR_LEN);
+    ds_store_close(rep);
+
+    int cut_between = 0;
+    for (int after = 1; after <= 1400; after += after < 100 ? 33 : 60) {
+        ds_store *r = open_store();
+        ds_store_fail_after(r, after);
+        int rc = ds_import_apply(f.data, f.len, id.node_id, r, &info, &res);
+        ds_store_fail_after(r, 0);
+        size_t kept = count(r);
+        if (rc == 0) {
+            assert_int_equal(kept, NODES);
+        } else {
+            assert_int_equal(rc, DS_ERR_INJECTED);
+            assert_true(kept == 0 || kept == BATCH);
+            assert_int_equal(res.inserted, kept);
+            if (kept == BATCH) {
+                cut_between = 1;
+                assert_int_equal(ds_sync_cursor_get(r, cur, &has), 0);
+                assert_true(has);
+                assert_memory_not_equal(cur, er.cursor, DS_CURSOR_LEN);
+            }
+            assert_int_equal(ds_import_apply(f.data, f.len, id.node_id, r, &info, &res), 0);
+            assert_int_equal(res.inserted, NODES - kept);
+            assert_int_equal(count(r), NODES);
+        }
+        ds_store_close(r);
+    }
+    assert_true(cut_between);         /* some cut fell in the second batch */
+    ds_buf_free(&f);
+    ds_share_set_free(&share);
+    ds_store_close(alice);
+}
+
 static int fail_writer(void *ud, const uint8_t *d, size_t n)
 {
     (void)d;
@@ -312,6 +385,7 @@ int main(void)
         cmocka_unit_test(export_import_exact),
         cmocka_unit_test(tamper_and_wrong_signer),
         cmocka_unit_test(pages_and_incremental),
+        cmocka_unit_test(import_batches),
         cmocka_unit_test(empty_share_and_writer_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
