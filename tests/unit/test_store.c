@@ -289,6 +289,17 @@ static void prefixes(void **state)
     ds_store_close(st);
 }
 
+/* A raw LMDB write txn on the store's "meta" table (closed store). */
+static void raw_meta_begin(const char *dir, MDB_env **env, MDB_txn **txn, MDB_dbi *dbi)
+{
+    assert_int_equal(mdb_env_create(env), 0);
+    mdb_env_set_maxdbs(*env, 32);
+    mdb_env_set_mapsize(*env, 1ull << 30);
+    assert_int_equal(mdb_env_open(*env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(*env, NULL, 0, txn), 0);
+    assert_int_equal(mdb_dbi_open(*txn, "meta", 0, dbi), 0);
+}
+
 static void newer_schema_refused(void **state)
 {
     (void)state;
@@ -301,12 +312,7 @@ static void newer_schema_refused(void **state)
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
-    assert_int_equal(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 32);
-    mdb_env_set_mapsize(env, 1ull << 30);
-    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
-    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    raw_meta_begin(dir, &env, &txn, &dbi);
     uint8_t v[4];
     ds_put_be32(v, DS_STORE_SCHEMA + 1);
     MDB_val k = { 6, "schema" }, d = { 4, v };
@@ -400,12 +406,7 @@ static void epoch_and_count(void **state)
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
-    assert_int_equal(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 32);
-    mdb_env_set_mapsize(env, 1ull << 30);
-    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
-    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    raw_meta_begin(dir, &env, &txn, &dbi);
     MDB_val k = { 5, "epoch" };
     assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
