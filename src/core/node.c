@@ -109,9 +109,7 @@ static int type_from(const char *s, size_t len, ds_source_type *out)
 
 int ds_source_type_parse(const char *s, ds_source_type *out)
 {
-    for (int i = 0; i < DS_SOURCE_TYPE_COUNT; i++)
-        if (strcmp(s, type_names[i]) == 0) { *out = (ds_source_type)i; return 0; }
-    return DS_ERR_INVALID;
+    return type_from(s, strlen(s), out);
 }
 
 /* ---- encoding ---------------------------------------------------------- */

@@ -292,15 +292,25 @@ void ds_store_close(ds_store *st)
 
 const char *ds_store_path(const ds_store *st) { return st->path; }
 
+/* The epoch record: 0, DS_ERR_STORE when absent or malformed, or an
+ * LMDB error. */
+static int read_epoch(ds_store *st, MDB_txn *txn, uint8_t epoch[DS_EPOCH_LEN])
+{
+    MDB_val k = { 5, "epoch" }, d;
+    int mrc = mdb_get(txn, st->dbi[DBI_META], &k, &d);
+    if (mrc == 0 && d.mv_size == DS_EPOCH_LEN) {
+        memcpy(epoch, d.mv_data, DS_EPOCH_LEN);
+        return 0;
+    }
+    return mrc && mrc != MDB_NOTFOUND ? ds__lmdb_err(mrc) : DS_ERR_STORE;
+}
+
 int ds_store_epoch(ds_store *st, uint8_t epoch[DS_EPOCH_LEN])
 {
     MDB_txn *txn;
     int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
     if (rc) return rc;
-    MDB_val k = { 5, "epoch" }, d;
-    int mrc = mdb_get(txn, st->dbi[DBI_META], &k, &d);
-    if (mrc == 0 && d.mv_size == DS_EPOCH_LEN) memcpy(epoch, d.mv_data, DS_EPOCH_LEN);
-    else rc = mrc && mrc != MDB_NOTFOUND ? ds__lmdb_err(mrc) : DS_ERR_STORE;
+    rc = read_epoch(st, txn, epoch);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -325,10 +335,8 @@ int ds_store_info_get(ds_store *st, ds_store_info *out)
     if (rc) return rc;
     ds_counters c;
     rc = ds__counters_read(st, txn, &c);
-    MDB_val k = { 5, "epoch" }, d;
-    if (!rc && mdb_get(txn, st->dbi[DBI_META], &k, &d) == 0 && d.mv_size == DS_EPOCH_LEN)
-        memcpy(out->epoch, d.mv_data, DS_EPOCH_LEN);
-    MDB_val ks = { 6, "schema" };
+    if (!rc) read_epoch(st, txn, out->epoch);   /* absent: left zero, as always */
+    MDB_val ks = { 6, "schema" }, d;
     if (!rc && mdb_get(txn, st->dbi[DBI_META], &ks, &d) == 0 && d.mv_size == 4)
         out->schema = ds_get_be32(d.mv_data);
     /* Counting distinct terms walks every segment's dictionary: remember
