@@ -277,10 +277,88 @@ static int drain(ds_wtxn *tx)
     return rc;
 }
 
+/* ---- index work ahead of time (see ds__wtxn_commit_ahead) ----------- */
+
+void ds__ahead_forget(ds_store *st)
+{
+    uint64_t len;
+    ds__iw_drain(st, &len);            /* its lengths and errors are the guess's */
+    ds__postbuf_reset(&st->pb);
+    st->ahead.state = DS_AHEAD_NONE;
+}
+
+void ds__ahead_start(ds_wtxn *tx, const ds_ahead_doc *docs, size_t n, uint64_t *ticket)
+{
+    ds_store *st = tx->st;
+    ds_ahead *a = &st->ahead;
+    *ticket = 0;
+    a->state = DS_AHEAD_NONE;
+    if (!n || n >= PB_MAX_DOCS || tx->c.last_seq + n > DS_SEQ_MAX || !ds__iw_ready(st)) return;
+    /* The whole guess must fit one buffer: the next transaction then
+     * writes no segment before it has matched or dropped the guess. */
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += docs[i].len + 64;
+    if (bytes > PB_FLUSH_BYTES / 2) return;
+    if (n > a->cap) {
+        ds_ahead_doc *d = realloc(a->docs, n * sizeof *d);
+        if (!d) return;
+        a->docs = d;
+        a->cap = n;
+    }
+    memcpy(a->docs, docs, n * sizeof *docs);
+    a->n = n;
+    a->k = 0;
+    a->base = tx->c.last_seq + 1;
+    ds__postbuf_reset(&st->pb);        /* empty after the index commit; documents without terms may remain */
+    a->state = DS_AHEAD_PENDING;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t dl;
+        if (ds__iw_submit(st, a->base + i, docs[i].content, docs[i].len, &dl)) {
+            ds__ahead_forget(st);      /* only a guess: the commit goes on without it */
+            return;
+        }
+    }
+    ds__iw_kick(st);
+    *ticket = a->ticket = ++a->last_ticket;
+}
+
+/* Before any index change other than a guessed insertion: a guess fully
+ * matched simply ends; otherwise its buffer is dropped and the documents
+ * inserted as guessed are tokenized again, as if there had been none. */
+static int ahead_settle(ds_wtxn *tx)
+{
+    ds_store *st = tx->st;
+    ds_ahead *a = &st->ahead;
+    if (a->state != DS_AHEAD_ACTIVE) return 0;
+    if (a->k == a->n) {
+        a->state = DS_AHEAD_NONE;
+        return 0;
+    }
+    ds__ahead_forget(st);
+    for (size_t i = 0; i < a->k; i++) {
+        uint32_t dl;
+        int rc = ds__iw_submit(st, a->base + i, a->docs[i].content, a->docs[i].len, &dl);
+        if (rc) return rc;
+        tx->c.total_len += dl;         /* nonzero only without a worker */
+    }
+    return 0;
+}
+
 int ds__index_add(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen)
 {
     *doclen = 0;
-    int rc = ds__iw_submit(tx->st, seq, content, len, doclen);
+    ds_ahead *a = &tx->st->ahead;
+    int rc;
+    if (a->state == DS_AHEAD_ACTIVE) {
+        if (a->k < a->n && seq == a->base + a->k && content == a->docs[a->k].content &&
+            len == a->docs[a->k].len) {
+            a->k++;                    /* tokenized already; its length comes with the drain */
+            tx->pending_bytes += len + 64;
+            return 0;
+        }
+        if ((rc = ahead_settle(tx))) return rc;
+    }
+    rc = ds__iw_submit(tx->st, seq, content, len, doclen);
     if (rc) return rc;
     /* Bound the buffer: past PB_FLUSH_BYTES of text (about as many
      * posting bytes), write what is buffered as a segment.  Counting 64
@@ -1092,7 +1170,8 @@ static int maybe_merge(ds_wtxn *tx)
 
 int ds__index_commit(ds_wtxn *tx)
 {
-    int rc = drain(tx);
+    int rc = ahead_settle(tx);
+    if (!rc) rc = drain(tx);
     if (!rc) rc = maybe_merge(tx);
     if (!rc && tx->st->pb.ntuples) rc = write_buffer(tx);
     return rc;
@@ -1149,7 +1228,8 @@ int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len,
 {
     ds_postbuf *pb = &tx->st->pb;
     *doclen = 0;
-    int rc = drain(tx);                 /* the buffer and the tokenizer are ours again */
+    int rc = ahead_settle(tx);
+    if (!rc) rc = drain(tx);            /* the buffer and the tokenizer are ours again */
     if (rc) return rc;
     if (pb->min_seq && seq >= pb->min_seq && seq - pb->min_seq < pb->ndocs) {
         /* Still buffered: its tuples are skipped when the buffer is written. */

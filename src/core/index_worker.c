@@ -166,6 +166,17 @@ int ds__iw_submit(ds_store *st, uint64_t seq, const char *content, size_t len, u
     return 0;
 }
 
+int ds__iw_ready(ds_store *st)
+{
+    if (!st->iw && !st->no_iworker) start(st);
+    return st->iw != NULL;
+}
+
+void ds__iw_kick(ds_store *st)
+{
+    if (st->iw) hand_over(st->iw);
+}
+
 int ds__iw_drain(ds_store *st, uint64_t *total_len)
 {
     *total_len = 0;

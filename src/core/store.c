@@ -285,6 +285,7 @@ void ds_store_close(ds_store *st)
     ds__iw_stop(st);
     mdb_env_close(st->env);
     ds__postbuf_free(&st->pb);
+    free(st->ahead.docs);
     ds_tokenizer_free(st->tok);
     free(st->path);
     free(st);
@@ -365,17 +366,30 @@ int ds_store_info_get(ds_store *st, ds_store_info *out)
 
 /* ---- write transactions ------------------------------------------------ */
 
-int ds_store_begin(ds_store *st, ds_wtxn **out)
+int ds_store_begin(ds_store *st, ds_wtxn **out) { return ds__store_begin_ahead(st, 0, out); }
+
+int ds__store_begin_ahead(ds_store *st, uint64_t ticket, ds_wtxn **out)
 {
     *out = NULL;
     if (st->active) return DS_ERR_BUSY;
+    if (st->ahead.state == DS_AHEAD_PENDING) {
+        if (ticket && ticket == st->ahead.ticket) {
+            st->ahead.state = DS_AHEAD_ACTIVE;
+            st->ahead.k = 0;
+        } else {
+            ds__ahead_forget(st);      /* another transaction: the guess is stale */
+        }
+    }
     ds_wtxn *tx = calloc(1, sizeof *tx);
-    if (!tx) return DS_ERR_NOMEM;
-    tx->st = st;
-    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, 0, &tx->txn));
-    if (!rc) rc = ds__counters_read(st, tx->txn, &tx->c);
+    int rc = tx ? 0 : DS_ERR_NOMEM;
+    if (tx) {
+        tx->st = st;
+        rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, 0, &tx->txn));
+        if (!rc) rc = ds__counters_read(st, tx->txn, &tx->c);
+    }
     if (rc) {
-        if (tx->txn) mdb_txn_abort(tx->txn);
+        if (st->ahead.state != DS_AHEAD_NONE) ds__ahead_forget(st);
+        if (tx && tx->txn) mdb_txn_abort(tx->txn);
         free(tx);
         return rc;
     }
@@ -387,9 +401,9 @@ int ds_store_begin(ds_store *st, ds_wtxn **out)
 
 static void wtxn_release(ds_wtxn *tx)
 {
-    uint64_t len;
-    ds__iw_drain(tx->st, &len);          /* the worker must let go of the buffer */
-    ds__postbuf_reset(&tx->st->pb);
+    /* The worker must let go of the buffer, unless it is tokenizing the
+     * next transaction's guessed documents into it. */
+    if (tx->st->ahead.state != DS_AHEAD_PENDING) ds__ahead_forget(tx->st);
     ds__idf_reset(&tx->idf);
     ds__runbuf_free(&tx->rb);
     tx->st->active = NULL;
@@ -403,10 +417,16 @@ void ds_wtxn_abort(ds_wtxn *tx)
     wtxn_release(tx);
 }
 
-int ds_wtxn_commit(ds_wtxn *tx)
+int ds_wtxn_commit(ds_wtxn *tx) { return ds__wtxn_commit_ahead(tx, NULL, 0, NULL); }
+
+int ds__wtxn_commit_ahead(ds_wtxn *tx, const ds_ahead_doc *docs, size_t n, uint64_t *ticket)
 {
+    uint64_t t = 0;
     int rc = tx->failed;
     if (!rc) rc = ds__index_commit(tx);
+    /* The buffer is written: the worker may fill it again while the rest
+     * of the transaction is written and synced. */
+    if (!rc && n) ds__ahead_start(tx, docs, n, &t);
     if (!rc) rc = ds__runs_commit(tx);
     if (!rc) rc = ds__idf_flush(tx);
     if (!rc) rc = counters_write(tx->st, tx->txn, &tx->c);
@@ -415,6 +435,8 @@ int ds_wtxn_commit(ds_wtxn *tx)
     } else {
         rc = ds__lmdb_err(mdb_txn_commit(tx->txn));
     }
+    if (rc && tx->st->ahead.state == DS_AHEAD_PENDING) ds__ahead_forget(tx->st);
+    if (ticket) *ticket = rc ? 0 : t;
     wtxn_release(tx);
     return rc;
 }
@@ -651,9 +673,7 @@ int ds_wtxn_delete_source(ds_wtxn *tx, const char *source, size_t *count)
 int ds_wtxn_clear(ds_wtxn *tx, const uint8_t new_epoch[DS_EPOCH_LEN])
 {
     if (tx->failed) return tx->failed;
-    uint64_t len;
-    ds__iw_drain(tx->st, &len);
-    ds__postbuf_reset(&tx->st->pb);
+    ds__ahead_forget(tx->st);             /* every buffered document goes too */
     tx->pending_bytes = 0;
     for (int i = DBI_NODES; i < DBI_COUNT; i++) {
         int rc = ds__store_write_check(tx->st);

@@ -148,6 +148,20 @@ typedef struct ds_postbuf {
     uint32_t gen;                  /* tag generation (see tokenize.h), 0 = not started */
 } ds_postbuf;
 
+/* A guess at the next write transaction's first insertions, tokenized by
+ * the index worker while the current one commits (ds__wtxn_commit_ahead).
+ * PENDING: started by the last commit; ACTIVE: claimed by the open
+ * transaction, whose insertions match docs[0..k) so far. */
+typedef struct ds_ahead_doc { const char *content; size_t len; } ds_ahead_doc;
+enum { DS_AHEAD_NONE, DS_AHEAD_PENDING, DS_AHEAD_ACTIVE };
+typedef struct ds_ahead {
+    int state;
+    uint64_t ticket, last_ticket;
+    uint64_t base;                 /* the seq docs[0] was given */
+    ds_ahead_doc *docs;
+    size_t n, k, cap;
+} ds_ahead;
+
 struct ds_store {
     MDB_env *env;
     MDB_dbi dbi[DBI_COUNT];
@@ -163,6 +177,7 @@ struct ds_store {
     uint64_t idf_min_cap;          /* smallest id filter capacity (ids) */
     struct ds_iworker *iw;         /* index worker thread, NULL until first needed */
     int no_iworker;                /* index on the writer's thread */
+    ds_ahead ahead;                /* the next transaction's guessed insertions */
     int tc_valid;                  /* cached term count, for index_gen tc_gen */
     uint64_t tc_gen, tc_value;
 };
@@ -222,6 +237,26 @@ void ds__postbuf_reset(ds_postbuf *pb);
  * *doclen receives its length in tokens when known now, else 0 and the
  * length reaches tx->c.total_len when the worker is drained. */
 int ds__index_add(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen);
+/* Index work ahead of time.  ds__wtxn_commit_ahead commits |tx| and,
+ * while LMDB writes it, has the index worker tokenize |docs|: the texts
+ * the next transaction is expected to insert first, in this order, as new
+ * nodes (with the seqs that follow this transaction's).  *ticket receives
+ * a number to claim the work with ds__store_begin_ahead, or 0 when none
+ * was started (no worker, too much text; the commit is unaffected).  The
+ * claiming transaction's insertions use the work as long as they match
+ * the guess (same seq, same content pointer and length); at the first
+ * one that does not, or any other index change, the work is dropped and
+ * the matched documents are tokenized again, so results never depend on
+ * the guess.  The texts must stay valid and unchanged until the claiming
+ * transaction ends; any other transaction begun first drops the work. */
+int ds__wtxn_commit_ahead(ds_wtxn *tx, const ds_ahead_doc *docs, size_t n, uint64_t *ticket);
+int ds__store_begin_ahead(ds_store *st, uint64_t ticket, ds_wtxn **out);
+/* index.c side: starts the work (after the transaction's index commit),
+ * and drops whatever is buffered or being tokenized (worker drained
+ * without counting, buffer reset, state NONE). */
+void ds__ahead_start(ds_wtxn *tx, const ds_ahead_doc *docs, size_t n, uint64_t *ticket);
+void ds__ahead_forget(ds_store *st);
+
 /* Removes document |seq| (its content given again) from the index. */
 int ds__index_remove(ds_wtxn *tx, uint64_t seq, const char *content, size_t len, uint32_t *doclen);
 /* At commit: at most one merge of committed segments, then the buffered
@@ -238,6 +273,10 @@ int ds__iw_submit(ds_store *st, uint64_t seq, const char *content, size_t len, u
  * last drain; *total_len receives the summed lengths of the documents it
  * indexed since then. */
 int ds__iw_drain(ds_store *st, uint64_t *total_len);
+/* Starts the worker if needed; 1 when documents are tokenized on it. */
+int ds__iw_ready(ds_store *st);
+/* Hands the batch being filled to the worker now. */
+void ds__iw_kick(ds_store *st);
 /* Stops and joins the worker (store close). */
 void ds__iw_stop(ds_store *st);
 

@@ -462,12 +462,34 @@ int ds_sync_apply(ds_store *rep, const ds_msg *resp, size_t *inserted)
 
 int ds_sync_apply_pages(ds_store *rep, const ds_msg *pages, size_t n, size_t *inserted)
 {
+    return ds_sync_apply_pages_ahead(rep, pages, n, 0, NULL, NULL, NULL, inserted);
+}
+
+/* The node texts of |pages| in order, for ds__wtxn_commit_ahead (NULL
+ * with *count 0 when there are none or no memory: no work ahead). */
+static ds_ahead_doc *ahead_docs(const ds_msg *pages, size_t n, size_t *count)
+{
+    size_t total = 0, k = 0;
+    for (size_t p = 0; p < n; p++) total += pages[p].nnodes;
+    ds_ahead_doc *d = total ? malloc(total * sizeof *d) : NULL;
+    *count = d ? total : 0;
+    if (!d) return NULL;
+    for (size_t p = 0; p < n; p++)
+        for (size_t i = 0; i < pages[p].nnodes; i++)
+            d[k++] = (ds_ahead_doc){ pages[p].nodes[i].content, pages[p].nodes[i].content_len };
+    return d;
+}
+
+int ds_sync_apply_pages_ahead(ds_store *rep, const ds_msg *pages, size_t n, uint64_t claim,
+                              ds_sync_next_fn next, void *ud, uint64_t *ticket, size_t *inserted)
+{
     if (inserted) *inserted = 0;
+    if (ticket) *ticket = 0;
     if (!n) return DS_ERR_INVALID;
     for (size_t p = 0; p < n; p++)
         if (pages[p].type != DS_MSG_SYNC_RESPONSE || !pages[p].has_cursor) return DS_ERR_INVALID;
     ds_wtxn *tx;
-    int rc = ds_store_begin(rep, &tx);
+    int rc = ds__store_begin_ahead(rep, claim, &tx);
     if (rc) return rc;
     size_t added = 0;
     for (size_t p = 0; p < n && !rc; p++)
@@ -485,7 +507,11 @@ int ds_sync_apply_pages(ds_store *rep, const ds_msg *pages, size_t n, size_t *in
     if (!rc) rc = ds_wtxn_aux_put(tx, DS_TABLE_CURSORS, CURSOR_KEY, sizeof CURSOR_KEY - 1,
                                   pages[n - 1].cursor, DS_CURSOR_LEN);
     if (rc) { ds_wtxn_abort(tx); return rc; }
-    rc = ds_wtxn_commit(tx);
+    size_t nn = 0, nd = 0;
+    const ds_msg *np = next ? next(ud, &nn) : NULL;
+    ds_ahead_doc *docs = np && nn ? ahead_docs(np, nn, &nd) : NULL;
+    rc = ds__wtxn_commit_ahead(tx, docs, nd, ticket);
+    free(docs);
     if (!rc && inserted) *inserted = added;
     return rc;
 }

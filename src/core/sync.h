@@ -153,6 +153,16 @@ int ds_sync_apply(ds_store *rep, const ds_msg *resp, size_t *inserted);
  * pages arrive faster than they are applied.  DS_ERR_INVALID for n == 0
  * or a page that is not a SYNC_RESPONSE with a cursor (nothing written). */
 int ds_sync_apply_pages(ds_store *rep, const ds_msg *pages, size_t n, size_t *inserted);
+/* ds_sync_apply_pages for a stream of batches applied back to back, with
+ * the next batch's tokenizing overlapped with this one's commit (see
+ * ds__wtxn_commit_ahead).  Before committing, |next| (optional) is asked
+ * for the batch to be applied after this one: pages that must stay valid
+ * and unchanged until that call.  *ticket then receives the number to
+ * pass as |claim| when applying them (0: pass 0).  The results are those
+ * of ds_sync_apply_pages whatever |next| returns or claim says. */
+typedef const ds_msg *(*ds_sync_next_fn)(void *ud, size_t *n);
+int ds_sync_apply_pages_ahead(ds_store *rep, const ds_msg *pages, size_t n, uint64_t claim,
+                              ds_sync_next_fn next, void *ud, uint64_t *ticket, size_t *inserted);
 /* The cursor stored in |rep| by ds_sync_apply: 0 and *has = 1/0. */
 int ds_sync_cursor_get(ds_store *rep, uint8_t cursor[DS_CURSOR_LEN], int *has);
 /* Forgets the stored cursor (next sync is full). */

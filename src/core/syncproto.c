@@ -380,26 +380,40 @@ typedef enum {
     C_FAILED,
 } c_phase;
 
-/* The apply thread (cfg.apply_thread): applies one handed-over batch
- * while the machine's thread receives and decodes the next. */
+/* The apply thread (cfg.apply_thread): applies handed-over batches in
+ * order while the machine's thread receives and decodes the next ones.
+ * Two slots, used alternately: while one batch is applied the next can
+ * wait, fully decoded, so its texts are tokenized while the first one
+ * commits (ds_sync_apply_pages_ahead). */
+enum { AJ_FREE, AJ_QUEUED, AJ_DONE };
+
+typedef struct ap_job {
+    ds_msg pages[PEND_PAGES];        /* owned until applied */
+    size_t n, nodes;
+    int state;
+    int rc;                          /* when DONE: the result ... */
+    size_t ins;                      /* ... its new nodes ... */
+    int skipped;                     /* ... or not applied, after a failed batch */
+} ap_job;
+
 typedef struct applier {
     pthread_t th;
     pthread_mutex_t mu;
-    pthread_cond_t cv;               /* a job arrived, a job ended, or stop */
+    pthread_cond_t cv;               /* a job queued, a job done, or stop */
     ds_store *replica;
-    ds_msg pages[PEND_PAGES];        /* the job: owned until applied */
-    size_t n;
-    int job, stop;
-    int rc;                          /* the last job's result ... */
-    size_t ins;                      /* ... and its new nodes */
+    ap_job jobs[2];
+    unsigned run;                    /* the slot applied next (apply thread's) */
+    uint64_t claim;                  /* ticket for that slot's index work ahead */
+    int failed;                      /* a batch failed: later ones are skipped */
+    int stop;
 } applier;
 
 struct ds_sync_client {
     ds_sync_client_cfg cfg;
     applier *ap;                     /* NULL: apply on the caller's thread */
-    int inflight;                    /* a batch is with the applier */
+    unsigned inflight;               /* batches with the applier (0 to 2) ... */
+    unsigned fill;                   /* ... the slot the next one goes to */
     int store_failed;                /* a batch could not be applied */
-    size_t fl_pages, fl_nodes;
     uint32_t timeout_ms;
     c_phase phase;
     ds_frame_dec dec;
@@ -434,21 +448,45 @@ static void client_drop_pending(ds_sync_client *c)
     c->npend = c->pend_nodes = c->pend_bytes = 0;
 }
 
+/* The batch queued after the one being applied, if any (called by the
+ * apply thread before it commits; see ds_sync_apply_pages_ahead). */
+static const ds_msg *applier_next(void *ud, size_t *n)
+{
+    applier *a = ud;
+    const ds_msg *pages = NULL;
+    pthread_mutex_lock(&a->mu);
+    const ap_job *j = &a->jobs[a->run ^ 1];
+    if (j->state == AJ_QUEUED) {
+        pages = j->pages;
+        *n = j->n;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return pages;
+}
+
 static void *applier_main(void *arg)
 {
     applier *a = arg;
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        while (!a->job && !a->stop) pthread_cond_wait(&a->cv, &a->mu);
-        if (!a->job) break;
+        ap_job *j = &a->jobs[a->run];
+        while (j->state != AJ_QUEUED && !a->stop) pthread_cond_wait(&a->cv, &a->mu);
+        if (j->state != AJ_QUEUED) break;
+        int skip = a->failed;
+        uint64_t claim = a->claim, ticket = 0;
         pthread_mutex_unlock(&a->mu);
         size_t ins = 0;
-        int rc = ds_sync_apply_pages(a->replica, a->pages, a->n, &ins);
-        for (size_t i = 0; i < a->n; i++) ds_msg_free(&a->pages[i]);
+        int rc = skip ? 0 : ds_sync_apply_pages_ahead(a->replica, j->pages, j->n, claim, applier_next, a,
+                                                      &ticket, &ins);
+        for (size_t i = 0; i < j->n; i++) ds_msg_free(&j->pages[i]);
         pthread_mutex_lock(&a->mu);
-        a->rc = rc;
-        a->ins = ins;
-        a->job = 0;
+        j->rc = rc;
+        j->ins = ins;
+        j->skipped = skip;
+        j->state = AJ_DONE;
+        if (rc) a->failed = 1;
+        a->claim = ticket;
+        a->run ^= 1;
         pthread_cond_broadcast(&a->cv);
     }
     pthread_mutex_unlock(&a->mu);
@@ -543,45 +581,65 @@ static int client_applied(ds_sync_client *c, int rc, size_t pages, size_t nodes,
     return 0;
 }
 
-/* Waits for the batch with the applier, if any, and accounts it. */
+/* Accounts the applier's finished batches in order, waiting for them
+ * while more than |keep| are in flight. */
+static int client_reap(ds_sync_client *c, unsigned keep)
+{
+    int rc = 0;
+    applier *a = c->ap;
+    while (c->inflight && !rc) {
+        ap_job *j = &a->jobs[(c->fill + 2 - c->inflight) % 2];    /* the oldest */
+        pthread_mutex_lock(&a->mu);
+        if (c->inflight > keep)
+            while (j->state != AJ_DONE) pthread_cond_wait(&a->cv, &a->mu);
+        int done = j->state == AJ_DONE;
+        ap_job r = { .rc = j->rc, .ins = j->ins, .skipped = j->skipped, .n = j->n, .nodes = j->nodes };
+        if (done) j->state = AJ_FREE;
+        pthread_mutex_unlock(&a->mu);
+        if (!done) break;
+        c->inflight--;
+        if (!r.skipped) rc = client_applied(c, r.rc, r.n, r.nodes, r.ins);
+    }
+    return rc;
+}
+
+/* Waits for every batch with the applier and accounts them. */
 static int client_collect(ds_sync_client *c)
 {
-    if (!c->inflight) return 0;
-    applier *a = c->ap;
-    pthread_mutex_lock(&a->mu);
-    while (a->job) pthread_cond_wait(&a->cv, &a->mu);
-    int rc = a->rc;
-    size_t ins = a->ins;
-    pthread_mutex_unlock(&a->mu);
-    c->inflight = 0;
-    return client_applied(c, rc, c->fl_pages, c->fl_nodes, ins);
+    int rc = 0;
+    while (c->inflight) {                /* even after an error: none may stay behind */
+        int r = client_reap(c, 0);
+        if (!rc) rc = r;
+    }
+    return rc;
 }
 
 /* Applies the pending pages in one transaction: at once, or with an
- * applier by handing them over (after the previous batch is applied, so
- * batches go in in order and at most one is in flight). */
+ * applier by handing them over (to a free slot, so batches go in in
+ * order and at most two are in flight). */
 static int client_flush(ds_sync_client *c)
 {
     if (!c->npend) return 0;
     size_t nodes = c->pend_nodes, n = c->npend;
     if (c->ap) {
-        int rc = client_collect(c);
+        int rc = client_reap(c, 1);
         if (rc || c->store_failed) {    /* nothing goes in after a failed batch */
             client_drop_pending(c);
             return rc;
         }
         applier *a = c->ap;
+        ap_job *j = &a->jobs[c->fill];
         pthread_mutex_lock(&a->mu);
-        memcpy(a->pages, c->pend, n * sizeof *c->pend);
-        a->n = n;
-        a->job = 1;
+        memcpy(j->pages, c->pend, n * sizeof *c->pend);
+        j->n = n;
+        j->nodes = nodes;
+        j->state = AJ_QUEUED;
         pthread_cond_broadcast(&a->cv);
         pthread_mutex_unlock(&a->mu);
         memset(c->pend, 0, n * sizeof *c->pend);
         c->npend = c->pend_nodes = c->pend_bytes = 0;
-        c->inflight = 1;
-        c->fl_pages = n;
-        c->fl_nodes = nodes;
+        c->fill ^= 1;
+        c->inflight++;
         return 0;
     }
     size_t ins = 0;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ds/search.h"
+#include "core/store_int.h"
 #include "core/util.h"
 
 static const uint8_t EPOCH[DS_EPOCH_LEN] = "0123456789abcdef";
@@ -490,6 +491,248 @@ static void posting_blocks(void **state)
     ds_store_close(st);
 }
 
+
+/* ---- index work ahead of time (ds__wtxn_commit_ahead) -------------------- */
+
+#define AH_N 60
+
+typedef struct ahead_fx {
+    ds_node nodes[AH_N];
+    ds_ahead_doc docs[AH_N];
+} ahead_fx;
+
+static void ahead_fx_init(ahead_fx *f)
+{
+    ds_test_seed(77);
+    for (int i = 0; i < AH_N; i++) {
+        char text[256];
+        int len = snprintf(text, sizeof text, "uniq%02d alpha shared%d", i, i % 3);
+        for (int r = 0; r < i % 5; r++) len += snprintf(text + len, sizeof text - (size_t)len, " delta");
+        ds_test_make_node(&f->nodes[i], text, "/p");
+        f->docs[i] = (ds_ahead_doc){ f->nodes[i].content, f->nodes[i].content_len };
+    }
+}
+
+static void ahead_fx_free(ahead_fx *f)
+{
+    for (int i = 0; i < AH_N; i++) ds_node_free(&f->nodes[i]);
+}
+
+static void put_range(ds_wtxn *tx, ahead_fx *f, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        int ins;
+        assert_int_equal(ds_wtxn_put_new(tx, &f->nodes[i], &ins), 0);
+        assert_int_equal(ins, 1);
+    }
+}
+
+/* Same documents, same seqs, same postings and lengths: every unique word
+ * finds its own node in both stores, shared words score alike, and the
+ * statistics agree. */
+static void assert_same_index(ds_store *a, ds_store *b, const ahead_fx *f, const int *present)
+{
+    ds_store_info ia, ib;
+    assert_int_equal(ds_store_info_get(a, &ia), 0);
+    assert_int_equal(ds_store_info_get(b, &ib), 0);
+    assert_int_equal(ia.node_count, ib.node_count);
+    assert_int_equal(ia.last_seq, ib.last_seq);
+    assert_int_equal(ia.total_len, ib.total_len);
+    assert_int_equal(ia.term_count, ib.term_count);
+    for (int i = 0; i < AH_N; i++) {
+        char w[16];
+        snprintf(w, sizeof w, "uniq%02d", i);
+        ds_store *both[2] = { a, b };
+        for (int s = 0; s < 2; s++) {
+            ds_query *q;
+            assert_int_equal(ds_query_parse(w, strlen(w), &q), 0);
+            ds_hit hits[4];
+            size_t n = 0;
+            assert_int_equal(ds_search_multi(&both[s], 1, q, NULL, 4, hits, &n), 0);
+            assert_int_equal(n, present[i] ? 1 : 0);
+            if (n) assert_memory_equal(hits[0].node.id, f->nodes[i].id, DS_ID_LEN);
+            ds_hits_free(hits, n);
+            ds_query_free(q);
+        }
+    }
+    const char *words[] = { "alpha", "shared0", "shared1", "delta" };
+    for (size_t w = 0; w < sizeof words / sizeof *words; w++) {
+        ds_query *q;
+        assert_int_equal(ds_query_parse(words[w], strlen(words[w]), &q), 0);
+        ds_hit ha[64], hb[64];
+        size_t na = 0, nb = 0;
+        assert_int_equal(ds_search_multi(&a, 1, q, NULL, 64, ha, &na), 0);
+        assert_int_equal(ds_search_multi(&b, 1, q, NULL, 64, hb, &nb), 0);
+        assert_int_equal(na, nb);
+        for (size_t i = 0; i < na; i++) {
+            assert_int_equal(ha[i].node.seq, hb[i].node.seq);
+            assert_true(ha[i].score == hb[i].score);
+        }
+        ds_hits_free(ha, na);
+        ds_hits_free(hb, nb);
+        ds_query_free(q);
+    }
+}
+
+static void commit_plain(ds_store *st, ahead_fx *f, int from, int to)
+{
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    put_range(tx, f, from, to);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+}
+
+/* Whatever the next transaction does with a guess, the index is the one
+ * plain transactions build: matched in full, left for another
+ * transaction, claimed with a wrong ticket, abandoned at a skipped node,
+ * a delete or an abort, and extended past its end. */
+static void ahead_matches_plain(void **state)
+{
+    (void)state;
+    ahead_fx f;
+    ahead_fx_init(&f);
+    ds_store *a = open_new(), *b = open_new();
+    int present[AH_N] = { 0 };
+    uint64_t t, t2;
+    ds_wtxn *tx;
+
+    /* 0-9, then 10-19 tokenized ahead and claimed: used in full. */
+    commit_plain(a, &f, 0, 20);
+    assert_int_equal(ds_store_begin(b, &tx), 0);
+    put_range(tx, &f, 0, 10);
+    assert_int_equal(ds__wtxn_commit_ahead(tx, f.docs + 10, 10, &t), 0);
+    assert_true(t != 0);
+    assert_int_equal(ds__store_begin_ahead(b, t, &tx), 0);
+    put_range(tx, &f, 10, 20);
+    assert_int_equal(b->ahead.state, DS_AHEAD_ACTIVE);
+    assert_int_equal(b->ahead.k, 10);
+    /* A guess for 20-29 that the next transaction leaves (a plain begin). */
+    assert_int_equal(ds__wtxn_commit_ahead(tx, f.docs + 20, 10, &t2), 0);
+    assert_true(t2 > t);
+    for (int i = 0; i < 20; i++) present[i] = 1;
+    assert_same_index(a, b, &f, present);      /* reads leave the guess alone */
+    assert_int_equal(b->ahead.state, DS_AHEAD_PENDING);
+
+    /* A stale ticket is not a claim. */
+    assert_int_equal(ds_store_begin(b, &tx), 0);
+    assert_int_equal(b->ahead.state, DS_AHEAD_NONE);
+    assert_int_equal(ds__wtxn_commit_ahead(tx, f.docs + 20, 10, &t), 0);
+    assert_int_equal(ds__store_begin_ahead(b, t + 1, &tx), 0);
+    assert_int_equal(b->ahead.state, DS_AHEAD_NONE);
+    put_range(tx, &f, 20, 25);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    commit_plain(a, &f, 20, 25);
+
+    /* Claimed, then a node skipped: 25-27 match, 29 does not. */
+    assert_int_equal(ds_store_begin(b, &tx), 0);
+    assert_int_equal(ds__wtxn_commit_ahead(tx, f.docs + 25, 10, &t), 0);
+    assert_int_equal(ds__store_begin_ahead(b, t, &tx), 0);
+    put_range(tx, &f, 25, 28);
+    assert_int_equal(b->ahead.k, 3);
+    put_range(tx, &f, 29, 30);
+    assert_int_equal(b->ahead.state, DS_AHEAD_NONE);
+    put_range(tx, &f, 28, 29);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    assert_int_equal(ds_store_begin(a, &tx), 0);
+    put_range(tx, &f, 25, 28);
+    put_range(tx, &f, 29, 30);
+    put_range(tx, &f, 28, 29);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+
+    /* Claimed, then a delete of an older node abandons it (the lengths
+     * of the guessed documents are then counted once, as inserted). */
+    ds_store *both[2] = { b, a };
+    for (int s = 0; s < 2; s++) {
+        if (s == 0) {
+            assert_int_equal(ds_store_begin(b, &tx), 0);
+            assert_int_equal(ds__wtxn_commit_ahead(tx, f.docs + 30, 10, &t), 0);
+            assert_int_equal(ds__store_begin_ahead(b, t, &tx), 0);
+        } else {
+            assert_int_equal(ds_store_begin(a, &tx), 0);
+        }
+        put_range(tx, &f, 30, 34);
+        assert_int_equal(ds_wtxn_delete(tx, f.nodes[3].id), 0);
+        assert_int_equal(both[s]->ahead.state, DS_AHEAD_NONE);
+        put_range(tx, &f, 35, 36);
+        put_range(tx, &f, 34, 35);
+        put_range(tx, &f, 36, 40);
+        assert_int_equal(ds_wtxn_commit(tx), 0);
+    }
+
+    /* Claimed and aborted: nothing of it stays buffered. */
+    assert_int_equal(ds_store_begin(b, &tx), 0);
+    assert_int_equal(ds__wtxn_commit_ahead(tx, f.docs + 40, 10, &t), 0);
+    assert_int_equal(ds__store_begin_ahead(b, t, &tx), 0);
+    put_range(tx, &f, 40, 45);
+    ds_wtxn_abort(tx);
+    /* Fully matched, then more nodes than guessed. */
+    assert_int_equal(ds_store_begin(b, &tx), 0);
+    assert_int_equal(ds__wtxn_commit_ahead(tx, f.docs + 40, 5, &t), 0);
+    assert_int_equal(ds__store_begin_ahead(b, t, &tx), 0);
+    put_range(tx, &f, 40, 50);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    commit_plain(a, &f, 40, 50);
+
+    for (int i = 0; i < 50; i++) present[i] = i != 3;
+    assert_same_index(a, b, &f, present);
+    ds_store_close(a);
+    ds_store_close(b);
+    ahead_fx_free(&f);
+}
+
+/* A commit that fails at any write, before or after the guess was
+ * started, returns no ticket and leaves nothing behind: the transaction
+ * done again plainly gives the index plain transactions give. */
+static void ahead_failed_commit(void **state)
+{
+    (void)state;
+    ahead_fx f;
+    ahead_fx_init(&f);
+    ds_store *a = open_new(), *b = open_new();
+    int present[AH_N] = { 0 };
+    commit_plain(a, &f, 0, 10);
+    commit_plain(a, &f, 10, 20);
+    int failed = 0, done = 0;
+    for (int failat = 1; failat < 200 && !done; failat++) {
+        ds_wtxn *tx;
+        uint64_t t = 77;
+        int committing = 0;
+        ds_store_fail_after(b, failat);
+        int rc = ds_store_begin(b, &tx);
+        if (!rc) {
+            for (int i = 0; i < 10 && !rc; i++) {
+                int ins;
+                rc = ds_wtxn_put_new(tx, &f.nodes[i], &ins);
+            }
+            if (rc) ds_wtxn_abort(tx);
+            else committing = 1, rc = ds__wtxn_commit_ahead(tx, f.docs + 10, 10, &t);
+        }
+        ds_store_fail_after(b, 0);
+        if (rc) {
+            assert_int_equal(rc, DS_ERR_INJECTED);
+            if (committing) {
+                assert_int_equal(t, 0);
+                assert_int_equal(b->ahead.state, DS_AHEAD_NONE);
+                failed++;
+            }
+            continue;
+        }
+        assert_true(t != 0);
+        done = 1;
+        assert_int_equal(ds__store_begin_ahead(b, t, &tx), 0);
+        put_range(tx, &f, 10, 20);
+        assert_int_equal(b->ahead.k, 10);
+        assert_int_equal(ds_wtxn_commit(tx), 0);
+    }
+    assert_true(done);
+    assert_true(failed > 10);
+    for (int i = 0; i < 20; i++) present[i] = 1;
+    assert_same_index(a, b, &f, present);
+    ds_store_close(a);
+    ds_store_close(b);
+    ahead_fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -505,6 +748,8 @@ int main(void)
         cmocka_unit_test(epoch_and_count),
         cmocka_unit_test(rejects_invalid_nodes),
         cmocka_unit_test(posting_blocks),
+        cmocka_unit_test(ahead_matches_plain),
+        cmocka_unit_test(ahead_failed_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

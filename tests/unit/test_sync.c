@@ -263,6 +263,116 @@ static void apply_pages_together(void **state)
     ds_store_close(bob);
 }
 
+
+/* The applier's view while it commits a batch, from the next-batch
+ * callback: the guess state of the replica and the pages to hand over. */
+typedef struct next_probe {
+    ds_store *rep;
+    const ds_msg *pages;
+    size_t n;
+    int calls, state;
+    size_t k, guessed;
+} next_probe;
+
+static const ds_msg *probe_next(void *ud, size_t *n)
+{
+    next_probe *p = ud;
+    p->calls++;
+    p->state = p->rep->ahead.state;
+    p->k = p->rep->ahead.k;
+    p->guessed = p->rep->ahead.n;
+    *n = p->n;
+    return p->pages;
+}
+
+/* Batches applied back to back, the next one tokenized while the first
+ * commits: the claiming batch uses the work (every node as guessed), and
+ * replicas come out the same as with ds_sync_apply_pages, also when some
+ * guessed nodes are already there or the claim is stale. */
+static void apply_pages_ahead(void **state)
+{
+    (void)state;
+    ds_store *alice = open_store("alice-epoch-0010");
+    for (int i = 0; i < 12; i++) {
+        char t[64];
+        snprintf(t, sizeof t, "ahead%02d node text%s", i, i % 2 ? " with more words" : "");
+        add(alice, t, "/p", 1000 + i);
+    }
+    const char *roots[] = { "/p" };
+    ds_share_set share;
+    assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
+    ds_msg pages[4];
+    uint8_t cur[DS_CURSOR_LEN];
+    for (int i = 0; i < 4; i++) {
+        ds_buf req = { 0 }, resp = { 0 };
+        assert_int_equal(ds_msg_encode_request(&req, i ? cur : NULL, 3, 0), 0);
+        ds_msg rq;
+        assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
+        assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), 0);
+        assert_int_equal(ds_msg_decode(resp.data, resp.len, &pages[i]), 0);
+        memcpy(cur, pages[i].cursor, DS_CURSOR_LEN);
+        ds_msg_free(&rq);
+        ds_buf_free(&req);
+        ds_buf_free(&resp);
+    }
+    ds_store_info ai, ri;
+    assert_int_equal(ds_store_info_get(alice, &ai), 0);
+
+    /* bob: pages 0-1, with 2-3 guessed; then 2-3 claiming it. */
+    ds_store *bob = open_store("bob-replica-0010");
+    next_probe p1 = { .rep = bob, .pages = pages + 2, .n = 2 }, p2 = { .rep = bob };
+    uint64_t ticket = 0;
+    size_t ins = 0;
+    assert_int_equal(ds_sync_apply_pages_ahead(bob, pages, 2, 0, probe_next, &p1, &ticket, &ins), 0);
+    assert_int_equal(ins, 6);
+    assert_int_equal(p1.calls, 1);
+    assert_int_equal(p1.state, DS_AHEAD_NONE);
+    assert_true(ticket != 0);
+    assert_int_equal(ds_sync_apply_pages_ahead(bob, pages + 2, 2, ticket, probe_next, &p2, &ticket, &ins), 0);
+    assert_int_equal(ins, 6);
+    assert_int_equal(p2.state, DS_AHEAD_ACTIVE);
+    assert_int_equal(p2.guessed, 6);
+    assert_int_equal(p2.k, 6);
+    assert_int_equal(ticket, 0);                 /* nothing was offered next */
+
+    /* carol already has page 3's nodes: the guess is matched only in part. */
+    ds_store *carol = open_store("carol-replica-10");
+    assert_int_equal(ds_sync_apply_pages(carol, pages + 3, 1, &ins), 0);
+    next_probe p3 = { .rep = carol, .pages = pages + 2, .n = 2 }, p4 = { .rep = carol };
+    assert_int_equal(ds_sync_apply_pages_ahead(carol, pages, 2, 0, probe_next, &p3, &ticket, &ins), 0);
+    assert_int_equal(ds_sync_apply_pages_ahead(carol, pages + 2, 2, ticket, probe_next, &p4, NULL, &ins), 0);
+    assert_int_equal(ins, 3);
+    assert_int_equal(p4.state, DS_AHEAD_ACTIVE);
+    assert_int_equal(p4.k, 3);
+
+    /* dave claims with a ticket that is not his store's guess. */
+    ds_store *dave = open_store("dave-replica-010");
+    next_probe p5 = { .rep = dave, .pages = pages + 2, .n = 2 }, p6 = { .rep = dave };
+    assert_int_equal(ds_sync_apply_pages_ahead(dave, pages, 2, 0, probe_next, &p5, &ticket, &ins), 0);
+    assert_int_equal(ds_sync_apply_pages_ahead(dave, pages + 2, 2, ticket + 5, probe_next, &p6, NULL, &ins), 0);
+    assert_int_equal(p6.state, DS_AHEAD_NONE);
+
+    ds_store *reps[3] = { bob, carol, dave };
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(ds_store_info_get(reps[r], &ri), 0);
+        assert_int_equal(ri.node_count, 12);
+        assert_int_equal(ri.total_len, ai.total_len);
+        assert_int_equal(ri.term_count, ai.term_count);
+        for (int i = 0; i < 12; i++) {
+            char w[16];
+            snprintf(w, sizeof w, "ahead%02d", i);
+            assert_int_equal(ds_test_count_hits(reps[r], w), 1);
+        }
+        assert_int_equal(ds_test_df(reps[r], "words"), 6);
+        assert_int_equal(ds_sync_cursor_get(reps[r], cur, &(int){ 0 }), 0);
+        assert_memory_equal(cur, pages[3].cursor, DS_CURSOR_LEN);
+        ds_store_close(reps[r]);
+    }
+    for (int i = 0; i < 4; i++) ds_msg_free(&pages[i]);
+    ds_share_set_free(&share);
+    ds_store_close(alice);
+}
+
 static void resume_after_interruption(void **state)
 {
     (void)state;
@@ -504,6 +614,7 @@ int main(void)
         cmocka_unit_test(message_codec),
         cmocka_unit_test(publish_and_apply),
         cmocka_unit_test(apply_pages_together),
+        cmocka_unit_test(apply_pages_ahead),
         cmocka_unit_test(resume_after_interruption),
         cmocka_unit_test(byte_budget_and_bad_cursor),
         cmocka_unit_test(stored_as_received),
