@@ -737,11 +737,20 @@ static int merge_runs(ds_wtxn *tx, const ds_runview *in, size_t m)
         }
         size_t es = ESZ[kind];
         for (;;) {
+            /* The smallest head: by its first 8 bytes (keys are random
+             * ids and hashes), the whole entry only on a tie. */
             size_t best = m;
+            uint64_t bp = 0;
             for (size_t j = 0; j < m && !rc; j++) {
                 if ((rc = rin_load(tx, &r[j], kind))) break;
                 if (r[j].i == r[j].cnt) continue;
-                if (best == m || memcmp(r[j].p + r[j].i * es, r[best].p + r[best].i * es, es) < 0) best = j;
+                const uint8_t *e = r[j].p + r[j].i * es;
+                uint64_t pj = ds_get_be64(e);
+                if (best == m || pj < bp ||
+                    (pj == bp && memcmp(e, r[best].p + r[best].i * es, es) < 0)) {
+                    best = j;
+                    bp = pj;
+                }
             }
             if (rc || best == m) break;
             const uint8_t *e = r[best].p + r[best].i * es;
