@@ -388,7 +388,10 @@ typedef enum {
 enum { AJ_FREE, AJ_QUEUED, AJ_DONE };
 
 typedef struct ap_job {
-    ds_msg pages[PEND_PAGES];        /* owned until applied */
+    /* Owned by the slot until reaped, and freed then by the receiving
+     * thread that allocated them: glibc frees memory of another thread's
+     * arena slowly, and the apply thread is the one to keep short. */
+    ds_msg pages[PEND_PAGES];
     size_t n, nodes;
     int state;
     int rc;                          /* when DONE: the result ... */
@@ -478,7 +481,6 @@ static void *applier_main(void *arg)
         size_t ins = 0;
         int rc = skip ? 0 : ds_sync_apply_pages_ahead(a->replica, j->pages, j->n, claim, applier_next, a,
                                                       &ticket, &ins);
-        for (size_t i = 0; i < j->n; i++) ds_msg_free(&j->pages[i]);
         pthread_mutex_lock(&a->mu);
         j->rc = rc;
         j->ins = ins;
@@ -529,6 +531,10 @@ static void applier_stop(applier *a)
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->th, NULL);
+    for (int s = 0; s < 2; s++) {         /* done but not reaped */
+        for (size_t i = 0; i < a->jobs[s].n; i++) ds_msg_free(&a->jobs[s].pages[i]);
+        a->jobs[s].n = 0;
+    }
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
     free(a);
@@ -593,12 +599,17 @@ static int client_reap(ds_sync_client *c, unsigned keep)
         if (c->inflight > keep)
             while (j->state != AJ_DONE) pthread_cond_wait(&a->cv, &a->mu);
         int done = j->state == AJ_DONE;
-        ap_job r = { .rc = j->rc, .ins = j->ins, .skipped = j->skipped, .n = j->n, .nodes = j->nodes };
-        if (done) j->state = AJ_FREE;
         pthread_mutex_unlock(&a->mu);
         if (!done) break;
+        /* DONE: the apply thread no longer touches the slot. */
+        size_t pages = j->n;
+        for (size_t i = 0; i < pages; i++) ds_msg_free(&j->pages[i]);
+        j->n = 0;
+        if (!j->skipped) rc = client_applied(c, j->rc, pages, j->nodes, j->ins);
+        pthread_mutex_lock(&a->mu);
+        j->state = AJ_FREE;
+        pthread_mutex_unlock(&a->mu);
         c->inflight--;
-        if (!r.skipped) rc = client_applied(c, r.rc, r.n, r.nodes, r.ins);
     }
     return rc;
 }
