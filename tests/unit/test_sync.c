@@ -202,6 +202,27 @@ static void publish_and_apply(void **state)
     ds_store_close(bob);
 }
 
+/* Publishes |alice|'s shared nodes as |n| consecutive pages of 3 nodes,
+ * decoded as a subscriber receives them; the last has has_more false. */
+static void fetch_pages(ds_store *alice, const ds_share_set *share, ds_msg *pages, int n)
+{
+    uint8_t cur[DS_CURSOR_LEN];
+    for (int i = 0; i < n; i++) {
+        ds_buf req = { 0 }, resp = { 0 };
+        assert_int_equal(ds_msg_encode_request(&req, i ? cur : NULL, 3, 0), 0);
+        ds_msg rq;
+        assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
+        assert_int_equal(ds_sync_publish(alice, share, &rq, &resp, NULL), 0);
+        assert_int_equal(ds_msg_decode(resp.data, resp.len, &pages[i]), 0);
+        assert_int_equal(pages[i].nnodes, 3);
+        assert_int_equal(pages[i].has_more, i < n - 1);
+        memcpy(cur, pages[i].cursor, DS_CURSOR_LEN);
+        ds_msg_free(&rq);
+        ds_buf_free(&req);
+        ds_buf_free(&resp);
+    }
+}
+
 /* Several pages in one transaction: all their nodes, the last cursor;
  * bad arguments write nothing. */
 static void apply_pages_together(void **state)
@@ -220,20 +241,7 @@ static void apply_pages_together(void **state)
     ds_msg pages[3];
     uint8_t cur[DS_CURSOR_LEN];
     int has = 0;
-    for (int i = 0; i < 3; i++) {
-        ds_buf req = { 0 }, resp = { 0 };
-        assert_int_equal(ds_msg_encode_request(&req, i ? cur : NULL, 3, 0), 0);
-        ds_msg rq;
-        assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
-        assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), 0);
-        assert_int_equal(ds_msg_decode(resp.data, resp.len, &pages[i]), 0);
-        assert_int_equal(pages[i].nnodes, 3);
-        assert_int_equal(pages[i].has_more, i < 2);
-        memcpy(cur, pages[i].cursor, DS_CURSOR_LEN);
-        ds_msg_free(&rq);
-        ds_buf_free(&req);
-        ds_buf_free(&resp);
-    }
+    fetch_pages(alice, &share, pages, 3);
     size_t ins = 99;
     assert_int_equal(ds_sync_apply_pages(bob, pages, 0, &ins), DS_ERR_INVALID);
     assert_int_equal(ins, 0);
@@ -303,18 +311,7 @@ static void apply_pages_ahead(void **state)
     assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
     ds_msg pages[4];
     uint8_t cur[DS_CURSOR_LEN];
-    for (int i = 0; i < 4; i++) {
-        ds_buf req = { 0 }, resp = { 0 };
-        assert_int_equal(ds_msg_encode_request(&req, i ? cur : NULL, 3, 0), 0);
-        ds_msg rq;
-        assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
-        assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), 0);
-        assert_int_equal(ds_msg_decode(resp.data, resp.len, &pages[i]), 0);
-        memcpy(cur, pages[i].cursor, DS_CURSOR_LEN);
-        ds_msg_free(&rq);
-        ds_buf_free(&req);
-        ds_buf_free(&resp);
-    }
+    fetch_pages(alice, &share, pages, 4);
     ds_store_info ai, ri;
     assert_int_equal(ds_store_info_get(alice, &ai), 0);
 
