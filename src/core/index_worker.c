@@ -135,12 +135,17 @@ static void hand_over(ds_iworker *w)
     pthread_mutex_unlock(&w->mu);
 }
 
+int ds__iw_ready(ds_store *st)
+{
+    if (!st->iw && !st->no_iworker) start(st);
+    return st->iw != NULL;
+}
+
 int ds__iw_submit(ds_store *st, uint64_t seq, const char *content, size_t len, uint32_t *doclen)
 {
     *doclen = 0;
-    if (!st->iw && !st->no_iworker) start(st);
+    if (!ds__iw_ready(st)) return ds__pb_add_doc(st, seq, content, len, doclen);
     ds_iworker *w = st->iw;
-    if (!w) return ds__pb_add_doc(st, seq, content, len, doclen);
     batch *b = w->filling;
     if (!b) {
         pthread_mutex_lock(&w->mu);
@@ -164,12 +169,6 @@ int ds__iw_submit(ds_store *st, uint64_t seq, const char *content, size_t len, u
     b->text_len += len;
     if (b->njobs == BATCH_DOCS || b->text_len >= BATCH_TEXT) hand_over(w);
     return 0;
-}
-
-int ds__iw_ready(ds_store *st)
-{
-    if (!st->iw && !st->no_iworker) start(st);
-    return st->iw != NULL;
 }
 
 void ds__iw_kick(ds_store *st)
