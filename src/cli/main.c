@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "io/mem.h"
 
 #ifndef DS_VERSION
 #define DS_VERSION "0.0.0"
@@ -22,6 +23,7 @@ int main(int argc, char **argv)
     };
     cli c;
     memset(&c, 0, sizeof c);
+    ds_mem_tune();
 
     if (argc < 2) {
         cli_print_usage(stderr, 0);

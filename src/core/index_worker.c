@@ -63,6 +63,7 @@ static void *worker_main(void *arg)
 {
     ds_store *st = arg;
     ds_iworker *w = st->iw;
+    ds_tokenizer_prefault(st->tok);               /* this thread will use it most */
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stop) pthread_cond_wait(&w->cv, &w->mu);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <libstemmer.h>
 #include <unicase.h>
@@ -44,9 +45,10 @@
 /* Full folding grows a word at most 3x (e.g. U+0390 -> 3 code points). */
 #define FOLD_MAX (3 * RAW_MAX + 16)
 
-/* 64K slots, 4 MB (allocated lazily by the system, so only the sets in
- * use cost memory): it holds the working vocabulary of a large corpus,
- * and a miss (folding + stemming) costs ~20x a hit. */
+/* 64K slots, 4 MB (mapped lazily by the system, so only the sets in
+ * use cost memory, unless ds_tokenizer_prefault maps them all): it holds
+ * the working vocabulary of a large corpus, and a miss (folding +
+ * stemming) costs ~20x a hit. */
 #define CACHE_SETS 32768u           /* power of two; 2 slots per set */
 #define SET_BITS 15                 /* log2(CACHE_SETS) */
 #define KEY_WORDS 3
@@ -72,7 +74,6 @@ enum { SEP = 0, ALNUM = 1, HIGH = 2 };  /* byte classes */
 
 struct ds_tokenizer {
     struct slot *cache;             /* CACHE_SETS sets of 2 slots, MRU first */
-    void *cache_mem;                /* the allocation holding |cache| */
     struct sb_stemmer *stemmer;
     uc_general_category_t wordcat;  /* L | M | Nd */
     uint8_t cls[256];               /* SEP, ALNUM (ASCII letter/digit), HIGH */
@@ -84,16 +85,33 @@ struct ds_tokenizer {
     uint64_t scratch_tag;           /* the tag of an uncacheable word */
 };
 
+#define CACHE_BYTES ((size_t)CACHE_SETS * 2 * sizeof(struct slot))
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The cache: zero pages mapped on demand, placed on a 2 MiB boundary so
+ * that ds_tokenizer_prefault can ask for huge pages. */
+static struct slot *cache_map(void)
+{
+    size_t len = CACHE_BYTES + HUGE_PAGE;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    uintptr_t a = (uintptr_t)m, b = (a + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    if (b > a)
+        munmap(m, b - a);
+    if (b + CACHE_BYTES < a + len)
+        munmap((void *)(b + CACHE_BYTES), a + len - (b + CACHE_BYTES));
+    return (struct slot *)b;
+}
+
 int ds_tokenizer_new(ds_tokenizer **out)
 {
     ds_tokenizer *t = calloc(1, sizeof *t);
     if (!t)
         goto fail_alloc;
-    /* calloc (zero pages on demand), aligned by hand to a cache line */
-    t->cache_mem = calloc((size_t)CACHE_SETS * 2 + 1, sizeof *t->cache);
-    if (!t->cache_mem)
+    t->cache = cache_map();
+    if (!t->cache)
         goto fail_cache;
-    t->cache = (struct slot *)(((uintptr_t)t->cache_mem + 63) & ~(uintptr_t)63);
     t->stemmer = sb_stemmer_new("english", "UTF_8");
     if (!t->stemmer)
         goto fail_stemmer;
@@ -116,7 +134,7 @@ int ds_tokenizer_new(ds_tokenizer **out)
     return 0;
 
 fail_stemmer:
-    free(t->cache_mem);
+    munmap(t->cache, CACHE_BYTES);
 fail_cache:
     free(t);
 fail_alloc:
@@ -129,8 +147,19 @@ void ds_tokenizer_free(ds_tokenizer *t)
     if (!t)
         return;
     sb_stemmer_delete(t->stemmer);
-    free(t->cache_mem);
+    munmap(t->cache, CACHE_BYTES);
     free(t);
+}
+
+void ds_tokenizer_prefault(ds_tokenizer *t)
+{
+    /* Both are advice: on a kernel without them the cache stays lazy. */
+#ifdef MADV_HUGEPAGE
+    (void)madvise(t->cache, CACHE_BYTES, MADV_HUGEPAGE);
+#endif
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(t->cache, CACHE_BYTES, MADV_POPULATE_WRITE);
+#endif
 }
 
 void ds_tokenizer_clear_tags(ds_tokenizer *t)

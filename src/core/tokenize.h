@@ -26,6 +26,13 @@ typedef int (*ds_term_cb)(const char *term, size_t len, void *ud);
 int ds_tokenizer_new(ds_tokenizer **out);
 void ds_tokenizer_free(ds_tokenizer *t);
 
+/* Maps the whole stem cache at once (huge pages where the kernel gives
+ * them), for a tokenizer about to index a lot: otherwise each of its
+ * 1024 pages costs a fault when first read and another, with a TLB flush
+ * on every core running the process, when first written.  It changes
+ * no content, so another thread may be using |t| meanwhile. */
+void ds_tokenizer_prefault(ds_tokenizer *t);
+
 /* Splits |text| (|len| bytes, need not be NUL-terminated, may contain
  * invalid UTF-8, which acts as a separator) into terms: maximal runs of
  * Unicode letters, digits and combining marks; case-folded; stemmed with

@@ -27,6 +27,7 @@
 #include "core/syncproto.h"
 #include "core/util.h"
 #include "daemon/log.h"
+#include "io/mem.h"
 #include "io/quic.h"
 
 #define QUEUE_HIGH (1u << 20)           /* unsent bytes per stream before we wait */
@@ -230,6 +231,18 @@ static void sstream_unlink(ds_netsync *ns, sstream *s)
         }
 }
 
+/* Once no sync runs any more, the daemon hands the memory the syncs freed
+ * back to the kernel (io/mem.h keeps it in the process while they run). */
+static void release_if_idle(ds_netsync *ns)
+{
+    if (!ns->daemon_mode || ns->streams)
+        return;
+    for (job *j = ns->jobs; j; j = j->next)
+        if (j->active)
+            return;
+    ds_mem_release();
+}
+
 /* Moves bytes from the machine to the stream while it has room.  Frees
  * the stream record once the machine is finished and FIN is queued. */
 static void srv_pump(ds_netsync *ns, sstream *s)
@@ -280,6 +293,7 @@ static void srv_pump(ds_netsync *ns, sstream *s)
     if (s->fin_sent) {
         sstream_unlink(ns, s);
         sstream_free(s);
+        release_if_idle(ns);
     }
     srv_arm(ns);
 }
@@ -396,6 +410,7 @@ static void srv_conn_gone(ds_netsync *ns, nconn *nc)
         }
         s = next;
     }
+    release_if_idle(ns);
     srv_arm(ns);
 }
 
@@ -500,6 +515,7 @@ static void finish_peer(job *j)
     report(j, p);
     j->cur++;
     job_next(j);
+    release_if_idle(ns);
 }
 
 static void client_finish(job *j, int err, const char *code, const char *fmt, ...)

@@ -843,6 +843,28 @@ static void test_tags(void **state)
     ds_tokenizer_free(t);
 }
 
+/* Prefaulting the cache keeps what it holds: a cached word keeps its tag
+ * and its term, and a new word still starts at 0. */
+static void test_prefault_keeps_cache(void **state)
+{
+    (void)state;
+    ds_tokenizer *t;
+    assert_int_equal(ds_tokenizer_new(&t), 0);
+    struct tag_probe p = {.set = 5};
+    assert_int_equal(ds_tokenize_tagged(t, "kettles boiling", 15, tag_probe_cb, &p), 0);
+    assert_true(p.n == 2 && p.seen[0] == 0 && p.seen[1] == 0);
+    ds_tokenizer_prefault(t);
+    ds_tokenizer_prefault(t);                       /* twice is harmless */
+    p = (struct tag_probe){.set = 6};
+    assert_int_equal(ds_tokenize_tagged(t, "boiling kettles teapot", 22, tag_probe_cb, &p), 0);
+    assert_true(p.n == 3 && p.seen[0] == 5 && p.seen[1] == 5 && p.seen[2] == 0);
+    struct collect c = {0};
+    assert_int_equal(ds_tokenize(t, "kettles boiling teapot", 22, collect_cb, &c), 0);
+    assert_string_equal(c.buf, "kettl boil teapot");
+    free(c.buf);
+    ds_tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -856,6 +878,7 @@ int main(void)
         cmocka_unit_test(test_callback_stop),
         cmocka_unit_test(test_cache_correctness),
         cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_prefault_keeps_cache),
         cmocka_unit_test(test_equivalence),
         cmocka_unit_test(test_equivalence_bytes),
         cmocka_unit_test(test_tags),
