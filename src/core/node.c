@@ -13,6 +13,7 @@
 #include <msgpack.h>
 
 #include "core/msgread.h"
+#include "core/node_int.h"
 #include "core/util.h"
 
 static const char *type_names[DS_SOURCE_TYPE_COUNT] = { "session", "file", "note" };
@@ -191,7 +192,27 @@ enum {
 };
 #define F_REQUIRED (F_ID | F_CONTENT | F_SOURCE | F_TYPE | F_TIMESTAMP)
 
-static int read_text(ds_mr *r, char **dst, size_t *dlen, size_t max)
+/* A copy of |s| (|l| bytes) with a NUL after it: from |a| when given
+ * (replacing *dst without freeing it), else malloc'd (freeing *dst). */
+static int set_text(char **dst, const char *s, size_t l, ds_strarena *a)
+{
+    char *c;
+    if (a) {
+        if (a->left <= l) return DS_ERR_NOMEM;
+        c = a->p;
+        a->p += l + 1;
+        a->left -= l + 1;
+    } else if (!(c = malloc(l + 1))) {
+        return DS_ERR_NOMEM;
+    }
+    memcpy(c, s, l);
+    c[l] = 0;
+    if (!a) free(*dst);
+    *dst = c;
+    return 0;
+}
+
+static int read_text(ds_mr *r, char **dst, size_t *dlen, size_t max, ds_strarena *a)
 {
     const char *s;
     uint32_t l;
@@ -199,12 +220,7 @@ static int read_text(ds_mr *r, char **dst, size_t *dlen, size_t max)
     if (rc) return rc;
     if (l > max) return DS_ERR_TOOLARGE;
     if (!ds_utf8_valid(s, l)) return DS_ERR_MALFORMED;
-    char *c = malloc((size_t)l + 1);
-    if (!c) return DS_ERR_NOMEM;
-    memcpy(c, s, l);
-    c[l] = 0;
-    free(*dst);
-    *dst = c;
+    if ((rc = set_text(dst, s, l, a))) return rc;
     if (dlen) *dlen = l;
     return 0;
 }
@@ -220,7 +236,7 @@ static int read_fixed_bin(ds_mr *r, uint8_t *dst, uint32_t want)
     return 0;
 }
 
-static int decode_fields(ds_mr *r, ds_node *n)
+static int decode_fields(ds_mr *r, ds_node *n, ds_strarena *a)
 {
     uint32_t count;
     int rc = ds_mr_map(r, &count);
@@ -236,14 +252,14 @@ static int decode_fields(ds_mr *r, ds_node *n)
             rc = read_fixed_bin(r, n->id, DS_ID_LEN);
         } else if (ds_mr_key_eq(k, kl, "content")) {
             bit = F_CONTENT;
-            rc = read_text(r, &n->content, &n->content_len, DS_NODE_MAX_CONTENT);
+            rc = read_text(r, &n->content, &n->content_len, DS_NODE_MAX_CONTENT, a);
             if (!rc) {
                 n->checked_content = n->content;
                 n->checked_len = n->content_len;
             }
         } else if (ds_mr_key_eq(k, kl, "source")) {
             bit = F_SOURCE;
-            rc = read_text(r, &n->source, NULL, DS_NODE_MAX_FIELD);
+            rc = read_text(r, &n->source, NULL, DS_NODE_MAX_FIELD, a);
         } else if (ds_mr_key_eq(k, kl, "source_type")) {
             const char *t;
             uint32_t tl;
@@ -252,9 +268,9 @@ static int decode_fields(ds_mr *r, ds_node *n)
             if (!rc && tl > 16) rc = DS_ERR_TOOLARGE;
             if (!rc && type_from(t, tl, &n->source_type)) rc = DS_ERR_MALFORMED;
         } else if (ds_mr_key_eq(k, kl, "project")) {
-            rc = read_text(r, &n->project, NULL, DS_NODE_MAX_FIELD);
+            rc = read_text(r, &n->project, NULL, DS_NODE_MAX_FIELD, a);
         } else if (ds_mr_key_eq(k, kl, "namespace")) {
-            rc = read_text(r, &n->ns, NULL, DS_NODE_MAX_FIELD);
+            rc = read_text(r, &n->ns, NULL, DS_NODE_MAX_FIELD, a);
         } else if (ds_mr_key_eq(k, kl, "timestamp")) {
             bit = F_TIMESTAMP;
             rc = ds_mr_int(r, &n->timestamp);
@@ -271,7 +287,7 @@ static int decode_fields(ds_mr *r, ds_node *n)
             rc = read_fixed_bin(r, n->hash, DS_HASH_LEN);
         } else if (ds_mr_key_eq(k, kl, "metadata")) {
             if (ds_mr_peek(r) == DS_MR_NIL) rc = ds_mr_nil(r);
-            else rc = read_text(r, &n->metadata, NULL, DS_NODE_MAX_FIELD);
+            else rc = read_text(r, &n->metadata, NULL, DS_NODE_MAX_FIELD, a);
         } else {
             rc = ds_mr_skip(r);      /* a field from a newer writer */
         }
@@ -280,8 +296,8 @@ static int decode_fields(ds_mr *r, ds_node *n)
         seen |= bit;
     }
     if ((seen & F_REQUIRED) != F_REQUIRED) return DS_ERR_MALFORMED;
-    if (!n->project && !(n->project = strdup(""))) return DS_ERR_NOMEM;
-    if (!n->ns && !(n->ns = strdup("personal"))) return DS_ERR_NOMEM;
+    if (!n->project && (rc = set_text(&n->project, "", 0, a))) return rc;
+    if (!n->ns && (rc = set_text(&n->ns, "personal", 8, a))) return rc;
     if (!(seen & F_HASH)) ds_node_hash(n);
     return 0;
 }
@@ -292,27 +308,40 @@ int ds_node_decode(const uint8_t *buf, size_t len, ds_node *out)
     if (len > DS_NODE_MAX_ENCODED) return DS_ERR_TOOLARGE;
     ds_mr r;
     ds_mr_init(&r, buf, len);
-    int rc = decode_fields(&r, out);
+    int rc = decode_fields(&r, out, NULL);
     if (!rc && ds_mr_left(&r) != 0) rc = DS_ERR_MALFORMED;   /* trailing bytes */
     if (rc) ds_node_free(out);
     return rc;
 }
 
-int ds_node_decode_prefix(const uint8_t *buf, size_t len, ds_node *out, size_t *used)
+static int decode_prefix(const uint8_t *buf, size_t len, ds_node *out, size_t *used,
+                         ds_strarena *a)
 {
     ds_node_init(out);
     *used = 0;
     ds_mr r;
     ds_mr_init(&r, buf, len > DS_NODE_MAX_ENCODED ? DS_NODE_MAX_ENCODED : len);
-    int rc = decode_fields(&r, out);
+    int rc = decode_fields(&r, out, a);
     /* cut off by the size limit rather than by the end of the input */
     if (rc == DS_ERR_TRUNCATED && len > DS_NODE_MAX_ENCODED) rc = DS_ERR_TOOLARGE;
     if (rc) {
-        ds_node_free(out);
+        if (a) ds_node_init(out);
+        else ds_node_free(out);
         return rc;
     }
     *used = (size_t)(r.p - buf);
     return 0;
+}
+
+int ds_node_decode_prefix(const uint8_t *buf, size_t len, ds_node *out, size_t *used)
+{
+    return decode_prefix(buf, len, out, used, NULL);
+}
+
+int ds__node_decode_arena(const uint8_t *buf, size_t len, ds_node *out, size_t *used,
+                          ds_strarena *a)
+{
+    return decode_prefix(buf, len, out, used, a);
 }
 
 int ds_node_peek_project(const uint8_t *buf, size_t len, const char **project, size_t *plen)

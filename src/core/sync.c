@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "core/msgread.h"
+#include "core/node_int.h"
 #include "core/store_int.h"
 
 static const char *type_names[] = {
@@ -171,8 +172,10 @@ int ds_msg_encode_signature(ds_buf *out, const uint8_t sig[64])
 
 void ds_msg_free(ds_msg *m)
 {
-    for (size_t i = 0; i < m->nnodes; i++) ds_node_free(&m->nodes[i]);
+    if (!m->strs)                     /* else the nodes own no memory */
+        for (size_t i = 0; i < m->nnodes; i++) ds_node_free(&m->nodes[i]);
     free(m->nodes);
+    free(m->strs);
     free(m->raw);
     free(m->spans);
     free(m->message);
@@ -200,13 +203,18 @@ static int read_nodes(ds_mr *r, ds_msg *m)
     if (!n) return 0;
     if (!(m->nodes = calloc(n, sizeof *m->nodes)) || !(m->spans = calloc(n, sizeof *m->spans)))
         return DS_ERR_NOMEM;
+    /* All their strings go to one block (node_int.h): the nodes are in
+     * the rest of the message, so that bounds what they take. */
+    size_t cap = ds_mr_left(r) + (size_t)n * DS_NODE_ARENA_EXTRA;
+    if (!(m->strs = malloc(cap))) return DS_ERR_NOMEM;
+    ds_strarena arena = { m->strs, cap };
     const uint8_t *first = r->p;
     int any = 0;                      /* some node is stored as received */
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *start = r->p;
         ds_node *nd = &m->nodes[i];
         size_t used;
-        if ((rc = ds_node_decode_prefix(start, ds_mr_left(r), nd, &used))) return rc;
+        if ((rc = ds__node_decode_arena(start, ds_mr_left(r), nd, &used, &arena))) return rc;
         r->p += used;
         m->nnodes++;
         /* A peer's hash is never trusted: it is recomputed here, on the

@@ -92,6 +92,9 @@ typedef struct ds_msg {
      * encoded afresh to be stored (see ds__wtxn_put_new_encoded). */
     uint8_t *raw;
     struct ds_msg_span { uint32_t off, len; } *spans;
+    /* The nodes' strings, all in one block (core/node_int.h): the nodes
+     * own no memory then, and only ds_msg_free may release them. */
+    char *strs;
     /* ERROR */
     char code[32];
     char *message;

@@ -9,6 +9,7 @@
 #include <msgpack.h>
 
 #include "core/msgread.h"
+#include "core/node_int.h"
 #include "core/util.h"
 
 static void make(ds_node *n)
@@ -283,6 +284,78 @@ static void decode_prefix(void **state)
     ds_node_free(&a);
 }
 
+static void assert_same_node(const ds_node *a, const ds_node *b)
+{
+    assert_memory_equal(a->id, b->id, DS_ID_LEN);
+    assert_int_equal(a->content_len, b->content_len);
+    assert_memory_equal(a->content, b->content, a->content_len + 1);
+    assert_string_equal(a->source, b->source);
+    assert_string_equal(a->project, b->project);
+    assert_string_equal(a->ns, b->ns);
+    if (a->metadata || b->metadata) assert_string_equal(a->metadata, b->metadata);
+    assert_int_equal(a->source_type, b->source_type);
+    assert_int_equal(a->timestamp, b->timestamp);
+    assert_int_equal(a->chunk_index, b->chunk_index);
+    assert_true(a->confidence == b->confidence);
+    assert_memory_equal(a->hash, b->hash, DS_HASH_LEN);
+}
+
+/* Decoding into a string block gives the node ds_node_decode gives, takes
+ * at most the encoded length plus DS_NODE_ARENA_EXTRA (defaults filled
+ * in, a key given twice), and fails cleanly when the block is short. */
+static void decode_arena(void **state)
+{
+    (void)state;
+    uint8_t bufs[4][512];
+    size_t lens[4];
+    ds_node a;
+    make(&a);
+    uint8_t *enc;
+    assert_int_equal(ds_node_encode(&a, &enc, &lens[0]), 0);
+    assert_true(lens[0] <= sizeof bufs[0]);
+    memcpy(bufs[0], enc, lens[0]);
+    free(enc);
+    ds_node_free(&a);
+    lens[1] = pack_custom(bufs[1], sizeof bufs[1], 0);      /* no project, no namespace */
+    lens[2] = pack_custom(bufs[2], sizeof bufs[2], 1);      /* a field from a newer writer */
+    /* "project" twice: the last one counts */
+    static const uint8_t twice[] = {
+        0x87, 0xa2, 'i', 'd', 0xc4, 0x10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        0xa7, 'c', 'o', 'n', 't', 'e', 'n', 't', 0xa0,
+        0xa6, 's', 'o', 'u', 'r', 'c', 'e', 0xa1, 's',
+        0xab, 's', 'o', 'u', 'r', 'c', 'e', '_', 't', 'y', 'p', 'e', 0xa4, 'n', 'o', 't', 'e',
+        0xa7, 'p', 'r', 'o', 'j', 'e', 'c', 't', 0xa2, '/', 'a',
+        0xa7, 'p', 'r', 'o', 'j', 'e', 'c', 't', 0xa2, '/', 'b',
+        0xa9, 't', 'i', 'm', 'e', 's', 't', 'a', 'm', 'p', 0x01,
+    };
+    memcpy(bufs[3], twice, sizeof twice);
+    lens[3] = sizeof twice;
+    for (int v = 0; v < 4; v++) {
+        ds_node ref, got;
+        size_t used = 0;
+        assert_int_equal(ds_node_decode(bufs[v], lens[v], &ref), 0);
+        size_t cap = lens[v] + DS_NODE_ARENA_EXTRA;
+        char *block = malloc(cap);
+        ds_strarena ar = { block, cap };
+        assert_int_equal(ds__node_decode_arena(bufs[v], lens[v], &got, &used, &ar), 0);
+        assert_int_equal(used, lens[v]);
+        assert_same_node(&ref, &got);
+        assert_true(got.content >= block && got.content < block + cap);
+        assert_true(got.ns >= block && got.ns < block + cap);
+        if (v == 3) assert_string_equal(got.project, "/b");
+        /* too short by one byte of what it took: an error, nothing kept */
+        size_t took = cap - ar.left;
+        ds_strarena small = { block, took - 1 };
+        assert_int_equal(ds__node_decode_arena(bufs[v], lens[v], &got, &used, &small),
+                         DS_ERR_NOMEM);
+        assert_null(got.content);
+        assert_null(got.project);
+        assert_int_equal(used, 0);
+        free(block);
+        ds_node_free(&ref);
+    }
+}
+
 static void peek_project(void **state)
 {
     (void)state;
@@ -333,6 +406,7 @@ int main(void)
         cmocka_unit_test(utf8_validation),
         cmocka_unit_test(peek_project),
         cmocka_unit_test(decode_prefix),
+        cmocka_unit_test(decode_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
