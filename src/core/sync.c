@@ -337,7 +337,8 @@ int ds_msg_decode(const uint8_t *buf, size_t len, ds_msg *out)
 
 typedef struct pub {
     const ds_share_set *share;
-    ds_buf nodes;             /* encoded nodes, concatenated */
+    ds_buf *out;              /* encoded nodes, concatenated from |base| */
+    size_t base;
     size_t count, max_nodes, max_bytes, scanned;
     uint64_t last_seq;        /* last sequence fully dealt with */
     int stopped;              /* the scan stopped before a node: has_more */
@@ -375,21 +376,21 @@ static int pub_record(uint64_t seq, const uint8_t *rec, size_t len, void *ud)
 {
     pub *p = ud;
     if (p->scanned >= DS_SYNC_SCAN_BUDGET) { p->stopped = 1; return 1; }
-    size_t at = p->nodes.len;
-    int rc = ds_buf_append(&p->nodes, rec, len);
+    size_t end = p->out->len, at = end - p->base;   /* |at|: node bytes so far */
+    int rc = ds_buf_append(p->out, rec, len);
     if (rc) { p->rc = rc; return rc; }
     const char *proj;
     size_t plen;
     int shared;
-    rc = ds_node_peek_project(p->nodes.data + at, len, &proj, &plen);
+    rc = ds_node_peek_project(p->out->data + end, len, &proj, &plen);
     if (!rc) rc = pub_shared(p, proj, plen, &shared);
-    if (rc || !shared) p->nodes.len = at;
+    if (rc || !shared) p->out->len = end;
     if (rc) { p->rc = rc == DS_ERR_NOMEM ? rc : DS_ERR_STORE; return p->rc; }
     /* A full page ends before the next shared node; unshared ones are
      * skipped now so that has_more is false when only they remain. */
     if (shared && (p->count >= p->max_nodes || at >= p->max_bytes ||
                    (p->count && at + len > p->max_bytes))) {
-        p->nodes.len = at;
+        p->out->len = end;
         p->stopped = 1;
         return 1;
     }
@@ -398,6 +399,43 @@ static int pub_record(uint64_t seq, const uint8_t *rec, size_t len, void *ud)
     p->last_seq = seq;
     return 0;
 }
+
+/* A SYNC_RESPONSE's head is about 100 bytes. */
+#define PUB_HEAD_MAX 160
+
+typedef struct fixw { uint8_t *p; size_t len; } fixw;
+
+static int fixw_write(void *data, const char *buf, size_t len)
+{
+    fixw *w = data;
+    if (len > PUB_HEAD_MAX - w->len) return -1;    /* cannot happen: see pub_head */
+    memcpy(w->p + w->len, buf, len);
+    w->len += len;
+    return 0;
+}
+
+/* Writes a SYNC_RESPONSE's head (everything before its nodes) for
+ * |count| nodes into |hd|; returns its length.  |cursor| may be NULL to
+ * measure it.  Its parts are bounded: the longest head is the fixed keys
+ * and cursor plus a 5-byte uint and a 5-byte array header. */
+static size_t pub_head(uint8_t hd[PUB_HEAD_MAX], const uint8_t *cursor, int has_more, size_t count)
+{
+    static const uint8_t zero[DS_CURSOR_LEN];
+    fixw b = { hd, 0 };
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, fixw_write);
+    head(&pk, 3, DS_MSG_SYNC_RESPONSE);
+    key(&pk, "new_cursor");
+    msgpack_pack_bin(&pk, DS_CURSOR_LEN);
+    msgpack_pack_bin_body(&pk, cursor ? cursor : zero, DS_CURSOR_LEN);
+    key(&pk, "has_more");
+    if (has_more) msgpack_pack_true(&pk); else msgpack_pack_false(&pk);
+    key(&pk, "nodes");
+    msgpack_pack_array(&pk, (uint32_t)count);
+    return b.len;
+}
+_Static_assert(1 + 5 + 14 + 2 + 5 + 11 + 2 + DS_CURSOR_LEN + 9 + 1 + 6 + 5 <= PUB_HEAD_MAX,
+               "PUB_HEAD_MAX holds the longest head");
 
 int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
                     ds_buf *out, ds_publish_stats *stats)
@@ -422,11 +460,22 @@ int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const
             memcmp(c.digest, share->digest, DS_SHARE_DIGEST_LEN) == 0)
             from = c.seq;             /* else: reset store or new share set: start over */
     }
-    pub p = { .share = share, .last_seq = from };
+    pub p = { .share = share, .last_seq = from, .out = out };
     p.max_nodes = req->max_nodes ? req->max_nodes : DS_SYNC_PAGE_NODES;
     if (p.max_nodes > DS_SYNC_MAX_PAGE_NODES) p.max_nodes = DS_SYNC_MAX_PAGE_NODES;
     p.max_bytes = req->max_bytes ? req->max_bytes : DS_SYNC_PAGE_BYTES;
     if (p.max_bytes > DS_SYNC_MAX_PAGE_BYTES) p.max_bytes = DS_SYNC_MAX_PAGE_BYTES;
+
+    /* The records go straight after room for the message's head, which
+     * is written once the page is known; its length depends only on the
+     * array header, so the room is that of a page of max_nodes.  A
+     * shorter head (a smaller last page) moves the records down. */
+    size_t start = out->len;
+    uint8_t hd[PUB_HEAD_MAX];
+    size_t room = pub_head(hd, NULL, 0, p.max_nodes);
+    if ((rc = ds_buf_reserve(out, room))) return rc;
+    out->len += room;
+    p.base = out->len;
     rc = ds_store_iter_records(st, from, pub_record, &p);
     if (!rc) rc = p.rc;
     ds_buf_free(&p.proj);
@@ -434,7 +483,7 @@ int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const
      * exactly when a node follows last_seq.  (Nodes written after the
      * snapshot are found by the next sync.) */
     int has_more = p.stopped;
-    if (rc) { ds_buf_free(&p.nodes); return rc; }
+    if (rc) { out->len = start; return rc; }
 
     ds_cursor nc;
     memcpy(nc.epoch, epoch, DS_EPOCH_LEN);
@@ -442,22 +491,13 @@ int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const
     memcpy(nc.digest, share->digest, DS_SHARE_DIGEST_LEN);
     uint8_t cb[DS_CURSOR_LEN];
     ds_cursor_encode(&nc, cb);
-
-    enc e = { out, 0 };
-    size_t start = out->len;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &e, enc_write);
-    head(&pk, 3, DS_MSG_SYNC_RESPONSE);
-    key(&pk, "new_cursor");
-    msgpack_pack_bin(&pk, DS_CURSOR_LEN);
-    msgpack_pack_bin_body(&pk, cb, DS_CURSOR_LEN);
-    key(&pk, "has_more");
-    if (has_more) msgpack_pack_true(&pk); else msgpack_pack_false(&pk);
-    key(&pk, "nodes");
-    msgpack_pack_array(&pk, p.count);
-    if (!e.failed && ds_buf_append(out, p.nodes.data, p.nodes.len)) e.failed = 1;
-    ds_buf_free(&p.nodes);
-    if (e.failed) { out->len = start; return DS_ERR_NOMEM; }
+    size_t hl = pub_head(hd, cb, has_more, p.count);
+    if (hl != room) {
+        size_t nbytes = out->len - p.base;
+        memmove(out->data + start + hl, out->data + p.base, nbytes);
+        out->len = start + hl + nbytes;
+    }
+    memcpy(out->data + start, hd, hl);
     if (stats) {
         stats->sent = p.count;
         stats->scanned = p.scanned;

@@ -202,6 +202,63 @@ static void publish_and_apply(void **state)
     ds_store_close(bob);
 }
 
+/* The publisher writes a page's records after room for its head: a full
+ * page (array16 header) and a short last one (fixarray, records moved
+ * down) both come out as exact messages after what |out| held before. */
+static void publish_page_heads(void **state)
+{
+    (void)state;
+    ds_store *alice = open_store("alice-epoch-head");
+    for (int i = 0; i < 25; i++) {
+        char t[64];
+        snprintf(t, sizeof t, "head test node %d", i);
+        add(alice, t, "/a/proj", 1000 + i);
+    }
+    add(alice, "CANARY not shared", "/b", 2000);
+    const char *roots[] = { "/a/proj" };
+    ds_share_set share;
+    assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
+    static const uint8_t prefix[5] = { 9, 8, 7, 6, 5 };
+    uint8_t cur[DS_CURSOR_LEN];
+    size_t want[3] = { 20, 5, 0 }, seen = 0;
+    for (int i = 0; i < 3; i++) {
+        ds_buf req = { 0 }, resp = { 0 };
+        assert_int_equal(ds_msg_encode_request(&req, i ? cur : NULL, 20, 0), 0);
+        ds_msg rq, rs;
+        assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
+        assert_int_equal(ds_buf_append(&resp, prefix, sizeof prefix), 0);
+        ds_publish_stats ps;
+        assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, &ps), 0);
+        assert_memory_equal(resp.data, prefix, sizeof prefix);
+        assert_int_equal(ds_msg_decode(resp.data + sizeof prefix, resp.len - sizeof prefix, &rs),
+                         0);
+        assert_int_equal(rs.nnodes, want[i]);
+        assert_int_equal(ps.sent, want[i]);
+        assert_int_equal(rs.has_more, i == 0);
+        /* the array header is the shortest one: 0xdc + 2 bytes for 20,
+         * one byte for 5 and 0 */
+        size_t recs = 0;
+        for (size_t k = 0; k < rs.nnodes; k++) {
+            char t[64];
+            snprintf(t, sizeof t, "head test node %zu", seen + k);
+            assert_string_equal(rs.nodes[k].content, t);
+            recs += rs.spans[k].len;
+        }
+        size_t tail = resp.len - recs;
+        if (want[i] >= 16) assert_int_equal(resp.data[tail - 3], 0xdc);
+        else assert_int_equal(resp.data[tail - 1], 0x90 | want[i]);
+        seen += rs.nnodes;
+        memcpy(cur, rs.cursor, DS_CURSOR_LEN);
+        ds_msg_free(&rq);
+        ds_msg_free(&rs);
+        ds_buf_free(&req);
+        ds_buf_free(&resp);
+    }
+    assert_int_equal(seen, 25);
+    ds_share_set_free(&share);
+    ds_store_close(alice);
+}
+
 /* Publishes |alice|'s shared nodes as |n| consecutive pages of 3 nodes,
  * decoded as a subscriber receives them; the last has has_more false. */
 static void fetch_pages(ds_store *alice, const ds_share_set *share, ds_msg *pages, int n)
@@ -610,6 +667,7 @@ int main(void)
         cmocka_unit_test(share_matching),
         cmocka_unit_test(message_codec),
         cmocka_unit_test(publish_and_apply),
+        cmocka_unit_test(publish_page_heads),
         cmocka_unit_test(apply_pages_together),
         cmocka_unit_test(apply_pages_ahead),
         cmocka_unit_test(resume_after_interruption),
