@@ -6,7 +6,9 @@
 # NODES synthetic nodes of about 300 bytes into a publisher home
 # (bench_sync load), starts its daemon on 127.0.0.1 and syncs them RUNS
 # times into fresh subscriber homes (`ds peer sync --json`, in process).
-# Then runs `bench_quic --mb M` with M = the sync's wire volume, and prints:
+# After each sync it runs `bench_quic --mb M`, M = the sync's wire volume
+# (alternating, so both see the same phase of a noisy machine), and prints
+# the median sync and the median raw run:
 #
 #   sync nodes=100000 bytes=... seconds=... nodes_per_s=... mb_per_s=...   (median run)
 #   quic-raw bytes=... seconds=... mb_per_s=... gso=...
@@ -88,6 +90,7 @@ tick=$(getconf CLK_TCK)
 pub_cpu() { awk '{print $14 + $15}' "/proc/$pubpid/stat"; }
 
 results=()
+raws=()
 for r in $(seq 1 "$runs"); do
     sub="$T/sub$r"
     DS_HOME="$sub" "$DS" peer init >/dev/null
@@ -114,16 +117,24 @@ PY
     results+=("$line")
     echo "run $r: $line (seconds nodes bytes subscriber_cpu_s publisher_cpu_s)" >&2
     rm -rf "$sub"
+    # The raw transfer of the same volume, right after: both see the same
+    # phase of the machine, and the median raw run is the reference.
+    read -r _ _ rbytes _ <<<"$line"
+    mb=$(python3 -c "import math; print(max(1, math.ceil($rbytes / 1e6)))")
+    TIMEFORMAT='%3U %3S'
+    { time "$QUIC" --mb "$mb" >"$T/raw$r.out"; } 2>"$T/raw$r.time" ||
+        { echo "bench-sync: bench_quic failed (run $r)" >&2; exit 1; }
+    one=$(grep '^quic-raw' "$T/raw$r.out" || true)
+    [ -n "$one" ] || { echo "bench-sync: bench_quic printed nothing" >&2; exit 1; }
+    echo "raw run $r: $one" >&2
+    raws+=("$(printf '%s\n' "$one" | sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p') $r")
 done
+rmed=$(printf '%s\n' "${raws[@]}" | sort -n | awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}')
 
 med=$(printf '%s\n' "${results[@]}" | sort -n | awk -v n="$runs" 'NR == int((n + 1) / 2)')
 read -r secs got bytes sub_cpu pub_cpu_s <<<"$med"
-mb=$(python3 -c "import math; print(max(1, math.ceil($bytes / 1e6)))")
-TIMEFORMAT='%3U %3S'
-{ time "$QUIC" --mb "$mb" >"$T/raw.out"; } 2>"$T/raw.time"
-raw=$(grep '^quic-raw' "$T/raw.out" || true)
-raw_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/raw.time")
-[ -n "$raw" ] || { echo "bench-sync: bench_quic printed nothing" >&2; exit 1; }
+raw=$(grep '^quic-raw' "$T/raw$rmed.out")
+raw_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/raw$rmed.time")
 raw_mbps=$(printf '%s\n' "$raw" | sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p')
 
 python3 - "$secs" "$got" "$bytes" "$raw_mbps" "$nodes" <<'PY'
