@@ -27,6 +27,7 @@
 #include "core/queue.h"
 #include "daemon/log.h"
 #include "io/distill_io.h"
+#include "io/mem.h"
 #include "io/watch.h"
 
 #define ERRLEN 512
@@ -74,6 +75,7 @@ struct ds_ingestd {
     uv_timer_t retry;
     work *busy;
     unsigned done_since_prune;
+    int worked;           /* a job ran since memory was last handed back */
     int stopping;
     size_t open_handles;        /* timers and the watch, while stopping */
     void (*done)(void *ud);
@@ -457,6 +459,7 @@ static void after_work(uv_work_t *req, int status)
         return;
     }
     d->busy = NULL;
+    d->worked = 1;
     ds_store *st = store_of(d);
     if (status == UV_ECANCELED || !st) {
         work_free(w);
@@ -559,6 +562,10 @@ static void run_next(ds_ingestd *d)
         if (next != INT64_MAX)
             arm_retry(d, next - now);
         ds_queue_jobs_free(jobs, n);
+        if (d->worked) {      /* the queue ran dry: give back what ingest freed */
+            d->worked = 0;
+            ds_mem_release();
+        }
         return;
     }
     work *w = work_new(jobs[pick].path, d->dist);
