@@ -317,7 +317,15 @@ start_daemon_port "$B" "$BPORT" --sync --sync-interval 1h
 check "bob restarts with --sync --sync-interval 1h" rc_is 0
 unset DS_SYNC_RETRY_BASE_MS
 note "$A" "$PA" "RETRYNODE arrives through the daemon's retry"
-sleep 1
+# Alice stays down until bob's first sync has failed (its dial times out
+# after DS_SYNC_CONNECT_TIMEOUT_MS) and a retry is scheduled; starting her
+# earlier would let that first dial succeed.
+RETRY=0
+for i in $(seq 1 100); do   # up to 20 s
+    grep -q "will retry" "$B/daemon.log" && { RETRY=1; break; }
+    sleep 0.2
+done
+check "daemon log: retries" [ "$RETRY" -eq 1 ]
 start_daemon_port "$A" "$APORT"
 check "alice back" rc_is 0
 GOT=0
@@ -326,7 +334,6 @@ for i in $(seq 1 100); do   # up to 20 s
     sleep 0.2
 done
 check "retry with backoff brings the new node" [ "$GOT" -eq 1 ]
-check "daemon log: retries" grep -q "will retry" "$B/daemon.log"
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
