@@ -402,15 +402,18 @@ static sstream *srv_find(ds_netsync *ns, nconn *nc, int64_t sid)
 static void srv_conn_gone(ds_netsync *ns, nconn *nc)
 {
     sstream *s = ns->streams;
+    int freed = 0;
     while (s) {
         sstream *next = s->next;
         if (s->nc == nc) {
             sstream_unlink(ns, s);
             sstream_free(s);
+            freed = 1;
         }
         s = next;
     }
-    release_if_idle(ns);
+    if (freed)                        /* a connection that served nothing freed nothing */
+        release_if_idle(ns);
     srv_arm(ns);
 }
 
