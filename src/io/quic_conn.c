@@ -24,6 +24,14 @@
 #define INIT_CONN_WINDOW (1024u * 1024)
 #define MAX_STREAM_WINDOW (16u * 1024 * 1024)
 #define MAX_CONN_WINDOW (32u * 1024 * 1024)
+/* Acknowledge at once after this many ack-eliciting packets (ngtcp2's
+ * default is 2; the ack delay timer and out-of-order arrival still send
+ * one sooner).  A bulk receiver otherwise sends an ACK, and its sender
+ * decrypts and processes one, for every two ~1.2 KB packets: on loopback
+ * that was ~14 ms of the subscriber's receive thread per 100k-node sync.
+ * 8 made a 100k sync ~15% faster (A/B medians 316 -> 268 ms) and raw
+ * transfer ~5% faster; 16 was no better, 32 was worse. */
+#define ACK_THRESH 8
 #define MAX_SEGS 64
 #define MAX_VECS 16
 #define ALERT_NO_APPLICATION_PROTOCOL 120
@@ -665,6 +673,7 @@ ds_quic_conn *ds_quic_conn_new(ds_quic_endpoint *ep, ds_quic_path *p, const stru
     st.handshake_timeout = (uint64_t)ep->hs_ms * NGTCP2_MILLISECONDS;
     st.max_window = MAX_CONN_WINDOW;
     st.max_stream_window = MAX_STREAM_WINDOW;
+    st.ack_thresh = ACK_THRESH;
     if (getenv("DS_QUIC_DEBUG"))
         st.log_printf = debug_printf;
     ngtcp2_transport_params tp;
