@@ -37,6 +37,7 @@ enum {
     DS_ERR_PROTO = -19,       /* protocol violation */
     DS_ERR_TIMEOUT = -20,     /* operation timed out */
     DS_ERR_VERSION = -21,     /* incompatible protocol/format version */
+    DS_ERR_UNREACHABLE = -22, /* the network said no one is there (ICMP unreachable) */
 };
 
 /* Returns a static description of |err| (never NULL). */

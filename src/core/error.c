@@ -28,6 +28,7 @@ const char *ds_strerror(int err)
     case DS_ERR_PROTO: return "protocol error";
     case DS_ERR_TIMEOUT: return "timed out";
     case DS_ERR_VERSION: return "incompatible version";
+    case DS_ERR_UNREACHABLE: return "unreachable";
     default: return "unknown error";
     }
 }

@@ -198,6 +198,37 @@ void ds_quic_path_writable(ds_quic_path *p)
     }
 }
 
+static int same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return 0;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return 0;
+}
+
+void ds_quic_endpoint_unreachable(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *to,
+                                  const char *why)
+{
+    if (!ep || ep->closing || !p || p->closing || !to)
+        return;
+    for (ds_quic_conn *c = ep->conns; c; c = c->next) {
+        const ngtcp2_path *cp = ngtcp2_conn_get_path(c->qc);
+        if (!cp || cp->user_data != p || !cp->remote.addrlen ||
+            !same_addr((const struct sockaddr *)cp->remote.addr, to))
+            continue;
+        if (ds_quic_conn_unreachable(c, why))
+            ds_quic_log(ep, 0, "quic: dial ended: %s", why);
+    }
+}
+
 /* ---- Receiving ---------------------------------------------------------------- */
 
 static ds_quic_conn *find_conn(ds_quic_endpoint *ep, const uint8_t *cid, size_t len)

@@ -85,6 +85,15 @@ void ds_quic_endpoint_recv(ds_quic_endpoint *ep, ds_quic_path *p, const struct s
                            const uint8_t *buf, size_t len, size_t seg);
 /* A path that returned a short count from send can take data again. */
 void ds_quic_path_writable(ds_quic_path *p);
+/* The network answered a datagram sent on |p| to |to| with "unreachable"
+ * (an ICMP port, host or network unreachable, or administratively
+ * prohibited), described by |why|.  Dialer connections on |p| to |to|
+ * that have not received a single packet yet end at once with
+ * DS_ERR_UNREACHABLE instead of waiting for the handshake timeout; any
+ * other connection ignores it (ICMP is unauthenticated: it may only cut
+ * short a dial that has heard nothing from its peer). */
+void ds_quic_endpoint_unreachable(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *to,
+                                  const char *why);
 
 /* ---- Endpoint --------------------------------------------------------- */
 
@@ -105,7 +114,9 @@ typedef struct ds_quic_callbacks {
     /* Data queued on |sid| was acknowledged: there is room to write more. */
     void (*on_stream_writable)(ds_quic_conn *c, int64_t sid, void *ud);
     /* The connection is gone: err 0 for a clean close, else a DS_ERR_*
-     * (DS_ERR_TIMEOUT: handshake or idle timeout; DS_ERR_CRYPTO: pinning
+     * (DS_ERR_TIMEOUT: handshake or idle timeout; DS_ERR_UNREACHABLE: the
+     * network reported the peer's address unreachable during the dial
+     * (ds_quic_endpoint_unreachable); DS_ERR_CRYPTO: pinning
      * or TLS failure; DS_ERR_PROTO: ALPN mismatch or protocol error;
      * DS_ERR_UNAUTHORIZED: the listener rejected us) and a reason.
      * Every connection ends with exactly one on_closed, also listener-side

@@ -756,6 +756,7 @@ void ds_quic_conn_read(ds_quic_conn *c, ds_quic_path *p, const struct sockaddr *
     }
     if (c->state >= DS_QC_DRAINING)
         return;
+    c->heard = 1;
     ngtcp2_path path;
     path.local.addr = (ngtcp2_sockaddr *)&p->local;
     path.local.addrlen = ds_quic_salen((struct sockaddr *)&p->local);
@@ -773,6 +774,15 @@ void ds_quic_conn_read(ds_quic_conn *c, ds_quic_path *p, const struct sockaddr *
     if (cur && cur->user_data)
         c->kind = ((ds_quic_path *)cur->user_data)->ops->kind;
     c->dirty = 1;
+}
+
+int ds_quic_conn_unreachable(ds_quic_conn *c, const char *why)
+{
+    if (c->freeing || c->is_server || c->heard || c->state >= DS_QC_CLOSING)
+        return 0;
+    /* Nothing to send a CONNECTION_CLOSE to: the dial just ends. */
+    conn_end(c, DS_QC_DEAD, DS_ERR_UNREACHABLE, why, 0);
+    return 1;
 }
 
 /* Work deferred while ngtcp2 was busy: closes asked for inside callbacks,

@@ -104,6 +104,7 @@ struct ds_quic_conn {
     ds_quic_pin pin;
     uv_timer_t timer;
     int is_server, state, established, busy, dirty, notified, freeing, doomed, ack_evt;
+    int heard;                    /* a packet arrived for it (ICMP may not end it) */
     ngtcp2_cid cids[DS_QUIC_MAX_SCIDS]; /* ours, as the peer addresses us */
     size_t ncids;
     ngtcp2_cid odcid;             /* listener: the dialer's first DCID */
@@ -144,6 +145,9 @@ void ds_quic_handle_closed(ds_quic_endpoint *ep); /* a handle of ep closed */
 /* quic_conn.c */
 ds_quic_conn *ds_quic_conn_new(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *remote,
                                const ngtcp2_pkt_hd *hd, const uint8_t *expect_pk);
+/* The network reported the peer unreachable: ends a dial that has heard
+ * nothing yet (see ds_quic_endpoint_unreachable); 1 if it ended it. */
+int ds_quic_conn_unreachable(ds_quic_conn *c, const char *why);
 void ds_quic_conn_read(ds_quic_conn *c, ds_quic_path *p, const struct sockaddr *from,
                        const uint8_t *pkt, size_t len);
 void ds_quic_conn_after_read(ds_quic_conn *c);

@@ -9,13 +9,18 @@
  * DS_QUIC_NO_GSO=1 in the environment turns GSO off (for measurements).
  */
 #include <errno.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
+#include <netinet/ip_icmp.h>
 #include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <linux/errqueue.h> /* after <time.h>: it uses struct timespec */
 
 #include "ds/error.h"
 #include "io/quic_int.h"
@@ -141,9 +146,9 @@ static void recv_some(udp_path *u)
         m.msg_controllen = sizeof ctl.buf;
         ssize_t n = recvmsg(u->fd, &m, 0);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return; /* EAGAIN, or an ICMP error queued on the socket */
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            continue; /* EINTR, or a pending ICMP error reported once (read_errors has it) */
         }
         size_t seg = (size_t)n;
         for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
@@ -160,11 +165,89 @@ static void recv_some(udp_path *u)
     }
 }
 
+/* What an ICMP error says about its destination; NULL when it does not
+ * mean "nobody there" (e.g. fragmentation needed, time exceeded). */
+static const char *icmp_why(const struct sock_extended_err *ee)
+{
+    if (ee->ee_origin == SO_EE_ORIGIN_ICMP && ee->ee_type == ICMP_DEST_UNREACH) {
+        switch (ee->ee_code) {
+        case ICMP_PORT_UNREACH: return "nothing listens on that port";
+        case ICMP_HOST_UNREACH: return "host unreachable";
+        case ICMP_NET_UNREACH: return "network unreachable";
+        case ICMP_PROT_UNREACH: return "the host refuses UDP";
+        case ICMP_NET_ANO:
+        case ICMP_HOST_ANO:
+        case ICMP_PKT_FILTERED: return "blocked by a firewall";
+        default: return NULL;
+        }
+    }
+    if (ee->ee_origin == SO_EE_ORIGIN_ICMP6 && ee->ee_type == ICMP6_DST_UNREACH) {
+        switch (ee->ee_code) {
+        case ICMP6_DST_UNREACH_NOPORT: return "nothing listens on that port";
+        case ICMP6_DST_UNREACH_ADDR: return "host unreachable";
+        case ICMP6_DST_UNREACH_NOROUTE: return "network unreachable";
+        case ICMP6_DST_UNREACH_ADMIN: return "blocked by a firewall";
+        default: return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Drains the socket's error queue (IP_RECVERR): each ICMP "unreachable"
+ * is reported to the endpoint with the destination of the datagram that
+ * caused it; anything else (local errors, PMTU) is dropped. */
+static void read_errors(udp_path *u)
+{
+    for (int i = 0; i < RECV_BATCH && !u->path.closing; i++) {
+        struct sockaddr_storage to;
+        uint8_t data[64];
+        struct iovec iov = {data, sizeof data};
+        union {
+            char buf[CMSG_SPACE(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in6))];
+            struct cmsghdr align;
+        } ctl;
+        struct msghdr m = {0};
+        memset(&to, 0, sizeof to);
+        m.msg_name = &to;
+        m.msg_namelen = sizeof to;
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = ctl.buf;
+        m.msg_controllen = sizeof ctl.buf;
+        ssize_t n = recvmsg(u->fd, &m, MSG_ERRQUEUE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* EAGAIN: the queue is empty */
+        }
+        if (to.ss_family != AF_INET && to.ss_family != AF_INET6)
+            continue;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+            if (!((cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_RECVERR) ||
+                  (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_RECVERR)))
+                continue;
+            if (cm->cmsg_len < CMSG_LEN(sizeof(struct sock_extended_err)))
+                continue;
+            struct sock_extended_err ee;
+            memcpy(&ee, CMSG_DATA(cm), sizeof ee);
+            const char *why = icmp_why(&ee);
+            if (why)
+                ds_quic_endpoint_unreachable(u->path.ep, &u->path, (struct sockaddr *)&to, why);
+        }
+    }
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     udp_path *u = h->data;
     if (status < 0) {
-        recv_some(u); /* an error is also reported as readable */
+        /* A queued ICMP error (POLLERR): libuv has stopped the handle. */
+        read_errors(u);
+        if (!u->path.closing) {
+            recv_some(u);
+            u->events = 0;      /* start it again */
+            update_poll(u);
+        }
         return;
     }
     if (events & UV_WRITABLE) {
@@ -247,6 +330,12 @@ int ds_quic_udp_path_open(ds_quic_endpoint *ep, uv_loop_t *loop, const struct so
     else
         setsockopt(u->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof pmtu);
     setsockopt(u->fd, SOL_UDP, UDP_GRO, &one, sizeof one);
+    /* ICMP errors (port unreachable, ...) into the error queue, so a dial
+     * to a closed port ends at once instead of at its timeout. */
+    if (fam == AF_INET)
+        setsockopt(u->fd, IPPROTO_IP, IP_RECVERR, &one, sizeof one);
+    else
+        setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof one);
     int segsz = 0;
     socklen_t ol = sizeof segsz;
     u->path.gso = getsockopt(u->fd, SOL_UDP, UDP_SEGMENT, &segsz, &ol) == 0;

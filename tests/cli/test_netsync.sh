@@ -306,6 +306,7 @@ run "$B" peer sync alice
 END=$(date +%s%N)
 check "unreachable: fails" rc_is 1
 check "unreachable: names the address tried" err_has "127.0.0.1:$APORT"
+check "unreachable: says why (ICMP port unreachable)" err_has "nothing listens on that port"
 check "unreachable: within the bound (< 8 s)" [ $(((END - START) / 1000000)) -lt 8000 ]
 run "$B" peer list
 check "list: failure recorded" out_has "cannot reach alice"
@@ -317,9 +318,9 @@ start_daemon_port "$B" "$BPORT" --sync --sync-interval 1h
 check "bob restarts with --sync --sync-interval 1h" rc_is 0
 unset DS_SYNC_RETRY_BASE_MS
 note "$A" "$PA" "RETRYNODE arrives through the daemon's retry"
-# Alice stays down until bob's first sync has failed (its dial times out
-# after DS_SYNC_CONNECT_TIMEOUT_MS) and a retry is scheduled; starting her
-# earlier would let that first dial succeed.
+# Alice stays down until bob's first sync has failed (its dial ends on
+# the ICMP port unreachable, or after DS_SYNC_CONNECT_TIMEOUT_MS) and a
+# retry is scheduled; starting her earlier would let that dial succeed.
 RETRY=0
 for i in $(seq 1 100); do   # up to 20 s
     grep -q "will retry" "$B/daemon.log" && { RETRY=1; break; }

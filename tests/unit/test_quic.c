@@ -656,27 +656,168 @@ static void ipv6_loopback(void **state)
     world_free(&w);
 }
 
-static void nobody_listening(void **state)
+/* A loopback port of |family| that was just free: bind, read it, close
+ * (or keep it bound when |keep|, returning the open socket in *fd). */
+static int free_port(int family, struct sockaddr_storage *ss, int keep, int *fd)
+{
+    memset(ss, 0, sizeof *ss);
+    socklen_t sl;
+    if (family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sl = sizeof *sin;
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_addr = in6addr_loopback;
+        sl = sizeof *sin6;
+    }
+    int s = socket(family, SOCK_DGRAM, 0);
+    if (s < 0)
+        return -1;
+    if (bind(s, (struct sockaddr *)ss, sl) != 0 || getsockname(s, (struct sockaddr *)ss, &sl) != 0) {
+        close(s);
+        return -1;
+    }
+    if (keep)
+        *fd = s;
+    else
+        close(s);
+    return 0;
+}
+
+/* A bound socket that never answers: the dial ends at its handshake
+ * timeout (no ICMP comes back from an open port). */
+static void nobody_answering(void **state)
 {
     (void)state;
     world w;
     world_init(&w);
     w.b.hs_ms = 400;
     peer_start(&w, &w.b);
-    /* A port that was just free: bind, read it, close. */
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sin = {0};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
-    close(fd);
-    assert_int_equal(ds_quic_connect(w.b.ep, (struct sockaddr *)&sin, w.a.pk, &w.b.conn), 0);
+    struct sockaddr_storage ss;
+    int fd = -1;
+    assert_int_equal(free_port(AF_INET, &ss, 1, &fd), 0);
+    assert_int_equal(ds_quic_connect(w.b.ep, (struct sockaddr *)&ss, w.a.pk, &w.b.conn), 0);
     assert_true(run(&w, g_b_closed, 5000));
     assert_int_equal(w.b.close_err, DS_ERR_TIMEOUT);
     assert_int_equal(w.b.connected, 0);
+    close(fd);
+    world_free(&w);
+}
+
+/* A closed port answers with ICMP port unreachable: the dial ends with
+ * DS_ERR_UNREACHABLE long before its (30 s) handshake timeout, and the
+ * dialing endpoint keeps working afterwards (libuv stops a poll handle
+ * on POLLERR; the path must start it again). */
+static void nobody_listening_family(int family)
+{
+    world w;
+    world_init(&w);
+    w.b.hs_ms = 30000;
+    peer_start(&w, &w.a);
+    peer_start(&w, &w.b);
+    struct sockaddr_storage ss;
+    if (free_port(family, &ss, 0, NULL) != 0) {
+        printf("skipped: no loopback for address family %d here\n", family);
+        world_free(&w);
+        skip();
+    }
+    assert_int_equal(ds_quic_connect(w.b.ep, (struct sockaddr *)&ss, w.a.pk, &w.b.conn), 0);
+    assert_true(run(&w, g_b_closed, 10000));
+    assert_int_equal(w.b.close_err, DS_ERR_UNREACHABLE);
+    assert_string_equal(w.b.reason, "nothing listens on that port");
+    assert_int_equal(w.b.connected, 0);
+    /* The same endpoint now dials a real listener. */
+    assert_int_equal(ds_quic_endpoint_bind(w.a.ep, family == AF_INET ? "127.0.0.1" : "::1", 0), 0);
+    assert_int_equal(ds_quic_endpoint_addr(w.a.ep, &ss), 0);
+    assert_int_equal(ds_quic_connect(w.b.ep, (struct sockaddr *)&ss, w.a.pk, &w.b.conn), 0);
+    assert_true(run(&w, g_established, 5000));
+    world_free(&w);
+}
+
+static void nobody_listening(void **state)
+{
+    (void)state;
+    nobody_listening_family(AF_INET);
+}
+
+static void nobody_listening_v6(void **state)
+{
+    (void)state;
+    nobody_listening_family(AF_INET6);
+}
+
+static int g_b_delivered(world *w) { return w->a.fin_seen || w->a.bad_data || w->b.closed; }
+static void ep2_done(void *ud) { *(int *)ud = 1; }
+
+/* An "unreachable" report ends only a dial that has heard nothing: a
+ * connection that got packets from its peer ignores it (ICMP can be
+ * forged), and so does a dial to another address. */
+static void unreachable_spares_live_connections(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.idle_ms = w.b.idle_ms = 10000;
+    peer_start(&w, &w.a);
+    peer_start(&w, &w.b);
+    static mem_path pa, pb, pc;
+    mem_init(&w, &pa, &pb, 1, 1);
+    mem_init(&w, &pb, &pa, 2, 0);
+    assert_int_equal(ds_quic_endpoint_add_path(w.a.ep, &pa.path), 0);
+    assert_int_equal(ds_quic_endpoint_add_path(w.b.ep, &pb.path), 0);
+    assert_int_equal(ds_quic_connect_via(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local,
+                                         w.a.pk, &w.b.conn),
+                     0);
+    assert_true(run(&w, g_established, 5000));
+    ds_quic_endpoint_unreachable(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local, "forged");
+    /* Still open: a transfer after the report goes through. */
+    w.b.to_send = 65536;
+    assert_int_equal(ds_quic_stream_open(w.b.conn, &w.b.sid), 0);
+    w.b.have_sid = 1;
+    pump(&w.b);
+    assert_true(run(&w, g_b_delivered, 5000));
+    assert_int_equal(w.b.closed, 0);
+    assert_false(w.a.bad_data);
+    assert_int_equal(w.a.received, 65536);
+
+    /* A second dialer whose datagrams come back to itself (nobody
+     * answers): a report for another address leaves its dial alone, one
+     * for the address it dials ends it. */
+    peer p2;
+    memset(&p2, 0, sizeof p2);
+    p2.w = &w;
+    ds_quic_endpoint *e2;
+    ds_quic_config cfg = {w.b.sk, w.b.alpn, 0, 30000};
+    assert_int_equal(ds_quic_endpoint_new(&e2, &w.loop, &cfg, &CBS, &p2), 0);
+    mem_init(&w, &pc, &pc, 3, 0);
+    assert_int_equal(ds_quic_endpoint_add_path(e2, &pc.path), 0);
+    struct sockaddr_in nowhere = {0};
+    nowhere.sin_family = AF_INET;
+    nowhere.sin_addr.s_addr = htonl(0x0aff0004u);
+    nowhere.sin_port = htons(1000);
+    assert_int_equal(ds_quic_connect_via(e2, &pc.path, (struct sockaddr *)&nowhere, w.a.pk, &p2.conn),
+                     0);
+    ds_quic_endpoint_unreachable(e2, &pc.path, (struct sockaddr *)&pa.path.local, "other");
+    for (int i = 0; i < 20; i++)
+        uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(p2.closed, 0);
+    ds_quic_endpoint_unreachable(e2, &pc.path, (struct sockaddr *)&nowhere,
+                                 "nothing listens on that port");
+    for (int i = 0; i < 1000 && !p2.closed; i++)
+        uv_run(&w.loop, UV_RUN_ONCE);
+    assert_int_equal(p2.closed, 1);
+    assert_int_equal(p2.close_err, DS_ERR_UNREACHABLE);
+    assert_string_equal(p2.reason, "nothing listens on that port");
+    assert_int_equal(w.b.closed, 0);
+    int done = 0;
+    ds_quic_endpoint_close(e2, ep2_done, &done);
+    for (int i = 0; i < 1000 && !done; i++)
+        uv_run(&w.loop, UV_RUN_ONCE);
+    assert_true(done);
+    ds_quic_endpoint_free(e2);
     world_free(&w);
 }
 
@@ -722,7 +863,9 @@ int main(void)
         cmocka_unit_test(listener_rejects),      cmocka_unit_test(alpn_mismatch),
         cmocka_unit_test(transfer_both_ways),    cmocka_unit_test(idle_timeout),
         cmocka_unit_test(clean_close),           cmocka_unit_test(ipv6_loopback),
-        cmocka_unit_test(nobody_listening),      cmocka_unit_test(constructor_errors),
+        cmocka_unit_test(nobody_answering),      cmocka_unit_test(nobody_listening),
+        cmocka_unit_test(nobody_listening_v6),   cmocka_unit_test(unreachable_spares_live_connections),
+        cmocka_unit_test(constructor_errors),
         cmocka_unit_test(relay_path_and_closing_period),
         cmocka_unit_test(relay_path_backpressure),
         cmocka_unit_test(many_streams),
