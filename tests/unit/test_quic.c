@@ -418,6 +418,22 @@ static void mem_init(world *w, mem_path *m, mem_path *to, uint8_t host, int list
     m->open_handles = 2;
 }
 
+/* Listener a and dialer b joined by the relay paths |pa| and |pb| (|budget|
+ * datagrams per tick each when > 0); b dials a. */
+static void relay_dial(world *w, mem_path *pa, mem_path *pb, int budget)
+{
+    peer_start(w, &w->a);
+    peer_start(w, &w->b);
+    mem_init(w, pa, pb, 1, 1);
+    mem_init(w, pb, pa, 2, 0);
+    pa->budget_max = pa->budget = pb->budget_max = pb->budget = budget;
+    assert_int_equal(ds_quic_endpoint_add_path(w->a.ep, &pa->path), 0);
+    assert_int_equal(ds_quic_endpoint_add_path(w->b.ep, &pb->path), 0);
+    assert_int_equal(ds_quic_connect_via(w->b.ep, &pb->path, (struct sockaddr *)&pa->path.local,
+                                         w->a.pk, &w->b.conn),
+                     0);
+}
+
 static int g_a_closed(world *w) { return w->a.closed > 0; }
 
 static void relay_path_and_closing_period(void **state)
@@ -426,16 +442,8 @@ static void relay_path_and_closing_period(void **state)
     world w;
     world_init(&w);
     w.a.idle_ms = w.b.idle_ms = 10000;
-    peer_start(&w, &w.a);
-    peer_start(&w, &w.b);
     static mem_path pa, pb;
-    mem_init(&w, &pa, &pb, 1, 1);
-    mem_init(&w, &pb, &pa, 2, 0);
-    assert_int_equal(ds_quic_endpoint_add_path(w.a.ep, &pa.path), 0);
-    assert_int_equal(ds_quic_endpoint_add_path(w.b.ep, &pb.path), 0);
-    assert_int_equal(ds_quic_connect_via(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local,
-                                         w.a.pk, &w.b.conn),
-                     0);
+    relay_dial(&w, &pa, &pb, 0);
     assert_true(run(&w, g_established, 5000));
     assert_string_equal(ds_quic_conn_path_kind(w.b.conn), "relay");
     assert_string_equal(ds_quic_conn_path_kind(w.a.conn), "relay");
@@ -466,17 +474,8 @@ static void relay_path_backpressure(void **state)
     world w;
     world_init(&w);
     w.a.to_send = w.b.to_send = 1024 * 1024;
-    peer_start(&w, &w.a);
-    peer_start(&w, &w.b);
     static mem_path pa, pb;
-    mem_init(&w, &pa, &pb, 1, 1);
-    mem_init(&w, &pb, &pa, 2, 0);
-    pa.budget_max = pa.budget = pb.budget_max = pb.budget = 8;
-    assert_int_equal(ds_quic_endpoint_add_path(w.a.ep, &pa.path), 0);
-    assert_int_equal(ds_quic_endpoint_add_path(w.b.ep, &pb.path), 0);
-    assert_int_equal(ds_quic_connect_via(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local,
-                                         w.a.pk, &w.b.conn),
-                     0);
+    relay_dial(&w, &pa, &pb, 8);
     assert_true(run(&w, g_transfer, 20000));
     assert_false(w.a.bad_data);
     assert_false(w.b.bad_data);
@@ -761,16 +760,8 @@ static void unreachable_spares_live_connections(void **state)
     world w;
     world_init(&w);
     w.a.idle_ms = w.b.idle_ms = 10000;
-    peer_start(&w, &w.a);
-    peer_start(&w, &w.b);
     static mem_path pa, pb, pc;
-    mem_init(&w, &pa, &pb, 1, 1);
-    mem_init(&w, &pb, &pa, 2, 0);
-    assert_int_equal(ds_quic_endpoint_add_path(w.a.ep, &pa.path), 0);
-    assert_int_equal(ds_quic_endpoint_add_path(w.b.ep, &pb.path), 0);
-    assert_int_equal(ds_quic_connect_via(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local,
-                                         w.a.pk, &w.b.conn),
-                     0);
+    relay_dial(&w, &pa, &pb, 0);
     assert_true(run(&w, g_established, 5000));
     ds_quic_endpoint_unreachable(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local, "forged");
     /* Still open: a transfer after the report goes through. */
