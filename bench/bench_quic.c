@@ -10,6 +10,15 @@
  *   bench_quic [--mb N] [--procs 1|2]      (defaults 200, 1)
  *   quic-raw bytes=209715200 seconds=0.52 mb_per_s=402.1 gso=1 procs=1
  *
+ * With --rtt-ms R the two ends (one process) are joined instead by an
+ * emulated wide-area link: a bottleneck of --mbit M (default 100) with a
+ * drop-tail queue of --queue-ms Q of that rate (default R, one
+ * bandwidth-delay product), and R/2 ms of delay each way.  This machine
+ * has no netem, and how often a receiver acknowledges (ACK_THRESH in
+ * quic_conn.c) only shows at a real round-trip time:
+ *
+ *   quic-wan bytes=... seconds=... mb_per_s=... rtt_ms=R mbit=M queue_ms=Q dropped=N
+ *
  * Timing starts when the dialer's handshake is confirmed and stops when
  * the listener has received the FIN; mb_per_s is 10^6 bytes per second.
  */
@@ -112,6 +121,128 @@ static void closed_cb(void *ud)
     (*(int *)ud)++;
 }
 
+/* ---- the emulated wide-area link (--rtt-ms) ------------------------------ */
+
+typedef struct wdgram {
+    struct wdgram *next;
+    uint64_t due_ns;             /* when it reaches the far end */
+    size_t len;
+    uint8_t data[];
+} wdgram;
+
+typedef struct wan_path {
+    ds_quic_path path;
+    struct wan_path *peer;       /* the far end */
+    uv_timer_t t;                /* delivers what is due to this end */
+    wdgram *q, *qtail;           /* on the way to this end, in order */
+    uint64_t link_free_ns;       /* when this end's outgoing link is idle */
+    void (*done)(ds_quic_path *p);
+} wan_path;
+
+static struct {
+    uint64_t delay_ns;           /* one way */
+    double ns_per_byte;          /* the bottleneck's rate */
+    uint64_t queue_ns;           /* the most time a datagram may wait to be sent */
+    uint64_t dropped;
+} W;
+
+static void wan_deliver(uv_timer_t *t);
+
+/* (Re)starts the delivery timer for the first datagram on its way. */
+static void wan_arm(wan_path *m)
+{
+    if (!m->q || m->path.closing)
+        return;
+    uint64_t now = uv_hrtime();
+    uint64_t ms = m->q->due_ns > now ? (m->q->due_ns - now + 999999) / 1000000 : 0;
+    uv_timer_start(&m->t, wan_deliver, ms, 0);
+}
+
+static void wan_deliver(uv_timer_t *t)
+{
+    wan_path *m = t->data;
+    uint64_t now = uv_hrtime();
+    while (m->q && m->q->due_ns <= now && !m->path.closing) {
+        wdgram *d = m->q;
+        m->q = d->next;
+        if (!m->q)
+            m->qtail = NULL;
+        ds_quic_endpoint_recv(m->path.ep, &m->path, (struct sockaddr *)&m->peer->path.local,
+                              d->data, d->len, d->len);
+        free(d);
+    }
+    wan_arm(m);
+}
+
+static int wan_send(ds_quic_path *p, const struct sockaddr *to, const uint8_t *buf, size_t len,
+                    size_t seg)
+{
+    wan_path *m = p->impl, *dst = m->peer;
+    (void)to;
+    uint64_t now = uv_hrtime();
+    for (size_t off = 0; off < len; off += seg) {
+        size_t n = len - off < seg ? len - off : seg;
+        uint64_t start = m->link_free_ns > now ? m->link_free_ns : now;
+        if (start - now > W.queue_ns || dst->path.closing) {
+            W.dropped++;            /* drop-tail: the queue is full */
+            continue;
+        }
+        m->link_free_ns = start + (uint64_t)((double)n * W.ns_per_byte);
+        wdgram *d = malloc(sizeof *d + n);
+        if (!d)
+            return DS_ERR_NOMEM;
+        d->next = NULL;
+        d->len = n;
+        d->due_ns = m->link_free_ns + W.delay_ns;
+        memcpy(d->data, buf + off, n);
+        int was_empty = dst->q == NULL;
+        if (dst->qtail)
+            dst->qtail->next = d;
+        else
+            dst->q = d;
+        dst->qtail = d;
+        if (was_empty)
+            wan_arm(dst);
+    }
+    return (int)len;
+}
+
+static void wan_closed(uv_handle_t *h)
+{
+    wan_path *m = h->data;
+    while (m->q) {
+        wdgram *d = m->q;
+        m->q = d->next;
+        free(d);
+    }
+    m->qtail = NULL;
+    m->done(&m->path);
+}
+
+static void wan_close(ds_quic_path *p, void (*done)(ds_quic_path *p))
+{
+    wan_path *m = p->impl;
+    m->done = done;
+    uv_close((uv_handle_t *)&m->t, wan_closed);
+}
+
+static const ds_quic_path_ops WAN_OPS = {"relay", wan_send, wan_close};
+
+static void wan_init(uv_loop_t *loop, wan_path *m, wan_path *to, uint8_t host, int listening)
+{
+    memset(m, 0, sizeof *m);
+    m->peer = to;
+    m->path.ops = &WAN_OPS;
+    m->path.impl = m;
+    m->path.listening = listening;
+    struct sockaddr_in *a = (struct sockaddr_in *)&m->path.local;
+    a->sin_family = AF_INET;        /* a virtual address of this path */
+    a->sin_addr.s_addr = htonl(0x0aff0000u | host);
+    a->sin_port = htons(1000);
+    uv_timer_init(loop, &m->t);
+    m->t.data = m;
+}
+
 /* --procs 2: what the listener child reports on its pipe at the end. */
 typedef struct report {
     uint64_t received, t_end;
@@ -193,7 +324,22 @@ int main(int argc, char **argv)
 {
     uint64_t mb = 200;
     int procs = 1;
+    long rtt_ms = 0, mbit = 100, queue_ms = -1;
     for (int i = 1; i < argc; i++) {
+        long *num = strcmp(argv[i], "--rtt-ms") == 0   ? &rtt_ms
+                    : strcmp(argv[i], "--mbit") == 0     ? &mbit
+                    : strcmp(argv[i], "--queue-ms") == 0 ? &queue_ms
+                                                         : NULL;
+        if (num && i + 1 < argc) {
+            char *end;
+            *num = strtol(argv[++i], &end, 10);
+            if (*end || *num < 0 || *num > 100000 || (num == &mbit && *num == 0)) {
+                fprintf(stderr, "bench_quic: %s takes a number from %d to 100000\n", argv[i - 1],
+                        num == &mbit ? 1 : 0);
+                return 2;
+            }
+            continue;
+        }
         if (strcmp(argv[i], "--mb") == 0 && i + 1 < argc) {
             char *end;
             mb = strtoull(argv[++i], &end, 10);
@@ -209,10 +355,21 @@ int main(int argc, char **argv)
             }
             procs = v[0] - '0';
         } else {
-            fprintf(stderr, "usage: bench_quic [--mb N] [--procs 1|2]\n");
+            fprintf(stderr, "usage: bench_quic [--mb N] [--procs 1|2] "
+                            "[--rtt-ms R [--mbit M] [--queue-ms Q]]\n");
             return 2;
         }
     }
+    int wan = rtt_ms > 0;
+    if (wan && procs != 1) {
+        fprintf(stderr, "bench_quic: --rtt-ms joins two ends in one process: no --procs 2\n");
+        return 2;
+    }
+    if (queue_ms < 0)
+        queue_ms = rtt_ms;
+    W.delay_ns = (uint64_t)rtt_ms * 500000u;
+    W.ns_per_byte = 8e3 / (double)mbit;            /* 8 bits at mbit * 10^6 bit/s, in ns */
+    W.queue_ns = (uint64_t)queue_ms * 1000000u;
     if (sodium_init() < 0)
         return 1;
     B.total = mb * 1024 * 1024;
@@ -260,12 +417,23 @@ int main(int argc, char **argv)
     int rc = ds_quic_endpoint_new(&B.cli, &loop, &cc, &ccb, NULL);
     if (!rc && procs == 1)
         rc = ds_quic_endpoint_new(&B.srv, &loop, &sc, &scb, NULL);
-    if (!rc && procs == 1)
-        rc = ds_quic_endpoint_bind(B.srv, "127.0.0.1", 0);
-    if (!rc && procs == 1)
-        rc = ds_quic_endpoint_addr(B.srv, &ss);
-    if (!rc)
-        rc = ds_quic_connect(B.cli, (struct sockaddr *)&ss, spk, NULL);
+    static wan_path wa, wb;           /* listener's end, dialer's end */
+    if (!rc && wan) {
+        wan_init(&loop, &wa, &wb, 1, 1);
+        wan_init(&loop, &wb, &wa, 2, 0);
+        rc = ds_quic_endpoint_add_path(B.srv, &wa.path);
+        if (!rc)
+            rc = ds_quic_endpoint_add_path(B.cli, &wb.path);
+        if (!rc)
+            rc = ds_quic_connect_via(B.cli, &wb.path, (struct sockaddr *)&wa.path.local, spk, NULL);
+    } else {
+        if (!rc && procs == 1)
+            rc = ds_quic_endpoint_bind(B.srv, "127.0.0.1", 0);
+        if (!rc && procs == 1)
+            rc = ds_quic_endpoint_addr(B.srv, &ss);
+        if (!rc)
+            rc = ds_quic_connect(B.cli, (struct sockaddr *)&ss, spk, NULL);
+    }
     uv_poll_t rep;
     if (!rc && procs == 2 && (uv_poll_init(&loop, &rep, fds[0]) != 0 ||
                               uv_poll_start(&rep, UV_READABLE, on_report) != 0))
@@ -298,6 +466,13 @@ int main(int argc, char **argv)
         return 1;
     }
     double secs = (double)(B.t_end - B.t_start) / 1e9;
+    if (wan) {
+        printf("quic-wan bytes=%llu seconds=%.2f mb_per_s=%.1f rtt_ms=%ld mbit=%ld queue_ms=%ld "
+               "dropped=%llu\n",
+               (unsigned long long)B.total, secs, (double)B.total / 1e6 / secs, rtt_ms, mbit,
+               queue_ms, (unsigned long long)W.dropped);
+        return 0;
+    }
     printf("quic-raw bytes=%llu seconds=%.2f mb_per_s=%.1f gso=%d procs=%d\n",
            (unsigned long long)B.total, secs, (double)B.total / 1e6 / secs, gso, procs);
     return 0;
