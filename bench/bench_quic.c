@@ -249,12 +249,16 @@ typedef struct report {
     int fin;
 } report;
 
+static int reported;             /* the child's report arrived (or its pipe closed) */
+
 static void on_report(uv_poll_t *h, int status, int events)
 {
     (void)status;
     (void)events;
     report r;
-    if (read(h->io_watcher.fd, &r, sizeof r) == (ssize_t)sizeof r) {
+    uv_os_fd_t fd = -1;
+    reported = 1;
+    if (uv_fileno((uv_handle_t *)h, &fd) == 0 && read(fd, &r, sizeof r) == (ssize_t)sizeof r) {
         B.received = r.received;
         B.t_end = r.t_end;
         B.fin = r.fin;
@@ -455,6 +459,8 @@ int main(int argc, char **argv)
     uv_loop_close(&loop);
     if (child > 0) {
         int status = 0;
+        if (!reported)                /* the transfer failed here: the child still waits */
+            kill(child, SIGTERM);
         waitpid(child, &status, 0);
         close(fds[0]);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

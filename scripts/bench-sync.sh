@@ -96,6 +96,9 @@ pubpid=$(cat "$T/pub/daemon.pid")
 tick=$(getconf CLK_TCK)
 pub_cpu() { awk '{print $14 + $15}' "/proc/$pubpid/stat"; }
 
+# The mb_per_s figure of a quic-raw line.
+rate_of() { printf '%s\n' "$1" | sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p'; }
+
 results=()
 raws1=()
 raws2=()
@@ -137,7 +140,7 @@ PY
         one=$(grep '^quic-raw' "$T/raw$procs.$r.out" || true)
         [ -n "$one" ] || { echo "bench-sync: bench_quic printed nothing" >&2; exit 1; }
         echo "raw run $r: $one" >&2
-        rate=$(printf '%s\n' "$one" | sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p')
+        rate=$(rate_of "$one")
         if [ "$procs" = 1 ]; then raws1+=("$rate $r"); else raws2+=("$rate $r"); fi
     done
 done
@@ -145,14 +148,12 @@ median_run() { printf '%s\n' "$@" | sort -n | awk -v n="$runs" 'NR == int((n + 1
 rmed1=$(median_run "${raws1[@]}")
 rmed2=$(median_run "${raws2[@]}")
 
-med=$(printf '%s\n' "${raws[@]}" | sort -n | awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}')
 
 med=$(printf '%s\n' "${results[@]}" | sort -n | awk -v n="$runs" 'NR == int((n + 1) / 2)')
 read -r secs got bytes sub_cpu pub_cpu_s <<<"$med"
 raw1=$(grep '^quic-raw' "$T/raw1.$rmed1.out")
 raw2=$(grep '^quic-raw' "$T/raw2.$rmed2.out")
 raw_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/raw2.$rmed2.time")
-rate_of() { printf '%s\n' "$1" | sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p'; }
 
 python3 - "$secs" "$got" "$bytes" <<'PY'
 import sys

@@ -57,6 +57,7 @@ typedef struct world {
     ds_quic_conn *conn;
     int connected, closed, close_err;
     strm s[MAX_STREAMS];
+    int wait_a, wait_b;      /* streams wait_ended waits for (-1: none) */
     int (*goal)(struct world *w);
 } world;
 
@@ -322,21 +323,24 @@ static void request_frame(ds_buf *out)
     ds_buf_free(&p);
 }
 
-static int goal_s0;
-static int goal_s1;
+static int stream_over(const strm *s)
+{
+    return s->fin || s->frame_error;
+}
 
 static int streams_ended(world *w)
 {
-    int ok = 1;
-    if (goal_s0 >= 0) ok &= w->s[goal_s0].fin || w->s[goal_s0].frame_error;
-    if (goal_s1 >= 0) ok &= w->s[goal_s1].fin || w->s[goal_s1].frame_error;
-    return ok || w->closed;
+    if (w->closed)
+        return 1;
+    return (w->wait_a < 0 || stream_over(&w->s[w->wait_a])) &&
+           (w->wait_b < 0 || stream_over(&w->s[w->wait_b]));
 }
 
+/* Runs until streams |a| and |b| (-1: none) have ended. */
 static void wait_ended(world *w, int a, int b)
 {
-    goal_s0 = a;
-    goal_s1 = b;
+    w->wait_a = a;
+    w->wait_b = b;
     run_until(w, streams_ended);
     assert_false(w->closed);
 }
