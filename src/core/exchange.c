@@ -2,7 +2,7 @@
  * exchange.c - export files: the writer drives ds_sync_publish page by
  * page and signs the byte stream; the reader walks the frames twice over
  * one buffer - first to verify everything, then to apply the pages in
- * batches with ds_sync_apply_pages (see exchange.h for the format).
+ * batches with ds_sync_apply_pages_ahead (see exchange.h for the format).
  */
 #include "core/exchange.h"
 
@@ -237,39 +237,87 @@ int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn 
 
 #define BATCH_PAGES 64             /* pages per replica transaction, at most */
 
+/* Pages decoded and not applied yet, written together in one transaction
+ * (as a network sync does) instead of one per page. */
+typedef struct batch {
+    ds_msg pages[BATCH_PAGES];
+    size_t n, nodes;
+} batch;
+
 typedef struct walk {
     ds_import_info *info;
     ds_store *rep;                 /* NULL: verify only */
     int keep_cursor;               /* apply with the replica's own cursor */
     uint8_t held[DS_CURSOR_LEN];   /* that cursor */
     ds_import_result *res;
-    /* Apply mode: pages decoded and not applied yet, written together in
-     * one transaction (as a network sync does) instead of one per page. */
-    ds_msg batch[BATCH_PAGES];
-    size_t nbatch, batch_nodes;
+    /* Apply mode: a complete batch is applied only once the next one is
+     * complete too, so that the next one's texts are tokenized while the
+     * first commits (ds_sync_apply_pages_ahead). */
+    batch b[2];
+    int fill;                      /* b[fill] takes the pages decoded now */
+    int ready;                     /* b[!fill] is complete and not applied */
+    uint64_t claim;                /* the ticket for b[fill]'s work ahead */
 } walk;
 
-static void drop_batch(walk *w)
+static void drop_batch(batch *b)
 {
-    for (size_t i = 0; i < w->nbatch; i++)
-        ds_msg_free(&w->batch[i]);
-    w->nbatch = w->batch_nodes = 0;
+    for (size_t i = 0; i < b->n; i++)
+        ds_msg_free(&b->pages[i]);
+    b->n = b->nodes = 0;
 }
 
-/* Applies the held pages: their nodes and the last page's cursor in one
- * transaction, so an interrupted import keeps whole batches only. */
-static int apply_batch(walk *w)
+static void drop_batches(walk *w)
 {
-    if (!w->nbatch)
+    drop_batch(&w->b[0]);
+    drop_batch(&w->b[1]);
+    w->ready = 0;
+}
+
+static const ds_msg *next_batch(void *ud, size_t *n)
+{
+    walk *w = ud;
+    *n = w->b[w->fill].n;
+    return *n ? w->b[w->fill].pages : NULL;
+}
+
+/* Applies batch |b|: its nodes and its last page's cursor in one
+ * transaction, so an interrupted import keeps whole batches only.  The
+ * batch being filled, when not empty, is tokenized ahead meanwhile. */
+static int apply_batch(walk *w, batch *b)
+{
+    if (!b->n)
         return 0;
     size_t ins = 0;
-    int rc = ds_sync_apply_pages(w->rep, w->batch, w->nbatch, &ins);
+    uint64_t ticket = 0;
+    int rc = ds_sync_apply_pages_ahead(w->rep, b->pages, b->n, w->claim,
+                                       b == &w->b[w->fill] ? NULL : next_batch, w, &ticket, &ins);
+    w->claim = ticket;
     if (!rc) {
-        w->res->pages += w->nbatch;
-        w->res->nodes += w->batch_nodes;
+        w->res->pages += b->n;
+        w->res->nodes += b->nodes;
         w->res->inserted += ins;
     }
-    drop_batch(w);
+    drop_batch(b);
+    return rc;
+}
+
+/* b[fill] is complete: applies the batch before it, if any, and holds
+ * this one until the next is complete or the file ends. */
+static int batch_complete(walk *w)
+{
+    int rc = w->ready ? apply_batch(w, &w->b[!w->fill]) : 0;
+    w->ready = 1;
+    w->fill = !w->fill;
+    return rc;
+}
+
+/* The signature: applies what is held, in order. */
+static int apply_rest(walk *w)
+{
+    int rc = w->ready ? apply_batch(w, &w->b[!w->fill]) : 0;
+    w->ready = 0;
+    if (!rc)
+        rc = apply_batch(w, &w->b[w->fill]);
     return rc;
 }
 
@@ -351,11 +399,12 @@ static int walk_file(const uint8_t *buf, size_t len, walk *w)
             } else {
                 if (w->keep_cursor)
                     memcpy(m.cursor, w->held, DS_CURSOR_LEN);
-                w->batch_nodes += m.nnodes;
-                w->batch[w->nbatch++] = m;
+                batch *b = &w->b[w->fill];
+                b->nodes += m.nnodes;
+                b->pages[b->n++] = m;
                 memset(&m, 0, sizeof m);       /* the batch owns it now */
-                if (w->nbatch == BATCH_PAGES || w->batch_nodes >= DS_SYNC_APPLY_BATCH_NODES)
-                    rc = apply_batch(w);
+                if (b->n == BATCH_PAGES || b->nodes >= DS_SYNC_APPLY_BATCH_NODES)
+                    rc = batch_complete(w);
             }
         } else if (m.type == DS_MSG_SIGNATURE) {
             if (!info->pages)
@@ -365,7 +414,7 @@ static int walk_file(const uint8_t *buf, size_t len, walk *w)
                           "the signature does not match the contents (file modified or "
                           "not signed by the node it names)");
             else if (w->rep)
-                rc = apply_batch(w);
+                rc = apply_rest(w);
             state = DONE;
         } else {
             rc = fail(info, DS_ERR_MALFORMED, start, "unexpected message type");
@@ -379,7 +428,8 @@ static int walk_file(const uint8_t *buf, size_t len, walk *w)
     if (!rc && state != DONE)
         rc = fail(info, DS_ERR_TRUNCATED, len,
                   len == 0 ? "the file is empty" : "the file ends early (no signature)");
-    drop_batch(w);                 /* only after an error: the signature applies the rest */
+    if (w->rep)
+        drop_batches(w);           /* only after an error: the signature applies the rest */
     ds_frame_dec_free(&d);
     return rc;
 }
@@ -398,6 +448,14 @@ int ds_import_apply(const uint8_t *buf, size_t len, const char *expect_node_id, 
     int rc = ds_import_verify(buf, len, info);
     if (rc)
         return rc;
+    return ds_import_apply_verified(buf, len, expect_node_id, rep, info, res);
+}
+
+int ds_import_apply_verified(const uint8_t *buf, size_t len, const char *expect_node_id,
+                             ds_store *rep, ds_import_info *info, ds_import_result *res)
+{
+    memset(res, 0, sizeof *res);
+    int rc;
     if (!expect_node_id || strcmp(expect_node_id, info->node_id) != 0)
         return fail(info, DS_ERR_UNAUTHORIZED, 0, "signed by another node");
     walk w = { .info = info, .rep = rep, .res = res };

@@ -1104,7 +1104,7 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
             rc = ds_ops_fail_store(ctx, rc, "opening the peer's replica");
     }
     if (!rc) {
-        rc = ds_import_apply(buf, len, info.node_id, e->st, &info, &res);
+        rc = ds_import_apply_verified(buf, len, info.node_id, e->st, &info, &res);
         if (rc == DS_ERR_CRYPTO || rc == DS_ERR_MALFORMED || rc == DS_ERR_TRUNCATED ||
             rc == DS_ERR_VERSION || rc == DS_ERR_TOOLARGE || rc == DS_ERR_UNAUTHORIZED)
             rc = import_fail(ctx, rc, file, &info);

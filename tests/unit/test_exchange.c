@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ds/error.h"
+#include "ds/search.h"
 #include "core/exchange.h"
 
 static ds_store *open_store(void)
@@ -282,11 +283,11 @@ static void pages_and_incremental(void **state)
 static void import_batches(void **state)
 {
     (void)state;
-    enum { NODES = 300, PAGE = 4, BATCH = 64 * PAGE };
+    enum { NODES = 700, PAGE = 4, BATCH = 64 * PAGE };  /* batches of 256, 256, 188 */
     ds_store *alice = open_store();
     char text[64];
     for (int i = 0; i < NODES; i++) {
-        snprintf(text, sizeof text, "SHARED batch note %d", i);
+        snprintf(text, sizeof text, "SHARED batch note %d tag%d", i, i);
         put(alice, text, "/a/proj");
     }
     ds_identity id;
@@ -314,10 +315,26 @@ static void import_batches(void **state)
     assert_int_equal(ds_sync_cursor_get(rep, cur, &has), 0);
     assert_true(has);
     assert_memory_equal(cur, er.cursor, DS_CURSOR_LEN);
+    /* Every batch's texts are indexed, the later ones tokenized ahead
+     * while the batch before them committed. */
+    for (int i = 0; i < NODES; i += 37) {
+        char term[16], want[64];
+        snprintf(term, sizeof term, "tag%d", i);
+        snprintf(want, sizeof want, "SHARED batch note %d tag%d", i, i);
+        ds_query *q;
+        assert_int_equal(ds_query_parse(term, strlen(term), &q), 0);
+        ds_hit hits[2];
+        size_t nh = 0;
+        assert_int_equal(ds_search_multi(&rep, 1, q, NULL, 2, hits, &nh), 0);
+        assert_int_equal(nh, 1);
+        assert_string_equal(hits[0].node.content, want);
+        ds_hits_free(hits, nh);
+        ds_query_free(q);
+    }
     ds_store_close(rep);
 
     int cut_between = 0;
-    for (int after = 1; after <= 1400; after += after < 100 ? 33 : 60) {
+    for (int after = 1; after <= 3400; after += after < 100 ? 33 : 60) {
         ds_store *r = open_store();
         ds_store_fail_after(r, after);
         int rc = ds_import_apply(f.data, f.len, id.node_id, r, &info, &res);
@@ -327,10 +344,10 @@ static void import_batches(void **state)
             assert_int_equal(kept, NODES);
         } else {
             assert_int_equal(rc, DS_ERR_INJECTED);
-            assert_true(kept == 0 || kept == BATCH);
+            assert_true(kept % BATCH == 0 && kept < NODES);
             assert_int_equal(res.inserted, kept);
-            if (kept == BATCH) {
-                cut_between = 1;
+            if (kept > 0) {
+                cut_between |= kept == BATCH ? 1 : 2;
                 assert_int_equal(ds_sync_cursor_get(r, cur, &has), 0);
                 assert_true(has);
                 assert_memory_not_equal(cur, er.cursor, DS_CURSOR_LEN);
@@ -341,7 +358,7 @@ static void import_batches(void **state)
         }
         ds_store_close(r);
     }
-    assert_true(cut_between);         /* some cut fell in the second batch */
+    assert_int_equal(cut_between, 3); /* cuts fell in the second and the third batch */
     ds_buf_free(&f);
     ds_share_set_free(&share);
     ds_store_close(alice);
