@@ -136,7 +136,7 @@ static void server_reply_error(ds_sync_server *s, int err, const char *code, con
 int ds_sync_server_new(ds_sync_server **out, const ds_sync_server_cfg *cfg, int64_t now_ms)
 {
     *out = NULL;
-    if (!cfg || !cfg->store || !cfg->share) return DS_ERR_INVALID;
+    if (!cfg || (!cfg->unavailable && (!cfg->store || !cfg->share))) return DS_ERR_INVALID;
     ds_sync_server *s = calloc(1, sizeof *s);
     if (!s) return DS_ERR_NOMEM;
     s->cfg = *cfg;
@@ -170,6 +170,11 @@ static int server_gate(ds_sync_server *s)
         const char *id = s->cfg.peer_id && s->cfg.peer_id[0] ? s->cfg.peer_id : "(unknown)";
         server_reply_error(s, DS_ERR_UNAUTHORIZED, DS_SYNC_E_NOT_AUTHORIZED,
                            "Peer %s not authorized. Use: ds peer add %s --publish", id, id);
+        return 1;
+    }
+    if (s->cfg.unavailable) {
+        server_reply_error(s, DS_ERR_STORE, DS_SYNC_E_INTERNAL, "Publisher cannot serve now: %s",
+                           s->cfg.unavailable);
         return 1;
     }
     if (s->cfg.rate_limited) {

@@ -49,6 +49,10 @@ typedef struct ds_sync_server_cfg {
     /* The caller's decision about the authenticated peer: */
     int authorized;                  /* peer is known with publish = true */
     int rate_limited;                /* too many concurrent syncs */
+    /* Why the publisher cannot serve (its share set or store could not be
+     * loaded; store and share may then be NULL), or NULL: answered with
+     * ERROR Internal "Publisher cannot serve now: <why>". */
+    const char *unavailable;
     const char *peer_id;             /* 64 hex, for the NotAuthorized message */
     uint32_t page_nodes;             /* 0: DS_SYNC_PAGE_NODES */
     uint32_t page_bytes;             /* 0: DS_SYNC_PAGE_BYTES */
@@ -61,8 +65,8 @@ int ds_sync_server_new(ds_sync_server **out, const ds_sync_server_cfg *cfg, int6
 void ds_sync_server_free(ds_sync_server *s);
 /* Feeds stream bytes (|fin|: the peer finished its side).  The first
  * frame (or framing error, or end of stream) is answered with ERROR
- * NotAuthorized when !cfg->authorized, RateLimited when
- * cfg->rate_limited; then a malformed, oversized (above
+ * NotAuthorized when !cfg->authorized, Internal when cfg->unavailable,
+ * RateLimited when cfg->rate_limited; then a malformed, oversized (above
  * DS_SYNC_MAX_REQUEST) or unexpected frame, or any byte after the
  * request, queues an ERROR reply (BadRequest / UnsupportedVersion) and
  * the machine is FAILED once it is sent.  Input after that is ignored.

@@ -261,7 +261,7 @@ static void srv_pump(ds_netsync *ns, sstream *s)
         if (rc) {
             ds_buf_free(&out);
             NLOG(ns, DS_LOG_WARN, "sync: serving %.12s...: %s", s->nc->peer, ds_strerror(rc));
-            ds_quic_conn_close(s->nc->c, 1, "internal error");
+            ds_quic_conn_close(s->nc->c, DS_QUIC_APP_INTERNAL, "internal error");
             return;
         }
         if (out.len && out.cap - out.len > out.len + PAGE_SLACK) {
@@ -313,7 +313,7 @@ static void srv_timer_cb(uv_timer_t *t)
                 sstream_unlink(ns, s);
                 ds_quic_conn *c = s->nc->c;
                 sstream_free(s);
-                ds_quic_conn_close(c, 1, "timeout");
+                ds_quic_conn_close(c, DS_QUIC_APP_TIMEOUT, "timeout");
             } else {
                 srv_pump(ns, s);
             }
@@ -346,7 +346,7 @@ static void srv_stream_open(ds_netsync *ns, nconn *nc, int64_t sid)
 {
     sstream *s = calloc(1, sizeof *s);
     if (!s) {
-        ds_quic_conn_close(nc->c, 1, "out of memory");
+        ds_quic_conn_close(nc->c, DS_QUIC_APP_INTERNAL, "out of memory");
         return;
     }
     s->nc = nc;
@@ -354,30 +354,32 @@ static void srv_stream_open(ds_netsync *ns, nconn *nc, int64_t sid)
     char err[512] = "";
     ds_store *st = NULL;
     int rc = ds_share_cfg_load(ns->ctx->home, &s->share_cfg, err, sizeof err);
-    if (!rc)
-        rc = ds_share_cfg_set(&s->share_cfg, &s->share);
-    if (!rc)
-        rc = ds_ctx_store(ns->ctx, 1, &st);
+    const char *unavailable = NULL;
     if (rc) {
+        unavailable = "its share.json cannot be read";
+    } else if ((rc = ds_share_cfg_set(&s->share_cfg, &s->share))) {
+        unavailable = "out of memory";
+    } else if ((rc = ds_ctx_store(ns->ctx, 1, &st))) {
+        unavailable = "its store cannot be opened";
+    }
+    if (rc)
         NLOG(ns, DS_LOG_ERROR, "sync: cannot serve %.12s...: %s", nc->peer,
              err[0] ? err : ns->ctx->error.message);
-        sstream_free(s);
-        ds_quic_conn_close(nc->c, 1, "internal error");
-        return;
-    }
     /* Authorization is looked up again per stream: a `ds peer add
      * --no-publish` takes effect on the next sync. */
     nc->authorized = peer_may_pull(ns, nc->peer);
     uint32_t maxc = ns->o.max_concurrent ? ns->o.max_concurrent : 4;
     s->limited = nc->authorized && active_syncs(ns, nc->peer) >= maxc;
+    /* A publisher that cannot serve still answers, with ERROR Internal
+     * (after NotAuthorized: an unknown peer learns nothing of it). */
     ds_sync_server_cfg cfg = {
         .store = st, .share = &s->share, .authorized = nc->authorized,
-        .rate_limited = s->limited, .peer_id = nc->peer,
+        .rate_limited = s->limited, .peer_id = nc->peer, .unavailable = unavailable,
     };
     rc = ds_sync_server_new(&s->m, &cfg, now_ms());
     if (rc) {
         sstream_free(s);
-        ds_quic_conn_close(nc->c, 1, "internal error");
+        ds_quic_conn_close(nc->c, DS_QUIC_APP_INTERNAL, "internal error");
         return;
     }
     if (!nc->authorized)
@@ -661,7 +663,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     nconn *nc = calloc(1, sizeof *nc);
     if (!nc) {
-        ds_quic_conn_close(c, 1, "out of memory");
+        ds_quic_conn_close(c, DS_QUIC_APP_INTERNAL, "out of memory");
         client_finish(j, DS_ERR_NOMEM, NULL, "out of memory");
         return;
     }
@@ -871,7 +873,7 @@ static void on_stream_data(ds_quic_conn *c, int64_t sid, const uint8_t *data, si
         if (!s)
             return;
         if (ds_sync_server_recv(s->m, data, len, fin, loop_ms(ns)) != 0) {
-            ds_quic_conn_close(c, 1, "out of memory");
+            ds_quic_conn_close(c, DS_QUIC_APP_INTERNAL, "out of memory");
             return;
         }
         srv_pump(ns, s);

@@ -31,6 +31,8 @@
 #define DS_QUIC_APP_OK 0x0u            /* clean close -> on_closed err 0 */
 #define DS_QUIC_APP_UNAUTHORIZED 0x1u  /* listener rejected the peer -> DS_ERR_UNAUTHORIZED */
 #define DS_QUIC_APP_PROTO 0x2u         /* protocol violation -> DS_ERR_PROTO */
+#define DS_QUIC_APP_INTERNAL 0x3u      /* the closing side failed (out of memory, ...) -> DS_ERR_IO */
+#define DS_QUIC_APP_TIMEOUT 0x4u       /* the closing side waited too long for us -> DS_ERR_TIMEOUT */
 
 typedef struct ds_quic_endpoint ds_quic_endpoint;
 typedef struct ds_quic_conn ds_quic_conn;

@@ -53,6 +53,10 @@ static int app_code_err(uint64_t code)
         return 0;
     if (code == DS_QUIC_APP_UNAUTHORIZED)
         return DS_ERR_UNAUTHORIZED;
+    if (code == DS_QUIC_APP_INTERNAL)
+        return DS_ERR_IO;
+    if (code == DS_QUIC_APP_TIMEOUT)
+        return DS_ERR_TIMEOUT;
     return DS_ERR_PROTO;
 }
 

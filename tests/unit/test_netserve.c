@@ -499,6 +499,38 @@ static void unauthorized_peer_gets_no_node(void **state)
     world_stop(&w);
 }
 
+/* A publisher whose share.json cannot be read answers ERROR Internal on
+ * the stream (no node, the connection stays up), and serves again once
+ * the file is readable. */
+static void unreadable_share_set_gets_internal(void **state)
+{
+    (void)state;
+    world w;
+    world_start(&w, 1, 0);
+    char path[4096], keep[4096];
+    snprintf(path, sizeof path, "%s/share.json", w.ctx.home);
+    snprintf(keep, sizeof keep, "%s/share.json.keep", w.ctx.home);
+    assert_int_equal(rename(path, keep), 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{ not json", f);
+    fclose(f);
+    ds_buf req = {0};
+    request_frame(&req);
+    stream_send(&w, 0, req.data, req.len, 1);
+    wait_ended(&w, 0, -1);
+    assert_error(&w.s[0], DS_SYNC_E_INTERNAL);
+    assert_string_equal(w.s[0].message, "Publisher cannot serve now: its share.json cannot be read");
+    assert_int_equal(w.s[0].nodes, 0);
+    assert_false(w.closed);
+    assert_int_equal(rename(keep, path), 0);
+    stream_send(&w, 1, req.data, req.len, 1);
+    wait_ended(&w, 1, -1);
+    assert_served_all(&w.s[1]);
+    ds_buf_free(&req);
+    world_stop(&w);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -509,6 +541,7 @@ int main(void)
         cmocka_unit_test(unknown_version_gets_an_error),
         cmocka_unit_test(oversized_frame_is_refused),
         cmocka_unit_test(unauthorized_peer_gets_no_node),
+        cmocka_unit_test(unreadable_share_set_gets_internal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

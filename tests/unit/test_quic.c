@@ -637,6 +637,32 @@ static void clean_close(void **state)
     assert_int_equal(w.b.closed, 1);
 }
 
+/* The application close codes reach the other side as their errors:
+ * a timeout or an internal failure is never taken for a refusal. */
+static void close_codes(void **state)
+{
+    (void)state;
+    static const struct { uint64_t code; int err; } cases[] = {
+        { DS_QUIC_APP_TIMEOUT, DS_ERR_TIMEOUT },
+        { DS_QUIC_APP_INTERNAL, DS_ERR_IO },
+        { DS_QUIC_APP_UNAUTHORIZED, DS_ERR_UNAUTHORIZED },
+        { DS_QUIC_APP_PROTO, DS_ERR_PROTO },
+        { 0x1234, DS_ERR_PROTO },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        world w;
+        world_init(&w);
+        assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+        assert_true(run(&w, g_established, 5000));
+        ds_quic_conn_close(w.b.conn, cases[i].code, "why");
+        assert_true(run(&w, g_both_closed, 5000));
+        assert_int_equal(w.b.close_err, cases[i].err);   /* the closer's on_closed says it too */
+        assert_int_equal(w.a.close_err, cases[i].err);
+        assert_non_null(strstr(w.a.reason, "why"));
+        world_free(&w);
+    }
+}
+
 static void ipv6_loopback(void **state)
 {
     (void)state;
@@ -853,7 +879,7 @@ int main(void)
         cmocka_unit_test(handshake_and_pinning), cmocka_unit_test(pinning_failure),
         cmocka_unit_test(listener_rejects),      cmocka_unit_test(alpn_mismatch),
         cmocka_unit_test(transfer_both_ways),    cmocka_unit_test(idle_timeout),
-        cmocka_unit_test(clean_close),           cmocka_unit_test(ipv6_loopback),
+        cmocka_unit_test(clean_close), cmocka_unit_test(close_codes),           cmocka_unit_test(ipv6_loopback),
         cmocka_unit_test(nobody_answering),      cmocka_unit_test(nobody_listening),
         cmocka_unit_test(nobody_listening_v6),   cmocka_unit_test(unreachable_spares_live_connections),
         cmocka_unit_test(constructor_errors),

@@ -530,6 +530,43 @@ static void not_authorized_and_rate_limited(void **state)
     ds_store_close(pub);
 }
 
+/* A publisher that cannot load its share set or store still answers:
+ * ERROR Internal with the reason, after authorization, and no node. */
+static void unavailable_publisher_answers_internal(void **state)
+{
+    (void)state;
+    for (int authorized = 0; authorized <= 1; authorized++) {
+        ds_store *rep = open_store("rep-epoch-unavail");
+        session x;
+        session_init(&x, NULL, NULL, rep);
+        x.scfg.authorized = authorized;
+        x.scfg.rate_limited = 1;
+        x.scfg.unavailable = "its store cannot be opened";
+        session_start(&x);
+        pump_opts o = { .chunks = SEVEN, .nchunks = 1 };
+        pump(x.c, x.s, &o, &x.now);
+        const char *c, *m;
+        assert_int_equal(ds_sync_client_state(x.c), DS_SYNCS_FAILED);
+        if (!authorized) {
+            assert_int_equal(ds_sync_client_error(x.c, &c, &m), DS_ERR_UNAUTHORIZED);
+            assert_string_equal(c, "NotAuthorized");
+        } else {
+            assert_int_equal(ds_sync_client_error(x.c, &c, &m), DS_ERR_PROTO);
+            assert_string_equal(c, "Internal");
+            assert_string_equal(m, "Publisher cannot serve now: its store cannot be opened");
+            assert_int_equal(ds_sync_server_error(x.s, &c, NULL), DS_ERR_STORE);
+        }
+        assert_int_equal(count_nodes(rep), 0);
+        session_free(&x);
+        ds_store_close(rep);
+    }
+    /* Without a store or share set, a machine must say why. */
+    ds_sync_server_cfg bad = { .authorized = 1 };
+    ds_sync_server *s = NULL;
+    assert_int_equal(ds_sync_server_new(&s, &bad, 0), DS_ERR_INVALID);
+    assert_null(s);
+}
+
 static void unknown_version(void **state)
 {
     (void)state;
@@ -1184,6 +1221,7 @@ int main(void)
         cmocka_unit_test(trailing_unshared_nodes),
         cmocka_unit_test(incremental_later_full_reset),
         cmocka_unit_test(not_authorized_and_rate_limited),
+        cmocka_unit_test(unavailable_publisher_answers_internal),
         cmocka_unit_test(unknown_version),
         cmocka_unit_test(bad_frames_to_publisher),
         cmocka_unit_test(bad_input_to_subscriber),
