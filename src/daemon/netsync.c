@@ -78,6 +78,7 @@ struct job {
     size_t n, cur;
     /* the peer being synced */
     int active;           /* cur is DIALING or SYNCING */
+    int cancelled;        /* cur was removed or unsubscribed: record nothing */
     char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
     size_t naddrs, addr_i;
     int64_t deadline;     /* dialing gives up at this (monotonic ms) */
@@ -483,7 +484,11 @@ static void finish_peer(job *j)
             has = 0;
     }
     int fd = -1;
-    if (ds_peers_lock(ns->ctx->home, LOCK_WAIT_MS, &fd, err, sizeof err) == 0) {
+    /* A cancelled peer is being removed or unsubscribed by a request that
+     * holds the peers lock right now, in this same loop: waiting for it
+     * would stall the daemon for LOCK_WAIT_MS, and there is nothing to
+     * record for a peer that is going away. */
+    if (!j->cancelled && ds_peers_lock(ns->ctx->home, LOCK_WAIT_MS, &fd, err, sizeof err) == 0) {
         ds_peers_cfg cfg;
         if (ds_peers_cfg_load(ns->ctx->home, &cfg, err, sizeof err) == 0) {
             const ds_peer *pe = ds_peers_find(&cfg, p->id);
@@ -517,6 +522,7 @@ static void finish_peer(job *j)
     drop_conn(j, ok ? "done" : "failed");
     j->replica = NULL;
     j->active = 0;
+    j->cancelled = 0;
     report(j, p);
     j->cur++;
     job_next(j);
@@ -1345,6 +1351,7 @@ void ds_netsync_cancel_peer(ds_netsync *ns, const char *id)
             uv_cancel((uv_req_t *)&j->gai);
             j->resolving = 0;
         }
+        j->cancelled = 1;
         client_finish(j, DS_ERR_NOTFOUND, NULL, "%s was removed during the sync",
                       j->peers[j->cur].label);
     }

@@ -15,7 +15,8 @@
 # alice's shared set on bob's side; `ds query` on bob shows [alice] hits;
 # ds peer list shows result, address and path; an unreachable peer fails
 # within a bounded time naming the addresses tried; IPv6 (::1) and a dead
-# first address; the daemon's --sync retry with backoff.
+# first address; the daemon's --sync retry with backoff; removing a peer
+# while the daemon is syncing it.
 # Only 127.0.0.1 / ::1, every wait bounded, only our daemons are stopped.
 set -u
 
@@ -335,6 +336,60 @@ for i in $(seq 1 100); do   # up to 20 s
     sleep 0.2
 done
 check "retry with backoff brings the new node" [ "$GOT" -eq 1 ]
+
+# ---- removing a peer while the daemon syncs it ----------------------------------------
+# eve's address answers nothing (a UDP socket of ours that only notes the
+# first datagram), so bob's daemon is still dialing her when she is
+# removed.  The removal holds the peers lock; the cancelled sync must not
+# wait for that lock (it used to, stalling the daemon for 5 s).
+E="$T/eve"
+run "$E" peer init
+check "eve: init" rc_is 0
+EID=$(DS_HOME="$E" "$DS" peer id)
+EPORT=$(free_port)
+python3 - "$EPORT" "$T/eve.got" "$T/eve.bound" <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', int(sys.argv[1])))
+open(sys.argv[3], 'w').close()
+s.settimeout(30)
+try:
+    s.recvfrom(65536)
+    open(sys.argv[2], 'w').close()
+    time.sleep(30)
+except socket.timeout:
+    pass
+PY
+PIDS+=($!)
+for i in $(seq 1 100); do   # up to 20 s
+    [ -f "$T/eve.bound" ] && break
+    sleep 0.2
+done
+check "eve's silent socket is bound" [ -f "$T/eve.bound" ]
+run "$B" stop
+DS_SYNC_CONNECT_TIMEOUT_MS=30000 start_daemon_port "$B" "$BPORT"
+check "bob restarts with a long dial timeout" rc_is 0
+run "$B" peer add "$EID" --name eve --addr "127.0.0.1:$EPORT"
+check "bob adds eve" rc_is 0
+DS_HOME="$B" "$DS" peer sync eve >"$T/eve.out" 2>"$T/eve.err" </dev/null &
+EVESYNC=$!
+PIDS+=($EVESYNC)
+for i in $(seq 1 100); do   # up to 20 s
+    [ -f "$T/eve.got" ] && break
+    sleep 0.2
+done
+check "bob's daemon is dialing eve" [ -f "$T/eve.got" ]
+run "$B" peer remove eve
+check "remove during the sync: ok" rc_is 0
+for i in $(seq 1 100); do   # up to 20 s
+    kill -0 "$EVESYNC" 2>/dev/null || break
+    sleep 0.2
+done
+check "the sync of eve ends" bash -c "! kill -0 $EVESYNC 2>/dev/null"
+check "the sync says eve was removed" grep -qF "eve was removed during the sync" "$T/eve.err" "$T/eve.out"
+check "the daemon did not wait for its own lock" bash -c "! grep -q 'held by another ds process' '$B/daemon.log'"
+run "$B" peer list --json
+check "eve is gone" jq_ "not any(p['label'] == 'eve' for p in d['peers'])"
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
