@@ -112,9 +112,9 @@ typedef struct ds_sync_client_cfg {
     uint32_t batch_nodes;
     uint32_t hold_ms;
     /* 1: a second thread applies each batch while this one receives and
-     * decodes the next (at most two batches in flight, the second one
-     * tokenized while the first commits; the replica is
-     * written only by that thread meanwhile).  Results are the same as
+     * decodes the next (at most three batches in flight: one commits,
+     * the next is tokenized meanwhile, a third waits decoded; the replica
+     * is written only by that thread meanwhile).  Results are the same as
      * with 0: batches go in in order, progress counts a batch once it is
      * applied, and recv() returns only after the last batch is applied
      * once the stream is over (DONE or FAILED).  If the thread cannot be
