@@ -120,7 +120,7 @@ struct ds_netsync {
     retry_ent retry[DS_NETSYNC_MAX_PEERS];
     size_t nretry;
     int closing;
-    int pending_closes;
+    int pending_closes;   /* while closing; also endpoints being retired */
     void (*done)(void *);
     void *done_ud;
     ds_netsync_progress_fn progress;
@@ -1022,15 +1022,80 @@ static int want_listen(ds_netsync *ns)
     return any;
 }
 
+/* An endpoint closed for a new identity: freed once its connections
+ * have reported on_closed. */
+typedef struct retired {
+    ds_netsync *ns;
+    ds_quic_endpoint *ep;
+} retired;
+
+static void close_step(ds_netsync *ns);
+
+static void retired_closed(void *ud)
+{
+    retired *r = ud;
+    ds_netsync *ns = r->ns;
+    ds_quic_endpoint_free(r->ep);
+    free(r);
+    ns->pending_closes--;
+    if (ns->closing) {
+        close_step(ns);
+    } else if (ns->pending_closes == 0) {
+        /* The old sockets are released: listen again, with the new key. */
+        char err[512] = "";
+        if (ds_netsync_refresh(ns, err, sizeof err) != 0)
+            NLOG(ns, DS_LOG_ERROR, "sync: %s", err);
+    }
+}
+
+static void retire(ds_netsync *ns, ds_quic_endpoint *ep)
+{
+    retired *r = malloc(sizeof *r);
+    ns->pending_closes++;
+    if (!r) {                 /* leak the small struct rather than the socket */
+        ds_quic_endpoint_close(ep, NULL, NULL);
+        ns->pending_closes--;
+        return;
+    }
+    r->ns = ns;
+    r->ep = ep;
+    ds_quic_endpoint_close(ep, retired_closed, r);
+}
+
+/* identity.key was replaced (ds peer init --force): every endpoint still
+ * presents the old key.  They are closed (their connections end, a sync
+ * running on one fails and is retried as usual) and the next dial or
+ * listen uses the new key. */
+static void rekey(ds_netsync *ns)
+{
+    for (size_t i = 0; i < ns->nservers; i++)
+        retire(ns, ns->servers[i]);
+    ns->nservers = ns->nbound = 0;
+    if (ns->dial4)
+        retire(ns, ns->dial4);
+    if (ns->dial6)
+        retire(ns, ns->dial6);
+    ns->dial4 = ns->dial6 = NULL;
+    sodium_memzero(ns->sk, sizeof ns->sk);
+    ns->have_identity = 0;
+    NLOG(ns, DS_LOG_WARN, "sync: the identity changed: connections made with the old NodeId are "
+                          "closed; new ones use the new NodeId");
+}
+
 int ds_netsync_refresh(ds_netsync *ns, char *err, size_t errlen)
 {
-    if (ns->nservers || !want_listen(ns))
-        return 0;
     ds_identity id;
     char e2[512];
-    if (ds_peers_identity_load(ns->ctx->home, &id, e2, sizeof e2) != 0)
-        return 0;   /* nothing to listen with yet */
-    ds_identity_wipe(&id);
+    int have = ds_peers_identity_load(ns->ctx->home, &id, e2, sizeof e2) == 0;
+    if (have && ns->have_identity &&
+        sodium_memcmp(id.sk, ns->sk, sizeof ns->sk) != 0)
+        rekey(ns);
+    if (have)
+        ds_identity_wipe(&id);
+    /* Without an identity there is nothing to listen with yet; while old
+     * endpoints close, their ports are still taken (retried then). */
+    if (!have || ns->nservers || ns->pending_closes > 0 || !want_listen(ns))
+        return 0;
     int rc = load_identity(ns, err, errlen);
     if (rc)
         return rc;
@@ -1405,8 +1470,6 @@ int ds_netsync_new(ds_netsync **out, uv_loop_t *loop, ds_ctx *ctx, const ds_nets
     return 0;
 }
 
-static void close_step(ds_netsync *ns);
-
 static void ep_closed(void *ud)
 {
     ds_netsync *ns = ud;
@@ -1461,7 +1524,7 @@ void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud)
     ns->closing = 1;
     ns->done = done;
     ns->done_ud = ud;
-    ns->pending_closes = 1;   /* held until everything has been asked */
+    ns->pending_closes++;     /* held until everything has been asked */
     for (job *j = ns->jobs; j; j = j->next) {
         if (j->cl) {
             ds_sync_client_free(j->cl);

@@ -16,7 +16,8 @@
 # ds peer list shows result, address and path; an unreachable peer fails
 # within a bounded time naming the addresses tried; IPv6 (::1) and a dead
 # first address; the daemon's --sync retry with backoff; removing a peer
-# while the daemon is syncing it.
+# while the daemon is syncing it; ds peer init --force while the daemon
+# runs (the new key is used at once, the old one stops working).
 # Only 127.0.0.1 / ::1, every wait bounded, only our daemons are stopped.
 set -u
 
@@ -390,6 +391,22 @@ check "the sync says eve was removed" grep -qF "eve was removed during the sync"
 check "the daemon did not wait for its own lock" bash -c "! grep -q 'held by another ds process' '$B/daemon.log'"
 run "$B" peer list --json
 check "eve is gone" jq_ "not any(p['label'] == 'eve' for p in d['peers'])"
+
+# ---- a new identity while the daemon runs ---------------------------------------------
+# ds peer init --force goes through alice's running daemon: from then on
+# she must present the new key, and the old NodeId must stop working.
+run "$A" peer init --force
+check "alice: init --force while her daemon runs" rc_is 0
+NEWTICKET=$(DS_HOME="$A" "$DS" peer ticket 2>/dev/null)
+run "$B" peer add "$NEWTICKET" --name alice2
+check "bob adds alice's new NodeId" rc_is 0
+run "$B" peer sync alice2 --json
+check "sync with the new NodeId: done" jq_ "d['peers'][0]['state'] == 'done'"
+check "sync with the new NodeId: all shared nodes" [ "$(replica_count "$B" alice2)" = $((SHARED + 1)) ]
+run "$B" peer sync alice
+check "the old NodeId no longer answers" rc_is 1
+check "the old NodeId: key mismatch" err_has "key mismatch"
+check "alice's log: identity changed" grep -qF "the identity changed" "$A/daemon.log"
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
