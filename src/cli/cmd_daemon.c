@@ -26,6 +26,7 @@ int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv)
         CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
     };
     int opt, fg = 0;
+    char canon[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];     /* --listen, one spelling each */
     ds_netsync_start_flags fl;
     memset(&fl, 0, sizeof fl);
     cli_getopt_reset();
@@ -41,11 +42,18 @@ int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv)
             if (fl.nlisten >= DS_NETSYNC_MAX_LISTEN)
                 return cli_usage_error(cmd, "at most %d --listen addresses",
                                        DS_NETSYNC_MAX_LISTEN);
-            if (ds_addr_parse(optarg, DS_QUIC_DEFAULT_PORT, host, &port, &why) != 0)
-                return cli_usage_error(cmd, "--listen '%s' %s (expected HOST:PORT, e.g. "
-                                            "0.0.0.0:%u or [::]:%u)",
+            if (ds_listen_addr_parse(optarg, DS_QUIC_DEFAULT_PORT, host, &port, &why) != 0)
+                return cli_usage_error(cmd, "--listen '%s' %s (a listen address must be an IP "
+                                            "address, e.g. 127.0.0.1:%u, [::1]:%u, 0.0.0.0:%u)",
                                        optarg, why, (unsigned)DS_QUIC_DEFAULT_PORT,
+                                       (unsigned)DS_QUIC_DEFAULT_PORT,
                                        (unsigned)DS_QUIC_DEFAULT_PORT);
+            ds_addr_format(host, port, canon[fl.nlisten]);
+            for (size_t i = 0; i < fl.nlisten; i++)
+                if (strcmp(canon[i], canon[fl.nlisten]) == 0)
+                    return cli_usage_error(cmd, "--listen '%s' is a duplicate of --listen "
+                                                "'%s' (both are %s)",
+                                           optarg, fl.listen[i], canon[i]);
             fl.listen[fl.nlisten++] = optarg;
             continue;
         }
@@ -81,8 +89,23 @@ int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv)
         printf("Daemon started (pid %ld). Log: %s/%s\n", (long)pid, home, DS_DAEMON_LOG_FILE);
         /* The spec's "Accepting peer connections." when the sync service listens. */
         cli_reply rep;
-        if (cli_call_ex(c, "peer_ticket", NULL, &rep, 1) == CLI_OK &&
-            cli_bool(cli_get(rep.root, "listening"))) {
+        int trc = cli_call_ex(c, "peer_ticket", NULL, &rep, 1);
+        if (trc != CLI_OK && fl.nlisten > 0) {
+            /* --listen was asked for, but there is no key to listen with
+             * (no identity yet, or identity.key unreadable): say so rather
+             * than start silently deaf.  The daemon listens as soon as
+             * `ds peer init` has made one. */
+            const msgpack_object *e = cli_get(rep.root, "error");
+            size_t ml, hl;
+            const char *msg = cli_str(cli_get(e, "message"), &ml);
+            const char *hint = cli_str(cli_get(e, "hint"), &hl);
+            fprintf(stderr, "ds: warning: not accepting peer connections yet: %.*s.\n",
+                    (int)ml, ml ? msg : "no identity");
+            if (hl)
+                fprintf(stderr, "%.*s\n", (int)hl, hint);
+            fprintf(stderr, "The daemon starts listening once ds peer init has made a valid "
+                            "identity.\n");
+        } else if (trc == CLI_OK && cli_bool(cli_get(rep.root, "listening"))) {
             const msgpack_object *a = cli_get(rep.root, "addrs");
             printf("Accepting peer connections");
             for (uint32_t i = 0; i < cli_len(a); i++) {

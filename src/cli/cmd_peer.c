@@ -105,6 +105,9 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
             const char *why;
             if (o->naddrs >= DS_PEER_MAX_ADDRS)
                 return cli_usage_error(cc, "at most %d --addr options", DS_PEER_MAX_ADDRS);
+            if (strchr(optarg, ','))
+                return cli_usage_error(cc, "--addr '%s': a comma is not allowed (give one "
+                                           "address per --addr)", optarg);
             if (ds_addr_parse(optarg, 0, host, &port, &why) != 0)
                 return cli_usage_error(cc, "--addr '%s' %s (expected HOST:PORT or [IPv6]:PORT)",
                                        optarg, why);
@@ -265,6 +268,17 @@ static void print_add(const msgpack_object *R)
     const char *old = cli_str(cli_get(R, "old_name"), &ol);
     int pub = cli_bool(cli_get(R, "publish")), subs = cli_bool(cli_get(R, "subscribe"));
     const msgpack_object *av = cli_get(R, "addrs");
+    const msgpack_object *dv = cli_get(R, "dropped_addrs");
+    if (cli_len(dv)) {
+        fprintf(stderr, "ds: warning: a peer keeps at most %d addresses; dropped the oldest:",
+                DS_PEER_MAX_ADDRS);
+        for (uint32_t i = 0; i < cli_len(dv); i++) {
+            size_t dl;
+            const char *d = cli_str(cli_at(dv, i), &dl);
+            fprintf(stderr, "%s%.*s", i ? ", " : " ", (int)dl, d);
+        }
+        fputc('\n', stderr);
+    }
     if (cli_bool(cli_get(R, "created"))) {
         printf("Added peer '%.*s'\n", (int)ll, label);
         for (uint32_t i = 0; i < cli_len(av); i++) {
@@ -320,7 +334,7 @@ static int sub_add(cli *c, const sub *s, int argc, char **argv)
     if (r != CLI_CONTINUE)
         return r;
     cli_params ps = { .n = 0 };
-    const char *idarg = argv[optind];
+    const char *idarg = ds_str_trim(argv[optind]);  /* pasted: may end in '\n' */
     char tid[DS_NODE_ID_HEX + 1];
     char tad[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
     size_t nt = 0;
@@ -329,8 +343,12 @@ static int sub_add(cli *c, const sub *s, int argc, char **argv)
         cli_cmd tmp;
         if (ds_ticket_parse(idarg, tid, tad, &nt, &why) != 0)
             return cli_usage_error(as_cmd(s, &tmp), "the ticket %s", why);
+        if (o.naddrs + nt > DS_PEER_MAX_ADDRS)
+            return cli_usage_error(as_cmd(s, &tmp),
+                                   "at most %d addresses (the ticket holds %zu, --addr "
+                                   "gives %zu)", DS_PEER_MAX_ADDRS, nt, o.naddrs);
         idarg = tid;
-        for (size_t i = 0; i < nt && o.naddrs < DS_PEER_MAX_ADDRS; i++)
+        for (size_t i = 0; i < nt; i++)
             o.addrs[o.naddrs++] = tad[i];
     }
     cli_param_str(&ps, "id", idarg);
@@ -418,12 +436,19 @@ static void print_list(const msgpack_object *R)
         size_t ll, il;
         const char *label = cli_str(cli_get(p, "label"), &ll);
         const char *id = cli_str(cli_get(p, "node_id"), &il);
-        printf("%-16.*s %.16s… %-9s %-7s %8llu  ", (int)ll, label, id,
+        size_t xl;   /* a replica that cannot be opened or read: "?" nodes */
+        const char *why = cli_str(cli_get(p, "replica_error"), &xl);
+        char nodes[24] = "?";
+        if (!xl)
+            snprintf(nodes, sizeof nodes, "%llu", (unsigned long long)cli_u64(cli_get(p, "nodes")));
+        /* "…" is 3 bytes but 1 column: pad the 17 columns to 18 by hand. */
+        printf("%-16.*s %.16s…  %-9s %-7s %8s  ", (int)ll, label, id,
                cli_bool(cli_get(p, "subscribe")) ? "yes" : "no",
-               cli_bool(cli_get(p, "publish")) ? "yes" : "no",
-               (unsigned long long)cli_u64(cli_get(p, "nodes")));
+               cli_bool(cli_get(p, "publish")) ? "yes" : "no", nodes);
         print_when(cli_get(p, "last_sync"));
         putchar('\n');
+        if (xl)
+            printf("    replica unreadable: %.*s\n", (int)xl, why);
         print_net(p);
     }
 }
@@ -811,6 +836,7 @@ static const sub subs[] = {
       "Usage: ds peer unshare PATH\n"
       "\n"
       "Remove PATH from share.json.  It is an error if it is not shared.\n"
+      "Nodes peers already synced or imported stay in their replicas.\n"
       "\n"
       "Options:\n"
       "  -j, --json           print {path}\n"
@@ -832,16 +858,21 @@ static const sub subs[] = {
       "Add a peer to peers.json.  A new peer is subscribed (we keep a replica\n"
       "of what it shares) and not published to (it may not pull from us).\n"
       "Adding a known peer changes only the flags given.  Names are unique;\n"
-      "queries label the peer's hits with its name.\n"
+      "queries label the peer's hits with its name.  A known peer may be given\n"
+      "by name, NodeId, or a unique NodeId prefix of 8 or more hex digits (the\n"
+      "label ds peer list shows for an unnamed peer).\n"
       "\n"
       "Options:\n"
-      "      --name NAME      name the peer (letters, digits, - _ .)\n"
+      "      --name NAME      name the peer (letters, digits, - _ .; not starting\n"
+      "                       with '-', not . or .., not local)\n"
       "      --publish        let the peer pull our shared projects\n"
       "      --no-publish     stop letting it pull from us\n"
       "      --subscribe      search (and sync) the peer's nodes (default)\n"
       "      --no-subscribe   leave its replica out of searches and syncs\n"
       "      --addr HOST:PORT an address the peer accepts syncs on (repeatable;\n"
-      "                       [IPv6]:PORT for IPv6); a TICKET carries them\n"
+      "                       [IPv6]:PORT for IPv6); a TICKET carries them.  A\n"
+      "                       peer keeps 8: adding more drops the oldest, with\n"
+      "                       a warning (--json: dropped_addrs)\n"
       "  -j, --json           print the peer as JSON\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
@@ -854,6 +885,7 @@ static const sub subs[] = {
       "Usage: ds peer remove NODE_ID|NAME\n"
       "\n"
       "Remove the peer from peers.json and delete its replica (peers/<id>/).\n"
+      "The peer is given by name, NodeId or a unique prefix of 8+ hex digits.\n"
       "\n"
       "Options:\n"
       "  -j, --json           print {node_id, name, label, replica_deleted}\n"

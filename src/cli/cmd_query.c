@@ -91,6 +91,22 @@ static void add_read_params(cli_params *ps, const read_opts *o)
     cli_param_str(ps, "peer", o->peer);
 }
 
+/* Prints the reply's warnings (stores left out of the search) to stderr,
+ * as "ds: warning: MESSAGE" and the hint: with --json too, like other
+ * warnings, so that stdout stays the documented array. */
+static void print_warnings(const msgpack_object *root)
+{
+    const msgpack_object *ws = cli_get(root, "warnings");
+    for (uint32_t i = 0; i < cli_len(ws); i++) {
+        size_t ml, hl;
+        const char *m = cli_str(cli_get(cli_at(ws, i), "message"), &ml);
+        const char *h = cli_str(cli_get(cli_at(ws, i), "hint"), &hl);
+        fprintf(stderr, "ds: warning: %.*s\n", (int)ml, m);
+        if (hl)
+            fprintf(stderr, "%.*s\n", (int)hl, h);
+    }
+}
+
 static int print_json_nodes(const msgpack_object *arr)
 {
     json_t *out = json_array();
@@ -123,6 +139,7 @@ int cmd_query(cli *c, const cli_cmd *cmd, int argc, char **argv)
     free(text);
     if (rc == CLI_OK) {
         const msgpack_object *res = cli_get(rep.root, "results");
+        print_warnings(rep.root);
         if (c->json)
             rc = print_json_nodes(res);
         else if (cli_print_nodes(res, 1) == 0)
@@ -172,6 +189,7 @@ int cmd_related(cli *c, const cli_cmd *cmd, int argc, char **argv)
     int rc = cli_call(c, "related", &ps, &rep);
     if (rc == CLI_OK) {
         const msgpack_object *res = cli_get(rep.root, "results");
+        print_warnings(rep.root);
         if (c->json) {
             rc = print_json_nodes(res);
         } else {

@@ -60,12 +60,18 @@ int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
             const msgpack_object *peers = cli_get(s, "peers");
             for (uint32_t i = 0; pa && i < cli_len(peers); i++) {
                 const msgpack_object *p = cli_at(peers, i);
+                const msgpack_object *err = cli_get(p, "replica_error");
+                size_t xl;
+                cli_str(err, &xl);
+                /* nodes is null when the replica cannot be read (replica_error says why). */
+                json_t *pn = xl ? json_null()
+                                : json_integer((json_int_t)cli_u64(cli_get(p, "nodes")));
                 json_array_append_new(
-                    pa, json_pack("{s:o, s:o, s:I, s:o}", "node_id",
+                    pa, json_pack("{s:o, s:o, s:o, s:o, s:o}", "node_id",
                                   cli_json_str(cli_get(p, "node_id")), "name",
-                                  cli_json_str(cli_get(p, "label")), "nodes",
-                                  (json_int_t)cli_u64(cli_get(p, "nodes")), "last_sync",
-                                  cli_json_str(cli_get(p, "last_sync"))));
+                                  cli_json_str(cli_get(p, "label")), "nodes", pn, "last_sync",
+                                  cli_json_str(cli_get(p, "last_sync")), "replica_error",
+                                  cli_json_str(err)));
             }
             if (pa)
                 json_object_set_new(o, "peers", pa);
@@ -103,10 +109,16 @@ int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
         size_t ll, wl;
         const char *label = cli_str(cli_get(p, "label"), &ll);
         const char *when = cli_str(cli_get(p, "last_sync"), &wl);
+        size_t xl;
+        const char *why = cli_str(cli_get(p, "replica_error"), &xl);
         uint64_t pn = cli_u64(cli_get(p, "nodes"));
-        printf("  %-13.*s %llu node%s, last sync %.*s\n", (int)ll, label,
-               (unsigned long long)pn, pn == 1 ? "" : "s", wl ? (int)wl : 5,
-               wl ? when : "never");
+        if (xl)   /* damaged: the count is unknown */
+            printf("  %-13.*s ? nodes (replica unreadable: %.*s), last sync %.*s\n", (int)ll,
+                   label, (int)xl, why, wl ? (int)wl : 5, wl ? when : "never");
+        else
+            printf("  %-13.*s %llu node%s, last sync %.*s\n", (int)ll, label,
+                   (unsigned long long)pn, pn == 1 ? "" : "s", wl ? (int)wl : 5,
+                   wl ? when : "never");
     }
     cli_reply_free(&rep);
     return CLI_OK;

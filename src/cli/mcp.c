@@ -59,6 +59,11 @@ static const char instructions[] =
     "\"score\":{\"type\":\"number\"},\"store\":" STR_OR_NULL ",\"project\":" STR_OR_NULL   \
     ",\"namespace\":" STR_OR_NULL ",\"source\":" STR_OR_NULL ",\"timestamp\":{\"type\":\"string\"}}," \
     "\"required\":[\"id\",\"content\",\"store\",\"project\"]}"
+/* Peers' replicas that could not be opened or read, left out of a search. */
+#define WARNINGS_SCHEMA                                                                    \
+    "\"warnings\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{"       \
+    "\"peer\":{\"type\":\"string\"},\"path\":{\"type\":\"string\"},"                       \
+    "\"message\":{\"type\":\"string\"},\"hint\":" STR_OR_NULL "}}}"
 #define LIMIT_SCHEMA(what)                                                                  \
     "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":100,\"default\":5,"          \
     "\"description\":\"number of " what ", 1 to 100 (default 5)\"}"
@@ -81,7 +86,7 @@ static const char tools_json[] =
     "id)\"}},"
     "\"required\":[\"query\"],\"additionalProperties\":false},"
     "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"array\","
-    "\"items\":" NODE_SCHEMA "}},\"required\":[\"results\"]},"
+    "\"items\":" NODE_SCHEMA "}," WARNINGS_SCHEMA "},\"required\":[\"results\"]},"
     "\"annotations\":{\"readOnlyHint\":true,\"openWorldHint\":false}},"
 
     "{\"name\":\"datasphere_related\",\"title\":\"Find related knowledge\","
@@ -94,7 +99,7 @@ static const char tools_json[] =
     "it\"}," LIMIT_SCHEMA("related nodes") "},"
     "\"required\":[\"node_id\"],\"additionalProperties\":false},"
     "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"origin\":" NODE_SCHEMA ","
-    "\"results\":{\"type\":\"array\",\"items\":" NODE_SCHEMA "}},"
+    "\"results\":{\"type\":\"array\",\"items\":" NODE_SCHEMA "}," WARNINGS_SCHEMA "},"
     "\"required\":[\"origin\",\"results\"]},"
     "\"annotations\":{\"readOnlyHint\":true,\"openWorldHint\":false}},"
 
@@ -247,6 +252,24 @@ static json_t *shape_hits(const msgpack_object *reply)
         bad = json_object_set_new(obj, "results", res) != 0;
         res = NULL;
     }
+    /* Peer replicas left out of the search (damaged): {peer, path,
+     * message, hint}, only when there are any. */
+    const msgpack_object *ws = cli_get(reply, "warnings");
+    json_t *wa = !bad && cli_len(ws) ? json_array() : NULL;
+    bad = bad || (cli_len(ws) && !wa);
+    for (uint32_t i = 0; wa && !bad && i < cli_len(ws); i++) {
+        const msgpack_object *w = cli_at(ws, i);
+        json_t *o = json_pack("{s:o,s:o,s:o,s:o}", "peer", cli_json_str(cli_get(w, "peer")),
+                              "path", cli_json_str(cli_get(w, "path")), "message",
+                              cli_json_str(cli_get(w, "message")), "hint",
+                              cli_json_str(cli_get(w, "hint")));
+        bad = !o || json_array_append_new(wa, o) != 0;
+    }
+    if (wa && !bad) {
+        bad = json_object_set_new(obj, "warnings", wa) != 0;
+        wa = NULL;
+    }
+    json_decref(wa);
     json_decref(res);
     if (bad) {
         json_decref(obj);

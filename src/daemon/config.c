@@ -418,11 +418,13 @@ static int load_sync(loader *l, ds_config *cfg, json_t *v)
             char host[DS_ADDR_MAX];
             uint16_t port;
             const char *why;
-            if (!rc && ds_addr_parse(cfg->sync_listen, DS_QUIC_DEFAULT_PORT, host, &port,
-                                     &why) != 0)
+            if (!rc && ds_listen_addr_parse(cfg->sync_listen, DS_QUIC_DEFAULT_PORT, host, &port,
+                                            &why) != 0)
                 rc = fail(l, DS_ERR_INVALID, "sync.listen",
-                          "expected \"HOST:PORT\" or \"[IPv6]:PORT\": \"%s\" %s",
-                          cfg->sync_listen, why);
+                          "a listen address must be an IP address, e.g. \"127.0.0.1:%u\", "
+                          "\"[::1]:%u\", \"0.0.0.0:%u\": \"%s\" %s",
+                          (unsigned)DS_QUIC_DEFAULT_PORT, (unsigned)DS_QUIC_DEFAULT_PORT,
+                          (unsigned)DS_QUIC_DEFAULT_PORT, cfg->sync_listen, why);
         } else if (strcmp(k, "interval") == 0) {
             if (json_is_integer(e))
                 rc = get_u32(l, "sync.interval", e, 1, 30 * 86400, &cfg->sync_interval_s);

@@ -73,6 +73,7 @@ void ds_ctx_free(ds_ctx *ctx)
     ds_ops_replicas_free(ctx);
     if (ctx->store)
         ds_store_close(ctx->store);
+    free(ctx->warnings);
     free(ctx->home);
     memset(ctx, 0, sizeof *ctx);
 }
@@ -175,6 +176,51 @@ int ds_ops_fail_store(ds_ctx *ctx, int err, const char *what)
     }
 }
 
+/* ---- Warnings ----------------------------------------------------------- */
+
+void ds_ops_warn(ds_ctx *ctx, const char *code, const char *peer, const char *node_id,
+                 const char *path, const char *hint, const char *fmt, ...)
+{
+    if (ctx->nwarnings >= DS_OPS_MAX_STORES)
+        return;
+    ds_op_warning *w = realloc(ctx->warnings, (ctx->nwarnings + 1) * sizeof *w);
+    if (!w)
+        return;
+    ctx->warnings = w;
+    w = &w[ctx->nwarnings++];
+    memset(w, 0, sizeof *w);
+    snprintf(w->code, sizeof w->code, "%s", code ? code : "");
+    snprintf(w->peer, sizeof w->peer, "%s", peer ? peer : "");
+    snprintf(w->node_id, sizeof w->node_id, "%s", node_id ? node_id : "");
+    snprintf(w->path, sizeof w->path, "%s", path ? path : "");
+    snprintf(w->hint, sizeof w->hint, "%s", hint ? hint : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->message, sizeof w->message, fmt, ap);
+    va_end(ap);
+}
+
+void ds_ops_pack_warnings(ds_ctx *ctx, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, ctx->nwarnings);
+    for (size_t i = 0; i < ctx->nwarnings; i++) {
+        const ds_op_warning *w = &ctx->warnings[i];
+        msgpack_pack_map(pk, 6);
+        ds_pack_cstr(pk, "code");
+        ds_pack_cstr(pk, w->code);
+        ds_pack_cstr(pk, "peer");
+        ds_pack_cstr(pk, w->peer);
+        ds_pack_cstr(pk, "node_id");
+        ds_pack_cstr(pk, w->node_id);
+        ds_pack_cstr(pk, "path");
+        ds_pack_cstr(pk, w->path);
+        ds_pack_cstr(pk, "message");
+        ds_pack_cstr(pk, w->message);
+        ds_pack_cstr(pk, "hint");
+        ds_pack_cstr(pk, w->hint[0] ? w->hint : NULL);
+    }
+}
+
 /* ---- Dispatch ----------------------------------------------------------- */
 
 /* A packer target that remembers allocation failure, so that handlers
@@ -227,6 +273,7 @@ int ds_ops_call(ds_ctx *ctx, const char *name, const msgpack_object *params,
                 msgpack_sbuffer *reply)
 {
     memset(&ctx->error, 0, sizeof ctx->error);
+    ctx->nwarnings = 0;
     const ds_op *op = ds_ops_find(name);
     tracked_buf t = { .failed = 0 };
     msgpack_sbuffer_init(&t.sb);
@@ -410,6 +457,12 @@ int ds_ops_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n
     if (prc)
         return prc;
     *n += k;
+    if (*n == 0 && ctx->nwarnings) {
+        /* No local store, and the only replicas cannot be opened. */
+        const ds_op_warning *w = &ctx->warnings[0];
+        return ds_ops_fail(ctx, DS_ERR_STORE, w->code, w->hint[0] ? w->hint : NULL, "%s",
+                           w->message);
+    }
     if (*n == 0) {
         ctx->error = saved;
         return rc;

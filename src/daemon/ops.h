@@ -68,6 +68,18 @@ typedef struct ds_op_error {
     char hint[512];      /* "" when there is none */
 } ds_op_error;
 
+/* A store a fan-out read left out: a peer replica that could not be
+ * opened or read.  The request still succeeds; handlers that read over
+ * replicas add the warnings to their reply (ds_ops_pack_warnings). */
+typedef struct ds_op_warning {
+    char code[32];       /* DS_OPS_E_* */
+    char peer[72];       /* the peer's label (name or short id) */
+    char node_id[72];
+    char path[1024];     /* the replica's directory (peers/<id>/db) */
+    char message[1024];
+    char hint[512];
+} ds_op_warning;
+
 struct ds_ingestd;
 struct ds_daemon;
 
@@ -87,6 +99,9 @@ typedef struct ds_ctx {
     struct ds_replica_cache *replicas;
     /* Set only inside the daemon: the network sync service (netsync.h). */
     struct ds_netsync *netsync;
+    /* Warnings of the current request (cleared by ds_ops_call). */
+    ds_op_warning *warnings;
+    size_t nwarnings;
 } ds_ctx;
 
 /* Initializes |ctx| for home directory |home| (copied; nothing is created
@@ -127,15 +142,18 @@ int ds_ops_call(ds_ctx *ctx, const char *name, const msgpack_object *params,
  *            status: added | updated | unchanged | empty | error
  * note    {text, tags?: [str], namespace?, project?, cwd?}
  *         -> {id, source, project, namespace, timestamp}
- * query   {text, limit?, namespace?, project?, cwd?, local?, peer?} -> {results: [hit]}
+ * query   {text, limit?, namespace?, project?, cwd?, local?, peer?}
+ *         -> {results: [hit], warnings: [warning]}
  * show    {limit?, namespace?, project?, cwd?}      -> {results: [node]}
- * related {id (prefix), limit?}                      -> {origin: node, results: [hit]}
+ * related {id (prefix), limit?}  -> {origin: node, results: [hit], warnings: [warning]}
  * stats   {}  -> {home, file_bytes, nodes, by_type: {session, file, note},
  *                 term_count, total_len, last_seq, epoch, schema, files, stores,
  *                 peers: [peer (see peer_list)]}
  * reset   {}  -> {existed, removed, epoch?}
  * A node is {id, content, source, source_type, project, namespace,
- * timestamp (ms), chunk_index, metadata, store}; a hit adds score (0..1). */
+ * timestamp (ms), chunk_index, metadata, store}; a hit adds score (0..1).
+ * A warning is {code, peer, node_id, path, message, hint}: a peer replica
+ * that could not be opened or read and was left out of the search. */
 int op_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_note(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_query(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
@@ -170,7 +188,9 @@ int op_queue(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
  * peer_import   {file, add?, name?, cwd?}
  *               -> {node_id, label, added_peer, pages, nodes, inserted,
  *                   cursor_advanced, replica_nodes, full}
- * A peer is {node_id, name, label, subscribe, publish, last_sync, nodes, replica}. */
+ * A peer is {node_id, name, label, subscribe, publish, last_sync, nodes, replica,
+ * replica_error}: nodes is nil and replica_error a sentence (else nil)
+ * when the replica exists but cannot be opened or read. */
 int op_peer_init(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_id(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_share(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
@@ -223,11 +243,14 @@ int ds_ops_get_limit(ds_ctx *ctx, const msgpack_object *params, size_t def, size
 int ds_ops_get_project_filter(ds_ctx *ctx, const msgpack_object *params, char **out);
 
 /* The stores a search runs over, in order, with their labels ("local"
- * first; peer replicas later).  Fails with "no_store" when there is none. */
+ * first; peer replicas later).  Fails with "no_store" when there is none.
+ * A replica that cannot be opened is left out with a warning
+ * (ctx->warnings); the local store's failure is an error. */
 #define DS_OPS_MAX_STORES 64
 int ds_ops_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n);
 /* Like ds_ops_stores, narrowed by the request's "local" (true: the local
- * store only) or "peer" (a peer's name or NodeId: that replica only). */
+ * store only) or "peer" (a peer's name or NodeId: that replica only; one
+ * that cannot be opened is then an error naming it). */
 int ds_ops_stores_select(ds_ctx *ctx, const msgpack_object *params, ds_store **stores,
                          const char **labels, size_t *n);
 /* Appends the replica of every subscribed peer that has one, labelled by
@@ -243,6 +266,18 @@ int ds_ops_pack_peer_stats(ds_ctx *ctx, msgpack_packer *pk);
 int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out);
 /* Closes the replicas the context opened (ds_ctx_free calls it). */
 void ds_ops_replicas_free(ds_ctx *ctx);
+/* Records that reading store |st| (a replica from ds_ops_stores, labelled
+ * |label|) failed with |err| and that it was left out: a warning naming
+ * the peer and its path (ops_peer.c). */
+void ds_ops_replica_read_failed(ds_ctx *ctx, ds_store *st, const char *label, int err);
+/* Appends a warning to ctx->warnings (at most DS_OPS_MAX_STORES are
+ * kept; none on allocation failure).  |hint| may be NULL. */
+void ds_ops_warn(ds_ctx *ctx, const char *code, const char *peer, const char *node_id,
+                 const char *path, const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+/* Packs ctx->warnings as an array of {code, peer, node_id, path, message,
+ * hint}. */
+void ds_ops_pack_warnings(ds_ctx *ctx, msgpack_packer *pk);
 
 /* Packing helpers (the packer's buffer records allocation failure). */
 void ds_pack_cstr(msgpack_packer *pk, const char *s);      /* nil for NULL */

@@ -91,15 +91,16 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
     char ids[DS_NETSYNC_MAX_PEERS][DS_NODE_ID_HEX + 1];
     size_t n = 0;
     if (raw) {
-        char low[DS_NODE_ID_HEX + 1];
-        snprintf(low, sizeof low, "%s", raw);
-        for (char *q = low; *q; q++)
-            if (*q >= 'A' && *q <= 'F')
-                *q = (char)(*q - 'A' + 'a');
-        const ds_peer *p = strlen(raw) == DS_NODE_ID_HEX ? ds_peers_find(&cfg, low) : NULL;
-        if (!p)
-            p = ds_peers_find_name(&cfg, raw);
-        if (!p)
+        /* A name, a NodeId or a prefix of one (the label of an unnamed peer). */
+        const ds_peer *p;
+        char matches[512];
+        int r = ds_peers_resolve(&cfg, raw, &p, matches, sizeof matches);
+        if (r == DS_ERR_AMBIGUOUS)
+            rc = ds_ops_fail(ctx, r, DS_OPS_E_AMBIGUOUS,
+                             "Give more digits of the NodeId, or the peer's name.",
+                             "'%.100s' starts the NodeId of more than one peer: %s", raw,
+                             matches);
+        else if (r)
             rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_UNKNOWN_PEER,
                              "ds peer list shows the known peers.", "no peer '%.100s'", raw);
         else if (!p->subscribe)

@@ -110,6 +110,85 @@ int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out)
     return 0;
 }
 
+/* ---- damaged replicas ---------------------------------------------------- */
+
+/* home/peers/<id>/db, malloc'd; NULL when out of memory. */
+static char *replica_db_path(ds_ctx *ctx, const char *id)
+{
+    size_t n = strlen(ctx->home) + strlen(id) + sizeof "/peers//db";
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/peers/%s/db", ctx->home, id);
+    return p;
+}
+
+/* Opens the cached replica of |id| for reading: 0 with *out set,
+ * DS_ERR_NOTFOUND when the peer has no replica (yet), else the error
+ * with the reason in |why|.  A db that exists but is not a directory,
+ * or whose data file cannot be looked at, is damage, not absence. */
+static int replica_open_read(ds_ctx *ctx, const char *id, replica_ent **out, char *why,
+                             size_t whylen)
+{
+    int rc = cache_open(ctx, id, 0, out);
+    if (rc && rc != DS_ERR_NOTFOUND) {
+        snprintf(why, whylen, "%s", ds_strerror(rc));
+        return rc;
+    }
+    if (!rc)
+        return 0;
+    char *db = replica_db_path(ctx, id);
+    char *data = db ? ds_path_join(db, "data.mdb") : NULL;
+    struct stat sb;
+    if (!data) {
+        rc = DS_ERR_NOMEM;
+        snprintf(why, whylen, "%s", ds_strerror(rc));
+    } else if (stat(db, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        rc = DS_ERR_STORE;
+        snprintf(why, whylen, "it is not a directory");
+    } else if (stat(db, &sb) == 0 && stat(data, &sb) != 0 && errno != ENOENT) {
+        rc = DS_ERR_IO;
+        snprintf(why, whylen, "data.mdb: %s", strerror(errno));
+    }
+    free(data);
+    free(db);
+    return rc;
+}
+
+/* What repairs a replica that cannot be opened or read: neither sync nor
+ * import can (both open it first), and ds never touches it itself. */
+static void replica_hint(char *hint, size_t len, const char *label, const char *db)
+{
+    snprintf(hint, len,
+             "Nothing was changed, and ds peer sync --full cannot repair it. Move %s away "
+             "(or delete it), then rebuild it: ds peer sync %s, or import a file %s "
+             "exported; or ds peer remove %s and add the peer again.",
+             db ? db : "the replica", label, label, label);
+}
+
+/* Records that |label|'s replica was left out: it could not be |what|
+ * (opened, read) because of |why|. */
+static void replica_warn(ds_ctx *ctx, const char *label, const char *id, const char *what,
+                         const char *why)
+{
+    char *db = replica_db_path(ctx, id);
+    char hint[512];
+    replica_hint(hint, sizeof hint, label, db);
+    ds_ops_warn(ctx, DS_OPS_E_STORE, label, id, db, hint,
+                "peer '%s' was not searched: its replica %s cannot be %s: %s", label,
+                db ? db : id, what, why);
+    free(db);
+}
+
+void ds_ops_replica_read_failed(ds_ctx *ctx, ds_store *st, const char *label, int err)
+{
+    struct ds_replica_cache *c = ctx->replicas;
+    const char *id = "";
+    for (size_t i = 0; c && i < c->n; i++)
+        if (c->e[i].st == st)
+            id = c->e[i].id;
+    replica_warn(ctx, label, id, "read", ds_strerror(err));
+}
+
 /* ---- helpers ------------------------------------------------------------ */
 
 /* An optional boolean parameter (true/false or 0/1): -1 when absent. */
@@ -214,15 +293,20 @@ static int bad_id(ds_ctx *ctx, const char *raw)
                        "'%.100s' is not a NodeId", raw);
 }
 
-/* The known peer given by NodeId or name in |raw|, or an error. */
+/* The known peer given by name, NodeId or NodeId prefix (at least 8 hex
+ * digits, as labels show) in |raw|, or an error. */
 static int find_peer(ds_ctx *ctx, const ds_peers_cfg *cfg, const char *raw, const ds_peer **out)
 {
-    char id[DS_NODE_ID_HEX + 1];
-    *out = norm_id(raw, id) == 0 ? ds_peers_find(cfg, id) : ds_peers_find_name(cfg, raw);
-    if (*out)
-        return 0;
-    return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_UNKNOWN_PEER,
-                       "ds peer list shows the known peers.", "no peer '%.100s'", raw);
+    char matches[512];
+    int rc = ds_peers_resolve(cfg, raw, out, matches, sizeof matches);
+    if (rc == DS_ERR_AMBIGUOUS)
+        return ds_ops_fail(ctx, rc, DS_OPS_E_AMBIGUOUS,
+                           "Give more digits of the NodeId, or the peer's name.",
+                           "'%.100s' starts the NodeId of more than one peer: %s", raw, matches);
+    if (rc)
+        return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_UNKNOWN_PEER,
+                           "ds peer list shows the known peers.", "no peer '%.100s'", raw);
+    return 0;
 }
 
 /* |file| made absolute against "cwd". */
@@ -256,15 +340,24 @@ static void pack_bool(msgpack_packer *pk, int b)
         msgpack_pack_false(pk);
 }
 
-static uint64_t replica_nodes(ds_ctx *ctx, const char *id, int *exists)
+/* The number of nodes in |id|'s replica; *exists tells whether it has
+ * one; |why| is "" or why it cannot be opened or read. */
+static uint64_t replica_nodes(ds_ctx *ctx, const char *id, int *exists, char *why,
+                              size_t whylen)
 {
     replica_ent *e;
-    uint64_t n;
+    uint64_t n = 0;
     *exists = 0;
-    if (!ds_replica_exists(ctx->home, id) || cache_open(ctx, id, 0, &e) != 0)
+    why[0] = '\0';
+    if (!ds_replica_exists(ctx->home, id))
+        return 0;
+    int rc = replica_open_read(ctx, id, &e, why, whylen);
+    if (rc == DS_ERR_NOTFOUND)
         return 0;
     *exists = 1;
-    return ds_store_node_count(e->st, &n) == 0 ? n : 0;
+    if (!rc && (rc = ds_store_node_count(e->st, &n)) != 0)
+        snprintf(why, whylen, "%s", ds_strerror(rc));
+    return rc ? 0 : n;
 }
 
 /* ---- identity ----------------------------------------------------------- */
@@ -477,10 +570,10 @@ int op_peer_shared(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
 
 static void pack_peer(ds_ctx *ctx, msgpack_packer *pk, const ds_peer *p)
 {
-    char sid[DS_PEER_SHORT_ID + 1];
+    char sid[DS_PEER_SHORT_ID + 1], why[256];
     int exists;
-    uint64_t nodes = replica_nodes(ctx, p->node_id, &exists);
-    msgpack_pack_map(pk, 13);
+    uint64_t nodes = replica_nodes(ctx, p->node_id, &exists, why, sizeof why);
+    msgpack_pack_map(pk, 14);
     ds_pack_cstr(pk, "node_id");
     ds_pack_cstr(pk, p->node_id);
     ds_pack_cstr(pk, "addrs");
@@ -506,9 +599,14 @@ static void pack_peer(ds_ctx *ctx, msgpack_packer *pk, const ds_peer *p)
     ds_pack_cstr(pk, "last_sync");
     ds_pack_cstr(pk, p->last_sync);
     ds_pack_cstr(pk, "nodes");
-    msgpack_pack_uint64(pk, nodes);
+    if (why[0])
+        msgpack_pack_nil(pk);   /* unknown: the replica cannot be read */
+    else
+        msgpack_pack_uint64(pk, nodes);
     ds_pack_cstr(pk, "replica");
     pack_bool(pk, exists);
+    ds_pack_cstr(pk, "replica_error");
+    ds_pack_cstr(pk, why[0] ? why : NULL);
 }
 
 int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
@@ -560,13 +658,21 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
         rc = take_lock(ctx, &fd);
     if (!rc)
         rc = load_peers(ctx, &cfg);
-    if (!rc && norm_id(raw, id) != 0) {
-        /* An existing peer may be named instead of given by NodeId. */
-        const ds_peer *p = ds_peers_find_name(&cfg, raw);
-        if (p)
+    const char *arg = rc ? NULL : ds_str_trim(raw);    /* pasted: may end in '\n' */
+    if (!rc && norm_id(arg, id) != 0) {
+        /* An existing peer may be named (or its label given) instead. */
+        const ds_peer *p;
+        int r = ds_peers_resolve(&cfg, arg, &p, NULL, 0);
+        if (r == 0)
             memcpy(id, p->node_id, sizeof id);
+        else if (r == DS_ERR_AMBIGUOUS)
+            rc = find_peer(ctx, &cfg, arg, &p);     /* says which peers */
         else
-            rc = bad_id(ctx, raw);
+            rc = bad_id(ctx, arg);
+    } else if (!rc && !ds_peers_find(&cfg, id) && !ds_node_id_is_key(id)) {
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                         "A NodeId is the public key printed by ds peer id on the peer's machine.",
+                         "'%.100s' is not a NodeId: not a valid Ed25519 public key", arg);
     }
     if (!rc) {
         ds_identity self;
@@ -594,7 +700,10 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
             rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
         }
     }
-    if (!rc && naddrs && ds_peers_add_addrs(&cfg, id, addrs, naddrs, &added_addrs) != 0)
+    char dropped[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
+    size_t ndropped = 0;
+    if (!rc && naddrs &&
+        ds_peers_add_addrs(&cfg, id, addrs, naddrs, &added_addrs, dropped, &ndropped) != 0)
         rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
     if (!rc)
         rc = save_peers(ctx, &cfg);
@@ -620,9 +729,14 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
             if (added_addrs)
                 changed[nc++] = "addrs";
         }
-        msgpack_pack_map(reply, 9);
+        msgpack_pack_map(reply, 10);
         ds_pack_cstr(reply, "node_id");
         ds_pack_cstr(reply, p->node_id);
+        /* Older addresses dropped to keep DS_PEER_MAX_ADDRS. */
+        ds_pack_cstr(reply, "dropped_addrs");
+        msgpack_pack_array(reply, ndropped);
+        for (size_t i = 0; i < ndropped; i++)
+            ds_pack_cstr(reply, dropped[i]);
         ds_pack_cstr(reply, "name");
         ds_pack_cstr(reply, p->name);
         ds_pack_cstr(reply, "label");
@@ -744,16 +858,22 @@ int ds_ops_peer_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size
         replica_ent *e;
         if (!p->subscribe || !ds_replica_exists(ctx->home, p->node_id))
             continue;
-        rc = cache_open(ctx, p->node_id, 0, &e);
+        char sid[DS_PEER_SHORT_ID + 1], why[256];
+        rc = replica_open_read(ctx, p->node_id, &e, why, sizeof why);
         if (rc == DS_ERR_NOTFOUND) {
             rc = 0;
             continue;
         }
-        if (rc) {
+        if (rc == DS_ERR_NOMEM) {
             rc = ds_ops_fail_store(ctx, rc, "opening a peer replica");
             break;
         }
-        char sid[DS_PEER_SHORT_ID + 1];
+        if (rc) {
+            /* Search the stores that open; say which one was left out. */
+            replica_warn(ctx, ds_peer_label(p, sid), p->node_id, "opened", why);
+            rc = 0;
+            continue;
+        }
         snprintf(e->label, sizeof e->label, "%s", ds_peer_label(p, sid));
         stores[*n] = e->st;
         labels[*n] = e->label;
@@ -796,13 +916,26 @@ int ds_ops_stores_select(ds_ctx *ctx, const msgpack_object *params, ds_store **s
     if (!rc)
         rc = find_peer(ctx, &cfg, peer, &p);
     if (!rc) {
-        rc = cache_open(ctx, p->node_id, 0, &e);
-        if (rc == DS_ERR_NOTFOUND)
-            rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND,
-                             "Import a file it exported: ds peer import FILE",
-                             "no data from peer '%s' yet", peer);
-        else if (rc)
+        char why[256];
+        rc = replica_open_read(ctx, p->node_id, &e, why, sizeof why);
+        if (rc == DS_ERR_NOTFOUND) {
+            char sid[DS_PEER_SHORT_ID + 1], hint[160];
+            snprintf(hint, sizeof hint, "Sync it: ds peer sync %s (or import a file it "
+                     "exported: ds peer import FILE)", ds_peer_label(p, sid));
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND, hint, "no data from peer '%s' yet",
+                             peer);
+        } else if (rc == DS_ERR_NOMEM)
             rc = ds_ops_fail_store(ctx, rc, "opening a peer replica");
+        else if (rc) {
+            char sid[DS_PEER_SHORT_ID + 1], hint[512];
+            const char *label = ds_peer_label(p, sid);
+            char *db = replica_db_path(ctx, p->node_id);
+            replica_hint(hint, sizeof hint, label, db);
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_STORE, hint,
+                             "peer '%s' was not searched: its replica %s cannot be opened: %s",
+                             label, db ? db : p->node_id, why);
+            free(db);
+        }
     }
     if (!rc) {
         char sid[DS_PEER_SHORT_ID + 1];

@@ -2,8 +2,9 @@
  * ops_query.c - the read requests over nodes: "query" (BM25 search over
  * every store), "show" (newest nodes first) and "related" (nodes similar
  * to a given one).  Searches run over the list of stores returned by
- * ds_ops_stores(), which today holds the local store only; peer replicas
- * join that list without changing these handlers.
+ * ds_ops_stores(): the local store and the peer replicas.  A replica that
+ * cannot be opened or read is left out with a warning in the reply
+ * ({warnings: [...]}); the local store's failure is an error.
  */
 #include "daemon/ops.h"
 
@@ -27,6 +28,61 @@ static void pack_hits(msgpack_packer *pk, const ds_hit *hits, size_t n, const ch
 static int search_error(ds_ctx *ctx, int rc)
 {
     return ds_ops_fail_store(ctx, rc, "searching");
+}
+
+/* Searches one store alone, to tell which store a failed search failed on. */
+typedef struct probe {
+    const ds_query *q;
+    const ds_search_filter *filter;
+    size_t k;
+} probe;
+
+static int probe_store(ds_store *st, const probe *pr)
+{
+    ds_hit *h = calloc(pr->k, sizeof *h);
+    size_t n = 0;
+    if (!h)
+        return DS_ERR_NOMEM;
+    int rc = ds_search_multi(&st, 1, pr->q, pr->filter, pr->k, h, &n);
+    ds_hits_free(h, n);
+    free(h);
+    return rc;
+}
+
+/* After a search over |stores| failed with |rc|: leaves out (with a
+ * warning) every store from index |first| on that is a peer replica and
+ * fails on its own.  Returns 0 when the search should run again over the
+ * *n stores left, else the error, recorded: |rc| when no replica is to
+ * blame (the local store, or memory), or the replica's own failure when
+ * none is left (as with --peer). */
+static int drop_failing(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n,
+                        size_t first, const probe *pr, int rc)
+{
+    if (rc == DS_ERR_NOMEM)
+        return search_error(ctx, rc);
+    size_t j = 0, dropped = 0;
+    for (size_t i = 0; i < *n; i++) {
+        int prc = 0;
+        if (i >= first && strcmp(labels[i], "local") != 0)
+            prc = probe_store(stores[i], pr);
+        if (prc && prc != DS_ERR_NOMEM) {
+            ds_ops_replica_read_failed(ctx, stores[i], labels[i], prc);
+            dropped++;
+            continue;
+        }
+        stores[j] = stores[i];
+        labels[j] = labels[i];
+        j++;
+    }
+    *n = j;
+    if (!dropped)
+        return search_error(ctx, rc);
+    if (j == 0) {
+        const ds_op_warning *w = &ctx->warnings[ctx->nwarnings - 1];
+        return ds_ops_fail(ctx, DS_ERR_STORE, w->code, w->hint[0] ? w->hint : NULL, "%s",
+                           w->message);
+    }
+    return 0;
 }
 
 static int is_blank(const char *s)
@@ -73,16 +129,21 @@ int op_query(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
         if (!hits)
             rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
     }
-    if (!rc) {
-        ds_search_filter filter = { .ns = ns, .project = project, .exclude_id = NULL };
-        rc = ds_search_multi(stores, nstores, q, &filter, limit, hits, &nhits);
-        if (rc)
-            rc = search_error(ctx, rc);
+    ds_search_filter filter = { .ns = ns, .project = project, .exclude_id = NULL };
+    probe pr = { .q = q, .filter = &filter, .k = limit };
+    /* Each retry leaves out at least one store. */
+    for (size_t tries = 0; !rc && tries <= DS_OPS_MAX_STORES; tries++) {
+        int src = ds_search_multi(stores, nstores, q, &filter, limit, hits, &nhits);
+        if (!src)
+            break;
+        rc = drop_failing(ctx, stores, labels, &nstores, 0, &pr, src);
     }
     if (!rc) {
-        msgpack_pack_map(reply, 1);
+        msgpack_pack_map(reply, 2);
         ds_pack_cstr(reply, "results");
         pack_hits(reply, hits, nhits, labels);
+        ds_pack_cstr(reply, "warnings");
+        ds_ops_pack_warnings(ctx, reply);
     }
     if (hits)
         ds_hits_free(hits, nhits);
@@ -210,21 +271,35 @@ int op_related(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
         if (!hits)
             rc = ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
     }
-    if (!rc) {
-        rc = ds_search_related(stores, nstores, origin_store, id, limit, hits, &nhits);
-        if (rc == DS_ERR_EMPTY) {
-            rc = 0; /* a node without searchable words has no relatives */
-            nhits = 0;
-        } else if (rc) {
-            rc = search_error(ctx, rc);
+    for (size_t tries = 0; !rc && tries <= DS_OPS_MAX_STORES; tries++) {
+        int src = ds_search_related(stores, nstores, origin_store, id, limit, hits, &nhits);
+        if (src == DS_ERR_EMPTY) {
+            nhits = 0; /* a node without searchable words has no relatives */
+            break;
         }
+        if (!src)
+            break;
+        /* Find the replica to blame with a search for the node's words;
+         * the origin's store (first) is never left out. */
+        ds_query *q = NULL;
+        int qrc = ds_query_parse(origin.content ? origin.content : "",
+                                 origin.content ? origin.content_len : 0, &q);
+        if (qrc) {
+            rc = search_error(ctx, qrc == DS_ERR_EMPTY ? src : qrc);
+            break;
+        }
+        probe pr = { .q = q, .filter = NULL, .k = limit };
+        rc = drop_failing(ctx, stores, labels, &nstores, origin_store + 1, &pr, src);
+        ds_query_free(q);
     }
     if (!rc) {
-        msgpack_pack_map(reply, 2);
+        msgpack_pack_map(reply, 3);
         ds_pack_cstr(reply, "origin");
         ds_pack_node(reply, &origin, NULL, labels[origin_store]);
         ds_pack_cstr(reply, "results");
         pack_hits(reply, hits, nhits, labels);
+        ds_pack_cstr(reply, "warnings");
+        ds_ops_pack_warnings(ctx, reply);
     }
     if (hits)
         ds_hits_free(hits, nhits);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -420,7 +421,9 @@ static void check_net_fields(const char *k, json_t *v, char *what, size_t wl)
     }
 }
 
-int ds_peer_name_check(const char *name, const char **why)
+/* The name rules; |strict| for a new name, else those of peers.json
+ * entries (which an older version may have written). */
+static int name_check(const char *name, int strict, const char **why)
 {
     size_t n = strlen(name);
     *why = NULL;
@@ -428,10 +431,14 @@ int ds_peer_name_check(const char *name, const char **why)
         *why = "is empty";
     else if (n > DS_PEER_NAME_MAX)
         *why = "is longer than 64 characters";
-    else if (strcmp(name, "local") == 0)
+    else if (strict ? strcasecmp(name, "local") == 0 : strcmp(name, "local") == 0)
         *why = "is reserved (it labels this node's own store)";
     else if (ds_node_id_valid(name))
         *why = "looks like a NodeId";
+    else if (strict && name[0] == '-')
+        *why = "starts with '-' (it would read as an option)";
+    else if (strict && (strcmp(name, ".") == 0 || strcmp(name, "..") == 0))
+        *why = "is not allowed ('.' and '..' read as directories)";
     for (size_t i = 0; !*why && i < n; i++) {
         char ch = name[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -439,6 +446,11 @@ int ds_peer_name_check(const char *name, const char **why)
             *why = "may contain only letters, digits, '-', '_' and '.'";
     }
     return *why ? DS_ERR_INVALID : 0;
+}
+
+int ds_peer_name_check(const char *name, const char **why)
+{
+    return name_check(name, 1, why);
 }
 
 int ds_peers_cfg_load(const char *home, ds_peers_cfg *c, char *err, size_t errlen)
@@ -476,7 +488,7 @@ int ds_peers_cfg_load(const char *home, ds_peers_cfg *c, char *err, size_t errle
             else if (name && !json_is_null(name) && !json_is_string(name))
                 snprintf(what, sizeof what, "peer %.12s...: \"name\" must be a string", k);
             else if (json_is_string(name) &&
-                     ds_peer_name_check(json_string_value(name), &why) != 0)
+                     name_check(json_string_value(name), 0, &why) != 0)
                 snprintf(what, sizeof what, "peer %.12s...: the name \"%.64s\" %s", k,
                          json_string_value(name), why);
             else if ((sub && !json_is_boolean(sub)) || (pub && !json_is_boolean(pub)))
@@ -554,10 +566,59 @@ const ds_peer *ds_peers_find_name(const ds_peers_cfg *c, const char *name)
     return NULL;
 }
 
+int ds_peers_resolve(const ds_peers_cfg *c, const char *arg, const ds_peer **out,
+                     char *matches, size_t mlen)
+{
+    *out = NULL;
+    if (matches && mlen)
+        matches[0] = '\0';
+    char a[DS_NODE_ID_HEX + 2];
+    while (*arg == ' ' || (*arg >= '\t' && *arg <= '\r'))
+        arg++;
+    size_t n = strlen(arg);
+    while (n && (arg[n - 1] == ' ' || (arg[n - 1] >= '\t' && arg[n - 1] <= '\r')))
+        n--;
+    if (n == 0 || n > DS_PEER_NAME_MAX)
+        return DS_ERR_NOTFOUND;
+    char name[DS_PEER_NAME_MAX + 1];
+    memcpy(name, arg, n);
+    name[n] = '\0';
+    if ((*out = ds_peers_find_name(c, name)))
+        return 0;
+    if (n < DS_PEER_SHORT_ID || n > DS_NODE_ID_HEX)
+        return DS_ERR_NOTFOUND;
+    for (size_t i = 0; i < n; i++) {
+        char ch = arg[i];
+        if (ch >= 'A' && ch <= 'F')
+            ch = (char)(ch - 'A' + 'a');
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return DS_ERR_NOTFOUND;
+        a[i] = ch;
+    }
+    a[n] = '\0';
+    size_t hits = 0, used = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (strncmp(c->peers[i].node_id, a, n) != 0)
+            continue;
+        if (!hits++)
+            *out = &c->peers[i];
+        char sid[DS_PEER_SHORT_ID + 1];
+        if (matches && used < mlen)
+            used += (size_t)snprintf(matches + used, mlen - used, "%s%s %.16s...",
+                                     hits > 1 ? ", " : "", ds_peer_label(&c->peers[i], sid),
+                                     c->peers[i].node_id);
+    }
+    if (hits > 1) {
+        *out = NULL;
+        return DS_ERR_AMBIGUOUS;
+    }
+    return hits ? 0 : DS_ERR_NOTFOUND;
+}
+
 const ds_peer *ds_peers_lookup(const ds_peers_cfg *c, const char *id_or_name)
 {
-    const ds_peer *p = ds_peers_find(c, id_or_name);
-    return p ? p : ds_peers_find_name(c, id_or_name);
+    const ds_peer *p;
+    return ds_peers_resolve(c, id_or_name, &p, NULL, 0) == 0 ? p : NULL;
 }
 
 int ds_peers_upsert(ds_peers_cfg *c, const char *id, const char *name, int subscribe,
@@ -616,13 +677,17 @@ int ds_peers_set_last_sync(ds_peers_cfg *c, const char *id, const char *iso)
 }
 
 int ds_peers_add_addrs(ds_peers_cfg *c, const char *id, const char *const *addrs, size_t n,
-                       size_t *added)
+                       size_t *added, char (*dropped)[DS_ADDR_MAX], size_t *ndropped)
 {
     if (added)
         *added = 0;
+    if (ndropped)
+        *ndropped = 0;
     json_t *v = json_object_get(json_object_get(c->root, "peers"), id);
     if (!v)
         return DS_ERR_NOTFOUND;
+    if (n > DS_PEER_MAX_ADDRS)
+        return DS_ERR_INVALID;
     for (size_t i = 0; i < n; i++) {
         char host[DS_ADDR_MAX];
         uint16_t port;
@@ -651,8 +716,13 @@ int ds_peers_add_addrs(ds_peers_cfg *c, const char *id, const char *const *addrs
         }
         if (dup)
             continue;
-        while (json_array_size(a) >= DS_PEER_MAX_ADDRS)
+        while (json_array_size(a) >= DS_PEER_MAX_ADDRS) {
+            /* At most |n| <= DS_PEER_MAX_ADDRS older ones go. */
+            const char *old = json_string_value(json_array_get(a, 0));
+            if (dropped && ndropped && *ndropped < DS_PEER_MAX_ADDRS)
+                snprintf(dropped[(*ndropped)++], DS_ADDR_MAX, "%s", old ? old : "?");
             json_array_remove(a, 0);
+        }
         if (json_array_append_new(a, json_string(canon)))
             return DS_ERR_NOMEM;
         if (added)
@@ -705,6 +775,8 @@ int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX], 
         return *why = "is empty", DS_ERR_INVALID;
     if (n >= DS_ADDR_MAX)
         return *why = "is too long", DS_ERR_INVALID;
+    if (strchr(s, ','))
+        return *why = "holds a ',' (one address at a time)", DS_ERR_INVALID;
     const char *ps = NULL;
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
@@ -738,7 +810,7 @@ int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX], 
     }
     if (!ps) {
         if (!default_port)
-            return *why = "has no port (expected HOST:PORT)", DS_ERR_INVALID;
+            return *why = "has no port", DS_ERR_INVALID;
         *port = default_port;
         return 0;
     }
@@ -753,6 +825,23 @@ int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX], 
     if (v == 0 || v > 65535)
         return *why = "has a port out of range (1-65535)", DS_ERR_INVALID;
     *port = (uint16_t)v;
+    return 0;
+}
+
+int ds_listen_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
+                         uint16_t *port, const char **why)
+{
+    static const char *dummy;
+    if (!why)
+        why = &dummy;
+    int rc = ds_addr_parse(s, default_port, host, port, why);
+    if (rc)
+        return rc;
+    /* One spelling per address ("[0::0]" is "[::]"), so duplicates show. */
+    unsigned char a[sizeof(struct in6_addr)];
+    int af = strchr(host, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(af, host, a) != 1 || !inet_ntop(af, a, host, DS_ADDR_MAX))
+        return *why = "is not an IP address", DS_ERR_INVALID;
     return 0;
 }
 
@@ -771,6 +860,22 @@ int ds_ticket_format(const char *node_id, const char *const *addrs, size_t n, ch
     for (size_t i = 0; len < cap && i < n; i++)
         len += (size_t)snprintf(out + len, cap - len, "%c%s", i ? ',' : '@', addrs[i]);
     return len < cap ? 0 : DS_ERR_TOOLARGE;
+}
+
+char *ds_str_trim(char *s)
+{
+    while (*s == ' ' || (*s >= '\t' && *s <= '\r'))
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || (s[n - 1] >= '\t' && s[n - 1] <= '\r')))
+        s[--n] = '\0';
+    return s;
+}
+
+int ds_node_id_is_key(const char *id)
+{
+    uint8_t pk[DS_NODE_ID_LEN];
+    return ds_node_id_parse(id, pk) == 0 && crypto_core_ed25519_is_valid_point(pk) == 1;
 }
 
 int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
@@ -793,12 +898,17 @@ int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
     node_id[DS_NODE_ID_HEX] = '\0';
     if (!ds_node_id_valid(node_id))
         return *why = "does not hold a valid NodeId", DS_ERR_INVALID;
+    if (!ds_node_id_is_key(node_id))
+        return *why = "holds a NodeId that is not a valid Ed25519 public key", DS_ERR_INVALID;
     s += DS_NODE_ID_HEX;
     if (*s == '\0')
         return 0;
     if (*s != '@')
         return *why = "has text after the NodeId (expected '@' and addresses)", DS_ERR_INVALID;
     s++;
+    if (*s == '\0')
+        return *why = "has no address after '@' (expected ds1:<NodeId>@HOST:PORT,...)",
+               DS_ERR_INVALID;
     while (*s) {
         const char *end = strchr(s, ',');
         size_t l = end ? (size_t)(end - s) : strlen(s);

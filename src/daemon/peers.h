@@ -95,7 +95,15 @@ int ds_peers_cfg_set_self(ds_peers_cfg *c, const char *node_id);
 /* The peer with NodeId |id|, or the one named |name|; NULL if none. */
 const ds_peer *ds_peers_find(const ds_peers_cfg *c, const char *id);
 const ds_peer *ds_peers_find_name(const ds_peers_cfg *c, const char *name);
-/* Resolves a peer given by NodeId or name. */
+/* Resolves a peer given by name, NodeId or a NodeId prefix of at least
+ * DS_PEER_SHORT_ID hex digits (the label of an unnamed peer), in any case;
+ * whitespace around |arg| is ignored.  An exact name wins over a prefix.
+ * 0 with *out set, DS_ERR_NOTFOUND, or DS_ERR_AMBIGUOUS when the prefix
+ * starts several NodeIds (|matches|, optional: their labels, ", "
+ * separated). */
+int ds_peers_resolve(const ds_peers_cfg *c, const char *arg, const ds_peer **out,
+                     char *matches, size_t mlen);
+/* ds_peers_resolve's peer, or NULL (not found or ambiguous). */
 const ds_peer *ds_peers_lookup(const ds_peers_cfg *c, const char *id_or_name);
 /* Adds or updates peer |id|: |name| NULL keeps the name; |subscribe| and
  * |publish| are 0/1, or -1 to keep (new peers: subscribe 1, publish 0).
@@ -108,11 +116,13 @@ int ds_peers_remove(ds_peers_cfg *c, const char *id);
 int ds_peers_set_last_sync(ds_peers_cfg *c, const char *id, const char *iso);
 /* Adds addresses (each checked with ds_addr_parse; duplicates skipped) to
  * peer |id|, keeping at most DS_PEER_MAX_ADDRS (the newest win: older
- * ones are dropped first).  *added (optional) counts the new ones.
- * DS_ERR_NOTFOUND (no such peer), DS_ERR_INVALID (a bad address: nothing
- * changed), DS_ERR_NOMEM. */
+ * ones are dropped first).  *added (optional) counts the new ones; the
+ * addresses dropped to make room go to |dropped| (optional, room for
+ * DS_PEER_MAX_ADDRS), their number to *ndropped.  |n| is at most
+ * DS_PEER_MAX_ADDRS.  DS_ERR_NOTFOUND (no such peer), DS_ERR_INVALID (a
+ * bad address, or too many: nothing changed), DS_ERR_NOMEM. */
 int ds_peers_add_addrs(ds_peers_cfg *c, const char *id, const char *const *addrs, size_t n,
-                       size_t *added);
+                       size_t *added, char (*dropped)[DS_ADDR_MAX], size_t *ndropped);
 /* Records a network sync attempt of peer |id| at |when| (ISO 8601):
  * |result| "ok" or an error sentence, |addr| and |path| (NULL: unknown).
  * With |ok| last_sync becomes |when| too.  DS_ERR_NOTFOUND / NOMEM. */
@@ -127,20 +137,37 @@ int ds_peers_set_result(ds_peers_cfg *c, const char *id, const char *when, int o
  * phrase ("has no port", "port out of range"...). */
 int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
                   uint16_t *port, const char **why);
+/* ds_addr_parse for an address to listen on: the host must be an IP
+ * address literal (IPv4 dotted quad, or IPv6 in brackets), since nothing
+ * is resolved for a bind.  *why as for ds_addr_parse. */
+int ds_listen_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
+                         uint16_t *port, const char **why);
 /* Formats |host|:|port| ("[host]:port" when host holds ':'). */
 void ds_addr_format(const char *host, uint16_t port, char out[DS_ADDR_MAX]);
+/* Removes leading and trailing whitespace (space, tab, CR, LF...) of |s|
+ * in place; returns the first kept character (a pasted NodeId or ticket
+ * often carries a newline). */
+char *ds_str_trim(char *s);
+/* 1 if NodeId |id| (valid hex) is a usable Ed25519 public key (libsodium's
+ * crypto_core_ed25519_is_valid_point: on the curve, canonical, not of
+ * small order - the all-zero key is not), else 0. */
+int ds_node_id_is_key(const char *id);
 /* A ticket: "ds1:<NodeId>@<addr>,<addr>..." (no '@' part when n == 0).
  * DS_ERR_TOOLARGE if |cap| is too small. */
 int ds_ticket_format(const char *node_id, const char *const *addrs, size_t n, char *out,
                      size_t cap);
-/* Parses a ticket into |node_id| and up to DS_PEER_MAX_ADDRS addresses
- * (each checked).  DS_ERR_INVALID with *why set. */
+/* Parses a ticket into |node_id| (a valid key) and up to DS_PEER_MAX_ADDRS
+ * addresses (each checked; a '@' must be followed by at least one).
+ * DS_ERR_INVALID with *why set. */
 int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
                     char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX], size_t *n, const char **why);
 /* A display label: the name, else the first DS_PEER_SHORT_ID hex digits. */
 const char *ds_peer_label(const ds_peer *p, char buf[DS_PEER_SHORT_ID + 1]);
-/* 0 if |name| is acceptable as a peer name (1..64 bytes of letters,
- * digits, '-', '_', '.', not "local" and not a NodeId). */
+/* 0 if |name| is acceptable as a new peer name: 1..64 bytes of letters,
+ * digits, '-', '_', '.'; not starting with '-' (it would read as an
+ * option), not "." or "..", not "local" in any case, not a NodeId.
+ * peers.json entries are checked more leniently on load (names an older
+ * version accepted still load). */
 int ds_peer_name_check(const char *name, const char **why);
 
 /* ---- replicas ----------------------------------------------------------- */

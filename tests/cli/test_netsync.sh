@@ -17,7 +17,8 @@
 # within a bounded time naming the addresses tried; IPv6 (::1) and a dead
 # first address; the daemon's --sync retry with backoff; removing a peer
 # while the daemon is syncing it; ds peer init --force while the daemon
-# runs (the new key is used at once, the old one stops working).
+# runs (the new key is used at once, the old one stops working); ds start
+# --listen before ds peer init (warns, then listens once there is a key).
 # Only 127.0.0.1 / ::1, every wait bounded, only our daemons are stopped.
 set -u
 
@@ -34,7 +35,7 @@ A="$T/alice" B="$T/bob" C="$T/carol" D="$T/dave"
 PIDS=()
 cleanup() {
     # Stop only the daemons this test started (their PIDs, recorded below).
-    for h in "$A" "$B" "$C" "$D"; do
+    for h in "$A" "$B" "$C" "$D" "$T/fay"; do
         [ -f "$h/daemon.pid" ] && DS_HOME="$h" "$DS" stop >/dev/null 2>&1
     done
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
@@ -407,6 +408,19 @@ run "$B" peer sync alice
 check "the old NodeId no longer answers" rc_is 1
 check "the old NodeId: key mismatch" err_has "key mismatch"
 check "alice's log: identity changed" grep -qF "the identity changed" "$A/daemon.log"
+
+# ---- --listen before there is an identity ---------------------------------------------
+# The daemon cannot listen without a key: ds start says so (it used to
+# start silently deaf) and listens once ds peer init has made one.
+F="$T/fay"
+start_daemon "$F"
+check "fay: ds start --listen without an identity still starts" rc_is 0
+check "fay: warned that nothing listens yet" err_has "not accepting peer connections yet: this node has no identity yet"
+run "$F" peer init
+check "fay: init through her daemon" rc_is 0
+run "$F" peer ticket --json
+check "fay: listening once the identity exists" jq_ "d['listening'] and d['addrs'] == ['127.0.0.1:$PORT']"
+run "$F" stop
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -55,6 +55,7 @@ rc_is() { [ "$RC" -eq "$1" ]; }
 out_has() { grep -qF -- "$1" "$T/out"; }
 out_lacks() { ! grep -qF -- "$1" "$T/out"; }
 err_has() { grep -qF -- "$1" "$T/err"; }
+err_lacks() { ! grep -qF -- "$1" "$T/err"; }
 jq_() {
     python3 -c '
 import json, sys
@@ -230,6 +231,88 @@ run "$B" query --json quokka
 check "after remove: no alice hits" jq_ "all(h['store'] != 'alice' for h in d)"
 run "$B" peer remove alice
 check "remove unknown: error" err_has "no peer 'alice'"
+
+# ---- names, labels, pasted ids, addresses, listen addresses ----------------
+D="$T/dave"
+A8=${AID:0:8}
+run "$D" peer init
+note "$D" "$T" "dave local note"
+run "$D" peer add "$AID" --name -dash
+check "name starting with '-': refused" rc_is 2
+check "name starting with '-': says so" err_has "starts with '-'"
+run "$D" peer add "$AID" --name LOCAL
+check "name LOCAL: reserved" err_has "is reserved"
+run "$D" peer add "$AID" --name ..
+check "name '..': refused" rc_is 2
+check "refused names: no peer added" [ "$(cat "$D/peers.json" 2>/dev/null | grep -c "$AID")" -eq 0 ]
+run "$D" peer add 0000000000000000000000000000000000000000000000000000000000000000
+check "all-zero NodeId: refused" rc_is 2
+check "all-zero NodeId: not a key" err_has "not a valid Ed25519 public key"
+run "$D" peer add "ds1:$AID@"
+check "ticket with '@' and no address: refused" rc_is 2
+check "ticket with '@' and no address: says so" err_has "no address after '@'"
+run "$D" peer add "$AID" --addr 127.0.0.1
+check "--addr without port: refused" rc_is 2
+check "--addr without port: the hint once" [ "$(grep -o 'expected HOST:PORT' "$T/err" | wc -l)" -eq 1 ]
+run "$D" peer add "$AID" --addr 127.0.0.1:5,127.0.0.1:6
+check "--addr with a comma: refused" rc_is 2
+check "--addr with a comma: says so" err_has "a comma is not allowed"
+check "--addr with a comma: not called IPv6" err_lacks "IPv6 address without brackets"
+run "$D" peer add "$(printf ' \t%s\n' "$AID")"
+check "pasted NodeId (whitespace around): added" out_has "Added peer '$A8'"
+run "$D" peer add "$(printf ' ds1:%s@127.0.0.1:1\n' "$AID")"
+check "pasted ticket (whitespace around): address added" out_has "Updated: addresses of $A8: 127.0.0.1:1"
+for i in 2 3 4 5 6 7 8; do run "$D" peer add "$AID" --addr "127.0.0.1:$i"; done
+check "8 addresses: no warning" err_lacks "warning"
+run "$D" peer add "$AID" --addr 127.0.0.1:9
+check "9th address: warns and names the dropped one" err_has "dropped the oldest: 127.0.0.1:1"
+run "$D" peer add --json "$AID" --addr 127.0.0.1:10
+check "9th address --json: dropped_addrs" jq_ "d['dropped_addrs'] == ['127.0.0.1:2'] and len(d['addrs']) == 8"
+# the 8-hex label of an unnamed peer names it
+run "$D" query --peer "$A8" dave
+check "query --peer LABEL: finds the peer" err_has "no data from peer '$A8' yet"
+check "query --peer LABEL: hint names ds peer sync" err_has "ds peer sync $A8"
+run "$D" peer add "$A8" --no-subscribe
+check "add LABEL: changes the peer" out_has "Updated: we no longer pull from $A8"
+run "$D" peer sync "$A8"
+check "sync LABEL: finds the peer" err_has "we do not subscribe to '$A8'"
+run "$D" peer list
+check "list: data columns under the header's" python3 -c '
+import sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+col = lines[0].index("SUBSCRIBE")
+row = lines[1]
+sys.exit(0 if row[col:col + 3] == "no " and row[col - 2:col] == "  " and lines[0].index("NODES") + 5 == row.index(" 0 ") + 2 else 1)' "$T/out"
+run "$D" peer remove "$A8"
+check "remove LABEL: removed" out_has "Removed peer '$A8'"
+# an ambiguous prefix, and names an older version accepted, from peers.json
+cat >"$D/peers.json" <<'JSON'
+{"peers": {
+  "abcdef0011111111111111111111111111111111111111111111111111111111": {"name": "LOCAL"},
+  "abcdef0022222222222222222222222222222222222222222222222222222222": {"name": "-dash"}}}
+JSON
+run "$D" peer remove abcdef00
+check "ambiguous prefix: refused" rc_is 1
+check "ambiguous prefix: lists the matches" err_has "LOCAL abcdef0011111111"
+check "ambiguous prefix: lists the matches (2)" err_has "-dash abcdef0022222222"
+run "$D" peer remove -- -dash
+check "legacy name still usable" out_has "Removed peer '-dash'"
+# ds start --listen: IP addresses only, each once, refused before starting
+for bad in localhost:4000 256.1.1.1:4000; do
+    run "$D" start --listen "$bad"
+    check "start --listen $bad: usage error" rc_is 2
+    check "start --listen $bad: must be an IP address" err_has "must be an IP address"
+done
+run "$D" start --listen 127.0.0.1:47979 --listen 127.0.0.1:47979
+check "start --listen twice: usage error" rc_is 2
+check "start --listen twice: duplicate" err_has "duplicate"
+run "$D" stop
+run "$D" start --help
+check "start --help: exit status 2" out_has "2 bad option or value"
+check "start --help: the sync config object" out_has '"sync": {"listen": "0.0.0.0:7979", "interval": "30m", "at_start": false,'
+check "start --help: at most 4 --listen" out_has "up to 4 times"
+run "$D" peer unshare --help
+check "unshare --help: nothing retracted" out_has "Nodes peers already synced or imported stay"
 
 # ---- malformed files -------------------------------------------------------
 cp "$B/share.json" "$T/share.bak" 2>/dev/null || true

@@ -208,6 +208,34 @@ static void test_missing_required(void **state)
            "'distiller.provider'", "missing");
 }
 
+/* sync.listen is bound, never resolved: an IP address literal only, one
+ * string (several addresses: ds start --listen, repeated). */
+static void test_sync_listen(void **state)
+{
+    static const char *const good[][2] = {
+        { "127.0.0.1:4000", "127.0.0.1:4000" }, { "0.0.0.0", "0.0.0.0" },
+        { "[::1]:7979", "[::1]:7979" },         { "[::]", "[::]" },
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char text[128], err[512];
+        ds_config c;
+        snprintf(text, sizeof text, "{\"sync\": {\"listen\": \"%s\"}}", good[i][0]);
+        write_cfg(text);
+        if (ds_config_load(&c, cfg_path, UHOME, err, sizeof err) != 0)
+            fail_msg("%s: %s", text, err);
+        assert_string_equal(c.sync_listen, good[i][1]);
+        ds_config_free(&c);
+    }
+    EXPECT("{\"sync\": {\"listen\": \"localhost:4000\"}}", DS_ERR_INVALID, "'sync.listen'",
+           "must be an IP address", "\"localhost:4000\" is not an IP address", "[::1]:7979");
+    EXPECT("{\"sync\": {\"listen\": \"256.1.1.1:4000\"}}", DS_ERR_INVALID, "'sync.listen'",
+           "is not an IP address");
+    EXPECT("{\"sync\": {\"listen\": \"example.org\"}}", DS_ERR_INVALID, "'sync.listen'",
+           "is not an IP address");
+    EXPECT("{\"sync\": {\"listen\": [\"0.0.0.0:1\"]}}", DS_ERR_INVALID, "'sync.listen'",
+           "expected a string");
+}
+
 static void test_tilde(void **state)
 {
     ds_config c;
@@ -246,7 +274,7 @@ int main(void)
         cmocka_unit_test(test_bad_json),       cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_wrong_types),    cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_missing_required), cmocka_unit_test(test_tilde),
-        cmocka_unit_test(test_unreadable),
+        cmocka_unit_test(test_unreadable),     cmocka_unit_test(test_sync_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -194,6 +194,194 @@ static void peers_file(void **state)
     free(text);
 }
 
+/* New names are checked strictly; peers.json entries an older version
+ * accepted still load. */
+static void peer_names(void **state)
+{
+    (void)state;
+    const char *why;
+    static const char *const bad[] = { "-dash", "-", ".", "..", "local", "LOCAL", "Local",
+                                       "", "a b", "a/b" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (ds_peer_name_check(bad[i], &why) != DS_ERR_INVALID)
+            fail_msg("name '%s' accepted", bad[i]);
+    assert_int_equal(ds_peer_name_check("-x", &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "starts with '-'"));
+    assert_int_equal(ds_peer_name_check("LOCAL", &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "reserved"));
+    static const char *const good[] = { "alice", "build-box", "a.b", "x-", "local2", ".hidden",
+                                        "deadbeef" };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (ds_peer_name_check(good[i], &why) != 0)
+            fail_msg("name '%s' refused: %s", good[i], why);
+
+    const char *home = ds_test_tmpdir();
+    write_file(home, "peers.json",
+               "{\"peers\": {\"1111111111111111111111111111111111111111111111111111111111111111\""
+               ": {\"name\": \"-dash\"}, \"2222222222222222222222222222222222222222222222222222"
+               "222222222222\": {\"name\": \"..\"}, \"33333333333333333333333333333333333333333"
+               "33333333333333333333333\": {\"name\": \"LOCAL\"}}}");
+    ds_peers_cfg c;
+    assert_int_equal(ds_peers_cfg_load(home, &c, err, sizeof err), 0);
+    assert_int_equal(c.n, 3);
+    assert_string_equal(ds_peers_lookup(&c, "-dash")->node_id, ID1);
+    assert_string_equal(ds_peers_lookup(&c, "..")->node_id, ID2);
+    /* ...but they cannot be given to a peer anew */
+    assert_int_equal(ds_peers_upsert(&c, ID1, "LOCAL", -1, -1, NULL), DS_ERR_INVALID);
+    assert_int_equal(ds_peers_upsert(&c, ID2, ".", -1, -1, NULL), DS_ERR_INVALID);
+    ds_peers_cfg_free(&c);
+}
+
+/* A peer is found by name, NodeId, or a unique NodeId prefix of at least
+ * 8 hex digits (what `ds peer list` shows for an unnamed peer). */
+static void peer_resolve(void **state)
+{
+    (void)state;
+    const char *home = ds_test_tmpdir();
+    write_file(home, "peers.json",
+               "{\"peers\": {"
+               "\"abcdef0011111111111111111111111111111111111111111111111111111111\": {},"
+               "\"abcdef0022222222222222222222222222222222222222222222222222222222\": "
+               "{\"name\": \"bob\"},"
+               "\"1234567811111111111111111111111111111111111111111111111111111111\": {},"
+               "\"9999999911111111111111111111111111111111111111111111111111111111\": "
+               "{\"name\": \"12345678\"}}}");
+    ds_peers_cfg c;
+    assert_int_equal(ds_peers_cfg_load(home, &c, err, sizeof err), 0);
+    const ds_peer *p;
+    char m[256];
+    /* the 8-hex label of an unnamed peer; any case; pasted whitespace */
+    assert_int_equal(ds_peers_resolve(&c, "abcdef001", &p, m, sizeof m), 0);
+    assert_string_equal(p->node_id,
+                        "abcdef0011111111111111111111111111111111111111111111111111111111");
+    assert_int_equal(ds_peers_resolve(&c, " ABCDEF0022\n", &p, m, sizeof m), 0);
+    assert_string_equal(p->name, "bob");
+    assert_int_equal(ds_peers_resolve(&c, "\tbob ", &p, m, sizeof m), 0);
+    assert_string_equal(p->name, "bob");
+    assert_int_equal(ds_peers_resolve(
+                         &c, "abcdef0011111111111111111111111111111111111111111111111111111111",
+                         &p, m, sizeof m), 0);
+    /* an exact name wins over a NodeId prefix */
+    assert_int_equal(ds_peers_resolve(&c, "12345678", &p, m, sizeof m), 0);
+    assert_string_equal(p->node_id,
+                        "9999999911111111111111111111111111111111111111111111111111111111");
+    assert_int_equal(ds_peers_resolve(&c, "123456781", &p, m, sizeof m), 0);
+    assert_string_equal(p->node_id,
+                        "1234567811111111111111111111111111111111111111111111111111111111");
+    /* ambiguous: both named */
+    assert_int_equal(ds_peers_resolve(&c, "abcdef00", &p, m, sizeof m), DS_ERR_AMBIGUOUS);
+    assert_null(p);
+    assert_non_null(strstr(m, "abcdef00 abcdef0011111111"));
+    assert_non_null(strstr(m, "bob abcdef0022222222"));
+    assert_null(ds_peers_lookup(&c, "abcdef00"));
+    /* too short, not hex, unknown */
+    assert_int_equal(ds_peers_resolve(&c, "abcdef0", &p, m, sizeof m), DS_ERR_NOTFOUND);
+    assert_int_equal(ds_peers_resolve(&c, "abcdef0g1", &p, m, sizeof m), DS_ERR_NOTFOUND);
+    assert_int_equal(ds_peers_resolve(&c, "ffffffff", &p, m, sizeof m), DS_ERR_NOTFOUND);
+    assert_int_equal(ds_peers_resolve(&c, "", &p, NULL, 0), DS_ERR_NOTFOUND);
+    ds_peers_cfg_free(&c);
+}
+
+/* Addresses and tickets: the parser's messages, listen addresses, the
+ * NodeId's key check, and the oldest addresses dropped past the limit. */
+static void addrs_and_tickets(void **state)
+{
+    (void)state;
+    char host[DS_ADDR_MAX];
+    uint16_t port;
+    const char *why;
+    assert_int_equal(ds_addr_parse("127.0.0.1", 0, host, &port, &why), DS_ERR_INVALID);
+    assert_string_equal(why, "has no port");     /* callers add what is expected */
+    assert_int_equal(ds_addr_parse("127.0.0.1:5,127.0.0.1:6", 0, host, &port, &why),
+                     DS_ERR_INVALID);
+    assert_non_null(strstr(why, "','"));
+    assert_null(strstr(why, "IPv6"));
+    assert_int_equal(ds_addr_parse("localhost:4000", 0, host, &port, &why), 0);
+
+    /* listen: IP literals only, one spelling each */
+    static const char *const nolisten[] = { "localhost:4000", "256.1.1.1:4000", "example.org",
+                                            "1.2.3:5", "[::1", "0.0.0.0:0" };
+    for (size_t i = 0; i < sizeof nolisten / sizeof nolisten[0]; i++)
+        if (ds_listen_addr_parse(nolisten[i], 7979, host, &port, &why) != DS_ERR_INVALID)
+            fail_msg("listen address '%s' accepted", nolisten[i]);
+    assert_int_equal(ds_listen_addr_parse("localhost:4000", 7979, host, &port, &why),
+                     DS_ERR_INVALID);
+    assert_string_equal(why, "is not an IP address");
+    assert_int_equal(ds_listen_addr_parse("0.0.0.0", 7979, host, &port, &why), 0);
+    assert_string_equal(host, "0.0.0.0");
+    assert_int_equal(port, 7979);
+    assert_int_equal(ds_listen_addr_parse("[0:0::0]:5", 7979, host, &port, &why), 0);
+    assert_string_equal(host, "::");
+    assert_int_equal(ds_listen_addr_parse("[::1]:7979", 7979, host, &port, &why), 0);
+    assert_int_equal(ds_listen_addr_parse("127.0.0.1:4000", 7979, host, &port, &why), 0);
+
+    /* a NodeId must be an Ed25519 public key */
+    ds_identity id;
+    uint8_t seed[32];
+    ds_test_random(seed, sizeof seed);
+    assert_int_equal(ds_identity_from_seed(&id, seed), 0);
+    static const char ZERO[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    assert_true(ds_node_id_is_key(id.node_id));
+    assert_false(ds_node_id_is_key(ZERO));
+    assert_false(ds_node_id_is_key("xyz"));
+
+    char t[DS_TICKET_MAX], nid[DS_NODE_ID_HEX + 1], ta[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
+    size_t n;
+    snprintf(t, sizeof t, "ds1:%s@127.0.0.1:7979,[::1]:7979", id.node_id);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), 0);
+    assert_string_equal(nid, id.node_id);
+    assert_int_equal(n, 2);
+    snprintf(t, sizeof t, "ds1:%s", id.node_id);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), 0);
+    assert_int_equal(n, 0);
+    snprintf(t, sizeof t, "ds1:%s@", id.node_id);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "no address after '@'"));
+    snprintf(t, sizeof t, "ds1:%s@1.2.3.4:5", ZERO);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "Ed25519"));
+
+    /* pasted arguments */
+    char b1[] = " \t ds1:abc \r\n", b2[] = "\n", b3[] = "x";
+    assert_string_equal(ds_str_trim(b1), "ds1:abc");
+    assert_string_equal(ds_str_trim(b2), "");
+    assert_string_equal(ds_str_trim(b3), "x");
+
+    /* past DS_PEER_MAX_ADDRS the oldest go, and the caller is told which */
+    const char *home = ds_test_tmpdir();
+    ds_peers_cfg c;
+    assert_int_equal(ds_peers_cfg_load(home, &c, err, sizeof err), 0);
+    assert_int_equal(ds_peers_upsert(&c, ID1, NULL, -1, -1, NULL), 0);
+    char abuf[DS_PEER_MAX_ADDRS + 2][DS_ADDR_MAX];
+    const char *av[DS_PEER_MAX_ADDRS + 2];
+    for (size_t i = 0; i < DS_PEER_MAX_ADDRS + 2; i++) {
+        snprintf(abuf[i], DS_ADDR_MAX, "10.0.0.%zu:1", i + 1);
+        av[i] = abuf[i];
+    }
+    char dropped[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
+    size_t added, nd = 99;
+    assert_int_equal(ds_peers_add_addrs(&c, ID1, av, DS_PEER_MAX_ADDRS, &added, dropped, &nd),
+                     0);
+    assert_int_equal(added, DS_PEER_MAX_ADDRS);
+    assert_int_equal(nd, 0);
+    assert_int_equal(ds_peers_add_addrs(&c, ID1, av + DS_PEER_MAX_ADDRS, 2, &added, dropped, &nd),
+                     0);
+    assert_int_equal(added, 2);
+    assert_int_equal(nd, 2);
+    assert_string_equal(dropped[0], "10.0.0.1:1");
+    assert_string_equal(dropped[1], "10.0.0.2:1");
+    const ds_peer *p = ds_peers_find(&c, ID1);
+    assert_int_equal(p->naddrs, DS_PEER_MAX_ADDRS);
+    assert_string_equal(p->addrs[DS_PEER_MAX_ADDRS - 1], "10.0.0.10:1");
+    /* a known address is no change and drops nothing */
+    assert_int_equal(ds_peers_add_addrs(&c, ID1, av + 5, 1, &added, dropped, &nd), 0);
+    assert_int_equal(added, 0);
+    assert_int_equal(nd, 0);
+    assert_int_equal(ds_peers_add_addrs(&c, ID1, av, DS_PEER_MAX_ADDRS + 1, &added, NULL, NULL),
+                     DS_ERR_INVALID);
+    ds_peers_cfg_free(&c);
+}
+
 static int count_cb(const ds_node *n, void *ud)
 {
     (void)n;
@@ -257,6 +445,9 @@ int main(void)
         cmocka_unit_test(identity_file),
         cmocka_unit_test(share_file),
         cmocka_unit_test(peers_file),
+        cmocka_unit_test(peer_names),
+        cmocka_unit_test(peer_resolve),
+        cmocka_unit_test(addrs_and_tickets),
         cmocka_unit_test(replicas),
         cmocka_unit_test(lock_wait),
     };
