@@ -105,9 +105,6 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
             const char *why;
             if (o->naddrs >= DS_PEER_MAX_ADDRS)
                 return cli_usage_error(cc, "at most %d --addr options", DS_PEER_MAX_ADDRS);
-            if (strchr(optarg, ','))
-                return cli_usage_error(cc, "--addr '%s': a comma is not allowed (give one "
-                                           "address per --addr)", optarg);
             if (ds_addr_parse(optarg, 0, host, &port, &why) != 0)
                 return cli_usage_error(cc, "--addr '%s' %s (expected HOST:PORT or [IPv6]:PORT)",
                                        optarg, why);

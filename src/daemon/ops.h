@@ -266,6 +266,13 @@ int ds_ops_pack_peer_stats(ds_ctx *ctx, msgpack_packer *pk);
 int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out);
 /* Closes the replicas the context opened (ds_ctx_free calls it). */
 void ds_ops_replicas_free(ds_ctx *ctx);
+/* The known peer given by name, NodeId or NodeId prefix (at least 8 hex
+ * digits, as labels show) in |raw| (ds_peers_resolve), or the request's
+ * error: unknown, or ambiguous (naming the matches). */
+struct ds_peers_cfg;
+struct ds_peer;
+int ds_ops_find_peer(ds_ctx *ctx, const struct ds_peers_cfg *cfg, const char *raw,
+                     const struct ds_peer **out);
 /* Records that reading store |st| (a replica from ds_ops_stores, labelled
  * |label|) failed with |err| and that it was left out: a warning naming
  * the peer and its path (ops_peer.c). */

@@ -93,21 +93,12 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
     if (raw) {
         /* A name, a NodeId or a prefix of one (the label of an unnamed peer). */
         const ds_peer *p;
-        char matches[512];
-        int r = ds_peers_resolve(&cfg, raw, &p, matches, sizeof matches);
-        if (r == DS_ERR_AMBIGUOUS)
-            rc = ds_ops_fail(ctx, r, DS_OPS_E_AMBIGUOUS,
-                             "Give more digits of the NodeId, or the peer's name.",
-                             "'%.100s' starts the NodeId of more than one peer: %s", raw,
-                             matches);
-        else if (r)
-            rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_UNKNOWN_PEER,
-                             "ds peer list shows the known peers.", "no peer '%.100s'", raw);
-        else if (!p->subscribe)
+        rc = ds_ops_find_peer(ctx, &cfg, raw, &p);
+        if (!rc && !p->subscribe)
             rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
                              "Subscribe first: ds peer add NAME --subscribe",
                              "we do not subscribe to '%.100s'", raw);
-        else
+        else if (!rc)
             snprintf(ids[n++], sizeof ids[0], "%s", p->node_id);
     } else {
         for (size_t i = 0; i < cfg.n && n < DS_NETSYNC_MAX_PEERS; i++)

@@ -112,16 +112,6 @@ int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out)
 
 /* ---- damaged replicas ---------------------------------------------------- */
 
-/* home/peers/<id>/db, malloc'd; NULL when out of memory. */
-static char *replica_db_path(ds_ctx *ctx, const char *id)
-{
-    size_t n = strlen(ctx->home) + strlen(id) + sizeof "/peers//db";
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/peers/%s/db", ctx->home, id);
-    return p;
-}
-
 /* Opens the cached replica of |id| for reading: 0 with *out set,
  * DS_ERR_NOTFOUND when the peer has no replica (yet), else the error
  * with the reason in |why|.  A db that exists but is not a directory,
@@ -136,16 +126,18 @@ static int replica_open_read(ds_ctx *ctx, const char *id, replica_ent **out, cha
     }
     if (!rc)
         return 0;
-    char *db = replica_db_path(ctx, id);
+    char *db = ds_replica_path(ctx->home, id, "db");
     char *data = db ? ds_path_join(db, "data.mdb") : NULL;
     struct stat sb;
     if (!data) {
         rc = DS_ERR_NOMEM;
         snprintf(why, whylen, "%s", ds_strerror(rc));
-    } else if (stat(db, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+    } else if (stat(db, &sb) != 0) {
+        /* no db at all: nothing synced yet */
+    } else if (!S_ISDIR(sb.st_mode)) {
         rc = DS_ERR_STORE;
         snprintf(why, whylen, "it is not a directory");
-    } else if (stat(db, &sb) == 0 && stat(data, &sb) != 0 && errno != ENOENT) {
+    } else if (stat(data, &sb) != 0 && errno != ENOENT) {
         rc = DS_ERR_IO;
         snprintf(why, whylen, "data.mdb: %s", strerror(errno));
     }
@@ -166,17 +158,24 @@ static void replica_hint(char *hint, size_t len, const char *label, const char *
 }
 
 /* Records that |label|'s replica was left out: it could not be |what|
- * (opened, read) because of |why|. */
-static void replica_warn(ds_ctx *ctx, const char *label, const char *id, const char *what,
-                         const char *why)
+ * (opened, read) because of |why|.  With |fail|, that is the request's
+ * error instead of a warning (the replica was the only store asked for). */
+static int replica_damage(ds_ctx *ctx, int fail, const char *label, const char *id,
+                          const char *what, const char *why)
 {
-    char *db = replica_db_path(ctx, id);
+    char *db = ds_replica_path(ctx->home, id, "db");
     char hint[512];
     replica_hint(hint, sizeof hint, label, db);
-    ds_ops_warn(ctx, DS_OPS_E_STORE, label, id, db, hint,
-                "peer '%s' was not searched: its replica %s cannot be %s: %s", label,
-                db ? db : id, what, why);
+    const char *fmt = "peer '%s' was not searched: its replica %s cannot be %s: %s";
+    int rc = 0;
+    if (fail)
+        rc = ds_ops_fail(ctx, DS_ERR_STORE, DS_OPS_E_STORE, hint, fmt, label, db ? db : id, what,
+                         why);
+    else
+        ds_ops_warn(ctx, DS_OPS_E_STORE, label, id, db, hint, fmt, label, db ? db : id, what,
+                    why);
     free(db);
+    return rc;
 }
 
 void ds_ops_replica_read_failed(ds_ctx *ctx, ds_store *st, const char *label, int err)
@@ -186,7 +185,7 @@ void ds_ops_replica_read_failed(ds_ctx *ctx, ds_store *st, const char *label, in
     for (size_t i = 0; c && i < c->n; i++)
         if (c->e[i].st == st)
             id = c->e[i].id;
-    replica_warn(ctx, label, id, "read", ds_strerror(err));
+    replica_damage(ctx, 0, label, id, "read", ds_strerror(err));
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -295,7 +294,7 @@ static int bad_id(ds_ctx *ctx, const char *raw)
 
 /* The known peer given by name, NodeId or NodeId prefix (at least 8 hex
  * digits, as labels show) in |raw|, or an error. */
-static int find_peer(ds_ctx *ctx, const ds_peers_cfg *cfg, const char *raw, const ds_peer **out)
+int ds_ops_find_peer(ds_ctx *ctx, const ds_peers_cfg *cfg, const char *raw, const ds_peer **out)
 {
     char matches[512];
     int rc = ds_peers_resolve(cfg, raw, out, matches, sizeof matches);
@@ -666,7 +665,7 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
         if (r == 0)
             memcpy(id, p->node_id, sizeof id);
         else if (r == DS_ERR_AMBIGUOUS)
-            rc = find_peer(ctx, &cfg, arg, &p);     /* says which peers */
+            rc = ds_ops_find_peer(ctx, &cfg, arg, &p);     /* says which peers */
         else
             rc = bad_id(ctx, arg);
     } else if (!rc && !ds_peers_find(&cfg, id) && !ds_node_id_is_key(id)) {
@@ -778,7 +777,7 @@ int op_peer_remove(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
     if (!rc)
         rc = load_peers(ctx, &cfg);
     if (!rc)
-        rc = find_peer(ctx, &cfg, raw, &p);
+        rc = ds_ops_find_peer(ctx, &cfg, raw, &p);
     if (!rc) {
         char sid[DS_PEER_SHORT_ID + 1];
         gone = *p;
@@ -870,7 +869,7 @@ int ds_ops_peer_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size
         }
         if (rc) {
             /* Search the stores that open; say which one was left out. */
-            replica_warn(ctx, ds_peer_label(p, sid), p->node_id, "opened", why);
+            replica_damage(ctx, 0, ds_peer_label(p, sid), p->node_id, "opened", why);
             rc = 0;
             continue;
         }
@@ -914,7 +913,7 @@ int ds_ops_stores_select(ds_ctx *ctx, const msgpack_object *params, ds_store **s
     replica_ent *e = NULL;
     rc = load_peers(ctx, &cfg);
     if (!rc)
-        rc = find_peer(ctx, &cfg, peer, &p);
+        rc = ds_ops_find_peer(ctx, &cfg, peer, &p);
     if (!rc) {
         char why[256];
         rc = replica_open_read(ctx, p->node_id, &e, why, sizeof why);
@@ -927,14 +926,8 @@ int ds_ops_stores_select(ds_ctx *ctx, const msgpack_object *params, ds_store **s
         } else if (rc == DS_ERR_NOMEM)
             rc = ds_ops_fail_store(ctx, rc, "opening a peer replica");
         else if (rc) {
-            char sid[DS_PEER_SHORT_ID + 1], hint[512];
-            const char *label = ds_peer_label(p, sid);
-            char *db = replica_db_path(ctx, p->node_id);
-            replica_hint(hint, sizeof hint, label, db);
-            rc = ds_ops_fail(ctx, rc, DS_OPS_E_STORE, hint,
-                             "peer '%s' was not searched: its replica %s cannot be opened: %s",
-                             label, db ? db : p->node_id, why);
-            free(db);
+            char sid[DS_PEER_SHORT_ID + 1];
+            rc = replica_damage(ctx, 1, ds_peer_label(p, sid), p->node_id, "opened", why);
         }
     }
     if (!rc) {

@@ -573,22 +573,21 @@ int ds_peers_resolve(const ds_peers_cfg *c, const char *arg, const ds_peer **out
     if (matches && mlen)
         matches[0] = '\0';
     char a[DS_NODE_ID_HEX + 2];
-    while (*arg == ' ' || (*arg >= '\t' && *arg <= '\r'))
-        arg++;
-    size_t n = strlen(arg);
-    while (n && (arg[n - 1] == ' ' || (arg[n - 1] >= '\t' && arg[n - 1] <= '\r')))
-        n--;
+    /* Room for a name or a NodeId, and the whitespace a paste brings. */
+    char buf[DS_PEER_NAME_MAX + 16];
+    if (strlen(arg) >= sizeof buf)
+        return DS_ERR_NOTFOUND;
+    strcpy(buf, arg);
+    const char *name = ds_str_trim(buf);
+    size_t n = strlen(name);
     if (n == 0 || n > DS_PEER_NAME_MAX)
         return DS_ERR_NOTFOUND;
-    char name[DS_PEER_NAME_MAX + 1];
-    memcpy(name, arg, n);
-    name[n] = '\0';
     if ((*out = ds_peers_find_name(c, name)))
         return 0;
     if (n < DS_PEER_SHORT_ID || n > DS_NODE_ID_HEX)
         return DS_ERR_NOTFOUND;
     for (size_t i = 0; i < n; i++) {
-        char ch = arg[i];
+        char ch = name[i];
         if (ch >= 'A' && ch <= 'F')
             ch = (char)(ch - 'A' + 'a');
         if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
@@ -946,7 +945,7 @@ const char *ds_peer_label(const ds_peer *p, char buf[DS_PEER_SHORT_ID + 1])
 /* ---- replicas ----------------------------------------------------------- */
 
 /* home/peers/<id>[/sub], after validating |id|; NULL on a bad id or OOM. */
-static char *replica_path(const char *home, const char *id, const char *sub)
+char *ds_replica_path(const char *home, const char *id, const char *sub)
 {
     if (!ds_node_id_valid(id))
         return NULL;
@@ -959,7 +958,7 @@ static char *replica_path(const char *home, const char *id, const char *sub)
 
 int ds_replica_exists(const char *home, const char *id)
 {
-    char *p = replica_path(home, id, NULL);
+    char *p = ds_replica_path(home, id, NULL);
     struct stat sb;
     int r = p && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
     free(p);
@@ -980,8 +979,8 @@ int ds_replica_open(const char *home, const char *id, int create, const uint8_t 
     if (!ds_node_id_valid(id))
         return DS_ERR_INVALID;
     char *peers = ds_path_join(home, "peers");
-    char *dir = replica_path(home, id, NULL);
-    char *db = replica_path(home, id, "db");
+    char *dir = ds_replica_path(home, id, NULL);
+    char *db = ds_replica_path(home, id, "db");
     int rc = peers && dir && db ? 0 : DS_ERR_NOMEM;
     if (!rc && !create && !ds_replica_exists(home, id))
         rc = DS_ERR_NOTFOUND;
@@ -1009,7 +1008,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 int ds_replica_delete(const char *home, const char *id)
 {
-    char *dir = replica_path(home, id, NULL);
+    char *dir = ds_replica_path(home, id, NULL);
     if (!dir)
         return ds_node_id_valid(id) ? DS_ERR_NOMEM : DS_ERR_INVALID;
     struct stat sb;
@@ -1030,7 +1029,7 @@ int ds_replica_meta_write(const char *home, const char *id, const char *name,
                           const char *last_sync, uint64_t node_count, const uint8_t *cursor,
                           char *err, size_t errlen)
 {
-    char *path = replica_path(home, id, "meta.json");
+    char *path = ds_replica_path(home, id, "meta.json");
     if (!path)
         return ds_node_id_valid(id) ? DS_ERR_NOMEM : DS_ERR_INVALID;
     char hex[2 * DS_CURSOR_LEN + 1];

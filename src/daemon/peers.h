@@ -179,6 +179,9 @@ int ds_replica_open(const char *home, const char *id, int create, const uint8_t 
                     ds_store **out);
 /* 1 if peers/<id>/ exists. */
 int ds_replica_exists(const char *home, const char *id);
+/* home/peers/<id>, or home/peers/<id>/<sub> when |sub| is given;
+ * malloc'd, NULL when |id| is not a NodeId or out of memory. */
+char *ds_replica_path(const char *home, const char *id, const char *sub);
 /* Deletes peers/<id>/ and everything in it (close the store first).
  * 0 also when it did not exist. */
 int ds_replica_delete(const char *home, const char *id);
