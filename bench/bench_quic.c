@@ -19,10 +19,17 @@
  *
  *   quic-wan bytes=... seconds=... mb_per_s=... rtt_ms=R mbit=M queue_ms=Q dropped=N
  *
+ * With --procs 2, --listen-ns NS --listen-addr IP put the listener
+ * process in network namespace NS (/run/netns/NS, made with ip netns)
+ * bound to IP, so that bench-sync.sh --link can measure the stack across
+ * a rate-limited veth pair between two namespaces, as it measures a sync.
+ *
  * Timing starts when the dialer's handshake is confirmed and stops when
  * the listener has received the FIN; mb_per_s is 10^6 bytes per second.
  */
 #include <sodium.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,8 +305,18 @@ static void close_endpoints(uv_loop_t *loop)
 
 /* The listener child of --procs 2: binds, tells the parent its address,
  * receives, and reports the end of the transfer. */
-static int listener_child(const uint8_t ssk[64], int fd)
+static int listener_child(const uint8_t ssk[64], int fd, const char *ns, const char *ip)
 {
+    if (ns) {
+        char path[256];
+        snprintf(path, sizeof path, "/run/netns/%s", ns);
+        int nfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (nfd < 0 || setns(nfd, CLONE_NEWNET) != 0) {
+            perror("bench_quic: --listen-ns");
+            return 1;
+        }
+        close(nfd);
+    }
     uv_loop_t loop;
     uv_loop_init(&loop);
     B.loop = &loop;
@@ -308,7 +325,7 @@ static int listener_child(const uint8_t ssk[64], int fd)
     struct sockaddr_storage ss;
     int rc = ds_quic_endpoint_new(&B.srv, &loop, &sc, &scb, NULL);
     if (!rc)
-        rc = ds_quic_endpoint_bind(B.srv, "127.0.0.1", 0);
+        rc = ds_quic_endpoint_bind(B.srv, ip, 0);
     if (!rc)
         rc = ds_quic_endpoint_addr(B.srv, &ss);
     if (rc) {
@@ -329,6 +346,7 @@ int main(int argc, char **argv)
     uint64_t mb = 200;
     int procs = 1;
     long rtt_ms = 0, mbit = 100, queue_ms = -1;
+    const char *listen_ns = NULL, *listen_ip = "127.0.0.1";
     for (int i = 1; i < argc; i++) {
         long *num = strcmp(argv[i], "--rtt-ms") == 0   ? &rtt_ms
                     : strcmp(argv[i], "--mbit") == 0     ? &mbit
@@ -358,15 +376,25 @@ int main(int argc, char **argv)
                 return 2;
             }
             procs = v[0] - '0';
+        } else if (strcmp(argv[i], "--listen-ns") == 0 && i + 1 < argc) {
+            listen_ns = argv[++i];
+        } else if (strcmp(argv[i], "--listen-addr") == 0 && i + 1 < argc) {
+            listen_ip = argv[++i];
         } else {
             fprintf(stderr, "usage: bench_quic [--mb N] [--procs 1|2] "
-                            "[--rtt-ms R [--mbit M] [--queue-ms Q]]\n");
+                            "[--rtt-ms R [--mbit M] [--queue-ms Q]] "
+                            "[--procs 2 --listen-ns NS --listen-addr IP]\n");
             return 2;
         }
     }
     int wan = rtt_ms > 0;
     if (wan && procs != 1) {
         fprintf(stderr, "bench_quic: --rtt-ms joins two ends in one process: no --procs 2\n");
+        return 2;
+    }
+    if ((listen_ns || strcmp(listen_ip, "127.0.0.1") != 0) && procs != 2) {
+        fprintf(stderr, "bench_quic: --listen-ns and --listen-addr place the listener process: "
+                        "use them with --procs 2\n");
         return 2;
     }
     if (queue_ms < 0)
@@ -399,7 +427,7 @@ int main(int argc, char **argv)
         }
         if (child == 0) {
             close(fds[0]);
-            _exit(listener_child(ssk, fds[1]));
+            _exit(listener_child(ssk, fds[1], listen_ns, listen_ip));
         }
         close(fds[1]);
         if (read(fds[0], &ss, sizeof ss) != (ssize_t)sizeof ss) {

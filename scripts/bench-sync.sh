@@ -30,15 +30,37 @@
 # The exit status is 0 whether or not the targets are met; only errors
 # fail.
 #
-# Usage: scripts/bench-sync.sh [NODES] [RUNS]     (default 100000 3)
+# With --link MBIT (root only) the two sides are not on loopback but in
+# two network namespaces this script creates, joined by a veth pair whose
+# both directions a tbf qdisc limits to MBIT Mbit/s: the case of a real
+# network, where the link and not the CPU is the bottleneck.  The publisher
+# daemon and bench_quic's listener run in one namespace, the sync and the
+# dialer in the other; only the two-process raw run is made, and the last
+# line is `link-ratio sync_over_raw=... link_mbit=MBIT` (the issue's target
+# is judged on loopback).  The namespaces are removed on exit.
+#
+# Usage: scripts/bench-sync.sh [--link MBIT] [NODES] [RUNS]   (default 100000 3)
 # Environment: DS_SKIP_APT=1 (passed to setup.sh), BENCH_BUILD=dir (use an
 # existing build directory holding ds and bench/bench_{sync,quic}).
 set -euo pipefail
 
+usage() { echo "usage: $0 [--link MBIT] [NODES] [RUNS]" >&2; exit 2; }
+link=""
+if [ "${1:-}" = "--link" ]; then
+    [ $# -ge 2 ] || usage
+    link=$2
+    shift 2
+    case "$link" in ''|*[!0-9]*) usage ;; esac
+    [ "$link" -ge 1 ] && [ "$link" -le 100000 ] || { echo "bench-sync: --link takes 1 to 100000 Mbit/s" >&2; exit 2; }
+    [ "$(id -u)" = 0 ] || { echo "bench-sync: --link makes network namespaces and needs root" >&2; exit 2; }
+    for t in ip tc; do
+        command -v "$t" >/dev/null || { echo "bench-sync: --link needs $t (Debian package iproute2)" >&2; exit 2; }
+    done
+fi
 nodes=${1:-100000}
 runs=${2:-3}
-case "$nodes$runs" in *[!0-9]*) echo "usage: $0 [NODES] [RUNS]" >&2; exit 2 ;; esac
-[ "$nodes" -gt 0 ] && [ "$runs" -gt 0 ] || { echo "usage: $0 [NODES] [RUNS]" >&2; exit 2; }
+case "$nodes$runs" in *[!0-9]*) usage ;; esac
+[ "$nodes" -gt 0 ] && [ "$runs" -gt 0 ] || usage
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ -n "${BENCH_BUILD:-}" ]; then
@@ -65,12 +87,36 @@ done
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/ds-bench-sync.XXXXXX")
 T=$(cd "$T" && pwd -P)
+# With --link: the publisher's side (A) and the subscriber's (B).
+nsA="dsbench$$a" nsB="dsbench$$b"
+inA=() inB=()
 cleanup() {
     [ -f "$T/pub/daemon.pid" ] && DS_HOME="$T/pub" "$DS" stop >/dev/null 2>&1
+    if [ -n "$link" ]; then
+        ip netns del "$nsA" 2>/dev/null || true
+        ip netns del "$nsB" 2>/dev/null || true
+    fi
     rm -rf "$T"
 }
 trap cleanup EXIT
 export DS_SYNC_CONNECT_TIMEOUT_MS=5000
+host=127.0.0.1
+if [ -n "$link" ]; then
+    host=10.231.77.1
+    ip netns add "$nsA"
+    ip netns add "$nsB"
+    ip link add "${nsA}v" netns "$nsA" type veth peer name "${nsB}v" netns "$nsB"
+    ip -n "$nsA" addr add "$host/30" dev "${nsA}v"
+    ip -n "$nsB" addr add 10.231.77.2/30 dev "${nsB}v"
+    for ns in "$nsA" "$nsB"; do
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link set "${ns}v" up
+        # Token bucket: MBIT Mbit/s each way, 20 ms of queue.
+        ip netns exec "$ns" tc qdisc add dev "${ns}v" root tbf rate "${link}mbit" burst 512kb latency 20ms
+    done
+    inA=(ip netns exec "$nsA")
+    inB=(ip netns exec "$nsB")
+fi
 
 P="$T/project"
 mkdir -p "$P"
@@ -82,7 +128,7 @@ echo "loading $nodes nodes into the publisher..." >&2
 port=""
 for _ in 1 2 3 4 5; do
     p=$(python3 -c 'import random; print(random.randint(20000, 60000))')
-    if DS_HOME="$T/pub" "$DS" start --listen "127.0.0.1:$p" >/dev/null 2>"$T/start.err"; then
+    if DS_HOME="$T/pub" "${inA[@]}" "$DS" start --listen "$host:$p" >/dev/null 2>"$T/start.err"; then
         port=$p
         break
     fi
@@ -99,6 +145,14 @@ pub_cpu() { awk '{print $14 + $15}' "/proc/$pubpid/stat"; }
 # The mb_per_s figure of a quic-raw line.
 rate_of() { printf '%s\n' "$1" | sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p'; }
 
+# Raw runs: one and two processes on loopback; across the link only two,
+# the listener in the publisher's namespace.
+kinds="1 2"
+where=()
+if [ -n "$link" ]; then
+    kinds=2
+    where=(--listen-ns "$nsA" --listen-addr "$host")
+fi
 results=()
 raws1=()
 raws2=()
@@ -110,7 +164,7 @@ for r in $(seq 1 "$runs"); do
     DS_HOME="$sub" "$DS" peer add "$ticket" --name pub >/dev/null
     pub_before=$(pub_cpu)
     TIMEFORMAT='%3U %3S'
-    { time DS_HOME="$sub" "$DS" peer sync --json >"$T/sync$r.json" 2>"$T/sync$r.err"; } 2>"$T/time$r" ||
+    { time DS_HOME="$sub" "${inB[@]}" "$DS" peer sync --json >"$T/sync$r.json" 2>"$T/sync$r.err"; } 2>"$T/time$r" ||
         { cat "$T/sync$r.err" >&2; echo "bench-sync: ds peer sync failed (run $r)" >&2; exit 1; }
     pub_after=$(pub_cpu)
     sub_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/time$r")
@@ -133,9 +187,9 @@ PY
     # reference.
     read -r _ _ rbytes _ <<<"$line"
     mb=$(python3 -c "import math; print(max(1, math.ceil($rbytes / 1e6)))")
-    for procs in 1 2; do
+    for procs in $kinds; do
         TIMEFORMAT='%3U %3S'
-        { time "$QUIC" --mb "$mb" --procs "$procs" >"$T/raw$procs.$r.out"; } 2>"$T/raw$procs.$r.time" ||
+        { time "${inB[@]}" "$QUIC" --mb "$mb" --procs "$procs" "${where[@]}" >"$T/raw$procs.$r.out"; } 2>"$T/raw$procs.$r.time" ||
             { echo "bench-sync: bench_quic --procs $procs failed (run $r)" >&2; exit 1; }
         one=$(grep '^quic-raw' "$T/raw$procs.$r.out" || true)
         [ -n "$one" ] || { echo "bench-sync: bench_quic printed nothing" >&2; exit 1; }
@@ -145,13 +199,13 @@ PY
     done
 done
 median_run() { printf '%s\n' "$@" | sort -n | awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}'; }
-rmed1=$(median_run "${raws1[@]}")
 rmed2=$(median_run "${raws2[@]}")
 
 
 med=$(printf '%s\n' "${results[@]}" | sort -n | awk -v n="$runs" 'NR == int((n + 1) / 2)')
 read -r secs got bytes sub_cpu pub_cpu_s <<<"$med"
-raw1=$(grep '^quic-raw' "$T/raw1.$rmed1.out")
+raw1=""
+[ -n "$link" ] || raw1=$(grep '^quic-raw' "$T/raw1.$(median_run "${raws1[@]}").out")
 raw2=$(grep '^quic-raw' "$T/raw2.$rmed2.out")
 raw_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/raw2.$rmed2.time")
 
@@ -161,13 +215,23 @@ secs, got, nbytes = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 mbps = nbytes / 1e6 / secs
 print("sync nodes=%d bytes=%d seconds=%.3f nodes_per_s=%.0f mb_per_s=%.1f" % (got, nbytes, secs, got / secs, mbps))
 PY
-printf '%s\n' "$raw1" "$raw2"
+[ -n "$link" ] || printf '%s\n' "$raw1"
+printf '%s\n' "$raw2"
 python3 - "$sub_cpu" "$pub_cpu_s" "$raw_cpu" "$(nproc)" <<'PY'
 import sys
 sub, pub, raw, cores = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 print("cpu sync_subscriber_s=%.2f sync_publisher_s=%.2f sync_total_s=%.2f quic_raw_process_s=%.2f cores=%d"
       % (sub, pub, sub + pub, raw, cores))
 PY
+if [ -n "$link" ]; then
+    python3 - "$secs" "$bytes" "$(rate_of "$raw2")" "$link" <<'PY'
+import sys
+secs, nbytes, raw2, link = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+mbps = nbytes / 1e6 / secs
+print("link-ratio sync_over_raw=%.2f link_mbit=%s link_mb_per_s=%.1f" % (mbps / raw2 if raw2 > 0 else 0.0, link, int(link) / 8.0))
+PY
+    exit 0
+fi
 python3 - "$secs" "$bytes" "$(rate_of "$raw2")" "$(rate_of "$raw1")" "$nodes" <<'PY'
 import sys
 secs, nbytes, raw2, raw1, nodes = (float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]),
