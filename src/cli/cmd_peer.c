@@ -419,6 +419,12 @@ static void print_net(const msgpack_object *p)
     }
 }
 
+/* The NAME column of `ds peer list` is as wide as the longest label shown,
+ * at most LIST_NAME_MAX columns; a longer name is cut to LIST_NAME_MAX - 1
+ * characters and "…" (--json has it whole).  Names are ASCII (peers.c),
+ * so a byte is a column. */
+#define LIST_NAME_MAX 40
+
 static void print_list(const msgpack_object *R)
 {
     const msgpack_object *arr = cli_get(R, "peers");
@@ -426,7 +432,14 @@ static void print_list(const msgpack_object *R)
         printf("No peers yet.  Add one with: ds peer add NODE_ID --name NAME\n");
         return;
     }
-    printf("%-16s %-18s %-9s %-7s %8s  %s\n", "NAME", "NODE ID", "SUBSCRIBE", "PUBLISH",
+    int w = 4;   /* "NAME" */
+    for (uint32_t i = 0; i < cli_len(arr); i++) {
+        size_t ll;
+        cli_str(cli_get(cli_at(arr, i), "label"), &ll);
+        if (ll > (size_t)w)
+            w = ll > LIST_NAME_MAX ? LIST_NAME_MAX : (int)ll;
+    }
+    printf("%-*s %-18s %-9s %-7s %8s  %s\n", w, "NAME", "NODE ID", "SUBSCRIBE", "PUBLISH",
            "NODES", "LAST SYNC");
     for (uint32_t i = 0; i < cli_len(arr); i++) {
         const msgpack_object *p = cli_at(arr, i);
@@ -438,8 +451,12 @@ static void print_list(const msgpack_object *R)
         char nodes[24] = "?";
         if (!xl)
             snprintf(nodes, sizeof nodes, "%llu", (unsigned long long)cli_u64(cli_get(p, "nodes")));
-        /* "…" is 3 bytes but 1 column: pad the 17 columns to 18 by hand. */
-        printf("%-16.*s %.16s…  %-9s %-7s %8s  ", (int)ll, label, id,
+        if (ll > (size_t)w)   /* "…" is 3 bytes but 1 column */
+            printf("%.*s… ", w - 1, label);
+        else
+            printf("%-*.*s ", w, (int)ll, label);
+        /* The NodeId: 16 hex digits and "…" (17 columns), padded to 18 by hand. */
+        printf("%.16s…  %-9s %-7s %8s  ", id,
                cli_bool(cli_get(p, "subscribe")) ? "yes" : "no",
                cli_bool(cli_get(p, "publish")) ? "yes" : "no", nodes);
         print_when(cli_get(p, "last_sync"));
@@ -618,12 +635,15 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
         }
     }
     progress_clear(tty);
+    /* A peer skipped by a sync of every peer (it has no address) is not
+     * a failure; the request itself fails when no peer has one. */
     const msgpack_object *arr = cli_get(rep.root, "peers");
     int failed = 0;
     for (uint32_t i = 0; i < cli_len(arr); i++) {
         size_t sl;
         const char *st = cli_str(cli_get(cli_at(arr, i), "state"), &sl);
-        if (!(sl == 4 && memcmp(st, "done", 4) == 0))
+        if (!(sl == 4 && memcmp(st, "done", 4) == 0) &&
+            !(sl == 7 && memcmp(st, "skipped", 7) == 0))
             failed++;
     }
     if (c->json) {
@@ -648,6 +668,11 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
             if (pl == 5 && memcmp(path, "relay", 5) == 0)
                 printf("Warning: %.*s was reached only through a relay, not directly.\n",
                        (int)ll, label);
+        } else if (sl == 7 && memcmp(st, "skipped", 7) == 0) {
+            size_t rl;
+            const char *why = cli_str(cli_get(p, "reason"), &rl);
+            fflush(stdout);
+            fprintf(stderr, "Skipping %.*s: %.*s\n", (int)ll, label, (int)rl, why);
         } else {
             const char *e = cli_str(cli_get(p, "error"), &el);
             const char *code = cli_str(cli_get(p, "code"), &cl);
@@ -892,7 +917,9 @@ static const sub subs[] = {
       "Usage: ds peer list\n"
       "\n"
       "Show every peer: name, NodeId, subscribe and publish flags, the nodes\n"
-      "in its replica and the time of the last sync or import.\n"
+      "in its replica and the time of the last sync or import.  The name\n"
+      "column is as wide as the longest name, up to 40 columns; a longer name\n"
+      "is cut to 39 characters and \"…\" (--json has every name whole).\n"
       "\n"
       "Options:\n"
       "  -j, --json           print {node_id, peers: [peer]}\n"
@@ -908,9 +935,12 @@ static const sub subs[] = {
       "written together with the new cursor, so an interrupted sync resumes\n"
       "where it stopped.  The peer's addresses come from ds peer add --addr or\n"
       "its ticket; each is tried in turn, within sync.connect_timeout_ms\n"
-      "(10 s) for all of them.  When the daemon runs the sync runs there\n"
-      "(this command follows it); otherwise it runs in this process.\n"
-      "On a terminal a progress line shows nodes, bytes and rate.\n"
+      "(10 s) for all of them.  Without NODE_ID|NAME, a subscribed peer that\n"
+      "has no address (one added only for ds peer import) is skipped, with a\n"
+      "line on stderr (--json: state \"skipped\" and a reason); it is an error\n"
+      "only when no subscribed peer has an address.  When the daemon runs the\n"
+      "sync runs there (this command follows it); otherwise it runs in this\n"
+      "process.  On a terminal a progress line shows nodes, bytes and rate.\n"
       "\n"
       "Options:\n"
       "      --full           re-fetch everything (reset the cursor)\n"
@@ -918,11 +948,13 @@ static const sub subs[] = {
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
       "\n"
-      "Exit status: 0 when every peer synced, 1 when one failed.\n"
+      "Exit status: 0 when every peer with an address synced, 1 when one\n"
+      "failed or none has an address.\n"
       "\n"
       "Example:\n"
       "  $ ds peer sync\n"
-      "  Syncing with alice... 847 nodes received.\n" },
+      "  Syncing with alice... 847 nodes received.\n"
+      "  Skipping bob: no address known (add one with ds peer add bob --addr HOST:PORT)\n" },
     { "export", sub_export, "write shared nodes to a signed file",
       "Usage: ds peer export [--full] FILE\n"
       "\n"

@@ -74,6 +74,7 @@ struct job {
     ds_netsync *ns;
     uint64_t id;
     int full, periodic, done;
+    int skip_addrless;    /* a peer without an address is SKIPPED, not FAILED */
     ds_netsync_peer *peers;
     size_t n, cur;
     /* the peer being synced */
@@ -753,6 +754,21 @@ static void start_peer(job *j)
     for (size_t i = 0; i < pe->naddrs; i++)
         snprintf(j->addrs[j->naddrs++], DS_ADDR_MAX, "%s", pe->addrs[i]);
     ds_peers_cfg_free(&cfg);
+    if (!j->naddrs && j->skip_addrless) {
+        /* A sync of every subscribed peer passes over a peer known only
+         * for ds peer import: nothing to dial, and nothing is recorded
+         * (its last sync result stays as it was). */
+        p->state = DS_NETSYNC_SKIPPED;
+        p->finished_ms = p->started_ms;
+        snprintf(p->message, sizeof p->message,
+                 "no address known (add one with ds peer add %s --addr HOST:PORT)", p->label);
+        NLOG(ns, DS_LOG_INFO, "sync: skipping %s: %s", p->label, p->message);
+        j->active = 0;
+        report(j, p);
+        j->cur++;
+        job_next(j);
+        return;
+    }
     if (!j->naddrs) {
         client_finish(j, DS_ERR_NOTFOUND, NULL,
                       "no address known for %s: add one with ds peer add %s --addr HOST:PORT "
@@ -1170,7 +1186,7 @@ static size_t sync_targets(ds_netsync *ns, char (*ids)[DS_NODE_ID_HEX + 1], size
 }
 
 static int start_job(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
-                     int periodic, uint64_t *id);
+                     int skip_addrless, int periodic, uint64_t *id);
 
 static void retry_arm(ds_netsync *ns);
 
@@ -1186,7 +1202,7 @@ static void retry_cb(uv_timer_t *t)
     if (n) {
         uint64_t id;
         NLOG(ns, DS_LOG_INFO, "sync: retrying %zu peer%s", n, n == 1 ? "" : "s");
-        start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 1, &id);
+        start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 0, 1, &id);
     }
     retry_arm(ns);
 }
@@ -1251,7 +1267,7 @@ static void periodic_cb(uv_timer_t *t)
     size_t n = sync_targets(ns, ids, DS_NETSYNC_MAX_PEERS, 0, 0);
     if (n) {
         uint64_t id;
-        start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 1, &id);
+        start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 0, 1, &id);
     }
 }
 
@@ -1289,7 +1305,7 @@ static void jobs_trim(ds_netsync *ns)
 }
 
 static int start_job(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
-                     int periodic, uint64_t *out)
+                     int skip_addrless, int periodic, uint64_t *out)
 {
     if (n > DS_NETSYNC_MAX_PEERS || ns->closing)
         return DS_ERR_INVALID;
@@ -1301,6 +1317,7 @@ static int start_job(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size
     j->ns = ns;
     j->id = ++ns->next_job;
     j->full = full;
+    j->skip_addrless = skip_addrless;
     j->periodic = periodic;
     j->n = n;
     for (size_t i = 0; i < n; i++) {
@@ -1326,9 +1343,9 @@ static int start_job(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size
 }
 
 int ds_netsync_sync(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
-                    uint64_t *job_id)
+                    int skip_addrless, uint64_t *job_id)
 {
-    return start_job(ns, ids, n, full, 0, job_id);
+    return start_job(ns, ids, n, full, skip_addrless, 0, job_id);
 }
 
 static const char *state_name(ds_netsync_state s)
@@ -1338,6 +1355,7 @@ static const char *state_name(ds_netsync_state s)
     case DS_NETSYNC_DIALING: return "connecting";
     case DS_NETSYNC_SYNCING: return "syncing";
     case DS_NETSYNC_DONE: return "done";
+    case DS_NETSYNC_SKIPPED: return "skipped";
     default: return "failed";
     }
 }
@@ -1346,7 +1364,7 @@ static void pack_peer(msgpack_packer *pk, const ds_netsync_peer *p)
 {
     int64_t end = p->finished_ms ? p->finished_ms : now_ms();
     int64_t el = p->started_ms ? end - p->started_ms : 0;
-    msgpack_pack_map(pk, 15);
+    msgpack_pack_map(pk, 16);
     ds_pack_cstr(pk, "node_id");
     ds_pack_cstr(pk, p->id);
     ds_pack_cstr(pk, "label");
@@ -1380,6 +1398,8 @@ static void pack_peer(msgpack_packer *pk, const ds_netsync_peer *p)
     ds_pack_cstr(pk, p->code[0] ? p->code : NULL);
     ds_pack_cstr(pk, "error");
     ds_pack_cstr(pk, p->state == DS_NETSYNC_FAILED ? p->message : NULL);
+    ds_pack_cstr(pk, "reason");     /* why a peer was skipped */
+    ds_pack_cstr(pk, p->state == DS_NETSYNC_SKIPPED ? p->message : NULL);
 }
 
 static void pack_job(msgpack_packer *pk, const job *j)
@@ -1464,7 +1484,7 @@ int ds_netsync_new(ds_netsync **out, uv_loop_t *loop, ds_ctx *ctx, const ds_nets
         size_t n = sync_targets(ns, ids, DS_NETSYNC_MAX_PEERS, 0, 0);
         uint64_t id;
         if (n)
-            start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 1, &id);
+            start_job(ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, 0, 0, 1, &id);
     }
     *out = ns;
     return 0;
@@ -1576,8 +1596,8 @@ static void run_closed(void *ud)
 }
 
 int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
-                   const ds_netsync_opts *o, ds_netsync_progress_fn progress, void *ud,
-                   msgpack_packer *pk)
+                   int skip_addrless, const ds_netsync_opts *o, ds_netsync_progress_fn progress,
+                   void *ud, msgpack_packer *pk)
 {
     uv_loop_t loop;
     int rc = uv_loop_init(&loop);
@@ -1595,7 +1615,7 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
     if (!rc) {
         ns->progress = progress ? progress : g_progress;
         ns->progress_ud = progress ? ud : g_progress_ud;
-        rc = start_job(ns, ids, n, full, 0, &id);
+        rc = start_job(ns, ids, n, full, skip_addrless, 0, &id);
     }
     if (!rc) {
         job *j = find_job(ns, id);
@@ -1606,7 +1626,8 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
         if (!j->done) {
             /* The loop ran dry without finishing: should not happen. */
             for (size_t i = j->cur; i < j->n; i++)
-                if (j->peers[i].state != DS_NETSYNC_DONE) {
+                if (j->peers[i].state != DS_NETSYNC_DONE &&
+                    j->peers[i].state != DS_NETSYNC_SKIPPED) {
                     j->peers[i].state = DS_NETSYNC_FAILED;
                     snprintf(j->peers[i].message, sizeof j->peers[i].message,
                              "the sync stopped unexpectedly");

@@ -58,10 +58,12 @@ typedef struct ds_netsync_opts {
 } ds_netsync_opts;
 
 /* One peer of a job, as reported to progress callbacks and packed by
- * ds_netsync_job_pack. */
+ * ds_netsync_job_pack.  SKIPPED: a job of every subscribed peer (flag
+ * |skip_addrless|) passed over a peer that has no address; nothing is
+ * recorded for it (its last_result stays as it was). */
 typedef enum {
     DS_NETSYNC_PENDING = 0, DS_NETSYNC_DIALING, DS_NETSYNC_SYNCING, DS_NETSYNC_DONE,
-    DS_NETSYNC_FAILED
+    DS_NETSYNC_FAILED, DS_NETSYNC_SKIPPED
 } ds_netsync_state;
 
 typedef struct ds_netsync_peer {
@@ -76,7 +78,7 @@ typedef struct ds_netsync_peer {
     char tried[1024];                 /* addresses tried, ", "-separated */
     int err;                          /* DS_ERR_* when FAILED */
     char code[32];                    /* the publisher's ERROR code, "" if none */
-    char message[1024];               /* why it failed, for the user */
+    char message[1024];               /* why it failed or was skipped, for the user */
 } ds_netsync_peer;
 
 /* Called on the loop thread whenever a peer of a job makes progress
@@ -101,9 +103,12 @@ void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud);
 void ds_netsync_bound(ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX], size_t *n);
 
 /* Starts a job syncing the peers |ids| (NodeIds, |n| <= DS_NETSYNC_MAX_PEERS)
- * in turn; *job receives its number.  DS_ERR_INVALID / DS_ERR_NOMEM. */
+ * in turn; *job receives its number.  With |skip_addrless| (a sync of every
+ * subscribed peer) a peer without an address is SKIPPED; without it (one
+ * peer asked for by name) that peer FAILED, saying how to add an address.
+ * DS_ERR_INVALID / DS_ERR_NOMEM. */
 int ds_netsync_sync(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
-                    uint64_t *job);
+                    int skip_addrless, uint64_t *job);
 /* Packs the job's status {job, done, peers: [peer]} (see docs/peers.md);
  * DS_ERR_NOTFOUND when the job is unknown (finished jobs are kept for a
  * while: the last 16). */
@@ -112,12 +117,12 @@ int ds_netsync_job_pack(ds_netsync *ns, uint64_t job, msgpack_packer *pk);
  * closed or deleted). */
 void ds_netsync_cancel_peer(ds_netsync *ns, const char *id);
 
-/* In process (no daemon): runs one job on a private loop until it is
- * done and packs its status like ds_netsync_job_pack.  |progress| may be
- * NULL. */
+/* In process (no daemon): runs one job (as ds_netsync_sync) on a private
+ * loop until it is done and packs its status like ds_netsync_job_pack.
+ * |progress| may be NULL. */
 int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
-                   const ds_netsync_opts *o, ds_netsync_progress_fn progress, void *ud,
-                   msgpack_packer *pk);
+                   int skip_addrless, const ds_netsync_opts *o, ds_netsync_progress_fn progress,
+                   void *ud, msgpack_packer *pk);
 
 /* The progress callback used by in-process runs started through the
  * dispatch table (op_peer_sync): the CLI sets it before calling. */

@@ -208,7 +208,9 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
  * peer_sync_status {job}         -> {job, done, peers: [run]}
  * peer_ticket      {}            -> {node_id, ticket, addrs: [str], listening}
  * A run is {node_id, label, state, full, pages, nodes_received, nodes_new,
- * bytes, replica_nodes, elapsed_ms, addr, path, tried, code, error}. */
+ * bytes, replica_nodes, elapsed_ms, addr, path, tried, code, error, reason};
+ * state "skipped" (reason set) is a peer without an address passed over by
+ * a sync of every peer. */
 int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);

@@ -101,23 +101,63 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
         else if (!rc)
             snprintf(ids[n++], sizeof ids[0], "%s", p->node_id);
     } else {
-        for (size_t i = 0; i < cfg.n && n < DS_NETSYNC_MAX_PEERS; i++)
-            if (cfg.peers[i].subscribe)
-                snprintf(ids[n++], sizeof ids[0], "%s", cfg.peers[i].node_id);
+        /* Every subscribed peer.  One without an address (added only for
+         * ds peer import) is skipped by the job, as ds start --sync does;
+         * when no peer has an address there is nothing to do: an error. */
+        size_t dialable = 0;
+        char noaddr[256] = "";
+        int more = 0;
+        for (size_t i = 0; i < cfg.n && n < DS_NETSYNC_MAX_PEERS; i++) {
+            const ds_peer *p = &cfg.peers[i];
+            if (!p->subscribe)
+                continue;
+            snprintf(ids[n++], sizeof ids[0], "%s", p->node_id);
+            if (p->naddrs) {
+                dialable++;
+                continue;
+            }
+            if (more)
+                continue;
+            /* Named in the error below, as many as fit. */
+            char sid[DS_PEER_SHORT_ID + 1];
+            const char *lb = ds_peer_label(p, sid);
+            size_t l = strlen(noaddr);
+            if (l + strlen(lb) + 8 < sizeof noaddr) {
+                snprintf(noaddr + l, sizeof noaddr - l, "%s%s", l ? ", " : "", lb);
+            } else {
+                snprintf(noaddr + l, sizeof noaddr - l, ", ...");
+                more = 1;
+            }
+        }
         if (!n)
             rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
                              "Add one with: ds peer add TICKET --name NAME (the ticket is "
                              "printed by ds peer ticket on the other machine)",
                              "there are no subscribed peers to sync with");
+        else if (!dialable) {
+            char hint[512];
+            snprintf(hint, sizeof hint,
+                     "Add an address with: ds peer add %s --addr HOST:PORT, or add the "
+                     "peer's ticket (printed by ds peer ticket on its machine); a peer "
+                     "without one gets nodes only through ds peer import",
+                     n == 1 ? noaddr : "NAME");
+            rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND, hint,
+                             n == 1 ? "the only subscribed peer, %s, has no address to sync "
+                                      "with"
+                                    : "none of the subscribed peers (%s) has an address to "
+                                      "sync with",
+                             noaddr);
+        }
     }
     ds_peers_cfg_free(&cfg);
+    int raw_given = raw != NULL;
     free(raw);
     if (rc)
         return rc;
     if (ctx->netsync) {
         uint64_t job;
         rc = ds_netsync_sync(ctx->netsync, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, full,
-                             &job);
+                             !raw_given, &job);
         if (rc)
             return ds_ops_fail(ctx, rc, rc == DS_ERR_NOMEM ? DS_OPS_E_NOMEM : DS_OPS_E_INTERNAL,
                                NULL, "cannot start the sync: %s", ds_strerror(rc));
@@ -125,8 +165,8 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
     }
     ds_netsync_opts o;
     inproc_opts(ctx, &o);
-    rc = ds_netsync_run(ctx, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, full, &o, NULL, NULL,
-                        reply);
+    rc = ds_netsync_run(ctx, (const char (*)[DS_NODE_ID_HEX + 1])ids, n, full, !raw_given, &o,
+                        NULL, NULL, reply);
     if (rc)
         return ds_ops_fail(ctx, rc, rc == DS_ERR_NOMEM ? DS_OPS_E_NOMEM : DS_OPS_E_IO, NULL,
                            "cannot run the sync: %s", ds_strerror(rc));

@@ -18,7 +18,9 @@
 # first address; the daemon's --sync retry with backoff; removing a peer
 # while the daemon is syncing it; ds peer init --force while the daemon
 # runs (the new key is used at once, the old one stops working); ds start
-# --listen before ds peer init (warns, then listens once there is a key).
+# --listen before ds peer init (warns, then listens once there is a key);
+# a sync of every peer, in the daemon and in process, skips a subscribed
+# peer that has no address and still succeeds.
 # Only 127.0.0.1 / ::1, every wait bounded, only our daemons are stopped.
 set -u
 
@@ -181,9 +183,24 @@ check "bob's daemon starts" rc_is 0
 BPORT=$PORT
 
 # ---- first sync -------------------------------------------------------------
+# Bob also subscribes to carol for ds peer import only (no address): a sync
+# of every peer (in bob's daemon) skips her, says so, and still succeeds.
+run "$B" peer add "$CID" --name carolfile
+check "bob adds carol without an address" rc_is 0
 run "$B" peer sync
 check "sync: ok" rc_is 0
 check "sync: spec's summary line" out_has "Syncing with alice... 3 nodes received."
+check "sync (daemon): the addressless peer is skipped, saying so" \
+    err_has "Skipping carolfile: no address known (add one with ds peer add carolfile --addr HOST:PORT)"
+check "sync (daemon): carol's last result untouched" python3 -c "
+import json,sys; p=json.load(open('$B/peers.json'))['peers']['$CID']
+sys.exit(0 if 'last_result' not in p and 'last_attempt' not in p else 1)"
+run "$B" peer sync --json
+check "sync (daemon) --json: ok" rc_is 0
+check "sync (daemon) --json: skipped with a reason, alice done" \
+    jq_ "sorted((p['label'], p['state'], p['reason'] is None) for p in d['peers']) == [('alice', 'done', True), ('carolfile', 'skipped', False)]"
+run "$B" peer remove carolfile
+check "bob removes carolfile" rc_is 0
 run "$B" query "thiserror derive"
 check "query on bob shows [alice] hits" out_has "[alice]"
 run "$B" query --peer alice --json --limit 50 "thiserror derive private secret old"
@@ -254,6 +271,14 @@ run "$D" peer sync --json
 check "dave: sync over ::1 after a dead address" \
     jq_ "d['peers'][0]['state'] == 'done' and d['peers'][0]['addr'] == '[::1]:$APORT' and d['peers'][0]['nodes_new'] == 6"
 check "dave: dead address listed as tried" jq_ "'127.0.0.1:$DEAD' in (d['peers'][0]['tried'] or '')"
+# In process (dave runs no daemon): a peer without an address is skipped.
+run "$D" peer add "$CID" --name carolfile
+run "$D" peer sync
+check "sync (in process): ok with an addressless peer" rc_is 0
+check "sync (in process): alice synced" out_has "Syncing with alice... 0 nodes received."
+check "sync (in process): the addressless peer is skipped, saying so" \
+    err_has "Skipping carolfile: no address known (add one with ds peer add carolfile --addr HOST:PORT)"
+run "$D" peer remove carolfile
 
 # ---- kill alice's daemon mid-sync ----------------------------------------------------
 if [ -x "$BENCH" ]; then

@@ -12,7 +12,10 @@
 # set; a tampered file and an unknown signer are refused and change
 # nothing; --add; fan-out ranking and [local]/[alice] labels; --local /
 # --peer; stats per peer; peer remove deletes peers/<id>/; malformed
-# share.json / peers.json messages; the lock's bounded wait.
+# share.json / peers.json messages; the lock's bounded wait; ds peer list
+# aligns its columns for long names (NAME width = longest name, cut at
+# 40); ds peer sync of every peer skips (and says so) a peer without an
+# address, and fails only when no subscribed peer has one.
 set -u
 
 if [ $# -ne 1 ] || [ ! -x "$1" ]; then
@@ -283,6 +286,40 @@ lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
 col = lines[0].index("SUBSCRIBE")
 row = lines[1]
 sys.exit(0 if row[col:col + 3] == "no " and row[col - 2:col] == "  " and lines[0].index("NODES") + 5 == row.index(" 0 ") + 2 else 1)' "$T/out"
+# the NAME column is as wide as the longest name (at most 40 columns; a
+# longer name is cut to 39 characters and "…"), so the columns line up
+N30=a-name-of-exactly-thirty-chars
+N50=a-peer-name-of-fifty-characters-which-is-too-long-
+run "$D" peer add "$BID" --name "$N30"
+run "$D" peer add "$CID" --name "$N50"
+run "$D" peer list
+check "list: long names keep the columns aligned" python3 - "$T/out" "$N50" <<'PY'
+import sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+head, rows = lines[0], [l for l in lines[1:] if not l.startswith("    ")]
+cols = [head.index(w) for w in ("NODE ID", "SUBSCRIBE", "PUBLISH", "LAST SYNC")]
+ok = len(rows) == 3 and cols[0] == 41
+for r in rows:   # each row: a 16-hex NodeId prefix and "…" under NODE ID, yes/no under the flags
+    ok = ok and r[cols[0] - 1] == " " and r[cols[0] + 16] == "…"
+    ok = ok and r[cols[1]:cols[1] + 2] in ("ye", "no") and r[cols[2]:cols[2] + 2] in ("ye", "no")
+    ok = ok and (r[cols[3]:].startswith("never") or r[cols[3]:cols[3] + 1].isdigit())
+ok = ok and any(r.startswith(sys.argv[2][:39] + "… ") for r in rows)
+sys.exit(0 if ok else 1)
+PY
+run "$D" peer remove "$N50"
+run "$D" peer list
+check "list: the NAME column shrinks to the longest name shown" python3 - "$T/out" "$A8" "$N30" <<'PY'
+import sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+col = lines[0].index("NODE ID")
+rows = {l.split(" ")[0]: l for l in lines[1:] if not l.startswith("    ")}
+ok = col == 31 and sorted(rows) == sorted(sys.argv[2:])
+ok = ok and all(r[col - 1] == " " and r[col + 16] == "…" for r in rows.values())
+sys.exit(0 if ok else 1)
+PY
+run "$D" peer list --json
+check "list --json: names whole" jq_ "sorted(p['label'] for p in d['peers']) == sorted(['$A8', '$N30'])"
+run "$D" peer remove "$N30"
 run "$D" peer remove "$A8"
 check "remove LABEL: removed" out_has "Removed peer '$A8'"
 # an ambiguous prefix, and names an older version accepted, from peers.json
@@ -313,6 +350,48 @@ check "start --help: the sync config object" out_has '"sync": {"listen": "0.0.0.
 check "start --help: at most 4 --listen" out_has "up to 4 times"
 run "$D" peer unshare --help
 check "unshare --help: nothing retracted" out_has "Nodes peers already synced or imported stay"
+
+# ---- ds peer sync of every peer: a peer without an address is skipped ------
+# No daemon: the sync runs in this process.  "importonly" was added for
+# ds peer import only (no address); "far" has an address where nothing
+# listens, so it fails at once (ICMP) or within the 1 s dial bound.
+G="$T/gina"
+run "$G" peer init
+run "$G" peer add "$AID" --name importonly
+run "$G" peer sync
+check "sync all, no peer has an address: fails" rc_is 1
+check "sync all, no peer has an address: says so" err_has "the only subscribed peer, importonly, has no address to sync with"
+check "sync all, no peer has an address: what to do" err_has "ds peer add importonly --addr HOST:PORT"
+check "sync all, no peer has an address: nothing recorded" python3 -c "
+import json,sys; p=json.load(open('$G/peers.json'))['peers']['$AID']
+sys.exit(0 if 'last_result' not in p and 'last_attempt' not in p else 1)"
+run "$G" peer add "$BID" --name far --addr 127.0.0.1:9
+DS_SYNC_CONNECT_TIMEOUT_MS=1000 run "$G" peer sync
+check "sync all: exit 1 when a peer with an address failed" rc_is 1
+check "sync all: the addressless peer is skipped, saying so" \
+    err_has "Skipping importonly: no address known (add one with ds peer add importonly --addr HOST:PORT)"
+check "sync all: the skip is no failure" err_lacks "ds: importonly:"
+check "sync all: the other peer was tried" out_has "Syncing with far... failed."
+DS_SYNC_CONNECT_TIMEOUT_MS=1000 run "$G" peer sync --json
+check "sync all --json: skipped, with the reason" \
+    jq_ "{p['label']: (p['state'], p['reason'], p['error']) for p in d['peers']}['importonly'] == ('skipped', 'no address known (add one with ds peer add importonly --addr HOST:PORT)', None)"
+check "sync all --json: the failed peer has no reason" \
+    jq_ "[(p['state'], p['reason']) for p in d['peers'] if p['label'] == 'far'] == [('failed', None)]"
+check "sync all: the skipped peer's last result untouched" python3 -c "
+import json,sys; ps=json.load(open('$G/peers.json'))['peers']
+sys.exit(0 if 'last_result' not in ps['$AID'] and ps['$BID']['last_result'].startswith('cannot reach far') else 1)"
+run "$G" peer list
+check "list: no sync attempt shown for the skipped peer" python3 - "$T/out" <<'PY'
+import sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+i = [n for n, l in enumerate(lines) if l.startswith("importonly ")]
+sys.exit(0 if len(i) == 1 and lines[i[0]].endswith("never") and not (i[0] + 1 < len(lines) and lines[i[0] + 1].startswith("    ")) else 1)
+PY
+run "$G" peer sync importonly
+check "sync of one named peer without an address: still an error" rc_is 1
+check "sync of one named peer without an address: what to do" err_has "no address known for importonly: add one with ds peer add importonly --addr HOST:PORT"
+run "$G" peer sync --help
+check "sync --help: addressless peers are skipped" out_has "is skipped"
 
 # ---- malformed files -------------------------------------------------------
 cp "$B/share.json" "$T/share.bak" 2>/dev/null || true
