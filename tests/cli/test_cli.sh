@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # predicates are only called through check (lib.sh)
 # test_cli.sh - integration test of the ds command line (foundation
 # commands: add, note, query, show, related, stats, reset, help).
 #
@@ -9,64 +10,13 @@
 # stderr and --json output (validated with python3), and prints
 # "N passed, M failed" as its last line; exits non-zero on any failure.
 set -u
-
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 /path/to/ds" >&2
-    exit 2
-fi
-DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/ds-cli-test.XXXXXX") || exit 2
-T=$(cd "$T" && pwd -P)
-cleanup() { chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+lib_init ds-cli-test "$@"
 export DS_HOME="$T/home"
-export TZ=UTC
-unset DS_DEBUG 2>/dev/null || true
+PY_ERR="$T/pyerr"
 
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
-
-# run ARGS...: runs ds with stdin from /dev/null (never a terminal);
-# sets RC and leaves stdout in $T/out, stderr in $T/err.
-run() {
-    "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
-OUT() { cat "$T/out"; }
-ERR() { cat "$T/err"; }
-
-check() { # check DESC CONDITION-COMMAND...
-    local desc=$1
-    shift
-    if "$@"; then ok; else
-        bad "$desc"
-        echo "  rc=$RC stdout: $(head -c 600 "$T/out")" >&2
-        echo "  stderr: $(head -c 600 "$T/err")" >&2
-    fi
-}
-rc_is() { [ "$RC" -eq "$1" ]; }
-out_has() { grep -qF -- "$1" "$T/out"; }
-err_has() { grep -qF -- "$1" "$T/err"; }
-out_empty() { [ ! -s "$T/out" ]; }
 # A hint: a second line after the message, or an embedded "run ds ...".
 has_hint() { [ "$(wc -l <"$T/err")" -ge 2 ] || grep -q "run ds " "$T/err"; }
-# jq_ PY-EXPR: true when the Python expression holds for d = JSON of stdout.
-jq_() {
-    python3 -c '
-import json, re, sys
-d = json.load(open(sys.argv[1]))
-sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1" 2>>"$T/pyerr"
-}
-# jval PY-EXPR: prints the value of the expression over the JSON of stdout.
-jval() {
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print(eval(sys.argv[2]))' "$T/out" "$1" 2>>"$T/pyerr"
-}
 # expect_usage DESC PATTERN ARGS...: exit 2, PATTERN on stderr, a hint, no stdout.
 expect_usage() {
     local desc=$1 pat=$2
@@ -437,5 +387,4 @@ check "errors go to stderr only" out_empty
 run stats --json
 check "results go to stdout only" test ! -s "$T/err"
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+finish

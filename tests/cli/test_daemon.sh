@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # predicates are only called through check (lib.sh)
 # test_daemon.sh - integration test of the ds daemon: start/stop/status,
 # one daemon per home, the socket (mode 0600) carrying real requests,
 # SIGHUP reload (good and broken configuration), kill -9 recovery, a bad
@@ -12,74 +13,19 @@
 # on failure.  The last line is "N passed, M failed"; exit non-zero on
 # any failure.
 set -u
-
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 /path/to/ds" >&2
-    exit 2
-fi
-DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/ds-daemon-test.XXXXXX") || exit 2
-T=$(cd "$T" && pwd -P)
-PIDS=""
-cleanup() {
-    for p in $PIDS; do
-        kill -9 "$p" 2>/dev/null
-    done
-    rm -rf "$T"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+lib_init ds-daemon-test "$@"
 export DS_HOME="$T/home"
 export HOME="$T/user"
-export TZ=UTC
 mkdir -p "$HOME/.claude/projects" "$T/watch" "$T/watch2" "$DS_HOME"
 CFG="$DS_HOME/config.json"
 LOG="$DS_HOME/daemon.log"
+PY_ERR=/dev/null
 
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
-
-run() {
-    "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
-check() { # check DESC CONDITION-COMMAND...
-    local desc=$1
-    shift
-    if "$@"; then ok; else
-        bad "$desc"
-        echo "  rc=${RC:-} stdout: $(head -c 600 "$T/out" 2>/dev/null)" >&2
-        echo "  stderr: $(head -c 600 "$T/err" 2>/dev/null)" >&2
-    fi
-}
-rc_is() { [ "$RC" -eq "$1" ]; }
-out_has() { grep -qF -- "$1" "$T/out"; }
-err_has() { grep -qF -- "$1" "$T/err"; }
 log_has() { grep -qF -- "$1" "$LOG" 2>/dev/null; }
-alive() { kill -0 "$1" 2>/dev/null; }
-# jq_ PY-EXPR: true when the Python expression holds for d = JSON of stdout.
-jq_() {
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1" 2>/dev/null
-}
-# Bounded waits: up to 100 x 0.1 s.
-wait_until() { # wait_until COMMAND...
-    local i
-    for i in $(seq 1 100); do
-        if "$@"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-dead() { ! alive "$1"; }
 log_count() { grep -cF -- "$1" "$LOG" 2>/dev/null || true; }
 log_grew() { [ "$(log_count "$1")" -gt "$2" ]; }
 pidfile() { cat "$DS_HOME/daemon.pid" 2>/dev/null; }
-remember() { PIDS="$PIDS $1"; }
 requests() {
     "$DS" status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'
 }
@@ -242,12 +188,8 @@ check "foreground daemon answers with its pid" out_has "is running (pid $FG)"
 check "foreground logs to stderr" wait_until grep -q "ready: listening" "$T/fg.err"
 kill -TERM "$FG"
 FGRC=124
-for i in $(seq 1 100); do
-    if dead "$FG"; then wait "$FG"; FGRC=$?; break; fi
-    sleep 0.1
-done
+if wait_until dead "$FG"; then wait "$FG"; FGRC=$?; fi
 check "foreground daemon exits 0 on SIGTERM" test "$FGRC" -eq 0
 check "foreground says stopped" grep -q "Daemon stopped." "$T/fg.err"
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+finish

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # predicates are only called through check (lib.sh)
 # test_daemon_ingest.sh - end-to-end session ingestion by a real daemon.
 #
 # Usage: bash tests/cli/test_daemon_ingest.sh /path/to/ds
@@ -16,37 +17,11 @@
 #   4. no secret reaches the store (not in any node, not in the data file).
 # Every wait is a bounded poll; only daemons this test started are killed.
 set -u
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then echo "usage: $0 /path/to/ds" >&2; exit 2; fi
-DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-HERE=$(cd "$(dirname "$0")" && pwd)
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/ds-e2e.XXXXXX") || exit 2
-T=$(cd "$T" && pwd -P)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-export HOME="$T/user" TZ=UTC
+. "$(dirname "$0")/lib.sh"
+lib_init ds-e2e "$@"
+export HOME="$T/user"
 mkdir -p "$HOME"
 
-PASS=0; FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
-check() { local d=$1; shift; if "$@"; then ok; else bad "$d"; fi; }
-
-# poll DESC TIMEOUT_S CMD...: retries CMD every 0.1 s until it succeeds.
-poll() {
-    local desc=$1 limit=$2; shift 2
-    local i n=$((limit * 10))
-    for ((i = 0; i < n; i++)); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.1
-    done
-    echo "timed out after ${limit}s waiting for: $desc" >&2
-    return 1
-}
 status_json() { DS_HOME=$1 "$DS" status --json 2>/dev/null; }
 # queue_settled HOME MIN_DONE: nothing pending or processing, at least MIN_DONE done.
 queue_settled() {
@@ -66,18 +41,13 @@ for n in sorted(json.load(sys.stdin), key=lambda n: n["id"]):
 start_daemon() {   # HOME -> sets DPID
     DS_HOME=$1 "$DS" start >"$T/start.out" 2>&1 || { cat "$T/start.out" >&2; return 1; }
     DPID=$(cat "$1/daemon.pid")
-    PIDS+=("$DPID")
+    remember "$DPID"
 }
-stop_daemon() { DS_HOME=$1 "$DS" stop >/dev/null 2>&1; }
 
-AWS=AKIAIOSFODNN7EXAMPLE
-GHT=ghp_16C7e42F292c6912E7710c838347Ae178B4a
 PROJECTS="$HOME/.claude/projects"
 P1="$T/work/my.app_v2 final"        # dots, underscore, space
 P2="$T/work/other_proj.d"
 mkdir -p "$P1/sub dir" "$P2"
-enc() { python3 -c 'import re,sys; print(re.sub(r"[^A-Za-z0-9]", "-", sys.argv[1]))' "$1"; }
-fixture() { python3 "$HERE/claude_fixture.py" "$@" --aws "$AWS" --ght "$GHT"; }
 
 # ---------------------------------------------------------------- 1. ingest
 H1="$T/home1"
@@ -90,7 +60,7 @@ S4="$PROJECTS/$(enc "$P2")/bbbbbbbb-0000-4000-8000-000000000004.jsonl"
 fixture write "$S1" --cwd "$P1" --session sess-main --kind main
 fixture write "$S2" --cwd "$P1" --session sess-second --kind second
 fixture write "$S3" --cwd "$P1/sub dir" --session sess-sub --kind sub
-start_daemon "$H1" || { echo "0 passed, 1 failed"; exit 1; }
+start_daemon "$H1" || abort "daemon started in $H1"
 check "first sessions ingested" poll "3 jobs done" 60 queue_settled "$H1" 3
 # A project folder created while the daemon runs is picked up too.
 mkdir -p "$PROJECTS/$(enc "$P2")"
@@ -155,12 +125,12 @@ conf() {
 HR="$K/ref"; HK="$K/killed"
 mkdir -p "$HR" "$HK"
 conf > "$HR/config.json"; conf > "$HK/config.json"
-start_daemon "$HR" || { echo "$PASS passed, $((FAIL + 1)) failed"; exit 1; }
+start_daemon "$HR" || abort "daemon started in $HR"
 check "reference run completes" poll "reference jobs" 120 queue_settled "$HR" 12
 stop_daemon "$HR"
 nodes_dump "$HR" > "$T/ref.txt"
 
-start_daemon "$HK" || { echo "$PASS passed, $((FAIL + 1)) failed"; exit 1; }
+start_daemon "$HK" || abort "daemon started in $HK"
 some_done() {
     status_json "$HK" | python3 -c '
 import json, sys
@@ -172,8 +142,7 @@ kill -9 "$DPID"
 echo "killed daemon $DPID with $done_at_kill of 12 jobs done" >&2
 mid_way() { [ "$done_at_kill" -lt 12 ]; }
 check "the kill happened mid-ingest" mid_way
-gone() { ! kill -0 "$DPID" 2>/dev/null; }
-poll "killed daemon gone" 10 gone
+poll "killed daemon gone" 10 dead "$DPID"
 start_daemon "$HK" || bad "restart after kill -9"
 check "restarted daemon completes" poll "killed-home jobs" 120 queue_settled "$HK" 12
 stop_daemon "$HK"
@@ -183,5 +152,4 @@ check "after kill -9 + restart: exactly the uninterrupted run's nodes" same_set
 nonempty() { [ "$(wc -l < "$T/ref.txt")" -ge 12 ]; }
 check "the reference run produced nodes" nonempty
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+finish

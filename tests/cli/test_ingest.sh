@@ -11,68 +11,24 @@
 # re-scan adds nothing.  Prints "N passed, M failed" last; exits non-zero
 # on any failure.
 set -u
-
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 /path/to/ds" >&2
-    exit 2
-fi
-DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/ds-ingest-test.XXXXXX") || exit 2
-T=$(cd "$T" && pwd -P)
-cleanup() { rm -rf "$T"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+lib_init ds-ingest-test "$@"
 export HOME="$T/user"
 export DS_HOME="$T/dshome"
-export TZ=UTC
 mkdir -p "$HOME"
-
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
-run() {
-    "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
-check() {
-    local desc=$1
-    shift
-    if "$@"; then ok; else
-        bad "$desc"
-        echo "  rc=$RC stdout: $(head -c 600 "$T/out")" >&2
-        echo "  stderr: $(head -c 600 "$T/err")" >&2
-    fi
-}
-rc_is() { [ "$RC" -eq "$1" ]; }
-out_has() { grep -qF -- "$1" "$T/out"; }
-out_lacks() { ! grep -qF -- "$1" "$T/out"; }
-err_has() { grep -qF -- "$1" "$T/err"; }
-jq_() {
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1" 2>>"$T/pyerr"
-}
+PY_ERR="$T/pyerr"
 
 # ------------------------------------------------------------ fixtures
-AWS=AKIAIOSFODNN7EXAMPLE
-GHT=ghp_16C7e42F292c6912E7710c838347Ae178B4a
 P1="$T/work/my.app_v2 final"      # dots, underscore, space
 P2="$T/work/other-proj"
 P3="$T/work/my.app_v2 final-x"    # a sibling whose encoding extends P1's
 mkdir -p "$P1/sub dir" "$P2" "$P3"
 PROJECTS="$HOME/.claude/projects"
-enc() { python3 -c 'import re,sys; print(re.sub(r"[^A-Za-z0-9]", "-", sys.argv[1]))' "$1"; }
 mkdir -p "$PROJECTS/$(enc "$P1")" "$PROJECTS/$(enc "$P2")" "$PROJECTS/$(enc "$P1/sub dir")" \
          "$PROJECTS/$(enc "$P3")"
 
 # session FILE CWD SESSION-ID KIND: writes a transcript (tests/cli/claude_fixture.py).
-HERE=$(cd "$(dirname "$0")" && pwd)
-session() {
-    python3 "$HERE/claude_fixture.py" write "$1" --cwd "$2" --session "$3" --kind "$4" \
-        --aws "$AWS" --ght "$GHT"
-}
+session() { fixture write "$1" --cwd "$2" --session "$3" --kind "$4"; }
 S1="$PROJECTS/$(enc "$P1")/11111111-aaaa-4bbb-8ccc-000000000001.jsonl"
 S2="$PROJECTS/$(enc "$P1")/11111111-aaaa-4bbb-8ccc-000000000002.jsonl"
 S3="$PROJECTS/$(enc "$P1/sub dir")/11111111-aaaa-4bbb-8ccc-000000000003.jsonl"
@@ -184,5 +140,4 @@ check "queue clear: exit 0" rc_is 0
 run queue status --json
 check "queue clear removed done jobs" jq_ 'd["counts"]["done"] == 0'
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+finish

@@ -13,13 +13,8 @@
 # last line is "N passed, M failed"; the exit status is non-zero on any
 # failure.
 set -u
-
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 /path/to/ds" >&2
-    exit 2
-fi
-DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-HERE=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib.sh"
+lib_init ds-mcp-test "$@"
 
 if ! command -v node >/dev/null 2>&1; then
     echo "SKIPPED: Node.js not found"
@@ -49,10 +44,6 @@ if [ ! -f "$SDK/dist/esm/client/stdio.js" ]; then
     fi
 fi
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/ds-mcp-test.XXXXXX") || exit 2
-T=$(cd "$T" && pwd -P)
-cleanup() { rm -rf "$T"; }
-trap cleanup EXIT
 export DS_HOME="$T/home"
 mkdir -p "$T/project"
 
@@ -61,9 +52,7 @@ mkdir -p "$T/project"
 if ! (cd "$T/project" && "$DS" note --tag prefill \
         "quokka retries: exponential backoff with jitter keeps the service up") \
         >"$T/note.out" 2>"$T/note.err" </dev/null; then
-    echo "FAIL: ds note (pre-fill): $(cat "$T/note.err")" >&2
-    echo "0 passed, 1 failed"
-    exit 1
+    abort "ds note (pre-fill): $(cat "$T/note.err")"
 fi
 ID=$(tail -n 1 "$T/note.out")
 
@@ -71,7 +60,7 @@ ID=$(tail -n 1 "$T/note.out")
 timeout 300 node "$HERE/mcp_client.mjs" "$SDK" "$DS" "$DS_HOME" "$T/project" "$ID"
 rc=$?
 if [ $rc -eq 124 ]; then
-    echo "FAIL: the MCP client timed out" >&2
-    echo "0 passed, 1 failed"
+    bad "the MCP client timed out"
+    summary
 fi
 exit $rc

@@ -13,56 +13,14 @@
 # naming both; ds peer list and ds stats show the count as unknown; the
 # replica is never modified; moving it away and importing again repairs it.
 set -u
-
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 /path/to/ds" >&2
-    exit 2
-fi
-DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/ds-qrep-test.XXXXXX") || exit 2
-T=$(cd "$T" && pwd -P)
+. "$(dirname "$0")/lib.sh"
+lib_init ds-qrep-test "$@"
+unset DS_HOME
 A="$T/alice"
 B="$T/bob"
-cleanup() {
-    DS_HOME="$B" "$DS" stop >/dev/null 2>&1 </dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-export TZ=UTC
-unset DS_HOME DS_DEBUG 2>/dev/null || true
-
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
-# run HOME ARGS...: sets RC; stdout in $T/out, stderr in $T/err.
-run() {
-    local h=$1
-    shift
-    DS_HOME="$h" "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
-check() {
-    local desc=$1
-    shift
-    if "$@"; then ok; else
-        bad "$desc"
-        echo "  rc=$RC stdout: $(head -c 600 "$T/out")" >&2
-        echo "  stderr: $(head -c 600 "$T/err")" >&2
-    fi
-}
-rc_is() { [ "$RC" -eq "$1" ]; }
-out_has() { grep -qF -- "$1" "$T/out"; }
-out_lacks() { ! grep -qF -- "$1" "$T/out"; }
-err_has() { grep -qF -- "$1" "$T/err"; }
-err_lacks() { ! grep -qF -- "$1" "$T/err"; }
-jq_() {
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1"
-}
+STOP_HOMES=("$B")
+RUN_TAKES_HOME=1   # run HOME ARGS...
+SUMMARY_PREFIX="test_query_replica: "
 
 # ---- two homes: bob holds a replica of alice's shared project -------------
 P="$T/proj"
@@ -185,5 +143,4 @@ run "$B" query zebrafish
 check "repair: alice hit again" out_has "[alice]"
 check "repair: no warning" err_lacks "warning"
 
-echo "test_query_replica: $PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+finish
