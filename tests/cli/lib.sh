@@ -123,6 +123,9 @@ out_lacks() { ! grep -qF -- "$1" "$T/out"; }
 out_empty() { [ ! -s "$T/out" ]; }
 err_has() { grep -qF -- "$1" "$T/err"; }
 err_lacks() { ! grep -qF -- "$1" "$T/err"; }
+# note HOME PROJECT TEXT (with RUN_TAKES_HOME=1): ds note -p PROJECT TEXT
+# in HOME, counted as the check "note in PROJECT" (exit status 0).
+note() { run "$1" note -p "$2" "$3"; check "note in $2" rc_is 0; }
 
 # _py PROGRAM ARGS...: python3 -c, its stderr to PY_ERR when set.
 _py() {

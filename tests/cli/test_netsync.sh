@@ -23,65 +23,19 @@
 # peer that has no address and still succeeds.
 # Only 127.0.0.1 / ::1, every wait bounded, only our daemons are stopped.
 set -u
-
-if [ $# -lt 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 /path/to/ds [/path/to/bench_sync]" >&2
-    exit 2
-fi
-DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+. "$(dirname "$0")/lib.sh"
+lib_init --more '[/path/to/bench_sync]' ds-netsync-test "$@"
+unset DS_HOME
 BENCH=${2:-$(dirname "$DS")/bench/bench_sync}
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/ds-netsync-test.XXXXXX") || exit 2
-T=$(cd "$T" && pwd -P)
+# bench_sync (built with the tests) loads enough nodes that the kill lands
+# mid-sync.
+[ -x "$BENCH" ] || abort "bench_sync not found at $BENCH: build it (cmake --build BUILD) or pass its path"
 A="$T/alice" B="$T/bob" C="$T/carol" D="$T/dave"
-PIDS=()
-cleanup() {
-    # Stop only the daemons this test started (their PIDs, recorded below).
-    for h in "$A" "$B" "$C" "$D" "$T/fay"; do
-        [ -f "$h/daemon.pid" ] && DS_HOME="$h" "$DS" stop >/dev/null 2>&1
-    done
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-export TZ=UTC
-unset DS_HOME DS_DEBUG 2>/dev/null || true
+RUN_TAKES_HOME=1   # run HOME ARGS...
+CHECK_DETAIL=800
+STOP_HOMES=("$A" "$B" "$C" "$D" "$T/fay")   # stopped at exit: only our daemons
 export DS_SYNC_CONNECT_TIMEOUT_MS=3000 DS_LOCK_TIMEOUT_MS=10000
 
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
-run() {
-    local h=$1
-    shift
-    DS_HOME="$h" "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
-check() {
-    local desc=$1
-    shift
-    if "$@"; then ok; else
-        bad "$desc"
-        echo "  rc=$RC stdout: $(head -c 800 "$T/out")" >&2
-        echo "  stderr: $(head -c 800 "$T/err")" >&2
-    fi
-}
-rc_is() { [ "$RC" -eq "$1" ]; }
-out_has() { grep -qF -- "$1" "$T/out"; }
-err_has() { grep -qF -- "$1" "$T/err"; }
-jq_() {
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1"
-}
-jval() {
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print(eval(sys.argv[2]))' "$T/out" "$1"
-}
 # A UDP port free on both 127.0.0.1 and ::1 right now.
 free_port() {
     python3 - <<'PY'
@@ -130,6 +84,8 @@ import json, sys
 d = json.load(sys.stdin)
 print(sum(p["nodes"] for p in d["peers"] if p["label"] == sys.argv[1]))' "$2"
 }
+# shellcheck disable=SC2317  # called through poll (lib.sh)
+replica_is() { [ "$(replica_count "$1" "$2")" = "$3" ]; }   # HOME PEER N
 
 # ---- homes and projects ----------------------------------------------------
 PA="$T/work/alice/rust-patterns"
@@ -147,7 +103,6 @@ BID=$(DS_HOME="$B" "$DS" peer id)
 CID=$(DS_HOME="$C" "$DS" peer id)
 DID=$(DS_HOME="$D" "$DS" peer id)
 
-note() { run "$1" note -p "$2" "$3"; check "note in $2" rc_is 0; }
 note "$A" "$PA" "SHARED1 Using derive Error with thiserror for library errors"
 note "$A" "$PA" "SHARED2 thiserror derive and anyhow context in applications"
 note "$A" "$PA" "SHARED3 error handling patterns in async Rust"
@@ -281,21 +236,9 @@ check "sync (in process): the addressless peer is skipped, saying so" \
 run "$D" peer remove carolfile
 
 # ---- kill alice's daemon mid-sync ----------------------------------------------------
-if [ -x "$BENCH" ]; then
-    "$BENCH" load "$A" "$PA" 150000 300 BIGLOAD >/dev/null
-    check "loaded 150000 shared nodes into alice" [ $? -eq 0 ]
-    EXPECT=150006
-else
-    echo "note: $BENCH not found: loading 3000 nodes with ds add (slower, kill less likely mid-sync)" >&2
-    python3 - "$PA/big.md" <<'PY'
-import sys
-with open(sys.argv[1], 'w') as f:
-    for i in range(3000):
-        f.write(f"# Section {i}\n\nBIGLOAD paragraph {i} " + "lorem ipsum dolor " * 80 + "\n\n")
-PY
-    run "$A" add "$PA/big.md"
-    EXPECT=$((6 + $(DS_HOME="$A" "$DS" show --json --limit 1000 --project "$PA/big.md" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')))
-fi
+"$BENCH" load "$A" "$PA" 150000 300 BIGLOAD >/dev/null
+check "loaded 150000 shared nodes into alice" [ $? -eq 0 ]
+EXPECT=150006
 run "$A" peer export --full --json "$T/alice-full.dsx"
 SHARED=$(jval "d['nodes']")
 check "alice's shared set counted" [ "$SHARED" = "$EXPECT" ]
@@ -303,7 +246,7 @@ APID=$(cat "$A/daemon.pid")
 BEFORE=$(stat -c %s "$B/peers/$AID/db/data.mdb" 2>/dev/null || echo 0)
 DS_HOME="$B" "$DS" peer sync alice >"$T/kill.out" 2>"$T/kill.err" </dev/null &
 SYNCPID=$!
-PIDS+=("$SYNCPID")
+remember "$SYNCPID"
 for i in $(seq 1 400); do   # up to 8 s: kill once bob's replica has grown
     NOW=$(stat -c %s "$B/peers/$AID/db/data.mdb" 2>/dev/null || echo 0)
     [ "$NOW" -gt $((BEFORE + 2000000)) ] && break
@@ -315,7 +258,7 @@ KRC=$?
 MID=$(replica_count "$B" alice)
 check "sync interrupted by the kill fails" [ "$KRC" -eq 1 ]
 check "interrupted: a message naming alice" grep -qF "alice" "$T/kill.err"
-check "interrupted: partial replica kept" [ "$MID" -gt 6 ] && [ "$MID" -lt "$SHARED" ]
+check "interrupted: partial replica kept" [ "$MID" -gt 6 -a "$MID" -lt "$SHARED" ]
 echo "  (killed with $MID of $SHARED nodes on bob's side)" >&2
 run "$A" stop   # cleans the stale pid/socket of the killed daemon
 start_daemon_port "$A" "$APORT"
@@ -349,20 +292,10 @@ note "$A" "$PA" "RETRYNODE arrives through the daemon's retry"
 # Alice stays down until bob's first sync has failed (its dial ends on
 # the ICMP port unreachable, or after DS_SYNC_CONNECT_TIMEOUT_MS) and a
 # retry is scheduled; starting her earlier would let that dial succeed.
-RETRY=0
-for i in $(seq 1 100); do   # up to 20 s
-    grep -q "will retry" "$B/daemon.log" && { RETRY=1; break; }
-    sleep 0.2
-done
-check "daemon log: retries" [ "$RETRY" -eq 1 ]
+check "daemon log: retries" poll "" 20 grep -q "will retry" "$B/daemon.log"
 start_daemon_port "$A" "$APORT"
 check "alice back" rc_is 0
-GOT=0
-for i in $(seq 1 100); do   # up to 20 s
-    [ "$(replica_count "$B" alice)" = $((SHARED + 1)) ] && { GOT=1; break; }
-    sleep 0.2
-done
-check "retry with backoff brings the new node" [ "$GOT" -eq 1 ]
+check "retry with backoff brings the new node" poll "" 20 replica_is "$B" alice $((SHARED + 1))
 
 # ---- removing a peer while the daemon syncs it ----------------------------------------
 # eve's address answers nothing (a UDP socket of ours that only notes the
@@ -387,11 +320,8 @@ try:
 except socket.timeout:
     pass
 PY
-PIDS+=($!)
-for i in $(seq 1 100); do   # up to 20 s
-    [ -f "$T/eve.bound" ] && break
-    sleep 0.2
-done
+remember "$!"
+poll "" 20 test -f "$T/eve.bound"
 check "eve's silent socket is bound" [ -f "$T/eve.bound" ]
 run "$B" stop
 DS_SYNC_CONNECT_TIMEOUT_MS=30000 start_daemon_port "$B" "$BPORT"
@@ -400,18 +330,12 @@ run "$B" peer add "$EID" --name eve --addr "127.0.0.1:$EPORT"
 check "bob adds eve" rc_is 0
 DS_HOME="$B" "$DS" peer sync eve >"$T/eve.out" 2>"$T/eve.err" </dev/null &
 EVESYNC=$!
-PIDS+=($EVESYNC)
-for i in $(seq 1 100); do   # up to 20 s
-    [ -f "$T/eve.got" ] && break
-    sleep 0.2
-done
+remember "$EVESYNC"
+poll "" 20 test -f "$T/eve.got"
 check "bob's daemon is dialing eve" [ -f "$T/eve.got" ]
 run "$B" peer remove eve
 check "remove during the sync: ok" rc_is 0
-for i in $(seq 1 100); do   # up to 20 s
-    kill -0 "$EVESYNC" 2>/dev/null || break
-    sleep 0.2
-done
+poll "" 20 dead "$EVESYNC"
 check "the sync of eve ends" bash -c "! kill -0 $EVESYNC 2>/dev/null"
 check "the sync says eve was removed" grep -qF "eve was removed during the sync" "$T/eve.err" "$T/eve.out"
 check "the daemon did not wait for its own lock" bash -c "! grep -q 'held by another ds process' '$B/daemon.log'"
@@ -447,5 +371,4 @@ run "$F" peer ticket --json
 check "fay: listening once the identity exists" jq_ "d['listening'] and d['addrs'] == ['127.0.0.1:$PORT']"
 run "$F" stop
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+finish

@@ -17,60 +17,13 @@
 # 40); ds peer sync of every peer skips (and says so) a peer without an
 # address, and fails only when no subscribed peer has one.
 set -u
-
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 /path/to/ds" >&2
-    exit 2
-fi
-DS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/ds-peer-test.XXXXXX") || exit 2
-T=$(cd "$T" && pwd -P)
-cleanup() { chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-export TZ=UTC
-unset DS_HOME DS_DEBUG 2>/dev/null || true
+. "$(dirname "$0")/lib.sh"
+lib_init ds-peer-test "$@"
+unset DS_HOME
+RUN_TAKES_HOME=1   # run HOME ARGS...
 A="$T/alice"
 B="$T/bob"
 C="$T/carol"
-
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
-# run HOME ARGS...: sets RC; stdout in $T/out, stderr in $T/err.
-run() {
-    local h=$1
-    shift
-    DS_HOME="$h" "$DS" "$@" >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
-check() {
-    local desc=$1
-    shift
-    if "$@"; then ok; else
-        bad "$desc"
-        echo "  rc=$RC stdout: $(head -c 600 "$T/out")" >&2
-        echo "  stderr: $(head -c 600 "$T/err")" >&2
-    fi
-}
-rc_is() { [ "$RC" -eq "$1" ]; }
-out_has() { grep -qF -- "$1" "$T/out"; }
-out_lacks() { ! grep -qF -- "$1" "$T/out"; }
-err_has() { grep -qF -- "$1" "$T/err"; }
-err_lacks() { ! grep -qF -- "$1" "$T/err"; }
-jq_() {
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1"
-}
-jval() {
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print(eval(sys.argv[2]))' "$T/out" "$1"
-}
 
 # ---- projects ------------------------------------------------------------
 P="$T/a/proj"
@@ -117,7 +70,6 @@ run "$A" peer shared --json
 check "shared --json" jq_ "d['shared_projects'] == ['$P']"
 
 # ---- content -------------------------------------------------------------
-note() { run "$1" note -p "$2" "$3"; check "note in $2" rc_is 0; }
 note "$A" "$P" "SHARED zebra lmdb transactions are serializable writers"
 note "$A" "$P/sub" "SHARED zebra quokka quokka quokka page cursor design"
 note "$A" "$T/a/proj-x" "CANARYSIBLING zebra quokka sibling project secret"
@@ -430,5 +382,4 @@ if command -v flock >/dev/null 2>&1; then
     wait "$LP" 2>/dev/null
 fi
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+finish
