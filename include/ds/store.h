@@ -66,7 +66,8 @@ typedef struct ds_store_info {
 /* Opens (creating if needed) the store in directory |dir|, which is
  * created if missing.  Errors: DS_ERR_INVALID (no epoch_seed when
  * creating), DS_ERR_SCHEMA (written by a newer version), DS_ERR_NOTFOUND
- * (no_create and no store), DS_ERR_IO, DS_ERR_STORE, DS_ERR_NOMEM. */
+ * (no_create and no store), DS_ERR_IO, DS_ERR_STORE (damaged: also a data
+ * file shorter than its database, or empty with no_create), DS_ERR_NOMEM. */
 DS_API int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts);
 DS_API void ds_store_close(ds_store *st);
 DS_API const char *ds_store_path(const ds_store *st);
@@ -77,6 +78,22 @@ DS_API int ds_store_info_get(ds_store *st, ds_store_info *out);
  * DS_ERR_STORE when the store has no valid epoch record. */
 DS_API int ds_store_epoch(ds_store *st, uint8_t epoch[DS_EPOCH_LEN]);
 DS_API int ds_store_node_count(ds_store *st, uint64_t *n);
+
+/* Whether the data file still holds every page of the database.  LMDB
+ * reads through a memory map, and a read past the end of a file cut short
+ * while open (truncated, copied over in place, damaged) would crash the
+ * process with SIGBUS.  Every transaction the store and search functions
+ * begin (ds_store_open's too) checks this first, one fstat, and fails
+ * with DS_ERR_STORE instead.
+ * Returns 0, DS_ERR_STORE when the file is shorter, DS_ERR_IO when it
+ * cannot be looked at.  *file_bytes and *used_bytes (either may be NULL)
+ * receive the file's size and the bytes the database spans. */
+DS_API int ds_store_check(ds_store *st, uint64_t *file_bytes, uint64_t *used_bytes);
+/* 1 when the store's directory no longer holds the data file the store
+ * has open: data.mdb was moved away, deleted or replaced by another file
+ * (the store still reads the one it opened); 0 when it does; a negative
+ * DS_ERR_* when the open file cannot be looked at. */
+DS_API int ds_store_replaced(ds_store *st);
 
 /* Write transactions.  Only one may be open per process at a time (LMDB
  * serializes writers across processes too).  commit and abort consume

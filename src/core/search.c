@@ -115,7 +115,7 @@ int ds_search_stats_add(ds_store *st, const ds_query *q, ds_search_stats *acc)
 {
     if (acc->nterms != q->n) return DS_ERR_INVALID;
     MDB_txn *txn;
-    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    int rc = ds__store_begin(st, MDB_RDONLY, &txn);
     if (rc) return rc;
     ds_counters c;
     ds_segview *segs = NULL;
@@ -385,7 +385,7 @@ int ds_search_store(ds_store *st, const ds_query *q, const ds_search_stats *stat
     if (max_total <= 0) return 0;
 
     MDB_txn *txn;
-    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    int rc = ds__store_begin(st, MDB_RDONLY, &txn);
     if (rc) return rc;
     ds_segview *segs = NULL;
     size_t nseg = 0;

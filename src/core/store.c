@@ -10,10 +10,12 @@
 #include "core/store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ds/error.h"
 #include "core/util.h"
@@ -110,6 +112,112 @@ static int counters_write(ds_store *st, MDB_txn *txn, const ds_counters *c)
     for (int i = 0; i < DS_SOURCE_TYPE_COUNT; i++)
         if ((rc = meta_put_u64(st, txn, type_keys[i], c->by_type[i]))) return rc;
     return 0;
+}
+
+/* ---- the data file ----------------------------------------------------- */
+
+/* LMDB reads pages through a memory map of data.mdb.  Reading a page past
+ * the end of the file raises SIGBUS, so a file cut short while a store
+ * has it open (truncated by hand, copied over in place, damaged) would
+ * kill the process at its next read instead of failing it.  Every
+ * transaction the store begins therefore first compares the file's size
+ * (fstat) with what the database spans: the two meta pages, which
+ * beginning a transaction reads, then every page up to the newest meta
+ * page's last one (mdb_env_info), which covers every page a transaction
+ * begun now can reach.  A shorter file is DS_ERR_STORE and is not read.
+ * The cost is one fstat per transaction.
+ *
+ * LMDB itself may leave the file shorter than that: pages a transaction
+ * takes from the end of the file and frees again before committing (a
+ * large record written, then replaced) are never written (LMDB
+ * ITS#7886).  They are free and never read, but would fail the check, so
+ * every commit here extends the file over them (fallocate, which never
+ * shrinks it), holding grow_lock, which a transaction of another thread
+ * that meets a short file takes before looking again.
+ *
+ * Known limits: a file cut short after the check, while a transaction
+ * reads it, can still raise SIGBUS (closing that window would take a
+ * SIGBUS handler around every read through the map); a process other than
+ * the writer's that begins a transaction between an LMDB commit and the
+ * extension after it sees a short file (a spurious DS_ERR_STORE, never a
+ * crash), as does every transaction on a store whose last commit, by a
+ * ds without this extension, left such pages (docs/storage.md); only the
+ * file's size is checked, never its content.  search.c begins its
+ * transactions through ds__store_begin too. */
+
+/* The data file's size and the bytes the database spans.  Without its
+ * meta pages, the span last seen (for messages: too short either way). */
+static int file_span(ds_store *st, uint64_t *size, uint64_t *need)
+{
+    struct stat sb;
+    if (fstat(st->fd, &sb) != 0) return DS_ERR_IO;
+    *size = (uint64_t)sb.st_size;
+    *need = 2 * st->psize;                 /* the meta pages */
+    if (*size >= *need) {
+        MDB_envinfo ei;                    /* reads a meta page: present */
+        if (mdb_env_info(st->env, &ei) != 0) return DS_ERR_STORE;
+        *need = ((uint64_t)ei.me_last_pgno + 1) * st->psize;
+        __atomic_store_n(&st->span, *need, __ATOMIC_RELAXED);
+    } else {
+        uint64_t seen = __atomic_load_n(&st->span, __ATOMIC_RELAXED);
+        if (seen > *need) *need = seen;
+    }
+    return 0;
+}
+
+int ds_store_check(ds_store *st, uint64_t *file_bytes, uint64_t *used_bytes)
+{
+    uint64_t size = 0, need = 0;
+    int rc = file_span(st, &size, &need);
+    if (!rc && size < need) {
+        /* A commit of another thread may be extending it: wait, look again. */
+        pthread_mutex_lock(&st->grow_lock);
+        rc = file_span(st, &size, &need);
+        pthread_mutex_unlock(&st->grow_lock);
+    }
+    if (file_bytes) *file_bytes = size;
+    if (used_bytes) *used_bytes = need;
+    if (rc) return rc;
+    return size < need ? DS_ERR_STORE : 0;
+}
+
+int ds_store_replaced(ds_store *st)
+{
+    char datafile[4096];
+    struct stat open_sb, path_sb;
+    if (fstat(st->fd, &open_sb) != 0) return DS_ERR_IO;
+    if (snprintf(datafile, sizeof datafile, "%s/data.mdb", st->path) >= (int)sizeof datafile)
+        return DS_ERR_INVALID;
+    if (stat(datafile, &path_sb) != 0) return 1;
+    return path_sb.st_dev != open_sb.st_dev || path_sb.st_ino != open_sb.st_ino;
+}
+
+int ds__store_begin(ds_store *st, unsigned flags, MDB_txn **txn)
+{
+    *txn = NULL;
+    int rc = ds_store_check(st, NULL, NULL);
+    if (rc) return rc;
+    return ds__lmdb_err(mdb_txn_begin(st->env, NULL, flags, txn));
+}
+
+/* Commits write transaction |txn|, then extends the file over the pages
+ * LMDB left unwritten past its end, if any (above).  An extension that
+ * fails leaves the commit done and the store reported as damaged. */
+static int commit_write(ds_store *st, MDB_txn *txn)
+{
+    pthread_mutex_lock(&st->grow_lock);
+    int rc = ds__lmdb_err(mdb_txn_commit(txn));
+    uint64_t size, need;
+    if (!rc && file_span(st, &size, &need) == 0 && size < need) {
+        /* fallocate only ever grows the file: a writer of another process
+         * may have written past |need| since the fstat (ftruncate would
+         * cut that off).  Where the file system has no fallocate the tail
+         * stays, and the check reports the store short (docs/storage.md). */
+        int frc = fallocate(st->fd, 0, (off_t)size, (off_t)(need - size));
+        (void)frc;
+    }
+    pthread_mutex_unlock(&st->grow_lock);
+    return rc;
 }
 
 /* ---- open / close ------------------------------------------------------ */
@@ -217,8 +325,12 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
         if (opts && opts->no_create) return DS_ERR_NOTFOUND;
         if (mkdir(dir, 0700) != 0 && errno != EEXIST) return DS_ERR_IO;
     }
+    /* An empty data file is one cut to nothing: LMDB would write a new
+     * environment into it, which only creating may do. */
+    if (exists && sb.st_size == 0 && opts && opts->no_create) return DS_ERR_STORE;
     ds_store *st = calloc(1, sizeof *st);
     if (!st) return DS_ERR_NOMEM;
+    pthread_mutex_init(&st->grow_lock, NULL);
     int rc = DS_ERR_NOMEM;
     if (!(st->path = strdup(dir))) goto fail_alloc;
     st->no_iworker = opts && opts->no_index_thread;
@@ -235,11 +347,17 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     }
     int dead;
     mdb_reader_check(st->env, &dead);
+    /* mdb_env_open has read both meta pages: the file has them. */
+    MDB_stat ms;
+    if ((rc = ds__lmdb_err(mdb_env_get_fd(st->env, &st->fd))) ||
+        (rc = ds__lmdb_err(mdb_env_stat(st->env, &ms))))
+        goto fail_env;
+    st->psize = ms.ms_psize;
 
     /* Fast path: every table exists, a read transaction suffices (and
      * does not wait for a writer in another process). */
     MDB_txn *txn;
-    if ((rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))) goto fail_env;
+    if ((rc = ds__store_begin(st, MDB_RDONLY, &txn))) goto fail_env;
     uint32_t schema = 0;
     int orc = open_dbis(st, txn, 0), krc = DS_ERR_NOTFOUND;
     if (orc == 0 && (rc = check_schema(st, txn, &schema)) == 0 && schema == DS_STORE_SCHEMA &&
@@ -255,7 +373,7 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     if (orc && orc != MDB_NOTFOUND) { rc = ds__lmdb_err(orc); goto fail_env; }
 
     /* New store, or an older schema: create what is missing, migrate. */
-    if ((rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, 0, &txn)))) goto fail_env;
+    if ((rc = ds__store_begin(st, 0, &txn))) goto fail_env;
     if ((rc = ds__lmdb_err(open_dbis(st, txn, MDB_CREATE))) ||
         (rc = init_meta(st, txn, opts)) ||
         (rc = check_schema(st, txn, &schema)) ||
@@ -263,7 +381,7 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
         mdb_txn_abort(txn);
         goto fail_env;
     }
-    if ((rc = ds__lmdb_err(mdb_txn_commit(txn)))) goto fail_env;
+    if ((rc = commit_write(st, txn))) goto fail_env;
     if (schema < DS_STORE_SCHEMA) rc = migrate(st);
     if (rc) goto fail_env;
     *out = st;
@@ -273,6 +391,7 @@ fail_env:
     mdb_env_close(st->env);
 fail_alloc:
     ds_tokenizer_free(st->tok);
+    pthread_mutex_destroy(&st->grow_lock);
     free(st->path);
     free(st);
     return rc;
@@ -287,6 +406,7 @@ void ds_store_close(ds_store *st)
     ds__postbuf_free(&st->pb);
     free(st->ahead.docs);
     ds_tokenizer_free(st->tok);
+    pthread_mutex_destroy(&st->grow_lock);
     free(st->path);
     free(st);
 }
@@ -309,7 +429,7 @@ static int read_epoch(ds_store *st, MDB_txn *txn, uint8_t epoch[DS_EPOCH_LEN])
 int ds_store_epoch(ds_store *st, uint8_t epoch[DS_EPOCH_LEN])
 {
     MDB_txn *txn;
-    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    int rc = ds__store_begin(st, MDB_RDONLY, &txn);
     if (rc) return rc;
     rc = read_epoch(st, txn, epoch);
     mdb_txn_abort(txn);
@@ -320,7 +440,7 @@ int ds_store_node_count(ds_store *st, uint64_t *n)
 {
     *n = 0;
     MDB_txn *txn;
-    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    int rc = ds__store_begin(st, MDB_RDONLY, &txn);
     if (rc) return rc;
     ds_counters c;
     if (!(rc = ds__counters_read(st, txn, &c))) *n = c.docs;
@@ -332,7 +452,7 @@ int ds_store_info_get(ds_store *st, ds_store_info *out)
 {
     memset(out, 0, sizeof *out);
     MDB_txn *txn;
-    int rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    int rc = ds__store_begin(st, MDB_RDONLY, &txn);
     if (rc) return rc;
     ds_counters c;
     rc = ds__counters_read(st, txn, &c);
@@ -384,7 +504,7 @@ int ds__store_begin_ahead(ds_store *st, uint64_t ticket, ds_wtxn **out)
     int rc = tx ? 0 : DS_ERR_NOMEM;
     if (tx) {
         tx->st = st;
-        rc = ds__lmdb_err(mdb_txn_begin(st->env, NULL, 0, &tx->txn));
+        rc = ds__store_begin(st, 0, &tx->txn);
         if (!rc) rc = ds__counters_read(st, tx->txn, &tx->c);
     }
     if (rc) {
@@ -433,7 +553,7 @@ int ds__wtxn_commit_ahead(ds_wtxn *tx, const ds_ahead_doc *docs, size_t n, uint6
     if (rc) {
         mdb_txn_abort(tx->txn);
     } else {
-        rc = ds__lmdb_err(mdb_txn_commit(tx->txn));
+        rc = commit_write(tx->st, tx->txn);
     }
     if (rc && tx->st->ahead.state == DS_AHEAD_PENDING) ds__ahead_forget(tx->st);
     if (ticket) *ticket = rc ? 0 : t;
@@ -760,7 +880,7 @@ int ds_store_delete(ds_store *st, const uint8_t id[DS_ID_LEN])
 
 static int rtxn(ds_store *st, MDB_txn **txn)
 {
-    return ds__lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn));
+    return ds__store_begin(st, MDB_RDONLY, txn);
 }
 
 int ds_store_get(ds_store *st, const uint8_t id[DS_ID_LEN], ds_node *out)

@@ -7,6 +7,7 @@
 #define DS_STORE_INT_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "ds/store.h"
@@ -180,6 +181,11 @@ struct ds_store {
     ds_ahead ahead;                /* the next transaction's guessed insertions */
     int tc_valid;                  /* cached term count, for index_gen tc_gen */
     uint64_t tc_gen, tc_value;
+    /* The data file, checked before every transaction (ds_store_check). */
+    int fd;                        /* LMDB's descriptor of data.mdb */
+    uint64_t psize;                /* LMDB's page size */
+    uint64_t span;                 /* bytes the database spanned when last seen (atomic) */
+    pthread_mutex_t grow_lock;     /* held across a commit and the file extension after it */
 };
 
 /* The id filter's state within one write transaction (idfilter.c). */
@@ -204,6 +210,9 @@ struct ds_wtxn {
 };
 
 int ds__lmdb_err(int rc);
+/* Begins a transaction (|flags|: 0 or MDB_RDONLY) once the data file holds
+ * every page of the database (ds_store_check), else DS_ERR_STORE. */
+int ds__store_begin(ds_store *st, unsigned flags, MDB_txn **txn);
 /* Counts a record write for failure injection; DS_ERR_INJECTED when due. */
 int ds__store_write_check(ds_store *st);
 /* ds_wtxn_put_new storing |enc| as the node's record instead of encoding

@@ -40,7 +40,7 @@ typedef struct replica_ent {
 } replica_ent;
 
 struct ds_replica_cache {
-    replica_ent e[DS_OPS_MAX_STORES];
+    replica_ent e[DS_OPS_MAX_STORES];   /* st NULL: to be opened again */
     size_t n;
 };
 
@@ -69,29 +69,45 @@ static void cache_close(ds_ctx *ctx, const char *id)
 }
 
 /* The cached replica of |id|, opened (or, with |create|, created) on first
- * use.  DS_ERR_NOTFOUND when it does not exist and !create. */
-static int cache_open(ds_ctx *ctx, const char *id, int create, replica_ent **out)
+ * use.  DS_ERR_NOTFOUND when it does not exist and !create.  A replica
+ * whose data file was moved away or replaced since it was opened (the
+ * repair of a damaged one) is closed and what is there now opened, in the
+ * same entry, whose address callers may hold; a sync writing the old one
+ * is cancelled first, unless |by_sync|: the caller is the sync about to
+ * write it, and no other holds it (one sync per peer at a time). */
+static int cache_open(ds_ctx *ctx, const char *id, int create, int by_sync, replica_ent **out)
 {
     *out = NULL;
     if (!ctx->replicas && !(ctx->replicas = calloc(1, sizeof *ctx->replicas)))
         return DS_ERR_NOMEM;
     struct ds_replica_cache *c = ctx->replicas;
-    for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->e[i].id, id) == 0) {
-            *out = &c->e[i];
-            return 0;
-        }
-    if (c->n >= DS_OPS_MAX_STORES - 1)
+    replica_ent *e = NULL;
+    for (size_t i = 0; i < c->n && !e; i++)
+        if (strcmp(c->e[i].id, id) == 0)
+            e = &c->e[i];
+    if (e && e->st && ds_store_replaced(e->st) == 1) {
+        if (ctx->netsync && !by_sync)
+            ds_netsync_cancel_peer(ctx->netsync, id);
+        ds_store_close(e->st);
+        e->st = NULL;
+    }
+    if (e && e->st) {
+        *out = e;
+        return 0;
+    }
+    if (!e && c->n >= DS_OPS_MAX_STORES - 1)
         return DS_ERR_TOOLARGE;
     uint8_t seed[DS_EPOCH_LEN];
     ctx->random_buf(seed, sizeof seed);
     ds_store *st;
     int rc = ds_replica_open(ctx->home, id, create, seed, &st);
     if (rc)
-        return rc;
-    replica_ent *e = &c->e[c->n++];
-    memset(e, 0, sizeof *e);
-    snprintf(e->id, sizeof e->id, "%s", id);
+        return rc;   /* an entry left without a store is opened again next time */
+    if (!e) {
+        e = &c->e[c->n++];
+        memset(e, 0, sizeof *e);
+        snprintf(e->id, sizeof e->id, "%s", id);
+    }
     e->st = st;
     *out = e;
     return 0;
@@ -101,7 +117,7 @@ int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out)
 {
     replica_ent *e;
     *out = NULL;
-    int rc = cache_open(ctx, id, create, &e);
+    int rc = cache_open(ctx, id, create, 1, &e);
     if (rc == DS_ERR_NOTFOUND && !create)
         return rc;
     if (rc)
@@ -119,7 +135,7 @@ int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out)
 static int replica_open_read(ds_ctx *ctx, const char *id, replica_ent **out, char *why,
                              size_t whylen)
 {
-    int rc = cache_open(ctx, id, 0, out);
+    int rc = cache_open(ctx, id, 0, 0, out);
     if (rc && rc != DS_ERR_NOTFOUND) {
         snprintf(why, whylen, "%s", ds_strerror(rc));
         return rc;
@@ -178,6 +194,20 @@ static int replica_damage(ds_ctx *ctx, int fail, const char *label, const char *
     return rc;
 }
 
+/* Why reading |st| failed with |err|, in |why|: a data file cut short
+ * while open says so, with both sizes. */
+static void read_why(ds_store *st, int err, char *why, size_t whylen)
+{
+    uint64_t have, need;
+    if (err == DS_ERR_STORE && ds_store_check(st, &have, &need) == DS_ERR_STORE)
+        snprintf(why, whylen,
+                 "its data file is %llu bytes, shorter than the %llu bytes of its database "
+                 "(cut short while open?)",
+                 (unsigned long long)have, (unsigned long long)need);
+    else
+        snprintf(why, whylen, "%s", ds_strerror(err));
+}
+
 void ds_ops_replica_read_failed(ds_ctx *ctx, ds_store *st, const char *label, int err)
 {
     struct ds_replica_cache *c = ctx->replicas;
@@ -185,7 +215,9 @@ void ds_ops_replica_read_failed(ds_ctx *ctx, ds_store *st, const char *label, in
     for (size_t i = 0; c && i < c->n; i++)
         if (c->e[i].st == st)
             id = c->e[i].id;
-    replica_damage(ctx, 0, label, id, "read", ds_strerror(err));
+    char why[256];
+    read_why(st, err, why, sizeof why);
+    replica_damage(ctx, 0, label, id, "read", why);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -355,7 +387,7 @@ static uint64_t replica_nodes(ds_ctx *ctx, const char *id, int *exists, char *wh
         return 0;
     *exists = 1;
     if (!rc && (rc = ds_store_node_count(e->st, &n)) != 0)
-        snprintf(why, whylen, "%s", ds_strerror(rc));
+        read_why(e->st, rc, why, whylen);
     return rc ? 0 : n;
 }
 
@@ -1225,7 +1257,7 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         }
     }
     if (!rc) {
-        rc = cache_open(ctx, info.node_id, 1, &e);
+        rc = cache_open(ctx, info.node_id, 1, 0, &e);
         if (rc)
             rc = ds_ops_fail_store(ctx, rc, "opening the peer's replica");
     }

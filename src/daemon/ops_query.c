@@ -85,6 +85,36 @@ static int drop_failing(ds_ctx *ctx, ds_store **stores, const char **labels, siz
     return 0;
 }
 
+/* Before a search: the local store's data file must hold its whole
+ * database (ds_store_check; cut short while the process had it open),
+ * else the search fails with DS_ERR_STORE; this says what happened and
+ * what to do.  A replica cut short fails its search the same way and is
+ * left out with a warning (drop_failing). */
+static int check_local(ds_ctx *ctx, ds_store **stores, const char **labels, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(labels[i], "local") != 0)
+            continue;
+        uint64_t have = 0, need = 0;
+        int rc = ds_store_check(stores[i], &have, &need);
+        if (rc == 0)
+            return 0;
+        if (rc != DS_ERR_STORE)
+            return ds_ops_fail_store(ctx, rc, "checking the knowledge store");
+        const char *db = ds_store_path(stores[i]);
+        char hint[512];
+        snprintf(hint, sizeof hint,
+                 "Nothing was changed. Stop the daemon (ds stop), then put back a copy of "
+                 "%s or move it away (ds note and ds add start an empty store).", db);
+        return ds_ops_fail(ctx, rc, DS_OPS_E_STORE, hint,
+                           "the knowledge store %s cannot be read: its data file is %llu "
+                           "bytes, shorter than the %llu bytes of its database (cut short "
+                           "while open?)",
+                           db, (unsigned long long)have, (unsigned long long)need);
+    }
+    return 0;
+}
+
 static int is_blank(const char *s)
 {
     for (; *s; s++)
@@ -124,6 +154,8 @@ int op_query(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     size_t nstores = 0;
     if (!rc)
         rc = ds_ops_stores_select(ctx, params, stores, labels, &nstores);
+    if (!rc)
+        rc = check_local(ctx, stores, labels, nstores);
     if (!rc) {
         hits = calloc(limit, sizeof *hits);
         if (!hits)
@@ -243,6 +275,8 @@ int op_related(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     size_t nstores = 0, origin_store = 0;
     if (!rc)
         rc = ds_ops_stores(ctx, stores, labels, &nstores);
+    if (!rc)
+        rc = check_local(ctx, stores, labels, nstores);
     if (!rc) {
         /* Only the local store is searched for the id for now; peer
          * replicas will be tried in order once they are in the list. */

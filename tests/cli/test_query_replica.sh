@@ -5,13 +5,17 @@
 # Usage: bash tests/cli/test_query_replica.sh /path/to/ds
 #
 # bob imports alice's export, then alice's replica is damaged: data.mdb
-# truncated, a segment header of an unknown format (opens, fails to be
-# read), db replaced by a plain file.  Checks: ds query (text, --json,
-# in process and through the daemon), ds related and the MCP search tool
-# still answer from the local store, exit 0, with a warning naming the
-# peer and the replica's path plus a hint; --peer alice is an error
-# naming both; ds peer list and ds stats show the count as unknown; the
-# replica is never modified; moving it away and importing again repairs it.
+# cut short while bob's daemon has it open (LMDB would read past the end
+# of the file and the daemon die of SIGBUS), data.mdb truncated, or cut
+# to nothing (LMDB would start a new store in it), a segment header of an
+# unknown format (opens, fails to be read), db replaced by a plain file.
+# Checks: ds query (text, --json, in process and through the daemon),
+# ds related and the MCP search tool still answer from the local store,
+# exit 0, with a warning naming the peer and the replica's path plus a
+# hint; --peer alice is an error naming both; ds peer list and ds stats
+# show the count as unknown; the replica is never modified; moving it
+# away and importing again repairs it (through the daemon too); the
+# daemon stays up throughout.
 set -u
 . "$(dirname "$0")/lib.sh"
 lib_init ds-qrep-test "$@"
@@ -44,6 +48,70 @@ run "$B" query zebrafish
 check "healthy: alice hit" out_has "[alice]"
 check "healthy: local hit" out_has "[local]"
 check "healthy: no warning" err_lacks "warning"
+
+# ---- data.mdb cut short while the daemon has the replica open -------------
+# LMDB reads through a memory map: a read past the new end of the file
+# would kill the daemon with SIGBUS.  Cut to half, then to the two meta
+# pages only (LMDB still opens that); each time the daemon must stay up
+# and answer as for any damaged replica, without touching the file.
+run "$B" start
+check "open: daemon started" rc_is 0
+DPID=$(cat "$B/daemon.pid" 2>/dev/null)
+# The daemon started here answers requests (a crashed one may linger as a
+# zombie, which kill -0 still finds).
+daemon_up() {
+    DS_HOME="$B" "$DS" status --json </dev/null 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d["running"] and str(d.get("pid")) == sys.argv[1] else 1)' "$DPID"
+}
+run "$B" query zebrafish
+check "open: alice hit before the cut" out_has "[alice]"
+ID=$(DS_HOME="$B" "$DS" query --local --json zebrafish | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+WHOLE=$(stat -c %s "$R/data.mdb")
+for cut in $((WHOLE / 2)) 8192; do
+    k="cut to $cut"
+    truncate -s "$cut" "$R/data.mdb"
+    run "$B" query zebrafish
+    check "$k: query exit 0" rc_is 0
+    check "$k: daemon still running" daemon_up
+    check "$k: local hit kept" out_has "zebrafish local note of bob"
+    check "$k: no alice hit" out_lacks "[alice]"
+    check "$k: warning names peer and path" \
+        err_has "ds: warning: peer 'alice' was not searched: its replica $R cannot be read"
+    check "$k: warning says why" err_has "its data file is $cut bytes, shorter than"
+    check "$k: hint" err_has "ds peer remove alice"
+    run "$B" query --json zebrafish
+    check "$k: --json local hit only" jq_ "len(d) == 1 and d[0]['store'] == 'local'"
+    run "$B" query --peer alice zebrafish
+    check "$k: --peer alice fails naming it" \
+        err_has "peer 'alice' was not searched: its replica $R cannot be read"
+    check "$k: --peer alice exit 1" rc_is 1
+    run "$B" related "$ID"
+    check "$k: related exit 0" rc_is 0
+    check "$k: related warning" err_has "peer 'alice' was not searched"
+    run "$B" peer list
+    check "$k: peer list exit 0" rc_is 0
+    check "$k: peer list nodes unknown" grep -qE '^alice .* \? ' "$T/out"
+    check "$k: peer list says why" out_has "replica unreadable: its data file is $cut bytes"
+    run "$B" stats
+    check "$k: stats ? nodes" out_has "? nodes (replica unreadable"
+    check "$k: daemon still running after all" daemon_up
+    check "$k: replica left as it was" [ "$(stat -c %s "$R/data.mdb")" -eq "$cut" ]
+done
+# The repair the hint gives, with the daemon still holding the old file.
+mv "$R" "$T/cut-db"
+run "$B" peer import "$T/alice.dsx"
+check "open: repair import" rc_is 0
+run "$B" query zebrafish
+check "open: repaired, alice hit again" out_has "[alice]"
+check "open: repaired, no warning" err_lacks "warning"
+run "$B" peer list
+check "open: repaired, peer list counts nodes" grep -qE '^alice .* no +[0-9]+ ' "$T/out"
+check "open: same daemon throughout" daemon_up
+run "$B" stop
+check "open: daemon stopped" rc_is 0
+rm -rf "$T/cut-db"
 
 # The checks shared by every kind of damage; $1 says how it shows.
 damaged_checks() {
@@ -117,6 +185,13 @@ run "$B" stop
 check "daemon: stopped" rc_is 0
 
 check "truncated: replica left as it was" [ "$(stat -c %s "$R/data.mdb")" -eq 4096 ]
+
+# ---- data.mdb cut to nothing: LMDB would make it a new, empty replica ------
+truncate -s 0 "$R/data.mdb"
+damaged_checks "cannot be opened" empty
+run "$B" peer list
+check "empty: peer list nodes unknown" grep -qE '^alice .* \? ' "$T/out"
+check "empty: not made a new store" [ "$(stat -c %s "$R/data.mdb")" -eq 0 ]
 
 # ---- a segment of an unknown format: opens, cannot be read ---------------
 if command -v mdb_dump >/dev/null && command -v mdb_load >/dev/null; then
