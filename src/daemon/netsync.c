@@ -1157,16 +1157,18 @@ void ds_netsync_bound(ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MA
 
 /* ---- periodic sync and retries ------------------------------------------------ */
 
-/* Every subscribed peer that has an address. */
+/* Every subscribed peer that has an address (the first |max|: ds peer add
+ * keeps at most DS_NETSYNC_MAX_PEERS subscribed; more need a hand-edited
+ * peers.json, and are logged). */
 static size_t sync_targets(ds_netsync *ns, char (*ids)[DS_NODE_ID_HEX + 1], size_t max,
                            int only_due, int64_t now)
 {
     ds_peers_cfg cfg;
     char err[256];
-    size_t n = 0;
+    size_t n = 0, left_out = 0;
     if (ds_peers_cfg_load(ns->ctx->home, &cfg, err, sizeof err) != 0)
         return 0;
-    for (size_t i = 0; i < cfg.n && n < max; i++) {
+    for (size_t i = 0; i < cfg.n; i++) {
         const ds_peer *p = &cfg.peers[i];
         if (!p->subscribe || !p->naddrs)
             continue;
@@ -1179,9 +1181,18 @@ static size_t sync_targets(ds_netsync *ns, char (*ids)[DS_NODE_ID_HEX + 1], size
             if (!due)
                 continue;
         }
+        if (n == max) {
+            left_out++;
+            continue;
+        }
         snprintf(ids[n++], DS_NODE_ID_HEX + 1, "%s", p->node_id);
     }
     ds_peers_cfg_free(&cfg);
+    if (left_out)
+        NLOG(ns, DS_LOG_WARN,
+             "sync: %zu subscribed peers left out: a sync takes at most %d "
+             "(unsubscribe some: ds peer add NAME --no-subscribe)",
+             left_out, DS_NETSYNC_MAX_PEERS);
     return n;
 }
 

@@ -104,13 +104,17 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
         /* Every subscribed peer.  One without an address (added only for
          * ds peer import) is skipped by the job, as ds start --sync does;
          * when no peer has an address there is nothing to do: an error. */
-        size_t dialable = 0;
+        size_t dialable = 0, over = 0;
         char noaddr[256] = "";
         int more = 0;
-        for (size_t i = 0; i < cfg.n && n < DS_NETSYNC_MAX_PEERS; i++) {
+        for (size_t i = 0; i < cfg.n; i++) {
             const ds_peer *p = &cfg.peers[i];
             if (!p->subscribe)
                 continue;
+            if (n == DS_NETSYNC_MAX_PEERS) {   /* only a hand-edited peers.json */
+                over++;
+                continue;
+            }
             snprintf(ids[n++], sizeof ids[0], "%s", p->node_id);
             if (p->naddrs) {
                 dialable++;
@@ -129,7 +133,13 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
                 more = 1;
             }
         }
-        if (!n)
+        if (over)
+            rc = ds_ops_fail(ctx, DS_ERR_TOOLARGE, DS_OPS_E_TOO_LARGE,
+                             "Sync some by name (ds peer sync NAME), or unsubscribe some: "
+                             "ds peer add NAME --no-subscribe",
+                             "%zu peers are subscribed; a sync of every peer takes at most %d",
+                             n + over, DS_NETSYNC_MAX_PEERS);
+        else if (!n)
             rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
                              "Add one with: ds peer add TICKET --name NAME (the ticket is "
                              "printed by ds peer ticket on the other machine)",

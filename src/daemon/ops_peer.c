@@ -731,6 +731,18 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
             rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
         }
     }
+    if (!rc && (created || !before.subscribe) && ds_peers_find(&cfg, id)->subscribe) {
+        /* A sync of every peer takes at most DS_NETSYNC_MAX_PEERS. */
+        size_t nsub = 0;
+        for (size_t i = 0; i < cfg.n; i++)
+            nsub += cfg.peers[i].subscribe != 0;
+        if (nsub > DS_NETSYNC_MAX_PEERS)
+            rc = ds_ops_fail(ctx, DS_ERR_TOOLARGE, DS_OPS_E_TOO_LARGE,
+                             "Add it with --no-subscribe, or unsubscribe another: "
+                             "ds peer add NAME --no-subscribe",
+                             "%d peers are subscribed already, the most ds syncs",
+                             DS_NETSYNC_MAX_PEERS);
+    }
     char dropped[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
     size_t ndropped = 0;
     if (!rc && naddrs &&
