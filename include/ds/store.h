@@ -66,7 +66,7 @@ typedef struct ds_store_info {
 /* Opens (creating if needed) the store in directory |dir|, which is
  * created if missing.  Errors: DS_ERR_INVALID (no epoch_seed when
  * creating), DS_ERR_SCHEMA (written by a newer version), DS_ERR_NOTFOUND
- * (no_create and no store), DS_ERR_IO, DS_ERR_STORE (damaged: also a data
+ * (no_create and no store), DS_ERR_IO, DS_ERR_STORE (damaged), DS_ERR_SHORT (a data
  * file shorter than its database, or empty with no_create), DS_ERR_NOMEM. */
 DS_API int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts);
 DS_API void ds_store_close(ds_store *st);
@@ -84,8 +84,8 @@ DS_API int ds_store_node_count(ds_store *st, uint64_t *n);
  * while open (truncated, copied over in place, damaged) would crash the
  * process with SIGBUS.  Every transaction the store and search functions
  * begin (ds_store_open's too) checks this first, one fstat, and fails
- * with DS_ERR_STORE instead.
- * Returns 0, DS_ERR_STORE when the file is shorter, DS_ERR_IO when it
+ * with DS_ERR_SHORT instead.
+ * Returns 0, DS_ERR_SHORT when the file is shorter, DS_ERR_IO when it
  * cannot be looked at.  *file_bytes and *used_bytes (either may be NULL)
  * receive the file's size and the bytes the database spans. */
 DS_API int ds_store_check(ds_store *st, uint64_t *file_bytes, uint64_t *used_bytes);

@@ -124,7 +124,7 @@ static int counters_write(ds_store *st, MDB_txn *txn, const ds_counters *c)
  * (fstat) with what the database spans: the two meta pages, which
  * beginning a transaction reads, then every page up to the newest meta
  * page's last one (mdb_env_info), which covers every page a transaction
- * begun now can reach.  A shorter file is DS_ERR_STORE and is not read.
+ * begun now can reach.  A shorter file is DS_ERR_SHORT and is not read.
  * The cost is one fstat per transaction.
  *
  * LMDB itself may leave the file shorter than that: pages a transaction
@@ -139,7 +139,7 @@ static int counters_write(ds_store *st, MDB_txn *txn, const ds_counters *c)
  * reads it, can still raise SIGBUS (closing that window would take a
  * SIGBUS handler around every read through the map); a process other than
  * the writer's that begins a transaction between an LMDB commit and the
- * extension after it sees a short file (a spurious DS_ERR_STORE, never a
+ * extension after it sees a short file (a spurious DS_ERR_SHORT, never a
  * crash), as does every transaction on a store whose last commit, by a
  * ds without this extension, left such pages (docs/storage.md); only the
  * file's size is checked, never its content.  search.c begins its
@@ -178,7 +178,7 @@ int ds_store_check(ds_store *st, uint64_t *file_bytes, uint64_t *used_bytes)
     if (file_bytes) *file_bytes = size;
     if (used_bytes) *used_bytes = need;
     if (rc) return rc;
-    return size < need ? DS_ERR_STORE : 0;
+    return size < need ? DS_ERR_SHORT : 0;
 }
 
 int ds_store_replaced(ds_store *st)
@@ -327,7 +327,7 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
     }
     /* An empty data file is one cut to nothing: LMDB would write a new
      * environment into it, which only creating may do. */
-    if (exists && sb.st_size == 0 && opts && opts->no_create) return DS_ERR_STORE;
+    if (exists && sb.st_size == 0 && opts && opts->no_create) return DS_ERR_SHORT;
     ds_store *st = calloc(1, sizeof *st);
     if (!st) return DS_ERR_NOMEM;
     pthread_mutex_init(&st->grow_lock, NULL);
@@ -343,6 +343,10 @@ int ds_store_open(ds_store **out, const char *dir, const ds_store_opts *opts)
      * (not a process crash) may undo the last commit, never corrupt. */
     if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600))) {
         rc = rc == ENOENT || rc == EACCES ? DS_ERR_IO : ds__lmdb_err(rc);
+        /* Not even its two meta pages (LMDB's page is the system's). */
+        if (rc == DS_ERR_STORE && exists && sb.st_size > 0 &&
+            (uint64_t)sb.st_size < 2 * (uint64_t)sysconf(_SC_PAGESIZE))
+            rc = DS_ERR_SHORT;
         goto fail_env;
     }
     int dead;

@@ -211,7 +211,7 @@ struct ds_wtxn {
 
 int ds__lmdb_err(int rc);
 /* Begins a transaction (|flags|: 0 or MDB_RDONLY) once the data file holds
- * every page of the database (ds_store_check), else DS_ERR_STORE. */
+ * every page of the database (ds_store_check), else DS_ERR_SHORT. */
 int ds__store_begin(ds_store *st, unsigned flags, MDB_txn **txn);
 /* Counts a record write for failure injection; DS_ERR_INJECTED when due. */
 int ds__store_write_check(ds_store *st);

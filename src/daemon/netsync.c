@@ -776,10 +776,14 @@ static void start_peer(job *j)
                       p->label, p->label);
         return;
     }
-    rc = ds_ops_replica(ns->ctx, p->id, 1, &j->replica);
+    rc = ds_ops_replica(ns->ctx, p->id, p->label, 1, &j->replica);
     if (rc) {
-        client_finish(j, rc, NULL, "cannot open the replica of %s: %s", p->label,
-                      ns->ctx->error.message[0] ? ns->ctx->error.message : ds_strerror(rc));
+        const ds_op_error *e = &ns->ctx->error;
+        if (e->hint[0])   /* damaged: the message names the peer, the hint the repair */
+            client_finish(j, rc, NULL, "%s. %s", e->message, e->hint);
+        else
+            client_finish(j, rc, NULL, "cannot open the replica of %s: %s", p->label,
+                          e->message[0] ? e->message : ds_strerror(rc));
         return;
     }
     uint32_t to = ns->o.connect_timeout_ms ? ns->o.connect_timeout_ms : DS_NETSYNC_DIAL_TIMEOUT_MS;

@@ -265,10 +265,11 @@ int ds_ops_pack_peer_stats(ds_ctx *ctx, msgpack_packer *pk);
 /* The replica of peer |id| from the context's cache (opened once per
  * process, and again once its data file was moved away or replaced on
  * disk), created with |create|, for the sync of that peer (the one
- * caller: no other sync of it may be running).  DS_ERR_NOTFOUND when
- * missing and not |create|; other errors are recorded in ctx->error
+ * caller: no other sync of it may be running); |label| names the peer in
+ * errors.  DS_ERR_NOTFOUND when missing and not |create|; other errors
+ * are recorded in ctx->error, a damaged replica's with the repair as hint
  * (ops_peer.c). */
-int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out);
+int ds_ops_replica(ds_ctx *ctx, const char *id, const char *label, int create, ds_store **out);
 /* Closes the replicas the context opened (ds_ctx_free calls it). */
 void ds_ops_replicas_free(ds_ctx *ctx);
 /* The known peer given by name, NodeId or NodeId prefix (at least 8 hex

@@ -113,7 +113,10 @@ static int cache_open(ds_ctx *ctx, const char *id, int create, int by_sync, repl
     return 0;
 }
 
-int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out)
+static int replica_unusable(ds_ctx *ctx, int err, const char *label, const char *id,
+                            const char *what);
+
+int ds_ops_replica(ds_ctx *ctx, const char *id, const char *label, int create, ds_store **out)
 {
     replica_ent *e;
     *out = NULL;
@@ -121,7 +124,7 @@ int ds_ops_replica(ds_ctx *ctx, const char *id, int create, ds_store **out)
     if (rc == DS_ERR_NOTFOUND && !create)
         return rc;
     if (rc)
-        return ds_ops_fail_store(ctx, rc, "opening a peer replica");
+        return replica_unusable(ctx, rc, label, id, "opened");
     *out = e->st;
     return 0;
 }
@@ -173,6 +176,32 @@ static void replica_hint(char *hint, size_t len, const char *label, const char *
              db ? db : "the replica", label, label, label);
 }
 
+/* Fails a request that needs peer |id|'s replica, which could not be
+ * |what| (opened, written) because of |err|.  A damaged replica (a data
+ * file cut short, ...) gets the repair hint; |label| names the peer (NULL:
+ * the caller's message does). */
+static int replica_unusable(ds_ctx *ctx, int err, const char *label, const char *id,
+                            const char *what)
+{
+    if (err == DS_ERR_NOMEM || err == DS_ERR_FULL || err == DS_ERR_IO || err == DS_ERR_BUSY) {
+        char w[64];
+        snprintf(w, sizeof w, "%s a peer's replica",
+                 strcmp(what, "opened") == 0 ? "opening" : "writing");
+        return ds_ops_fail_store(ctx, err, w);
+    }
+    char *db = ds_replica_path(ctx->home, id, "db");
+    char hint[512], sid[DS_PEER_SHORT_ID + 1];
+    snprintf(sid, sizeof sid, "%s", id);
+    replica_hint(hint, sizeof hint, label ? label : sid, db);
+    int rc = label ? ds_ops_fail(ctx, err, DS_OPS_E_STORE, hint,
+                                 "the replica %s of peer '%s' cannot be %s: %s", db ? db : id,
+                                 label, what, ds_strerror(err))
+                   : ds_ops_fail(ctx, err, DS_OPS_E_STORE, hint, "%s cannot be %s: %s",
+                                 db ? db : id, what, ds_strerror(err));
+    free(db);
+    return rc;
+}
+
 /* Records that |label|'s replica was left out: it could not be |what|
  * (opened, read) because of |why|.  With |fail|, that is the request's
  * error instead of a warning (the replica was the only store asked for). */
@@ -199,7 +228,7 @@ static int replica_damage(ds_ctx *ctx, int fail, const char *label, const char *
 static void read_why(ds_store *st, int err, char *why, size_t whylen)
 {
     uint64_t have, need;
-    if (err == DS_ERR_STORE && ds_store_check(st, &have, &need) == DS_ERR_STORE)
+    if (err == DS_ERR_SHORT && ds_store_check(st, &have, &need) == DS_ERR_SHORT)
         snprintf(why, whylen,
                  "its data file is %llu bytes, shorter than the %llu bytes of its database "
                  "(cut short while open?)",
@@ -1268,10 +1297,13 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
                 rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
         }
     }
+    char isid[DS_PEER_SHORT_ID + 1];
+    const ds_peer *signer = rc ? NULL : ds_peers_find(&cfg, info.node_id);
+    const char *ilabel = signer ? ds_peer_label(signer, isid) : info.node_id;
     if (!rc) {
         rc = cache_open(ctx, info.node_id, 1, 0, &e);
         if (rc)
-            rc = ds_ops_fail_store(ctx, rc, "opening the peer's replica");
+            rc = replica_unusable(ctx, rc, ilabel, info.node_id, "opened");
     }
     if (!rc) {
         rc = ds_import_apply_verified(buf, len, info.node_id, e->st, &info, &res);
@@ -1279,7 +1311,7 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
             rc == DS_ERR_VERSION || rc == DS_ERR_TOOLARGE || rc == DS_ERR_UNAUTHORIZED)
             rc = import_fail(ctx, rc, file, &info);
         else if (rc)
-            rc = ds_ops_fail_store(ctx, rc, "writing the peer's replica");
+            rc = replica_unusable(ctx, rc, ilabel, info.node_id, "written");
     }
     char when[32];
     uint64_t replica_n = 0;

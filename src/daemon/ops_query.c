@@ -87,7 +87,7 @@ static int drop_failing(ds_ctx *ctx, ds_store **stores, const char **labels, siz
 
 /* Before a search: the local store's data file must hold its whole
  * database (ds_store_check; cut short while the process had it open),
- * else the search fails with DS_ERR_STORE; this says what happened and
+ * else the search fails with DS_ERR_SHORT; this says what happened and
  * what to do.  A replica cut short fails its search the same way and is
  * left out with a warning (drop_failing). */
 static int check_local(ds_ctx *ctx, ds_store **stores, const char **labels, size_t n)
@@ -99,7 +99,7 @@ static int check_local(ds_ctx *ctx, ds_store **stores, const char **labels, size
         int rc = ds_store_check(stores[i], &have, &need);
         if (rc == 0)
             return 0;
-        if (rc != DS_ERR_STORE)
+        if (rc != DS_ERR_SHORT)
             return ds_ops_fail_store(ctx, rc, "checking the knowledge store");
         const char *db = ds_store_path(stores[i]);
         char hint[512];

@@ -184,6 +184,15 @@ check "daemon: warning" err_has "peer 'alice' was not searched"
 run "$B" stop
 check "daemon: stopped" rc_is 0
 
+# An import into it is refused, saying why and how to repair.
+run "$B" peer import "$T/alice.dsx"
+check "truncated: import refused" rc_is 1
+check "truncated: import names the replica and why" \
+    err_has "the replica $R of peer 'alice' cannot be opened: its data file is shorter than its database"
+check "truncated: import says how to repair" err_has "Move $R away"
+run "$B" peer list
+check "truncated: peer list says why" out_has "replica unreadable: its data file is shorter than its database"
+
 check "truncated: replica left as it was" [ "$(stat -c %s "$R/data.mdb")" -eq 4096 ]
 
 # ---- data.mdb cut to nothing: LMDB would make it a new, empty replica ------

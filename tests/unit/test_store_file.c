@@ -1,7 +1,7 @@
 /*
  * test_store_file.c - the store's data file, as LMDB maps it: a file cut
  * short while the store has it open fails every read and write with
- * DS_ERR_STORE (LMDB would otherwise read past its end and crash the
+ * DS_ERR_SHORT (LMDB would otherwise read past its end and crash the
  * process with SIGBUS), ds_store_check says by how much, opening such a
  * file fails cleanly; pages LMDB itself leaves unwritten past the end of
  * the file are covered at commit, never reported as damage; and
@@ -79,15 +79,15 @@ static void all_fail(ds_store *st, const uint8_t id[DS_ID_LEN])
     ds_wtxn *tx = NULL;
     void *val;
     size_t vlen;
-    assert_int_equal(ds_store_get(st, id, &n), DS_ERR_STORE);
-    assert_int_equal(ds_store_iter(st, 0, 0, count_cb, &seen), DS_ERR_STORE);
+    assert_int_equal(ds_store_get(st, id, &n), DS_ERR_SHORT);
+    assert_int_equal(ds_store_iter(st, 0, 0, count_cb, &seen), DS_ERR_SHORT);
     assert_int_equal(seen, 0);
-    assert_int_equal(ds_store_node_count(st, &count), DS_ERR_STORE);
-    assert_int_equal(ds_store_epoch(st, epoch), DS_ERR_STORE);
-    assert_int_equal(ds_store_info_get(st, &info), DS_ERR_STORE);
-    assert_int_equal(ds_store_resolve_prefix(st, "4abc", got), DS_ERR_STORE);
-    assert_int_equal(ds_store_aux_get(st, DS_TABLE_FILES, "k", 1, &val, &vlen), DS_ERR_STORE);
-    assert_int_equal(ds_store_begin(st, &tx), DS_ERR_STORE);
+    assert_int_equal(ds_store_node_count(st, &count), DS_ERR_SHORT);
+    assert_int_equal(ds_store_epoch(st, epoch), DS_ERR_SHORT);
+    assert_int_equal(ds_store_info_get(st, &info), DS_ERR_SHORT);
+    assert_int_equal(ds_store_resolve_prefix(st, "4abc", got), DS_ERR_SHORT);
+    assert_int_equal(ds_store_aux_get(st, DS_TABLE_FILES, "k", 1, &val, &vlen), DS_ERR_SHORT);
+    assert_int_equal(ds_store_begin(st, &tx), DS_ERR_SHORT);
     assert_null(tx);
 }
 
@@ -111,7 +111,7 @@ static void cut_short_while_open(void **state)
     const uint64_t cuts[] = { whole / 2, 2 * psize(), psize(), 0 };
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
         assert_int_equal(truncate(path, (off_t)cuts[i]), 0);
-        assert_int_equal(ds_store_check(st, &have, &need), DS_ERR_STORE);
+        assert_int_equal(ds_store_check(st, &have, &need), DS_ERR_SHORT);
         assert_true(have == cuts[i]);
         assert_true(need == span);       /* the span last seen, also without meta pages */
         all_fail(st, id);
@@ -131,12 +131,13 @@ static void open_refuses_short_file(void **state)
     const char *path = data_path(dir);
     uint64_t whole = file_size(path);
     ds_store_opts o = { .epoch_seed = EPOCH };
-    /* Both meta pages kept: LMDB opens it, the store must not read on. */
-    const uint64_t cuts[] = { whole - psize(), whole / 2, 2 * psize() };
+    /* Both meta pages kept: LMDB opens it, the store must not read on;
+     * one page: LMDB refuses it, which says it was cut short too. */
+    const uint64_t cuts[] = { whole - psize(), whole / 2, 2 * psize(), psize() };
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
         assert_int_equal(truncate(path, (off_t)cuts[i]), 0);
         st = NULL;
-        assert_int_equal(ds_store_open(&st, dir, &o), DS_ERR_STORE);
+        assert_int_equal(ds_store_open(&st, dir, &o), DS_ERR_SHORT);
         assert_null(st);
         assert_true(file_size(path) == cuts[i]);
     }
@@ -144,7 +145,7 @@ static void open_refuses_short_file(void **state)
      * existing store must not; creating one may. */
     assert_int_equal(truncate(path, 0), 0);
     ds_store_opts ro = { .epoch_seed = EPOCH, .no_create = 1 };
-    assert_int_equal(ds_store_open(&st, dir, &ro), DS_ERR_STORE);
+    assert_int_equal(ds_store_open(&st, dir, &ro), DS_ERR_SHORT);
     assert_true(file_size(path) == 0);
     st = open_in(dir);
     uint64_t count = 1;
