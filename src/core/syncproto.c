@@ -341,6 +341,13 @@ int ds_sync_server_send(ds_sync_server *s, ds_buf *out, size_t budget, int *fin,
     return 0;
 }
 
+int ds_sync_server_abort(ds_sync_server *s, const char *message)
+{
+    if (s->phase != S_SERVING) return 0;
+    server_reply_error(s, DS_ERR_STORE, DS_SYNC_E_INTERNAL, "%s", message);
+    return 1;
+}
+
 int64_t ds_sync_server_expiry(const ds_sync_server *s)
 {
     return server_running(s) ? deadline(s->last, s->timeout_ms) : INT64_MAX;

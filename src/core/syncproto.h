@@ -79,6 +79,12 @@ int ds_sync_server_recv(ds_sync_server *s, const uint8_t *data, size_t len, int 
  * more) bounds memory.  Returns 0 or DS_ERR_NOMEM (nothing lost: call
  * again later).  A store read error becomes an ERROR Internal reply. */
 int ds_sync_server_send(ds_sync_server *s, ds_buf *out, size_t budget, int *fin, int64_t now_ms);
+/* Ends a sync being served (its request accepted) with ERROR Internal
+ * |message| instead of further pages, sent by the next send(): what the
+ * publisher shares shrank since the stream began, and no page may be
+ * built from the old share set.  Returns 1 when it did, 0 when the
+ * machine was not serving (an ERROR or the last page is already due). */
+int ds_sync_server_abort(ds_sync_server *s, const char *message);
 /* Absolute time (ms) of the next timeout, or INT64_MAX. */
 int64_t ds_sync_server_expiry(const ds_sync_server *s);
 void ds_sync_server_handle_expiry(ds_sync_server *s, int64_t now_ms);

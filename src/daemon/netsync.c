@@ -21,11 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sodium.h>
 
 #include "core/syncproto.h"
 #include "core/util.h"
+#include "daemon/home.h"
 #include "daemon/log.h"
 #include "io/mem.h"
 #include "io/quic.h"
@@ -65,6 +67,8 @@ struct sstream {
     ds_sync_server *m;
     ds_share_cfg share_cfg;
     ds_share_set share;
+    struct stat share_sb; /* share.json as loaded (share_sb_ok: it existed) */
+    int share_sb_ok;
     int limited;          /* answered RateLimited: not counted as active */
     int fin_sent;
 };
@@ -245,10 +249,58 @@ static void release_if_idle(ds_netsync *ns)
     ds_mem_release();
 }
 
+/* share.json's identity and times: 0, or -1 when it does not exist. */
+static int share_file_stat(ds_netsync *ns, struct stat *sb)
+{
+    char *path = ds_path_join(ns->ctx->home, "share.json");
+    int rc = path && stat(path, sb) == 0 ? 0 : -1;
+    free(path);
+    return rc;
+}
+
+/* Before pages are built: if share.json changed since the stream loaded
+ * it (ds peer unshare, or an edit) and a project the stream serves is no
+ * longer shared, the sync ends with an ERROR instead: no page is built
+ * from the old share set once the user has stopped sharing (a node
+ * written after an unshare must never leave).  More shared is fine: the
+ * next sync has it. */
+static void srv_check_share(ds_netsync *ns, sstream *s)
+{
+    struct stat sb;
+    int ok = share_file_stat(ns, &sb) == 0;
+    if (ok && s->share_sb_ok && sb.st_ino == s->share_sb.st_ino &&
+        sb.st_dev == s->share_sb.st_dev && sb.st_size == s->share_sb.st_size &&
+        sb.st_mtim.tv_sec == s->share_sb.st_mtim.tv_sec &&
+        sb.st_mtim.tv_nsec == s->share_sb.st_mtim.tv_nsec)
+        return;
+    if (!s->share.n)      /* nothing served: nothing to hold back */
+        return;
+    ds_share_cfg c = { 0 };
+    ds_share_set now = { 0 };
+    char err[512];
+    int still = ds_share_cfg_load(ns->ctx->home, &c, err, sizeof err) == 0 &&
+                ds_share_cfg_set(&c, &now) == 0;
+    for (size_t i = 0; still && i < s->share.n; i++)
+        still = ds_share_set_contains(&now, s->share.roots[i]);
+    ds_share_set_free(&now);
+    ds_share_cfg_free(&c);
+    if (still) {
+        s->share_sb = sb;
+        s->share_sb_ok = ok;
+        return;
+    }
+    if (ds_sync_server_abort(s->m, "Publisher stopped sharing a project during the sync; "
+                                   "sync again"))
+        NLOG(ns, DS_LOG_INFO, "sync: ending the sync of %.12s...: a project is no longer shared",
+             s->nc->peer);
+}
+
 /* Moves bytes from the machine to the stream while it has room.  Frees
  * the stream record once the machine is finished and FIN is queued. */
 static void srv_pump(ds_netsync *ns, sstream *s)
 {
+    if (!s->fin_sent)
+        srv_check_share(ns, s);
     while (!s->fin_sent) {
         size_t q = ds_quic_stream_queued(s->nc->c, s->sid);
         if (q >= QUEUE_HIGH)
@@ -355,6 +407,8 @@ static void srv_stream_open(ds_netsync *ns, nconn *nc, int64_t sid)
     s->sid = sid;
     char err[512] = "";
     ds_store *st = NULL;
+    /* Looked at before it is read: a change after this shows (srv_check_share). */
+    s->share_sb_ok = share_file_stat(ns, &s->share_sb) == 0;
     int rc = ds_share_cfg_load(ns->ctx->home, &s->share_cfg, err, sizeof err);
     const char *unavailable = NULL;
     if (rc) {

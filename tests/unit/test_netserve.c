@@ -531,6 +531,62 @@ static void unreadable_share_set_gets_internal(void **state)
     world_stop(&w);
 }
 
+static int second_acked(world *w)
+{
+    return w->closed || ds_quic_stream_queued(w->conn, w->s[1].sid) == 0;
+}
+
+/* share.json changed while a sync's stream is open (its request half
+ * sent, so the publisher holds the share set of the stream's start). */
+static void change_shares(world *w, const char *add, const char *remove)
+{
+    char err[256] = "";
+    ds_share_cfg sc = {0};
+    assert_int_equal(ds_share_cfg_load(w->ctx.home, &sc, err, sizeof err), 0);
+    if (add)
+        assert_int_equal(ds_share_cfg_add(&sc, add), 0);
+    if (remove)
+        assert_int_equal(ds_share_cfg_remove(&sc, remove), 0);
+    assert_int_equal(ds_share_cfg_save(w->ctx.home, &sc, err, sizeof err), 0);
+    ds_share_cfg_free(&sc);
+}
+
+/* A project shared while a sync is open changes nothing for it; a project
+ * unshared ends it with ERROR Internal before any page: a node written
+ * after the unshare must never leave, even through a sync begun before. */
+static void unshare_during_a_sync_ends_it(void **state)
+{
+    (void)state;
+    world w;
+    world_start(&w, 1, 0);
+    ds_buf req = {0};
+    request_frame(&req);
+
+    stream_send(&w, 0, req.data, 3, 0);
+    run_until(&w, first_acked);
+    change_shares(&w, "/work/other", NULL);
+    stream_send(&w, 0, req.data + 3, req.len - 3, 1);
+    wait_ended(&w, 0, -1);
+    assert_served_all(&w.s[0]);
+
+    stream_send(&w, 1, req.data, 3, 0);
+    run_until(&w, second_acked);
+    change_shares(&w, NULL, "/work/shared");
+    ds_store *st = NULL;
+    assert_int_equal(ds_ctx_store(&w.ctx, 1, &st), 0);
+    ds_node n;
+    ds_test_make_node(&n, "written after the unshare", "/work/shared/app");
+    assert_int_equal(ds_store_put(st, &n), 0);
+    ds_node_free(&n);
+    stream_send(&w, 1, req.data + 3, req.len - 3, 1);
+    wait_ended(&w, 1, -1);
+    assert_error(&w.s[1], DS_SYNC_E_INTERNAL);
+    assert_non_null(strstr(w.s[1].message, "stopped sharing a project during the sync"));
+    assert_false(w.closed);
+    ds_buf_free(&req);
+    world_stop(&w);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -542,6 +598,7 @@ int main(void)
         cmocka_unit_test(oversized_frame_is_refused),
         cmocka_unit_test(unauthorized_peer_gets_no_node),
         cmocka_unit_test(unreadable_share_set_gets_internal),
+        cmocka_unit_test(unshare_during_a_sync_ends_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
