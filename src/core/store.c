@@ -132,7 +132,7 @@ static int counters_write(ds_store *st, MDB_txn *txn, const ds_counters *c)
  * large record written, then replaced) are never written (LMDB
  * ITS#7886).  They are free and never read, but would fail the check, so
  * every commit here extends the file over them (fallocate, which never
- * shrinks it), holding grow_lock, which a transaction of another thread
+ * shrinks it; else ftruncate under LMDB's writer lock), holding grow_lock, which a transaction of another thread
  * that meets a short file takes before looking again.
  *
  * Known limits: a file cut short after the check, while a transaction
@@ -203,20 +203,40 @@ int ds__store_begin(ds_store *st, unsigned flags, MDB_txn **txn)
 /* Commits write transaction |txn|, then extends the file over the pages
  * LMDB left unwritten past its end, if any (above).  An extension that
  * fails leaves the commit done and the store reported as damaged. */
+/* Where fallocate fails (a file system without it, no space for the
+ * blocks): the file grows with ftruncate (a hole: no space needed) while
+ * an LMDB write transaction, begun for it, shuts out every writer of every
+ * process, so nothing past |need| can have been written meanwhile. */
+static void extend_as_writer(ds_store *st)
+{
+    MDB_txn *w;
+    if (mdb_txn_begin(st->env, NULL, 0, &w) != 0) return;
+    uint64_t size, need;
+    if (file_span(st, &size, &need) == 0 && size < need &&
+        ftruncate(st->fd, (off_t)need) == 0)
+        fdatasync(st->fd);
+    mdb_txn_abort(w);
+}
+
 static int commit_write(ds_store *st, MDB_txn *txn)
 {
     pthread_mutex_lock(&st->grow_lock);
     int rc = ds__lmdb_err(mdb_txn_commit(txn));
     uint64_t size, need;
+    int fallback = 0;
     if (!rc && file_span(st, &size, &need) == 0 && size < need) {
         /* fallocate only ever grows the file: a writer of another process
          * may have written past |need| since the fstat (ftruncate would
-         * cut that off).  Where the file system has no fallocate the tail
-         * stays, and the check reports the store short (docs/storage.md). */
-        int frc = fallocate(st->fd, 0, (off_t)size, (off_t)(need - size));
-        (void)frc;
+         * cut that off).  The new size is made durable: a store whose
+         * size fell back after a crash would read as cut short. */
+        if (fallocate(st->fd, 0, (off_t)size, (off_t)(need - size)) == 0)
+            fdatasync(st->fd);
+        else
+            fallback = 1;
     }
     pthread_mutex_unlock(&st->grow_lock);
+    if (fallback)   /* not under grow_lock: LMDB's writer lock comes first */
+        extend_as_writer(st);
     return rc;
 }
 
