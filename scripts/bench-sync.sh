@@ -88,10 +88,10 @@ done
 T=$(mktemp -d "${TMPDIR:-/tmp}/ds-bench-sync.XXXXXX")
 T=$(cd "$T" && pwd -P)
 # With --link: the publisher's side (A) and the subscriber's (B).
-nsA="dsbench$$a" nsB="dsbench$$b"
+nsA="dsb$$a" nsB="dsb$$b"   # +"v": within 15 characters for a 7-digit pid
 inA=() inB=()
 cleanup() {
-    [ -f "$T/pub/daemon.pid" ] && DS_HOME="$T/pub" "$DS" stop >/dev/null 2>&1
+    [ -f "$T/pub/daemon.pid" ] && { DS_HOME="$T/pub" "$DS" stop >/dev/null 2>&1 || true; }
     if [ -n "$link" ]; then
         ip netns del "$nsA" 2>/dev/null || true
         ip netns del "$nsB" 2>/dev/null || true
@@ -128,7 +128,7 @@ echo "loading $nodes nodes into the publisher..." >&2
 port=""
 for _ in 1 2 3 4 5; do
     p=$(python3 -c 'import random; print(random.randint(20000, 60000))')
-    if DS_HOME="$T/pub" "${inA[@]}" "$DS" start --listen "$host:$p" >/dev/null 2>"$T/start.err"; then
+    if DS_HOME="$T/pub" ${inA[@]+"${inA[@]}"} "$DS" start --listen "$host:$p" >/dev/null 2>"$T/start.err"; then
         port=$p
         break
     fi
@@ -164,7 +164,7 @@ for r in $(seq 1 "$runs"); do
     DS_HOME="$sub" "$DS" peer add "$ticket" --name pub >/dev/null
     pub_before=$(pub_cpu)
     TIMEFORMAT='%3U %3S'
-    { time DS_HOME="$sub" "${inB[@]}" "$DS" peer sync --json >"$T/sync$r.json" 2>"$T/sync$r.err"; } 2>"$T/time$r" ||
+    { time DS_HOME="$sub" ${inB[@]+"${inB[@]}"} "$DS" peer sync --json >"$T/sync$r.json" 2>"$T/sync$r.err"; } 2>"$T/time$r" ||
         { cat "$T/sync$r.err" >&2; echo "bench-sync: ds peer sync failed (run $r)" >&2; exit 1; }
     pub_after=$(pub_cpu)
     sub_cpu=$(awk '{printf "%.3f", $1 + $2}' "$T/time$r")
@@ -189,7 +189,7 @@ PY
     mb=$(python3 -c "import math; print(max(1, math.ceil($rbytes / 1e6)))")
     for procs in $kinds; do
         TIMEFORMAT='%3U %3S'
-        { time "${inB[@]}" "$QUIC" --mb "$mb" --procs "$procs" "${where[@]}" >"$T/raw$procs.$r.out"; } 2>"$T/raw$procs.$r.time" ||
+        { time ${inB[@]+"${inB[@]}"} "$QUIC" --mb "$mb" --procs "$procs" ${where[@]+"${where[@]}"} >"$T/raw$procs.$r.out"; } 2>"$T/raw$procs.$r.time" ||
             { echo "bench-sync: bench_quic --procs $procs failed (run $r)" >&2; exit 1; }
         one=$(grep '^quic-raw' "$T/raw$procs.$r.out" || true)
         [ -n "$one" ] || { echo "bench-sync: bench_quic printed nothing" >&2; exit 1; }
