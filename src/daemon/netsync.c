@@ -94,7 +94,8 @@ struct job {
     uv_timer_t timer;
     int timer_closed;
     uv_getaddrinfo_t gai;
-    int resolving;
+    int resolving;        /* gai is pending (until on_resolved runs, even if cancelled) */
+    size_t resolve_cur;   /* the peer it resolves for */
     int64_t last_progress;
 };
 
@@ -695,14 +696,17 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     job *j = req->data;
     j->resolving = 0;
     ds_netsync *ns = j->ns;
-    if (ns->closing || j->done) {
+    /* Cancelled (the peer was removed, its replica replaced): the job has
+     * moved on, and waits for this callback before it resolves again. */
+    if (ns->closing || j->done || !j->active || j->resolve_cur != j->cur ||
+        status == UV_EAI_CANCELED) {
         uv_freeaddrinfo(res);
         return;
     }
     ds_netsync_peer *p = &j->peers[j->cur];
     const char *a = j->addrs[j->addr_i];
     if (status != 0 || !res) {
-        tried_add(p, a, status == UV_ECANCELED ? "cancelled" : "cannot resolve the host name");
+        tried_add(p, a, "cannot resolve the host name");
         uv_freeaddrinfo(res);
         j->addr_i++;
         dial_next(j);
@@ -771,6 +775,7 @@ static void dial_next(job *j)
     hints.ai_flags = AI_NUMERICSERV;
     j->gai.data = j;
     j->resolving = 1;
+    j->resolve_cur = j->cur;
     int rc = uv_getaddrinfo(j->ns->loop, &j->gai, on_resolved, host, port, &hints);
     if (rc) {
         j->resolving = 0;
@@ -861,6 +866,10 @@ static void job_next(job *j)
     }
     if (peer_busy(ns, j, j->peers[j->cur].id)) {
         job_arm(j, now_ms() + BUSY_RETRY_MS);
+        return;
+    }
+    if (j->resolving) {   /* a cancelled look-up has not called back yet: gai is in use */
+        job_arm(j, now_ms() + 20);
         return;
     }
     start_peer(j);
@@ -1216,7 +1225,7 @@ void ds_netsync_bound(ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MA
 /* ---- periodic sync and retries ------------------------------------------------ */
 
 /* Every subscribed peer that has an address (the first |max|: ds peer add
- * keeps at most DS_NETSYNC_MAX_PEERS subscribed; more need a hand-edited
+ * keeps at most DS_OPS_MAX_SUBSCRIBED subscribed; more need a hand-edited
  * peers.json, and are logged). */
 static size_t sync_targets(ds_netsync *ns, char (*ids)[DS_NODE_ID_HEX + 1], size_t max,
                            int only_due, int64_t now)
@@ -1364,7 +1373,7 @@ static void jobs_trim(ds_netsync *ns)
     job **pp = &ns->jobs;
     while (*pp) {
         job *j = *pp;
-        if (j->done && ++kept > KEEP_JOBS) {
+        if (j->done && !j->resolving && ++kept > KEEP_JOBS) {
             *pp = j->next;
             uv_close((uv_handle_t *)&j->timer, job_free_cb);
             continue;
@@ -1501,10 +1510,8 @@ void ds_netsync_cancel_peer(ds_netsync *ns, const char *id)
     for (job *j = ns->jobs; j; j = j->next) {
         if (j->done || !j->active || strcmp(j->peers[j->cur].id, id) != 0)
             continue;
-        if (j->resolving) {
+        if (j->resolving)   /* its callback still runs: resolving stays set until then */
             uv_cancel((uv_req_t *)&j->gai);
-            j->resolving = 0;
-        }
         j->cancelled = 1;
         client_finish(j, DS_ERR_NOTFOUND, NULL, "%s was removed during the sync",
                       j->peers[j->cur].label);
