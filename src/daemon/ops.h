@@ -249,6 +249,9 @@ int ds_ops_get_project_filter(ds_ctx *ctx, const msgpack_object *params, char **
  * A replica that cannot be opened is left out with a warning
  * (ctx->warnings); the local store's failure is an error. */
 #define DS_OPS_MAX_STORES 64
+/* Peers that may be subscribed (each has a replica, kept open in the
+ * replica cache and searched beside the local store). */
+#define DS_OPS_MAX_SUBSCRIBED (DS_OPS_MAX_STORES - 1)
 int ds_ops_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n);
 /* Like ds_ops_stores, narrowed by the request's "local" (true: the local
  * store only) or "peer" (a peer's name or NodeId: that replica only; one

@@ -111,7 +111,7 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
             const ds_peer *p = &cfg.peers[i];
             if (!p->subscribe)
                 continue;
-            if (n == DS_NETSYNC_MAX_PEERS) {   /* only a hand-edited peers.json */
+            if (n == DS_OPS_MAX_SUBSCRIBED) {   /* only a hand-edited peers.json */
                 over++;
                 continue;
             }
@@ -138,7 +138,7 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
                              "Sync some by name (ds peer sync NAME), or unsubscribe some: "
                              "ds peer add NAME --no-subscribe",
                              "%zu peers are subscribed; a sync of every peer takes at most %d",
-                             n + over, DS_NETSYNC_MAX_PEERS);
+                             n + over, DS_OPS_MAX_SUBSCRIBED);
         else if (!n)
             rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
                              "Add one with: ds peer add TICKET --name NAME (the ticket is "

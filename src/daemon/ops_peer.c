@@ -176,6 +176,20 @@ static void replica_hint(char *hint, size_t len, const char *label, const char *
              db ? db : "the replica", label, label, label);
 }
 
+/* Fails when |cfg| subscribes to more peers than ds keeps replicas of
+ * (DS_OPS_MAX_SUBSCRIBED), saying |hint|; else 0. */
+static int subscribed_limit(ds_ctx *ctx, const ds_peers_cfg *cfg, const char *hint)
+{
+    size_t nsub = 0;
+    for (size_t i = 0; i < cfg->n; i++)
+        nsub += cfg->peers[i].subscribe != 0;
+    if (nsub <= DS_OPS_MAX_SUBSCRIBED)
+        return 0;
+    return ds_ops_fail(ctx, DS_ERR_TOOLARGE, DS_OPS_E_TOO_LARGE, hint,
+                       "%d peers are subscribed already, the most ds keeps replicas of",
+                       DS_OPS_MAX_SUBSCRIBED);
+}
+
 /* Fails a request that needs peer |id|'s replica, which could not be
  * |what| (opened, written) because of |err|.  A damaged replica (a data
  * file cut short, ...) gets the repair hint; |label| names the peer (NULL:
@@ -183,7 +197,8 @@ static void replica_hint(char *hint, size_t len, const char *label, const char *
 static int replica_unusable(ds_ctx *ctx, int err, const char *label, const char *id,
                             const char *what)
 {
-    if (err == DS_ERR_NOMEM || err == DS_ERR_FULL || err == DS_ERR_IO || err == DS_ERR_BUSY) {
+    if (err == DS_ERR_NOMEM || err == DS_ERR_FULL || err == DS_ERR_IO || err == DS_ERR_BUSY ||
+        err == DS_ERR_TOOLARGE) {   /* not damage: the replica itself is fine */
         char w[64];
         snprintf(w, sizeof w, "%s a peer's replica",
                  strcmp(what, "opened") == 0 ? "opening" : "writing");
@@ -760,18 +775,9 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
             rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
         }
     }
-    if (!rc && (created || !before.subscribe) && ds_peers_find(&cfg, id)->subscribe) {
-        /* A sync of every peer takes at most DS_NETSYNC_MAX_PEERS. */
-        size_t nsub = 0;
-        for (size_t i = 0; i < cfg.n; i++)
-            nsub += cfg.peers[i].subscribe != 0;
-        if (nsub > DS_NETSYNC_MAX_PEERS)
-            rc = ds_ops_fail(ctx, DS_ERR_TOOLARGE, DS_OPS_E_TOO_LARGE,
-                             "Add it with --no-subscribe, or unsubscribe another: "
-                             "ds peer add NAME --no-subscribe",
-                             "%d peers are subscribed already, the most ds syncs",
-                             DS_NETSYNC_MAX_PEERS);
-    }
+    if (!rc && (created || !before.subscribe) && ds_peers_find(&cfg, id)->subscribe)
+        rc = subscribed_limit(ctx, &cfg, "Add it with --no-subscribe, or unsubscribe another: "
+                                         "ds peer add NAME --no-subscribe");
     char dropped[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
     size_t ndropped = 0;
     if (!rc && naddrs &&
@@ -1295,6 +1301,9 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
                                  "the name '%s' is already used by another peer", name);
             else if (rc)
                 rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
+            else   /* added subscribed, as ds peer add does */
+                rc = subscribed_limit(ctx, &cfg, "Unsubscribe a peer first: "
+                                                 "ds peer add NAME --no-subscribe");
         }
     }
     char isid[DS_PEER_SHORT_ID + 1];
