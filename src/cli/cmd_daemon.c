@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,24 @@
 #include "daemon/netsync.h"
 #include "daemon/peers.h"
 #include "io/quic.h"
+
+/* 1 when HOME/config.json sets sync.listen (the daemon then always
+ * listens, as with --listen).  ds start has just checked the file. */
+static int config_listens(const char *home)
+{
+    size_t n = strlen(home) + sizeof "/" DS_CONFIG_FILE;
+    char *path = malloc(n);
+    if (!path)
+        return 0;
+    snprintf(path, n, "%s/%s", home, DS_CONFIG_FILE);
+    ds_config cfg;
+    char err[256];
+    int listens = ds_config_load(&cfg, path, getenv("HOME"), err, sizeof err) == 0 &&
+                  cfg.sync_listen != NULL;
+    ds_config_free(&cfg);
+    free(path);
+    return listens;
+}
 
 int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
@@ -62,10 +81,11 @@ int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv)
             continue;
         }
         if (opt == OPT_SYNC_INTERVAL) {
-            if (ds_duration_parse(optarg, &fl.interval_s) != 0)
-                return cli_usage_error(cmd, "--sync-interval '%s' is not a duration (e.g. 90s, "
-                                            "30m, 1h; 1 s to 30 days)",
-                                       optarg);
+            const char *why;
+            if (ds_duration_parse(optarg, &fl.interval_s, &why) != 0)
+                return cli_usage_error(cmd, "--sync-interval '%s' %s; expected seconds or a "
+                                            "duration such as 90s, 30m, 1h30m (1 s to 30 days)",
+                                       optarg, why);
             continue;
         }
         int r = cli_common_opt(c, cmd, opt, argv, lo);
@@ -90,9 +110,10 @@ int cmd_start(cli *c, const cli_cmd *cmd, int argc, char **argv)
         /* The spec's "Accepting peer connections." when the sync service listens. */
         cli_reply rep;
         int trc = cli_call_ex(c, "peer_ticket", NULL, &rep, 1);
-        if (trc != CLI_OK && fl.nlisten > 0) {
-            /* --listen was asked for, but there is no key to listen with
-             * (no identity yet, or identity.key unreadable): say so rather
+        if (trc != CLI_OK && (fl.nlisten > 0 || config_listens(home))) {
+            /* A listen address was asked for (--listen, or sync.listen in
+             * config.json), but there is no key to listen with (no
+             * identity yet, or identity.key unreadable): say so rather
              * than start silently deaf.  The daemon listens as soon as
              * `ds peer init` has made one. */
             const msgpack_object *e = cli_get(rep.root, "error");

@@ -122,6 +122,17 @@ void ds_config_free(ds_config *cfg)
 
 /* ---- Typed getters -------------------------------------------------------- */
 
+/* fail() with ", got VALUE" (|v| as compact JSON, cut short) after |what|. */
+static int fail_got(loader *l, const char *key, json_t *v, const char *what)
+{
+    char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    size_t n = txt ? strlen(txt) : 0;
+    int rc = fail(l, DS_ERR_INVALID, key, "%s, got %.60s%s", what, txt ? txt : "?",
+                  n > 60 ? "..." : "");
+    free(txt);
+    return rc;
+}
+
 /* A whole number in [min, max] into *out. */
 static int get_uint(loader *l, const char *key, json_t *v, uint64_t min, uint64_t max,
                     uint64_t *out)
@@ -371,36 +382,65 @@ static int load_queue(loader *l, ds_config *cfg, json_t *v)
     return rc;
 }
 
-int ds_duration_parse(const char *s, uint32_t *seconds)
+int ds_duration_parse(const char *s, uint32_t *seconds, const char **why)
 {
-    uint64_t total = 0;
-    const char *p = s;
+    static const char *dummy;
+    static const struct {
+        char unit;
+        uint32_t mul;
+    } units[] = { { 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 } };
+    if (!why)
+        why = &dummy;
+    *why = NULL;
     if (!s || !*s)
-        return DS_ERR_INVALID;
+        return *why = "is empty", DS_ERR_INVALID;
+    uint64_t total = 0;
+    size_t next = 0;                 /* units[next..] may still come */
+    const char *p = s;
     while (*p) {
         uint64_t v = 0;
         const char *start = p;
+        if (*p == '-')
+            return *why = "is negative", DS_ERR_INVALID;
         while (*p >= '0' && *p <= '9' && p - start < 9)
             v = v * 10 + (uint64_t)(*p++ - '0');
-        if (p == start || (*p >= '0' && *p <= '9'))
-            return DS_ERR_INVALID;
-        uint64_t mul = 1;
-        if (*p == 's')
-            p++;
-        else if (*p == 'm')
-            mul = 60, p++;
-        else if (*p == 'h')
-            mul = 3600, p++;
-        else if (*p == 'd')
-            mul = 86400, p++;
-        else if (*p != '\0' || start != s)
-            return DS_ERR_INVALID;   /* a bare number only on its own */
-        total += v * mul;
+        if (*p >= '0' && *p <= '9')
+            return *why = "has a number that is too large", DS_ERR_INVALID;
+        if (p == start)
+            return *why = p == s                 ? "does not start with a number"
+                          : strchr("dhms", *p)   ? "has a unit without a number before it"
+                                                 : "has a character that is neither a digit "
+                                                   "nor a unit (d, h, m, s)",
+                   DS_ERR_INVALID;
+        if (*p == '\0') {
+            if (start != s)   /* "5m30": a bare number only on its own */
+                return *why = "ends with a number without a unit (e.g. 5m30s)", DS_ERR_INVALID;
+            total = v;
+            break;
+        }
+        size_t u = 0;
+        while (u < sizeof units / sizeof units[0] && units[u].unit != *p)
+            u++;
+        if (u == sizeof units / sizeof units[0])
+            return *why = "has an unknown unit (the units are d, h, m and s)", DS_ERR_INVALID;
+        if (u < next) {
+            int seen = 0;
+            for (const char *q = s; q < p; q++)
+                seen |= *q == *p;
+            return *why = seen ? "repeats a unit (each of d, h, m, s at most once)"
+                               : "has its units out of order (largest first: d, h, m, s)",
+                   DS_ERR_INVALID;
+        }
+        next = u + 1;
+        p++;
+        total += v * units[u].mul;
         if (total > 30u * 86400)
-            return DS_ERR_INVALID;
+            break;
     }
+    if (total > 30u * 86400)
+        return *why = "is longer than 30 days", DS_ERR_INVALID;
     if (total < 1)
-        return DS_ERR_INVALID;
+        return *why = "is zero", DS_ERR_INVALID;
     *seconds = (uint32_t)total;
     return 0;
 }
@@ -426,13 +466,18 @@ static int load_sync(loader *l, ds_config *cfg, json_t *v)
                           (unsigned)DS_QUIC_DEFAULT_PORT, (unsigned)DS_QUIC_DEFAULT_PORT,
                           (unsigned)DS_QUIC_DEFAULT_PORT, cfg->sync_listen, why);
         } else if (strcmp(k, "interval") == 0) {
+            const char *why;
             if (json_is_integer(e))
                 rc = get_u32(l, "sync.interval", e, 1, 30 * 86400, &cfg->sync_interval_s);
-            else if (!json_is_string(e) ||
-                     ds_duration_parse(json_string_value(e), &cfg->sync_interval_s) != 0)
+            else if (!json_is_string(e))
+                rc = fail_got(l, "sync.interval", e,
+                              "expected seconds or a duration such as \"30m\" or \"1h30m\" "
+                              "(1 s to 30 days)");
+            else if (ds_duration_parse(json_string_value(e), &cfg->sync_interval_s, &why) != 0)
                 rc = fail(l, DS_ERR_INVALID, "sync.interval",
-                          "expected seconds or a duration such as \"30m\" or \"1h\" "
-                          "(1 s to 30 days)");
+                          "\"%.100s\" %s; expected seconds or a duration such as \"30m\" or "
+                          "\"1h30m\" (1 s to 30 days)",
+                          json_string_value(e), why);
         } else if (strcmp(k, "at_start") == 0) {
             if (!json_is_boolean(e))
                 rc = fail(l, DS_ERR_INVALID, "sync.at_start", "expected true or false");

@@ -5,7 +5,9 @@
  * distiller, ~/.claude/projects watched, 180 s idle).  A present file is
  * parsed with jansson; unknown keys are errors (a typo must not silently
  * fall back to a default), and every error names the file, the key and
- * what is expected.  Reloaded on SIGHUP.
+ * what is expected.  Reloaded on SIGHUP, except the "sync" section: the
+ * daemon keeps the sync settings it started with (and logs the ones a
+ * reload changed) until the next `ds start`.
  *
  * Example:
  *   {
@@ -79,9 +81,11 @@ int ds_config_defaults(ds_config *cfg, const char *user_home);
 int ds_config_load(ds_config *cfg, const char *path, const char *user_home,
                    char *err, size_t errlen);
 /* Parses a duration: a whole number of seconds ("90"), or numbers with
- * units s, m, h, d ("30m", "1h30m").  Between 1 s and 30 days.  Returns 0
- * or DS_ERR_INVALID. */
-int ds_duration_parse(const char *s, uint32_t *seconds);
+ * units d, h, m, s, each at most once and largest first ("30m", "1h30m",
+ * "1d12h"; not "1m1m" or "5s5m").  Between 1 s and 30 days.  Returns 0,
+ * or DS_ERR_INVALID with *why (optional) set to a static phrase to put
+ * after the quoted value ("has an unknown unit ...", "repeats a unit ..."). */
+int ds_duration_parse(const char *s, uint32_t *seconds, const char **why);
 /* Frees what |cfg| holds (safe on a zeroed or defaulted config). */
 void ds_config_free(ds_config *cfg);
 

@@ -4,8 +4,9 @@
  * lock, the PID file, the libuv loop that serves IPC requests through the
  * ops dispatch table and runs session ingestion, and the signals
  * (SIGTERM/SIGINT: orderly shutdown; SIGHUP: reopen the log and reload
- * the configuration).  Also `ds stop`.  Nothing here polls: an idle
- * daemon sleeps in epoll until a client, a file event or a signal.
+ * the configuration, except its "sync" section, applied at start only).
+ * Also `ds stop`.  Nothing here polls: an idle daemon sleeps in epoll
+ * until a client, a file event or a signal.
  */
 #include "daemon/daemon.h"
 
@@ -288,9 +289,11 @@ static void service_stopped(void *ud)
     if (--d->pending > 0)
         return;
     if (d->signals_started) {
-        uv_close((uv_handle_t *)&d->sig_term, NULL);
-        uv_close((uv_handle_t *)&d->sig_int, NULL);
-        uv_close((uv_handle_t *)&d->sig_hup, NULL);
+        /* After a failed start drain_loop may have closed them already
+         * (ingestion reports its stop from inside drain_loop). */
+        close_walk_cb((uv_handle_t *)&d->sig_term, NULL);
+        close_walk_cb((uv_handle_t *)&d->sig_int, NULL);
+        close_walk_cb((uv_handle_t *)&d->sig_hup, NULL);
         d->signals_started = 0;
     }
     /* Nothing is left to keep the loop alive: uv_run returns. */
@@ -353,6 +356,93 @@ static void netsync_opts(const ds_daemon *d, const ds_netsync_start_flags *f,
         o->connect_timeout_ms = (uint32_t)atol(env);
 }
 
+/* Appends to a listen failure |err| where the addresses came from and,
+ * for an address that cannot be bound, what to do. */
+static void listen_err_source(const ds_daemon *d, const ds_netsync_start_flags *f, int rc,
+                              char *err, size_t errlen)
+{
+    size_t n = strlen(err);
+    if (n >= errlen)
+        return;
+    const char *fix = rc == DS_ERR_IO ? "; pick another port (or an address of this machine), "
+                                        "or stop the program that uses it"
+                                      : "";
+    if (f && f->nlisten)
+        snprintf(err + n, errlen - n, " (the address comes from --listen%s)", fix);
+    else if (d->cfg.sync_listen)
+        snprintf(err + n, errlen - n, " (the address comes from sync.listen in %s%s)",
+                 d->cfg_path, fix);
+    else
+        snprintf(err + n, errlen - n, " (the default listen address, used while some peer "
+                                      "has publish on; set another with sync.listen in %s or "
+                                      "ds start --listen)",
+                 d->cfg_path);
+}
+
+/* The sync service was asked to listen (--listen or sync.listen, or the
+ * default address while some peer has publish on) but has no key to
+ * listen with: it starts listening once `ds peer init` has made one.  Say
+ * so in the log rather than run silently deaf. */
+static void log_not_listening(ds_daemon *d, const ds_netsync_opts *no)
+{
+    char bound[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];
+    size_t nb = 0;
+    ds_netsync_bound(d->netsync, bound, &nb);
+    if (nb || !no->nlisten)
+        return;
+    ds_identity id;
+    char why[512] = "";
+    int rc = ds_peers_identity_load(d->home, &id, why, sizeof why);
+    if (rc == 0) {
+        ds_identity_wipe(&id);
+        return;               /* listening is not wanted yet (no peer publishes) */
+    }
+    if (!no->listen_always) {
+        ds_peers_cfg pc;
+        char perr[256];
+        int publish = 0;
+        if (ds_peers_cfg_load(d->home, &pc, perr, sizeof perr) == 0) {
+            for (size_t i = 0; i < pc.n; i++)
+                publish |= pc.peers[i].publish;
+            ds_peers_cfg_free(&pc);
+        }
+        if (!publish)
+            return;
+    }
+    char addrs[DS_NETSYNC_MAX_LISTEN * DS_ADDR_MAX + 8] = "";
+    for (size_t i = 0; i < no->nlisten; i++) {
+        size_t l = strlen(addrs);
+        snprintf(addrs + l, sizeof addrs - l, "%s%s", i ? ", " : "", no->listen[i]);
+    }
+    DS_LOGW("sync: not accepting peer connections on %s yet: %s; listening starts once "
+            "ds peer init has made an identity",
+            addrs, rc == DS_ERR_NOTFOUND ? "this node has no identity yet (run: ds peer init)"
+                                         : why);
+}
+
+/* Names the sync settings of |nc| that differ from the running ones
+ * (|run|) into |out| (", "-separated; "" when none). */
+static void sync_changes(const ds_config *run, const ds_config *nc, char *out, size_t len)
+{
+    out[0] = '\0';
+    const char *ra = run->sync_listen ? run->sync_listen : "";
+    const char *na = nc->sync_listen ? nc->sync_listen : "";
+    int ch[5] = {
+        strcmp(ra, na) != 0,
+        run->sync_interval_s != nc->sync_interval_s,
+        !run->sync_at_start != !nc->sync_at_start,
+        run->sync_max_concurrent != nc->sync_max_concurrent,
+        run->sync_connect_timeout_ms != nc->sync_connect_timeout_ms,
+    };
+    static const char *const names[5] = { "sync.listen", "sync.interval", "sync.at_start",
+                                          "sync.max_concurrent", "sync.connect_timeout_ms" };
+    for (size_t i = 0; i < 5; i++) {
+        size_t l = strlen(out);
+        if (ch[i])
+            snprintf(out + l, len - l, "%s%s", l ? ", " : "", names[i]);
+    }
+}
+
 static void reload(ds_daemon *d)
 {
     if (ds_log_reopen() != 0)
@@ -378,11 +468,28 @@ static void reload(ds_daemon *d)
     }
     ds_log_set_limits(nc.log_max_bytes, nc.log_keep);
     ds_log_set_level((ds_log_level)nc.log_level);
+    /* The sync service keeps what it started with (its sockets are bound,
+     * its timers set): the "sync" section is not applied until the next
+     * ds start, so d->cfg keeps the running values and a later SIGHUP
+     * compares against them again. */
+    char changed[160];
+    sync_changes(&d->cfg, &nc, changed, sizeof changed);
+    free(nc.sync_listen);
+    nc.sync_listen = d->cfg.sync_listen;
+    d->cfg.sync_listen = NULL;
+    nc.sync_interval_s = d->cfg.sync_interval_s;
+    nc.sync_at_start = d->cfg.sync_at_start;
+    nc.sync_max_concurrent = d->cfg.sync_max_concurrent;
+    nc.sync_connect_timeout_ms = d->cfg.sync_connect_timeout_ms;
     ds_config_free(&d->cfg);
     d->cfg = nc;
     d->config_present = present;
     DS_LOGI("configuration reloaded from %s%s (%zu watched director%s)", d->cfg_path,
             present ? "" : " (no file: defaults)", nc.nwatch, nc.nwatch == 1 ? "y" : "ies");
+    if (changed[0])
+        DS_LOGW("sync settings (%s) changed in %s take effect at the next ds start: SIGHUP "
+                "does not apply the \"sync\" section (ds stop, then ds start)",
+                changed, d->cfg_path);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -567,6 +674,8 @@ static int run(const char *home, int foreground, int ready_fd,
         ds_netsync_opts no;
         netsync_opts(d, flags, &no);
         rc = ds_netsync_new(&d->netsync, &d->loop, &d->ctx, &no, err, sizeof err);
+        if (rc && rc != DS_ERR_NOMEM)
+            listen_err_source(d, flags, rc, err, sizeof err);
         if (rc && no.listen_always) {
             DS_LOGE("%s", err);
             ready_write(ready_fd, "E %s", err);
@@ -582,6 +691,8 @@ static int run(const char *home, int foreground, int ready_fd,
                 d->netsync = NULL;
         }
         d->ctx.netsync = d->netsync;
+        if (d->netsync)
+            log_not_listening(d, &no);
     }
 
     /* 5. The PID file, then tell `ds start`. */

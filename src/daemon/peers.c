@@ -389,6 +389,9 @@ static int peers_rebuild(ds_peers_cfg *c)
     return 0;
 }
 
+static int addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
+                      uint16_t *port, const char **why, int allow_mapped);
+
 /* Checks the network fields of a peer entry: "" or a problem in |what|. */
 static void check_net_fields(const char *k, json_t *v, char *what, size_t wl)
 {
@@ -404,7 +407,10 @@ static void check_net_fields(const char *k, json_t *v, char *what, size_t wl)
             char host[DS_ADDR_MAX];
             uint16_t port;
             const char *why = "is not a string";
-            if (!json_is_string(e) || ds_addr_parse(json_string_value(e), 0, host, &port, &why)) {
+            /* IPv4-mapped addresses were accepted before: a peers.json
+             * holding one still loads (dialing it fails, saying why). */
+            if (!json_is_string(e) ||
+                addr_parse(json_string_value(e), 0, host, &port, &why, 1)) {
                 snprintf(what, wl, "peer %.12s...: address \"%.80s\" %s", k,
                          json_is_string(e) ? json_string_value(e) : "?", why);
                 return;
@@ -760,8 +766,12 @@ static int host_char_ok(char ch)
            ch == '-' || ch == '.' || ch == '_';
 }
 
-int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX], uint16_t *port,
-                  const char **why)
+/* A *why built for one address (it quotes part of it): valid until the
+ * next such message on this thread. */
+static _Thread_local char why_buf[2 * DS_ADDR_MAX + 256];
+
+static int addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
+                      uint16_t *port, const char **why, int allow_mapped)
 {
     static const char *dummy;
     if (!why)
@@ -785,8 +795,31 @@ int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX], 
         memcpy(host, s + 1, hl);
         host[hl] = '\0';
         struct in6_addr a6;
+        const char *zone = strchr(host, '%');
+        if (zone) {
+            /* fe80::1%eth0: a zone id picks the interface of a link-local
+             * address; neither the listener nor the dialer passes it on. */
+            snprintf(why_buf, sizeof why_buf,
+                     "has a zone id: zone ids (%s) are not supported; give a global IPv6 "
+                     "address or an IPv4 one",
+                     zone);
+            return *why = why_buf, DS_ERR_INVALID;
+        }
         if (inet_pton(AF_INET6, host, &a6) != 1)
             return *why = "is not an IPv6 address in brackets", DS_ERR_INVALID;
+        if (IN6_IS_ADDR_V4MAPPED(&a6) && !allow_mapped) {
+            /* [::ffff:1.2.3.4]: IPv6 sockets are V6ONLY, so such an address
+             * is never reached; the IPv4 address is. */
+            char v4[32];
+            /* the port as given; none: the default applies, or one is due */
+            const char *pt = close[1] == ':' ? close + 2 : default_port ? "" : "PORT";
+            if (!inet_ntop(AF_INET, &a6.s6_addr[12], v4, sizeof v4))
+                snprintf(v4, sizeof v4, "the IPv4 address");
+            snprintf(why_buf, sizeof why_buf,
+                     "is an IPv4-mapped IPv6 address: write %s%s%.*s instead", v4,
+                     *pt ? ":" : "", DS_ADDR_MAX, pt);
+            return *why = why_buf, DS_ERR_INVALID;
+        }
         if (close[1] == ':')
             ps = close + 2;
         else if (close[1] != '\0')
@@ -825,6 +858,12 @@ int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX], 
         return *why = "has a port out of range (1-65535)", DS_ERR_INVALID;
     *port = (uint16_t)v;
     return 0;
+}
+
+int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX], uint16_t *port,
+                  const char **why)
+{
+    return addr_parse(s, default_port, host, port, why, 0);
 }
 
 int ds_listen_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
@@ -920,9 +959,15 @@ int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
         memcpy(a, s, l);
         a[l] = '\0';
         const char *w;
-        if (ds_addr_parse(a, 0, host, &port, &w) != 0)
-            return *why = "holds a malformed address (expected HOST:PORT or [IPv6]:PORT)",
-                   DS_ERR_INVALID;
+        if (ds_addr_parse(a, 0, host, &port, &w) != 0) {
+            char aw[400];
+            snprintf(aw, sizeof aw, "%s", w);   /* w may point into why_buf */
+            snprintf(why_buf, sizeof why_buf,
+                     "holds the address '%.299s', which %.399s (expected HOST:PORT or "
+                     "[IPv6]:PORT)",
+                     a, aw);
+            return *why = why_buf, DS_ERR_INVALID;
+        }
         ds_addr_format(host, port, addrs[(*n)++]);
         if (!end)
             break;

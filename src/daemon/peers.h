@@ -134,7 +134,12 @@ int ds_peers_set_result(ds_peers_cfg *c, const char *id, const char *when, int o
 /* Parses "host:port" (host: IPv4 literal, DNS name) or "[IPv6]:port"
  * (also a bare "host" or "[v6]" when |default_port| is non-zero).  |host|
  * receives the host without brackets.  DS_ERR_INVALID with *why set to a
- * phrase ("has no port", "port out of range"...). */
+ * phrase ("has no port", "port out of range"...).  Refused with a phrase
+ * saying what to write instead: an IPv4-mapped IPv6 address
+ * ("[::ffff:127.0.0.1]:5": IPv6 sockets are V6ONLY, so it can never be
+ * reached; "write 127.0.0.1:5 instead") and a zone id ("[fe80::1%lo]:5").
+ * *why is a static phrase, or (when it quotes the address) a thread-local
+ * buffer valid until the next call on this thread. */
 int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
                   uint16_t *port, const char **why);
 /* ds_addr_parse for an address to listen on: the host must be an IP
@@ -157,8 +162,9 @@ int ds_node_id_is_key(const char *id);
 int ds_ticket_format(const char *node_id, const char *const *addrs, size_t n, char *out,
                      size_t cap);
 /* Parses a ticket into |node_id| (a valid key) and up to DS_PEER_MAX_ADDRS
- * addresses (each checked; a '@' must be followed by at least one).
- * DS_ERR_INVALID with *why set. */
+ * addresses (each checked by ds_addr_parse; a '@' must be followed by at
+ * least one).  DS_ERR_INVALID with *why set (for a bad address it quotes
+ * the address and ds_addr_parse's reason; lifetime as there). */
 int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
                     char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX], size_t *n, const char **why);
 /* A display label: the name, else the first DS_PEER_SHORT_ID hex digits. */

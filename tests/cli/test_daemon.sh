@@ -2,8 +2,12 @@
 # shellcheck disable=SC2317  # predicates are only called through check (lib.sh)
 # test_daemon.sh - integration test of the ds daemon: start/stop/status,
 # one daemon per home, the socket (mode 0600) carrying real requests,
-# SIGHUP reload (good and broken configuration), kill -9 recovery, a bad
-# configuration refused before detaching, log rotation, --foreground.
+# SIGHUP reload (good and broken configuration; "sync" settings are not
+# applied and the log says so), kill -9 recovery, a bad configuration
+# refused before detaching (sync.interval and --sync-interval name the
+# value), sync.listen without an identity (warned by ds start and in the
+# log) or on a port in use (the message names the source), log rotation,
+# --foreground.
 #
 # Usage: bash tests/cli/test_daemon.sh /path/to/ds
 #
@@ -41,6 +45,7 @@ check "ds --help lists start/stop/status" sh -c "grep -q '^  start' '$T/out' && 
 check "ds --help mentions the config file" out_has "config.json"
 run start --help
 check "start --help documents the config keys" sh -c "grep -q idle_seconds '$T/out' && grep -q max_bytes '$T/out' && grep -q -- --foreground '$T/out'"
+check "start --help: SIGHUP does not apply sync settings" out_has 'apply "sync" settings: changed ones are logged'
 
 # ---- no daemon yet ------------------------------------------------------------
 run status
@@ -111,6 +116,24 @@ check "daemon still alive after a bad reload" alive "$P1"
 run status --json
 check "bad reload keeps the old config" jq_ 'd["running"] is True and d["watched"] == ["'"$T/watch2"'"]'
 
+# SIGHUP does not apply the "sync" section (bound sockets, set timers):
+# the log says which settings wait for the next ds start, at every
+# SIGHUP until they match the running ones again.
+N=$(log_count "configuration reloaded")
+write_cfg "$T/watch2" '"sync": {"interval": "5m", "max_concurrent": 2}'
+kill -HUP "$P1"
+check "SIGHUP with new sync settings: reloaded" wait_until log_grew "configuration reloaded" "$N"
+check "SIGHUP with new sync settings: warns which wait for the next start" wait_until log_has "sync settings (sync.interval, sync.max_concurrent) changed in $CFG take effect at the next ds start"
+W=$(log_count "take effect at the next ds start")
+N=$(log_count "configuration reloaded")
+kill -HUP "$P1"
+check "second SIGHUP: still not applied, warned again" wait_until log_grew "take effect at the next ds start" "$W"
+W=$(log_count "take effect at the next ds start")
+write_cfg "$T/watch2"
+kill -HUP "$P1"
+check "sync settings back to the running ones: reloaded" wait_until log_grew "configuration reloaded" "$((N + 1))"
+check "sync settings back to the running ones: no warning" test "$(log_count "take effect at the next ds start")" -eq "$W"
+
 # ---- stop --------------------------------------------------------------------
 write_cfg "$T/watch"
 run stop
@@ -162,6 +185,70 @@ printf '{\n"watch": [\n' >"$CFG"
 run start
 check "start with invalid JSON: exit 1" rc_is 1
 check "invalid JSON message has a line number" err_has "$CFG:"
+
+# sync.interval: the offending value in the message; --sync-interval the
+# same parser (units largest first, each once)
+write_cfg "$T/watch" '"sync": {"interval": "30x"}'
+run start
+check "sync.interval \"30x\": exit 1" rc_is 1
+check "sync.interval \"30x\": the value and why" err_has '"30x" has an unknown unit'
+write_cfg "$T/watch" '"sync": {"interval": "1m1m"}'
+run start
+check "sync.interval \"1m1m\": refused, repeats a unit" err_has '"1m1m" repeats a unit'
+write_cfg "$T/watch" '"sync": {"interval": null}'
+run start
+check "sync.interval null: the value" err_has "got null"
+write_cfg "$T/watch"
+run start --sync-interval 1m1m
+check "--sync-interval 1m1m: usage error" rc_is 2
+check "--sync-interval 1m1m: repeats a unit" err_has "'1m1m' repeats a unit"
+run start --sync-interval 5s5m
+check "--sync-interval 5s5m: units out of order" err_has "'5s5m' has its units out of order"
+check "refused intervals: nothing started" test ! -e "$DS_HOME/daemon.pid"
+
+# ---- sync.listen: no identity yet, address in use --------------------------------
+# A UDP port free on 127.0.0.1 right now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+write_cfg "$T/watch" "\"sync\": {\"listen\": \"127.0.0.1:$PORT\"}"
+run start
+P5=$(pidfile)
+[ -n "$P5" ] && remember "$P5"
+check "sync.listen without an identity: starts" rc_is 0
+check "sync.listen without an identity: ds start warns, as for --listen" err_has "not accepting peer connections yet: this node has no identity yet"
+check "sync.listen without an identity: ds start says what to run" err_has "ds peer init"
+check "sync.listen without an identity: logged" log_has "sync: not accepting peer connections on 127.0.0.1:$PORT yet: this node has no identity yet"
+run stop
+check "daemon gone" wait_until dead "${P5:-0}"
+# a port something else holds: where the address came from, what to do
+# (binding needs the node's key)
+run peer init
+check "peer init" rc_is 0
+python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True); time.sleep(120)' >"$T/busy.port" &
+BUSYPID=$!
+remember "$BUSYPID"
+wait_until test -s "$T/busy.port"
+BUSY=$(cat "$T/busy.port")
+write_cfg "$T/watch" "\"sync\": {\"listen\": \"127.0.0.1:$BUSY\"}"
+N=$(log_count "startup failed")
+run start
+check "sync.listen in use: exit 1" rc_is 1
+check "sync.listen in use: cannot listen" err_has "cannot listen on 127.0.0.1:$BUSY"
+check "sync.listen in use: names sync.listen in config.json" err_has "comes from sync.listen in $CFG"
+check "sync.listen in use: says what to do" err_has "pick another port"
+check "failed start: the daemon cleans up and exits (no crash)" wait_until log_grew "startup failed" "$N"
+write_cfg "$T/watch"
+run start --listen "127.0.0.1:$BUSY"
+check "--listen in use: exit 1" rc_is 1
+check "--listen in use: names --listen" err_has "comes from --listen"
+check "--listen in use: not 'already running'" err_lacks "already running"
+check "failed starts: no daemon" test ! -e "$DS_HOME/daemon.pid"
+kill "$BUSYPID" 2>/dev/null
+wait "$BUSYPID" 2>/dev/null
 
 # ---- log rotation --------------------------------------------------------------
 write_cfg "$T/watch" '"log": {"max_bytes": 400, "keep": 2, "level": "debug"}'

@@ -15,7 +15,9 @@
 # share.json / peers.json messages; the lock's bounded wait; ds peer list
 # aligns its columns for long names (NAME width = longest name, cut at
 # 40); ds peer sync of every peer skips (and says so) a peer without an
-# address, and fails only when no subscribed peer has one.
+# address, and fails only when no subscribed peer has one; IPv4-mapped
+# IPv6 addresses and zone ids are refused (--addr, tickets, --listen)
+# saying what to write instead.
 set -u
 . "$(dirname "$0")/lib.sh"
 lib_init ds-peer-test "$@"
@@ -213,6 +215,19 @@ run "$D" peer add "$AID" --addr 127.0.0.1:5,127.0.0.1:6
 check "--addr with a comma: refused" rc_is 2
 check "--addr with a comma: says so" err_has "holds a ',' (one address at a time)"
 check "--addr with a comma: not called IPv6" err_lacks "IPv6 address without brackets"
+# addresses that can never work: IPv4-mapped IPv6 (IPv6 sockets are
+# V6ONLY) and zone ids, refused saying what to write instead; tickets too
+run "$D" peer add "$AID" --addr '[::ffff:127.0.0.1]:4000'
+check "--addr IPv4-mapped: refused" rc_is 2
+check "--addr IPv4-mapped: says what to write" err_has "is an IPv4-mapped IPv6 address: write 127.0.0.1:4000 instead"
+run "$D" peer add "ds1:$AID@[::ffff:127.0.0.1]:4000"
+check "ticket with an IPv4-mapped address: refused" rc_is 2
+check "ticket with an IPv4-mapped address: names it and says what to write" err_has "'[::ffff:127.0.0.1]:4000', which is an IPv4-mapped IPv6 address: write 127.0.0.1:4000 instead"
+run "$D" peer add "$AID" --addr '[fe80::1%lo]:4000'
+check "--addr with a zone id: refused" rc_is 2
+check "--addr with a zone id: says zone ids are not supported" err_has "zone ids (%lo) are not supported"
+check "--addr with a zone id: not called a non-IPv6 address" err_lacks "is not an IPv6 address in brackets"
+check "refused addresses: no peer added" [ "$(cat "$D/peers.json" 2>/dev/null | grep -c "$AID")" -eq 0 ]
 run "$D" peer add "$(printf ' \t%s\n' "$AID")"
 check "pasted NodeId (whitespace around): added" out_has "Added peer '$A8'"
 run "$D" peer add "$(printf ' ds1:%s@127.0.0.1:1\n' "$AID")"
@@ -292,6 +307,13 @@ for bad in localhost:4000 256.1.1.1:4000; do
     check "start --listen $bad: usage error" rc_is 2
     check "start --listen $bad: must be an IP address" err_has "must be an IP address"
 done
+run "$D" start --listen '[::ffff:127.0.0.1]:47979'
+check "start --listen IPv4-mapped: usage error" rc_is 2
+check "start --listen IPv4-mapped: says what to write" err_has "write 127.0.0.1:47979 instead"
+run "$D" start --listen '[fe80::1%lo]:47979'
+check "start --listen with a zone id: usage error" rc_is 2
+check "start --listen with a zone id: says so" err_has "zone ids (%lo) are not supported"
+check "refused --listen: nothing started" [ ! -e "$D/daemon.pid" ]
 run "$D" start --listen 127.0.0.1:47979 --listen 127.0.0.1:47979
 check "start --listen twice: usage error" rc_is 2
 check "start --listen twice: duplicate" err_has "duplicate"

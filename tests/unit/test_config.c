@@ -236,6 +236,78 @@ static void test_sync_listen(void **state)
            "expected a string");
 }
 
+/* Durations (sync.interval, ds start --sync-interval): units largest
+ * first, each once; every refusal says why. */
+static void test_duration(void **state)
+{
+    static const struct {
+        const char *s;
+        uint32_t v;
+    } good[] = { { "90", 90 },        { "90s", 90 },       { "30m", 1800 },  { "1h30m", 5400 },
+                 { "1d12h", 129600 }, { "1h0m5s", 3605 },  { "30d", 2592000 },
+                 { "2592000", 2592000 }, { "0h1s", 1 } };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint32_t v = 0;
+        const char *why = "unset";
+        if (ds_duration_parse(good[i].s, &v, &why) != 0)
+            fail_msg("duration '%s' refused: %s", good[i].s, why);
+        assert_int_equal(v, good[i].v);
+    }
+    static const struct {
+        const char *s, *why;
+    } bad[] = {
+        { "1m1m", "repeats a unit" },        { "1h30m1h", "repeats a unit" },
+        { "5s5m", "out of order" },          { "30m1h", "out of order" },
+        { "30x", "unknown unit" },           { "1e9h", "unknown unit" },
+        { "1h 30m", "neither a digit nor a unit" },        { "-5m", "negative" },
+        { "0", "zero" },                     { "0s", "zero" },
+        { "", "empty" },                     { "5m30", "without a unit" },
+        { "31d", "longer than 30 days" },    { "2592001", "longer than 30 days" },
+        { "m", "does not start with a number" }, { "1hm", "a unit without a number" },
+        { "9999999999s", "too large" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint32_t v = 7;
+        const char *why = NULL;
+        if (ds_duration_parse(bad[i].s, &v, &why) != DS_ERR_INVALID)
+            fail_msg("duration '%s' accepted (%u s)", bad[i].s, v);
+        if (!why || !strstr(why, bad[i].why))
+            fail_msg("duration '%s': expected '%s', got '%s'", bad[i].s, bad[i].why,
+                     why ? why : "(null)");
+        assert_int_equal(v, 7);
+    }
+    uint32_t v;
+    assert_int_equal(ds_duration_parse(NULL, &v, NULL), DS_ERR_INVALID);
+    assert_int_equal(ds_duration_parse("1h", &v, NULL), 0);
+}
+
+/* A bad sync.interval names the value, as integer errors do. */
+static void test_sync_interval(void **state)
+{
+    ds_config c;
+    char err[512];
+    write_cfg("{\"sync\": {\"interval\": \"1h30m\"}}");
+    assert_int_equal(ds_config_load(&c, cfg_path, UHOME, err, sizeof err), 0);
+    assert_int_equal(c.sync_interval_s, 5400);
+    ds_config_free(&c);
+    write_cfg("{\"sync\": {\"interval\": 90}}");
+    assert_int_equal(ds_config_load(&c, cfg_path, UHOME, err, sizeof err), 0);
+    assert_int_equal(c.sync_interval_s, 90);
+    ds_config_free(&c);
+    EXPECT("{\"sync\": {\"interval\": \"30x\"}}", DS_ERR_INVALID, "'sync.interval'",
+           "\"30x\" has an unknown unit", "\"30m\"");
+    EXPECT("{\"sync\": {\"interval\": \"-5m\"}}", DS_ERR_INVALID, "\"-5m\" is negative");
+    EXPECT("{\"sync\": {\"interval\": \"1e9h\"}}", DS_ERR_INVALID, "\"1e9h\"");
+    EXPECT("{\"sync\": {\"interval\": \"0\"}}", DS_ERR_INVALID, "\"0\" is zero");
+    EXPECT("{\"sync\": {\"interval\": \"1m1m\"}}", DS_ERR_INVALID, "\"1m1m\" repeats a unit");
+    EXPECT("{\"sync\": {\"interval\": \"5s5m\"}}", DS_ERR_INVALID,
+           "\"5s5m\" has its units out of order");
+    EXPECT("{\"sync\": {\"interval\": null}}", DS_ERR_INVALID, "'sync.interval'", "got null");
+    EXPECT("{\"sync\": {\"interval\": 1.5}}", DS_ERR_INVALID, "got 1.5");
+    EXPECT("{\"sync\": {\"interval\": [\"30m\"]}}", DS_ERR_INVALID, "got [\"30m\"]");
+    EXPECT("{\"sync\": {\"interval\": 0}}", DS_ERR_INVALID, "'sync.interval'", "got 0");
+}
+
 static void test_tilde(void **state)
 {
     ds_config c;
@@ -275,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_wrong_types),    cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_missing_required), cmocka_unit_test(test_tilde),
         cmocka_unit_test(test_unreadable),     cmocka_unit_test(test_sync_listen),
+        cmocka_unit_test(test_duration),       cmocka_unit_test(test_sync_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -382,6 +382,76 @@ static void addrs_and_tickets(void **state)
     ds_peers_cfg_free(&c);
 }
 
+/* Addresses that parse but can never work are refused saying what to
+ * write instead: an IPv4-mapped IPv6 address (IPv6 sockets are V6ONLY)
+ * and a zone id; tickets go through the same parser.  A peers.json that
+ * an older version wrote with a mapped address still loads. */
+static void addr_refusals(void **state)
+{
+    (void)state;
+    char host[DS_ADDR_MAX];
+    uint16_t port;
+    const char *why;
+    assert_int_equal(ds_addr_parse("[::ffff:127.0.0.1]:4000", 0, host, &port, &why),
+                     DS_ERR_INVALID);
+    assert_non_null(strstr(why, "IPv4-mapped IPv6 address"));
+    assert_non_null(strstr(why, "write 127.0.0.1:4000 instead"));
+    assert_int_equal(ds_addr_parse("[::FFFF:7f00:1]:5", 0, host, &port, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "write 127.0.0.1:5 instead"));
+    assert_int_equal(ds_listen_addr_parse("[::ffff:127.0.0.1]:4000", 7979, host, &port, &why),
+                     DS_ERR_INVALID);
+    assert_non_null(strstr(why, "write 127.0.0.1:4000 instead"));
+    assert_int_equal(ds_listen_addr_parse("[::ffff:0.0.0.0]", 7979, host, &port, &why),
+                     DS_ERR_INVALID);
+    assert_non_null(strstr(why, "write 0.0.0.0 instead"));   /* the default port applies */
+    assert_int_equal(ds_addr_parse("[::ffff:10.0.0.1]", 0, host, &port, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "write 10.0.0.1:PORT instead"));   /* a port is due */
+    /* zone ids: said as such, not "not an IPv6 address" */
+    assert_int_equal(ds_addr_parse("[fe80::1%lo]:4000", 0, host, &port, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "zone ids (%lo) are not supported"));
+    assert_null(strstr(why, "not an IPv6 address"));
+    assert_int_equal(ds_listen_addr_parse("[fe80::1%eth0]", 7979, host, &port, &why),
+                     DS_ERR_INVALID);
+    assert_non_null(strstr(why, "zone ids (%eth0) are not supported"));
+    /* still accepted: plain IPv6, IPv4, names; other IPv6 forms */
+    assert_int_equal(ds_addr_parse("[::1]:4000", 0, host, &port, &why), 0);
+    assert_int_equal(ds_addr_parse("[2001:db8::ffff:7f00:1]:4000", 0, host, &port, &why), 0);
+    assert_int_equal(ds_addr_parse("127.0.0.1:4000", 0, host, &port, &why), 0);
+    assert_int_equal(ds_listen_addr_parse("[::]:4000", 7979, host, &port, &why), 0);
+
+    /* tickets: the address and the parser's reason */
+    ds_identity id;
+    uint8_t seed[32];
+    ds_test_random(seed, sizeof seed);
+    assert_int_equal(ds_identity_from_seed(&id, seed), 0);
+    char t[DS_TICKET_MAX], nid[DS_NODE_ID_HEX + 1], ta[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
+    size_t n;
+    snprintf(t, sizeof t, "ds1:%s@[::1]:7979,[::ffff:127.0.0.1]:7979", id.node_id);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "'[::ffff:127.0.0.1]:7979'"));
+    assert_non_null(strstr(why, "IPv4-mapped IPv6 address: write 127.0.0.1:7979 instead"));
+    snprintf(t, sizeof t, "ds1:%s@[fe80::1%%lo]:7979", id.node_id);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "zone ids (%lo) are not supported"));
+    snprintf(t, sizeof t, "ds1:%s@127.0.0.1", id.node_id);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "has no port"));
+
+    /* peers.json from an older version holding a mapped address: loads */
+    const char *home = ds_test_tmpdir();
+    char text[512];
+    snprintf(text, sizeof text, "{\"peers\": {\"%s\": {\"addrs\": [\"[::ffff:10.0.0.1]:5\"]}}}\n",
+             ID1);
+    write_file(home, "peers.json", text);
+    ds_peers_cfg c;
+    assert_int_equal(ds_peers_cfg_load(home, &c, err, sizeof err), 0);
+    assert_int_equal(ds_peers_find(&c, ID1)->naddrs, 1);
+    /* but a new one is refused */
+    const char *mapped[] = { "[::ffff:10.0.0.2]:5" };
+    assert_int_equal(ds_peers_add_addrs(&c, ID1, mapped, 1, NULL, NULL, NULL), DS_ERR_INVALID);
+    ds_peers_cfg_free(&c);
+}
+
 static int count_cb(const ds_node *n, void *ud)
 {
     (void)n;
@@ -448,6 +518,7 @@ int main(void)
         cmocka_unit_test(peer_names),
         cmocka_unit_test(peer_resolve),
         cmocka_unit_test(addrs_and_tickets),
+        cmocka_unit_test(addr_refusals),
         cmocka_unit_test(replicas),
         cmocka_unit_test(lock_wait),
     };
