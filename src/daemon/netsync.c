@@ -1072,7 +1072,13 @@ static ds_quic_endpoint *dialer(ds_netsync *ns, int family, char *err, size_t er
         return *slot;
     if (load_identity(ns, err, errlen) != 0)
         return NULL;
-    ds_quic_config qc = { .identity_sk = ns->sk, .alpn = DS_SYNC_ALPN };
+    /* The dial's own timer gives each address its share of the connect
+     * timeout; QUIC's handshake limit must not end one sooner. */
+    ds_quic_config qc = {
+        .identity_sk = ns->sk, .alpn = DS_SYNC_ALPN,
+        .handshake_timeout_ms = ns->o.connect_timeout_ms ? ns->o.connect_timeout_ms
+                                                         : DS_NETSYNC_DIAL_TIMEOUT_MS,
+    };
     ds_quic_endpoint *ep = NULL;
     int rc = ds_quic_endpoint_new(&ep, ns->loop, &qc, &callbacks, ns);
     if (!rc)
