@@ -1274,9 +1274,23 @@ static int start_job(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size
 
 static void retry_arm(ds_netsync *ns);
 
+/* A periodic or retry job that has not finished: a new one would only
+ * queue behind it (a sync slower than the interval piled jobs up). */
+static int periodic_running(const ds_netsync *ns)
+{
+    for (const job *j = ns->jobs; j; j = j->next)
+        if (j->periodic && !j->done)
+            return 1;
+    return 0;
+}
+
 static void retry_cb(uv_timer_t *t)
 {
     ds_netsync *ns = t->data;
+    if (periodic_running(ns)) {   /* look again once it may have ended */
+        uv_timer_start(&ns->retry_timer, retry_cb, BUSY_RETRY_MS * 5, 0);
+        return;
+    }
     int64_t now = now_ms();
     char ids[DS_NETSYNC_MAX_PEERS][DS_NODE_ID_HEX + 1];
     size_t n = sync_targets(ns, ids, DS_NETSYNC_MAX_PEERS, 1, now);
@@ -1347,6 +1361,11 @@ static void retry_note(ds_netsync *ns, const char *id, int ok)
 static void periodic_cb(uv_timer_t *t)
 {
     ds_netsync *ns = t->data;
+    if (periodic_running(ns)) {
+        NLOG(ns, DS_LOG_INFO, "sync: the previous periodic sync is still running; skipping "
+                              "this one");
+        return;
+    }
     char ids[DS_NETSYNC_MAX_PEERS][DS_NODE_ID_HEX + 1];
     size_t n = sync_targets(ns, ids, DS_NETSYNC_MAX_PEERS, 0, 0);
     if (n) {
