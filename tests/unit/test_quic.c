@@ -455,12 +455,16 @@ static void relay_path_and_closing_period(void **state)
     assert_true(run(&w, g_b_closed, 2000));
     assert_int_equal(w.b.close_err, 0);
     assert_int_equal(pb.dropped, 1);
-    assert_int_equal(w.a.closed, 0);
     /* a keeps sending; b, in its closing period, sends CONNECTION_CLOSE
-     * again, so a learns of the close long before its idle timeout. */
-    int64_t sid;
-    assert_int_equal(ds_quic_stream_open(w.a.conn, &sid), 0);
-    assert_int_equal(ds_quic_stream_write(w.a.conn, sid, (const uint8_t *)"ping", 4, 0), 0);
+     * again, so a learns of the close long before its idle timeout.  (A
+     * packet a sent on its own, an ACK, may already have drawn that
+     * second CONNECTION_CLOSE while b's close was reported, on a loaded
+     * machine: then a is closed already, for the same reason.) */
+    if (!w.a.closed) {
+        int64_t sid;
+        assert_int_equal(ds_quic_stream_open(w.a.conn, &sid), 0);
+        assert_int_equal(ds_quic_stream_write(w.a.conn, sid, (const uint8_t *)"ping", 4, 0), 0);
+    }
     assert_true(run(&w, g_a_closed, 2000));
     assert_int_equal(w.a.close_err, 0);
     assert_non_null(strstr(w.a.reason, "bye"));
