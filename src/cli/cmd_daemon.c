@@ -12,6 +12,7 @@
 
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/home.h"
 #include "daemon/netsync.h"
 #include "daemon/peers.h"
 #include "io/quic.h"
@@ -20,11 +21,9 @@
  * listens, as with --listen).  ds start has just checked the file. */
 static int config_listens(const char *home)
 {
-    size_t n = strlen(home) + sizeof "/" DS_CONFIG_FILE;
-    char *path = malloc(n);
+    char *path = ds_path_join(home, DS_CONFIG_FILE);
     if (!path)
         return 0;
-    snprintf(path, n, "%s/%s", home, DS_CONFIG_FILE);
     ds_config cfg;
     char err[256];
     int listens = ds_config_load(&cfg, path, getenv("HOME"), err, sizeof err) == 0 &&
