@@ -254,6 +254,15 @@ static void ready_write(int fd, const char *fmt, ...)
     while (w < 0 && errno == EINTR);
 }
 
+/* Sends the last "E ..." message (kept in run_err) to |fd| and closes it. */
+static void report_failure(int fd)
+{
+    if (fd < 0)
+        return;
+    ready_write(fd, "E %s", run_err[0] ? run_err : "the daemon could not start");
+    close(fd);
+}
+
 /* ---- The running daemon --------------------------------------------------- */
 
 static int handle_request(void *ud, const char *op, const msgpack_object *params,
@@ -585,6 +594,12 @@ static int run(const char *home, int foreground, int ready_fd,
         return rc;
     }
     free(lock_path);
+    /* From here on a failure is reported only after the lock is released
+     * and the event loop drained: when 'ds start' says the start failed,
+     * no daemon of this home is left, and an immediate retry can start. */
+    int report_fd = ready_fd;
+    ready_fd = -1;
+    run_err[0] = '\0';
     {
         char buf[32];
         int n = snprintf(buf, sizeof buf, "%ld\n", (long)d->pid);
@@ -599,12 +614,14 @@ static int run(const char *home, int foreground, int ready_fd,
     if (rc) {
         ready_write(ready_fd, "E %s", err);
         daemon_free(d);
+        report_failure(report_fd);
         return rc;
     }
     ds_log_set_level((ds_log_level)d->cfg.log_level);
     if (d->log_path && ds_log_open(d->log_path, d->cfg.log_max_bytes, d->cfg.log_keep) != 0) {
         ready_write(ready_fd, "E cannot open the log %s: %s", d->log_path, strerror(errno));
         daemon_free(d);
+        report_failure(report_fd);
         return DS_ERR_IO;
     }
     DS_LOGI("starting: ds %s (protocol %d), pid %ld, home %s", DS_VERSION, DS_IPC_PROTOCOL,
@@ -704,9 +721,9 @@ static int run(const char *home, int foreground, int ready_fd,
     }
     DS_LOGI("ready: listening on %s; watching %zu director%s", d->sock_path, d->cfg.nwatch,
             d->cfg.nwatch == 1 ? "y" : "ies");
-    ready_write(ready_fd, "OK");
-    if (ready_fd >= 0)
-        close(ready_fd);
+    ready_write(report_fd, "OK");
+    if (report_fd >= 0)
+        close(report_fd);
     if (foreground)
         fprintf(stderr, "Datasphere daemon running in the foreground (pid %ld, home %s).\n"
                         "Stop it with Ctrl-C or 'ds stop'.\n",
@@ -745,6 +762,7 @@ fail_log:
     DS_LOGE("startup failed");
     ds_log_close();
     daemon_free(d);
+    report_failure(report_fd);
     return rc ? rc : DS_ERR_IO;
 }
 

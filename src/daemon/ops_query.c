@@ -128,7 +128,7 @@ int op_query(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     char *text = NULL, *ns = NULL, *project = NULL;
     ds_query *q = NULL;
     ds_hit *hits = NULL;
-    size_t limit, nhits = 0;
+    size_t limit = 0, nhits = 0;
     int rc = ds_ops_get_str(ctx, params, "text", 0, &text);
     if (!rc && (!text || is_blank(text)))
         rc = ds_ops_fail(ctx, DS_ERR_EMPTY, DS_OPS_E_EMPTY_QUERY,

@@ -247,6 +247,9 @@ check "--listen in use: exit 1" rc_is 1
 check "--listen in use: names --listen" err_has "comes from --listen"
 check "--listen in use: not 'already running'" err_lacks "already running"
 check "failed starts: no daemon" test ! -e "$DS_HOME/daemon.pid"
+# 'ds start' reports the failure only once the daemon let go of the home
+run status
+check "failed start: no daemon left holding the home" out_has "is not running"
 kill "$BUSYPID" 2>/dev/null
 wait "$BUSYPID" 2>/dev/null
 
