@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ds/error.h"
@@ -139,11 +140,15 @@ static int counters_write(ds_store *st, MDB_txn *txn, const ds_counters *c)
  * reads it, can still raise SIGBUS (closing that window would take a
  * SIGBUS handler around every read through the map); a process other than
  * the writer's that begins a transaction between an LMDB commit and the
- * extension after it sees a short file (a spurious DS_ERR_SHORT, never a
- * crash), as does every transaction on a store whose last commit, by a
+ * extension after it waits up to 20 ms for the extension and, past that,
+ * sees a short file (a spurious DS_ERR_SHORT, never a crash), as does
+ * every transaction on a store whose last commit, by a
  * ds without this extension, left such pages (docs/storage.md); only the
  * file's size is checked, never its content.  search.c begins its
  * transactions through ds__store_begin too. */
+
+#define SHORT_RECHECKS 4
+#define SHORT_RECHECK_NS 5000000L
 
 /* The data file's size and the bytes the database spans.  Without its
  * meta pages, the span last seen (for messages: too short either way). */
@@ -174,6 +179,15 @@ int ds_store_check(ds_store *st, uint64_t *file_bytes, uint64_t *used_bytes)
         pthread_mutex_lock(&st->grow_lock);
         rc = file_span(st, &size, &need);
         pthread_mutex_unlock(&st->grow_lock);
+    }
+    /* A commit of another process extends the file just after LMDB's
+     * commit, outside any lock this process can take: give it a moment
+     * (at most SHORT_RECHECKS * SHORT_RECHECK_NS) before calling the
+     * file short.  A file really cut short costs only this delay. */
+    for (int i = 0; !rc && size < need && i < SHORT_RECHECKS; i++) {
+        struct timespec ts = { 0, SHORT_RECHECK_NS };
+        nanosleep(&ts, NULL);
+        rc = file_span(st, &size, &need);
     }
     if (file_bytes) *file_bytes = size;
     if (used_bytes) *used_bytes = need;
