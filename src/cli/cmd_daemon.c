@@ -26,7 +26,7 @@ static int config_listens(const char *home)
         return 0;
     ds_config cfg;
     char err[256];
-    int listens = ds_config_load(&cfg, path, getenv("HOME"), err, sizeof err) == 0 &&
+    int listens = ds_config_load(&cfg, path, ds_user_home(), err, sizeof err) == 0 &&
                   cfg.sync_listen != NULL;
     ds_config_free(&cfg);
     free(path);

@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -89,15 +88,6 @@ static void sleep_ms(int ms)
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-}
-
-static const char *user_home_dir(void)
-{
-    const char *h = getenv("HOME");
-    if (h && h[0])
-        return h;
-    struct passwd *pw = getpwuid(getuid());
-    return pw && pw->pw_dir && pw->pw_dir[0] ? pw->pw_dir : NULL;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -559,7 +549,7 @@ static int run(const char *home, int foreground, int ready_fd,
     d->lock_fd = -1;
     d->foreground = foreground;
     d->pid = getpid();
-    d->user_home = user_home_dir();
+    d->user_home = ds_user_home();
     d->home = strdup(home);
     d->cfg_path = home_file(home, DS_CONFIG_FILE);
     d->pid_path = home_file(home, DS_DAEMON_PID_FILE);
@@ -852,7 +842,7 @@ int ds_daemon_start_ex(const char *home, int foreground, const ds_netsync_start_
         return DS_ERR_NOMEM;
     ds_config cfg;
     char cerr[1024];
-    rc = ds_config_load(&cfg, cfg_path, user_home_dir(), cerr, sizeof cerr);
+    rc = ds_config_load(&cfg, cfg_path, ds_user_home(), cerr, sizeof cerr);
     ds_config_free(&cfg);
     free(cfg_path);
     if (rc) {

@@ -56,6 +56,15 @@ static int absolute(const char *path, char **out)
     return 0;
 }
 
+const char *ds_user_home(void)
+{
+    const char *h = getenv("HOME");
+    if (h && h[0])
+        return h;
+    struct passwd *pw = getpwuid(getuid());
+    return pw && pw->pw_dir && pw->pw_dir[0] ? pw->pw_dir : NULL;
+}
+
 int ds_home_resolve(const char *opt, char **out)
 {
     *out = NULL;
@@ -64,13 +73,9 @@ int ds_home_resolve(const char *opt, char **out)
     const char *env = getenv("DS_HOME");
     if (env && env[0])
         return absolute(env, out);
-    const char *home = getenv("HOME");
-    if (!home || !home[0]) {
-        struct passwd *pw = getpwuid(getuid());
-        if (!pw || !pw->pw_dir || !pw->pw_dir[0])
-            return DS_ERR_INVALID;
-        home = pw->pw_dir;
-    }
+    const char *home = ds_user_home();
+    if (!home)
+        return DS_ERR_INVALID;
     char *base = NULL;
     int rc = absolute(home, &base);
     if (rc)

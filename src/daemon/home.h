@@ -19,6 +19,10 @@
  * and no password entry to fall back on) or DS_ERR_NOMEM. */
 int ds_home_resolve(const char *opt, char **out);
 
+/* The user's own home directory: $HOME, else the password entry; NULL
+ * when neither is known.  (For "~" in config.json; not the ds home.) */
+const char *ds_user_home(void);
+
 /* Creates |home| and any missing parents with mode 0700.  An existing
  * directory is accepted as is.  Returns 0, or DS_ERR_IO with errno set
  * (ENOTDIR when a component is not a directory). */

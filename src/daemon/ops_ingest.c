@@ -35,8 +35,7 @@ static int load_config(ds_ctx *ctx, ds_config *cfg)
     if (!path)
         return ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
     char err[512];
-    const char *home = getenv("HOME");
-    int rc = ds_config_load(cfg, path, home && home[0] ? home : NULL, err, sizeof err);
+    int rc = ds_config_load(cfg, path, ds_user_home(), err, sizeof err);
     free(path);
     if (rc) {
         ds_config_free(cfg);
