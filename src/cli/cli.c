@@ -239,7 +239,7 @@ int cli_home(cli *c, const char **home)
 /* Sends the request to the daemon over |ic| (closed here) and moves the
  * reply into |r|.  Returns 0 or an exit status (message printed). */
 static int call_daemon(cli *c, ds_ipc_client *ic, const char *op, const msgpack_sbuffer *params,
-                       cli_reply *r)
+                       cli_reply *r, int quiet)
 {
     ds_ipc_reply ir;
     ds_ipc_reply_init(&ir);
@@ -250,6 +250,10 @@ static int call_daemon(cli *c, ds_ipc_client *ic, const char *op, const msgpack_
         return cli_fail("ds %s (protocol %d) cannot talk to daemon protocol %lld: run 'ds stop' "
                         "and start the new version",
                         DS_VERSION, DS_IPC_PROTOCOL, (long long)ir.peer_v);
+    }
+    if (rc && quiet) {   /* r->root stays NULL: no reply at all */
+        ds_ipc_reply_free(&ir);
+        return CLI_FAIL;
     }
     if (rc) {
         ds_ipc_reply_free(&ir);
@@ -333,7 +337,7 @@ int cli_call_ex(cli *c, const char *op, const cli_params *ps, cli_reply *r, int 
     if (sock && ds_ipc_connect(&ic, sock, CLI_CONNECT_TIMEOUT_MS) == 0) {
         free(sock);
         ic.timeout_ms = CLI_IO_TIMEOUT_MS;
-        rc = call_daemon(c, &ic, op, &req, r);
+        rc = call_daemon(c, &ic, op, &req, r, quiet);
         msgpack_sbuffer_destroy(&req);
         if (rc)
             return rc;

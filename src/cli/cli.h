@@ -126,7 +126,8 @@ typedef struct cli_reply {
  * for bad input, CLI_FAIL otherwise); 0 on success. */
 int cli_call(cli *c, const char *op, const cli_params *ps, cli_reply *r);
 /* Like cli_call, printing nothing when |quiet|; the error map stays in
- * r->root for the caller to inspect (cli_get(r->root, "error")). */
+ * r->root for the caller to inspect (cli_get(r->root, "error")).  A
+ * daemon that fails mid-request leaves r->root NULL (quiet only). */
 int cli_call_ex(cli *c, const char *op, const cli_params *ps, cli_reply *r, int quiet);
 void cli_reply_free(cli_reply *r);
 /* Prints the error of reply |r| (message, then hint) to stderr. */

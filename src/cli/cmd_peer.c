@@ -106,8 +106,7 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
             if (o->naddrs >= DS_PEER_MAX_ADDRS)
                 return cli_usage_error(cc, "at most %d --addr options", DS_PEER_MAX_ADDRS);
             if (ds_addr_parse(optarg, 0, host, &port, &why) != 0)
-                return cli_usage_error(cc, "--addr '%s' %s (expected HOST:PORT or [IPv6]:PORT)",
-                                       optarg, why);
+                return cli_usage_error(cc, "--addr '%s' %s%s", optarg, why, ds_addr_expect(why));
             o->addrs[o->naddrs++] = optarg;
             break;
         }
@@ -131,7 +130,10 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
 static int json_reply(const msgpack_object *root);
 
 /* Sends request |op| with |ps| (NULL for none) and prints the reply: as
- * JSON with --json, else through |text|.  Returns the exit status. */
+ * JSON with --json, else through |text|.  A "warning" in the reply (the
+ * request succeeded, but something needs the user: peer_init, peer_add)
+ * goes to stderr as "ds: warning: ..." either way.  Returns the exit
+ * status. */
 static int call_print(cli *c, const char *op, cli_params *ps, void (*text)(const msgpack_object *R))
 {
     cli_reply rep;
@@ -141,6 +143,10 @@ static int call_print(cli *c, const char *op, cli_params *ps, void (*text)(const
             rc = json_reply(rep.root);
         else
             text(rep.root);
+        size_t wl;
+        const char *w = cli_str(cli_get(rep.root, "warning"), &wl);
+        if (wl)
+            fprintf(stderr, "ds: warning: %.*s\n", (int)wl, w);
     }
     cli_reply_free(&rep);
     return rc;
@@ -483,7 +489,13 @@ static void print_ticket(const msgpack_object *R)
     size_t tl;
     const char *t = cli_str(cli_get(R, "ticket"), &tl);
     printf("%.*s\n", (int)tl, t);
-    if (!cli_bool(cli_get(R, "listening")))
+    if (cli_bool(cli_get(R, "listening")))
+        return;
+    size_t wl;
+    const char *why = cli_str(cli_get(R, "why"), &wl);
+    if (wl)
+        fprintf(stderr, "note: this node is not accepting syncs now: %.*s.\n", (int)wl, why);
+    else   /* an older daemon */
         fprintf(stderr, "note: this node is not accepting syncs now: peers reach it "
                         "while the daemon runs (ds start) and some peer may pull "
                         "(ds peer add ID --publish).\n");
@@ -567,15 +579,22 @@ static void progress_from_reply(const msgpack_object *R)
     }
 }
 
-/* A fingerprint of the job's progress, to notice a daemon that stalls. */
-static uint64_t job_mark(const msgpack_object *R)
+/* A fingerprint of the job's progress, to notice a daemon that stalls.
+ * *waiting is set when no peer of the job is connecting or syncing: the
+ * job is queued behind another sync of the same peer, which has its own
+ * time limits. */
+static uint64_t job_mark(const msgpack_object *R, int *waiting)
 {
     uint64_t m = 0;
+    *waiting = 1;
     const msgpack_object *arr = cli_get(R, "peers");
     for (uint32_t i = 0; i < cli_len(arr); i++) {
         const msgpack_object *p = cli_at(arr, i);
         size_t sl;
-        cli_str(cli_get(p, "state"), &sl);
+        const char *st = cli_str(cli_get(p, "state"), &sl);
+        if ((sl == 7 && memcmp(st, "syncing", 7) == 0) ||
+            (sl == 10 && memcmp(st, "connecting", 10) == 0))
+            *waiting = 0;
         m = m * 31 + cli_u64(cli_get(p, "bytes")) + sl * 7 + i;
     }
     return m;
@@ -607,8 +626,14 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
      * Every step of a job is bounded by its own timeouts; the poll also
      * gives up if nothing moves for DS_SYNC_DEFAULT_TIMEOUT_MS * 8. */
     uint64_t job = cli_u64(cli_get(rep.root, "job"));
-    uint64_t mark = job_mark(rep.root);
+    uint64_t instance = cli_u64(cli_get(rep.root, "instance"));
+    int waiting;
+    uint64_t mark = job_mark(rep.root, &waiting);
     int64_t moved = mono_ms();
+    int64_t stall_ms = 8 * 15000;
+    const char *env = getenv("DS_SYNC_STALL_MS");   /* tests shorten it */
+    if (env && atol(env) > 0)
+        stall_ms = atol(env);
     while (!cli_bool(cli_get(rep.root, "done"))) {
         if (tty)
             progress_from_reply(rep.root);
@@ -616,22 +641,37 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
         nanosleep(&ts, NULL);
         cli_params q = { .n = 0 };
         cli_param_uint(&q, "job", job);
+        if (instance)   /* a restarted daemon has its own job numbers */
+            cli_param_uint(&q, "instance", instance);
         cli_reply_free(&rep);
-        rc = cli_call(c, "peer_sync_status", &q, &rep);
+        /* A daemon being stopped may drop the request: ask again (in
+         * process once it is gone, which says the job was interrupted). */
+        rc = cli_call_ex(c, "peer_sync_status", &q, &rep, 1);
+        for (int i = 0; rc != CLI_OK && !rep.root && i < 10; i++) {
+            nanosleep(&ts, NULL);
+            cli_reply_free(&rep);
+            rc = cli_call_ex(c, "peer_sync_status", &q, &rep, 1);
+        }
         if (rc != CLI_OK) {
             progress_clear(tty);
+            if (rep.root)
+                cli_print_reply_error(&rep);
+            else
+                rc = cli_fail("the daemon stopped answering about sync job %llu; see %s/%s",
+                              (unsigned long long)job, c->ctx.home, "daemon.log");
             cli_reply_free(&rep);
             return rc;
         }
-        uint64_t m = job_mark(rep.root);
-        if (m != mark) {
+        uint64_t m = job_mark(rep.root, &waiting);
+        if (m != mark || waiting) {
             mark = m;
             moved = mono_ms();
-        } else if (mono_ms() - moved > 8 * 15000) {
+        } else if (mono_ms() - moved > stall_ms) {
             progress_clear(tty);
             cli_reply_free(&rep);
-            return cli_fail("the daemon's sync job %llu made no progress for 2 minutes; see "
-                            "the daemon log", (unsigned long long)job);
+            return cli_fail("the daemon's sync job %llu made no progress for %g s; see "
+                            "the daemon log", (unsigned long long)job,
+                            (double)stall_ms / 1000.0);
         }
     }
     progress_clear(tty);
@@ -810,11 +850,14 @@ static const sub subs[] = {
       "\n"
       "Generate this node's Ed25519 identity in identity.key (mode 0600) and\n"
       "print its NodeId, the 64-hex-digit public key peers use to know you.\n"
-      "An existing identity is kept unless --force is given.\n"
+      "An existing identity is kept unless --force is given.  When the daemon\n"
+      "runs and should now accept syncs but cannot (its listen address is\n"
+      "taken), the identity is still saved and a warning on stderr says why\n"
+      "(exit status 0).\n"
       "\n"
       "Options:\n"
       "      --force          replace an existing identity (peers must re-add you)\n"
-      "  -j, --json           print {node_id, path, replaced}\n"
+      "  -j, --json           print {node_id, path, replaced, warning}\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "id", sub_id, "print this node's NodeId",
@@ -833,10 +876,16 @@ static const sub subs[] = {
       "its daemon accepts syncs on, ds1:<NodeId>@<host:port>,<host:port>.\n"
       "Give it to a peer, who adds you with: ds peer add TICKET --name NAME.\n"
       "A daemon listening on all addresses (0.0.0.0 or [::]) is listed with\n"
-      "this machine's interface addresses.\n"
+      "this machine's interface addresses.  When nothing accepts syncs now,\n"
+      "the ticket holds the addresses the daemon would listen on (its\n"
+      "--listen addresses, sync.listen in config.json, or 0.0.0.0:7979) and a\n"
+      "note on stderr says why: the daemon is not running, no peer has\n"
+      "publish on, or the address cannot be bound (tried again now).  A\n"
+      "config.json that cannot be read is an error.\n"
       "\n"
       "Options:\n"
-      "  -j, --json           print {node_id, ticket, addrs, listening}\n"
+      "  -j, --json           print {node_id, ticket, addrs, listening, why}\n"
+      "                       (why: null while listening)\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "share", sub_share, "publish a project's nodes to peers",
@@ -882,7 +931,10 @@ static const sub subs[] = {
       "Adding a known peer changes only the flags given.  Names are unique;\n"
       "queries label the peer's hits with its name.  A known peer may be given\n"
       "by name, NodeId, or a unique NodeId prefix of 8 or more hex digits (the\n"
-      "label ds peer list shows for an unnamed peer).\n"
+      "label ds peer list shows for an unnamed peer).  When the daemon runs\n"
+      "and --publish makes it listen but the address cannot be bound, the\n"
+      "change is still saved and a warning on stderr says why (exit status 0;\n"
+      "--json: warning, null when there is none).\n"
       "\n"
       "Options:\n"
       "      --name NAME      name the peer (letters, digits, - _ .; not starting\n"
@@ -891,13 +943,22 @@ static const sub subs[] = {
       "      --no-publish     stop letting it pull from us\n"
       "      --subscribe      search (and sync) the peer's nodes (default)\n"
       "      --no-subscribe   leave its replica out of searches and syncs\n"
-      "      --addr HOST:PORT an address the peer accepts syncs on (repeatable;\n"
-      "                       [IPv6]:PORT for IPv6); a TICKET carries them.  A\n"
+      "      --addr HOST:PORT an address the peer accepts syncs on (repeatable,\n"
+      "                       one address each); a TICKET carries them.  A\n"
       "                       peer keeps 8: adding more drops the oldest, with\n"
       "                       a warning (--json: dropped_addrs)\n"
       "  -j, --json           print the peer as JSON\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
+      "\n"
+      "Addresses (--addr, and a TICKET's):\n"
+      "  HOST:PORT     HOST is an IPv4 address (192.0.2.7) or a host name\n"
+      "                (letters, digits, - . _), looked up at each sync\n"
+      "  [IPv6]:PORT   an IPv6 address in brackets ([2001:db8::7]:7979)\n"
+      "  PORT is required, 1 to 65535.  Refused: an IPv6 address without\n"
+      "  brackets; an IPv4-mapped IPv6 address ([::ffff:192.0.2.7]:7979: write\n"
+      "  192.0.2.7:7979); a zone id ([fe80::1%eth0]:7979); a ','; more than\n"
+      "  299 characters.\n"
       "\n"
       "Examples:\n"
       "  ds peer add 5f0c…e1 --name alice\n"
@@ -939,12 +1000,14 @@ static const sub subs[] = {
       "has no address (one added only for ds peer import) is skipped, with a\n"
       "line on stderr (--json: state \"skipped\" and a reason); it is an error\n"
       "only when no subscribed peer has an address.  When the daemon runs the\n"
-      "sync runs there (this command follows it); otherwise it runs in this\n"
-      "process.  On a terminal a progress line shows nodes, bytes and rate.\n"
+      "sync runs there (this command follows it; if the daemon stops, it says\n"
+      "the sync was interrupted, and the next one continues from there; a sync\n"
+      "of a peer another sync is busy with waits for it); otherwise it runs in\n"
+      "this process.  On a terminal a progress line shows nodes, bytes and rate.\n"
       "\n"
       "Options:\n"
       "      --full           re-fetch everything (reset the cursor)\n"
-      "  -j, --json           print {job, done, peers: [...]}\n"
+      "  -j, --json           print {job, instance, done, peers: [...]}\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
       "\n"

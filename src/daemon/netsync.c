@@ -40,6 +40,7 @@
 #define BUSY_RETRY_MS 200               /* a peer synced by another job: wait */
 #define KEEP_JOBS 16
 #define LOCK_WAIT_MS 5000               /* peers/.lock for the final bookkeeping */
+#define CLOSE_LOCK_WAIT_MS 1000         /* the same, while the daemon stops */
 
 /* ---- structures ----------------------------------------------------------- */
 
@@ -123,10 +124,14 @@ struct ds_netsync {
     uv_timer_t srv_timer, periodic, retry_timer;
     job *jobs;
     uint64_t next_job;
+    uint32_t instance;    /* random, told with every job: job numbers restart
+                             with each daemon, and a poll must not mistake
+                             another daemon's job for its own */
     retry_ent retry[DS_NETSYNC_MAX_PEERS];
     size_t nretry;
     int closing;
     int pending_closes;   /* while closing; also endpoints being retired */
+    int relisten;         /* bind again once the retired endpoints are closed */
     void (*done)(void *);
     void *done_ud;
     ds_netsync_progress_fn progress;
@@ -519,9 +524,9 @@ static void drop_conn(job *j, const char *why)
 
 static void retry_note(ds_netsync *ns, const char *id, int ok);
 
-/* Records the outcome of the current peer: meta.json, peers.json, then
- * moves on to the next peer. */
-static void finish_peer(job *j)
+/* Records the outcome of the current peer in meta.json and peers.json
+ * (waiting at most |lock_wait_ms| for peers/.lock) and logs it. */
+static void record_peer(job *j, int lock_wait_ms)
 {
     ds_netsync *ns = j->ns;
     ds_netsync_peer *p = &j->peers[j->cur];
@@ -544,7 +549,7 @@ static void finish_peer(job *j)
      * holds the peers lock right now, in this same loop: waiting for it
      * would stall the daemon for LOCK_WAIT_MS, and there is nothing to
      * record for a peer that is going away. */
-    if (!j->cancelled && ds_peers_lock(ns->ctx->home, LOCK_WAIT_MS, &fd, err, sizeof err) == 0) {
+    if (!j->cancelled && ds_peers_lock(ns->ctx->home, lock_wait_ms, &fd, err, sizeof err) == 0) {
         ds_peers_cfg cfg;
         if (ds_peers_cfg_load(ns->ctx->home, &cfg, err, sizeof err) == 0) {
             const ds_peer *pe = ds_peers_find(&cfg, p->id);
@@ -569,7 +574,18 @@ static void finish_peer(job *j)
              (unsigned long long)p->nodes_new);
     else
         NLOG(ns, DS_LOG_WARN, "sync: %s failed: %s", p->label, p->message);
-    if (j->periodic)
+}
+
+/* Records the outcome of the current peer, then moves on to the next. */
+static void finish_peer(job *j)
+{
+    ds_netsync *ns = j->ns;
+    ds_netsync_peer *p = &j->peers[j->cur];
+    int ok = p->state == DS_NETSYNC_DONE;
+    record_peer(j, LOCK_WAIT_MS);
+    /* A failed periodic sync is retried with backoff; any success (a
+     * manual one too) ends the backoff of that peer. */
+    if (j->periodic || ok)
         retry_note(ns, p->id, ok);
     if (j->cl) {
         ds_sync_client_free(j->cl);
@@ -578,10 +594,16 @@ static void finish_peer(job *j)
     drop_conn(j, ok ? "done" : "failed");
     j->replica = NULL;
     j->active = 0;
+    int cancelled = j->cancelled;
     j->cancelled = 0;
     report(j, p);
     j->cur++;
-    job_next(j);
+    /* Cancelled from inside a request that holds the peers lock: the next
+     * peer starts on the next loop turn, once the request is over. */
+    if (cancelled)
+        job_arm(j, now_ms());
+    else
+        job_next(j);
     release_if_idle(ns);
 }
 
@@ -1032,9 +1054,11 @@ static void on_closed(ds_quic_conn *c, int err, const char *reason, void *ud)
             return;
         }
         client_finish(j, err ? err : DS_ERR_PROTO, NULL,
-                      "the connection to %s (%s) was lost during the sync: %s; %llu nodes "
-                      "were kept, the next sync continues from there",
-                      p->label, p->addr, why, (unsigned long long)p->nodes_new);
+                      "the connection to %s (%s) was lost during the sync: %s; the %llu "
+                      "nodes received (%llu new) were kept, the next sync continues from "
+                      "there",
+                      p->label, p->addr, why, (unsigned long long)p->nodes_received,
+                      (unsigned long long)p->nodes_new);
     }
 }
 
@@ -1111,7 +1135,7 @@ static int want_listen(ds_netsync *ns)
     return any;
 }
 
-/* An endpoint closed for a new identity: freed once its connections
+/* An endpoint closed (a new identity, a failed listen): freed once its connections
  * have reported on_closed. */
 typedef struct retired {
     ds_netsync *ns;
@@ -1129,8 +1153,9 @@ static void retired_closed(void *ud)
     ns->pending_closes--;
     if (ns->closing) {
         close_step(ns);
-    } else if (ns->pending_closes == 0) {
-        /* The old sockets are released: listen again, with the new key. */
+    } else if (ns->pending_closes == 0 && ns->relisten) {
+        /* The old sockets are released: listen again (with the new key). */
+        ns->relisten = 0;
         char err[512] = "";
         if (ds_netsync_refresh(ns, err, sizeof err) != 0)
             NLOG(ns, DS_LOG_ERROR, "sync: %s", err);
@@ -1167,6 +1192,7 @@ static void rekey(ds_netsync *ns)
     ns->dial4 = ns->dial6 = NULL;
     sodium_memzero(ns->sk, sizeof ns->sk);
     ns->have_identity = 0;
+    ns->relisten = 1;
     NLOG(ns, DS_LOG_WARN, "sync: the identity changed: connections made with the old NodeId are "
                           "closed; new ones use the new NodeId");
 }
@@ -1183,6 +1209,8 @@ int ds_netsync_refresh(ds_netsync *ns, char *err, size_t errlen)
         ds_identity_wipe(&id);
     /* Without an identity there is nothing to listen with yet; while old
      * endpoints close, their ports are still taken (retried then). */
+    if (have && !ns->nservers && ns->pending_closes > 0)
+        ns->relisten = 1;
     if (!have || ns->nservers || ns->pending_closes > 0 || !want_listen(ns))
         return 0;
     int rc = load_identity(ns, err, errlen);
@@ -1205,8 +1233,15 @@ int ds_netsync_refresh(ds_netsync *ns, char *err, size_t errlen)
             fmt_err(err, errlen, "cannot listen on %s: %s", ns->listen[i],
                     rc == DS_ERR_IO ? "the address is in use or not available here"
                                     : ds_strerror(rc));
+            /* All or nothing: the addresses bound so far are released too,
+             * so that the next refresh binds them all again.  A bind that
+             * failed may have left a handle open: the endpoint is closed,
+             * and freed once that handle is. */
             if (ep)
-                ds_quic_endpoint_free(ep);
+                retire(ns, ep);
+            for (size_t k = 0; k < ns->nservers; k++)
+                retire(ns, ns->servers[k]);
+            ns->nservers = ns->nbound = 0;
             return rc;
         }
         ns->servers[ns->nservers++] = ep;
@@ -1507,9 +1542,11 @@ static void pack_peer(msgpack_packer *pk, const ds_netsync_peer *p)
 
 static void pack_job(msgpack_packer *pk, const job *j)
 {
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 4);
     ds_pack_cstr(pk, "job");
     msgpack_pack_uint64(pk, j->id);
+    ds_pack_cstr(pk, "instance");
+    msgpack_pack_uint32(pk, j->ns->instance);
     ds_pack_cstr(pk, "done");
     if (j->done)
         msgpack_pack_true(pk);
@@ -1521,6 +1558,11 @@ static void pack_job(msgpack_packer *pk, const job *j)
         pack_peer(pk, &j->peers[i]);
 }
 
+uint32_t ds_netsync_instance(const ds_netsync *ns)
+{
+    return ns->instance;
+}
+
 int ds_netsync_job_pack(ds_netsync *ns, uint64_t id, msgpack_packer *pk)
 {
     job *j = find_job(ns, id);
@@ -1530,7 +1572,7 @@ int ds_netsync_job_pack(ds_netsync *ns, uint64_t id, msgpack_packer *pk)
     return 0;
 }
 
-void ds_netsync_cancel_peer(ds_netsync *ns, const char *id)
+void ds_netsync_cancel_peer(ds_netsync *ns, const char *id, const char *why)
 {
     for (job *j = ns->jobs; j; j = j->next) {
         if (j->done || !j->active || strcmp(j->peers[j->cur].id, id) != 0)
@@ -1538,8 +1580,8 @@ void ds_netsync_cancel_peer(ds_netsync *ns, const char *id)
         if (j->resolving)   /* its callback still runs: resolving stays set until then */
             uv_cancel((uv_req_t *)&j->gai);
         j->cancelled = 1;
-        client_finish(j, DS_ERR_NOTFOUND, NULL, "%s was removed during the sync",
-                      j->peers[j->cur].label);
+        client_finish(j, DS_ERR_NOTFOUND, NULL, "the sync with %s stopped: %s",
+                      j->peers[j->cur].label, why);
     }
 }
 
@@ -1556,6 +1598,8 @@ int ds_netsync_new(ds_netsync **out, uv_loop_t *loop, ds_ctx *ctx, const ds_nets
     ns->ctx = ctx;
     ns->o = *o;
     ns->daemon_mode = ctx->daemon != NULL;
+    while (!ns->instance)
+        ctx->random_buf(&ns->instance, sizeof ns->instance);
     for (size_t i = 0; i < o->nlisten && i < DS_NETSYNC_MAX_LISTEN; i++) {
         char host[DS_ADDR_MAX];
         uint16_t port;
@@ -1648,8 +1692,29 @@ void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud)
     ns->pending_closes++;     /* held until everything has been asked */
     for (job *j = ns->jobs; j; j = j->next) {
         if (j->cl) {
-            ds_sync_client_free(j->cl);
+            ds_sync_client_free(j->cl);   /* waits for the batch being written */
             j->cl = NULL;
+        }
+        if (!j->done && j->active && !j->cancelled) {
+            /* Stopped mid-sync: what was written stays, with its cursor;
+             * the peer's last result says so (a client polling the job
+             * learns it from its instance number being gone). */
+            ds_netsync_peer *p = &j->peers[j->cur];
+            int syncing = p->state == DS_NETSYNC_SYNCING;
+            p->state = DS_NETSYNC_FAILED;
+            p->err = DS_ERR_IO;
+            if (syncing)
+                snprintf(p->message, sizeof p->message,
+                         "interrupted: the daemon stopped during the sync; the %llu nodes "
+                         "received (%llu new) were kept, the next sync continues from there",
+                         (unsigned long long)p->nodes_received,
+                         (unsigned long long)p->nodes_new);
+            else
+                snprintf(p->message, sizeof p->message,
+                         "interrupted: the daemon stopped while connecting");
+            record_peer(j, CLOSE_LOCK_WAIT_MS);
+            j->active = 0;
+            j->done = 1;
         }
         if (j->nc) {
             j->nc->j = NULL;
@@ -1747,4 +1812,16 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
         ;
     uv_loop_close(&loop);
     return rc;
+}
+
+/* ---- listen addresses (tickets) ------------------------------------------------------ */
+
+void ds_netsync_listen_addrs(const ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX],
+                             size_t *n, int *always)
+{
+    *n = ns->nlisten;
+    for (size_t i = 0; i < ns->nlisten; i++)
+        snprintf(out[i], DS_ADDR_MAX, "%s", ns->listen[i]);
+    if (always)
+        *always = ns->o.listen_always;
 }

@@ -101,6 +101,14 @@ void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud);
 
 /* The addresses actually bound (for tickets); *n receives the count. */
 void ds_netsync_bound(ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX], size_t *n);
+/* The configured listen addresses (canonical "HOST:PORT"): what the
+ * service binds once listening is wanted, bound or not; *n receives the
+ * count (0: it never listens, e.g. the in-process client, or a daemon
+ * whose default address could not be bound at start).  *always (may be
+ * NULL) receives whether it listens even when no peer has publish on
+ * (--listen or sync.listen was given). */
+void ds_netsync_listen_addrs(const ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX],
+                             size_t *n, int *always);
 
 /* Starts a job syncing the peers |ids| (NodeIds, |n| <= DS_NETSYNC_MAX_PEERS)
  * in turn; *job receives its number.  With |skip_addrless| (a sync of every
@@ -114,8 +122,13 @@ int ds_netsync_sync(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_
  * while: the last 16). */
 int ds_netsync_job_pack(ds_netsync *ns, uint64_t job, msgpack_packer *pk);
 /* Aborts any sync running against peer |id| (its replica is about to be
- * closed or deleted). */
-void ds_netsync_cancel_peer(ds_netsync *ns, const char *id);
+ * closed or deleted); the peer's result says "the sync with LABEL
+ * stopped: |why|". */
+void ds_netsync_cancel_peer(ds_netsync *ns, const char *id, const char *why);
+/* This service's instance number (random, never 0), packed with every job
+ * as "instance": job numbers restart with each daemon, so a client polling
+ * a job passes it back to tell a restarted daemon's job from its own. */
+uint32_t ds_netsync_instance(const ds_netsync *ns);
 
 /* In process (no daemon): runs one job (as ds_netsync_sync) on a private
  * loop until it is done and packs its status like ds_netsync_job_pack.

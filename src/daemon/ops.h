@@ -202,10 +202,13 @@ int op_peer_list(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
 int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 /* Network sync (ops_netsync.c; see docs/peers.md).
- * peer_sync        {id?, full?}  -> in the daemon: {job, done: false, peers: [run]}
- *                                   (poll peer_sync_status); in process the sync
- *                                   runs to the end: {job, done: true, peers: [run]}
- * peer_sync_status {job}         -> {job, done, peers: [run]}
+ * peer_sync        {id?, full?}  -> in the daemon: {job, instance, done: false,
+ *                                   peers: [run]} (poll peer_sync_status); in
+ *                                   process the sync runs to the end: {job,
+ *                                   instance, done: true, peers: [run]}
+ * peer_sync_status {job, instance?} -> {job, instance, done, peers: [run]};
+ *                                   NotFound "was interrupted" when |instance|
+ *                                   is not the running daemon's (it stopped)
  * peer_ticket      {}            -> {node_id, ticket, addrs: [str], listening}
  * A run is {node_id, label, state, full, pages, nodes_received, nodes_new,
  * bytes, replica_nodes, elapsed_ms, addr, path, tried, code, error, reason};

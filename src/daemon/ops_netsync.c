@@ -48,7 +48,7 @@ static void inproc_opts(ds_ctx *ctx, ds_netsync_opts *o)
     ds_config cfg;
     memset(&cfg, 0, sizeof cfg);
     char err[256];
-    if (path && ds_config_load(&cfg, path, getenv("HOME"), err, sizeof err) == 0)
+    if (path && ds_config_load(&cfg, path, ds_user_home(), err, sizeof err) == 0)
         o->connect_timeout_ms = cfg.sync_connect_timeout_ms;
     ds_config_free(&cfg);
     free(path);
@@ -189,6 +189,18 @@ int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packe
     if (!jv || jv->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
                            "parameter 'job' (a job number from peer_sync) is required");
+    /* The instance of the daemon that started the job (optional): job
+     * numbers restart with each daemon. */
+    const msgpack_object *iv = ds_ops_get(params, "instance");
+    if (iv && (iv->type != MSGPACK_OBJECT_POSITIVE_INTEGER || iv->via.u64 > UINT32_MAX))
+        return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                           "parameter 'instance' must be the number peer_sync returned");
+    if (iv && (!ctx->netsync || ds_netsync_instance(ctx->netsync) != iv->via.u64))
+        return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
+                           "Run ds peer sync again: it continues from the last page written "
+                           "(ds peer list shows the last result).",
+                           "sync job %llu was interrupted: the daemon that ran it has stopped",
+                           (unsigned long long)jv->via.u64);
     if (!ctx->netsync)
         return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
                            "Sync jobs live in the daemon: start it with ds start.",
@@ -247,6 +259,121 @@ static void expand_addr(const char *a, char out[DS_PEER_MAX_ADDRS][DS_ADDR_MAX],
     uv_free_interface_addresses(ifs, cnt);
 }
 
+/* Whether some peer in peers.json has publish on (the daemon listens on
+ * its default address only then): 1 / 0, or the failure recorded. */
+static int any_publish(ds_ctx *ctx, int *publish)
+{
+    ds_peers_cfg pc;
+    char err[ERRLEN] = "";
+    int rc = ds_peers_cfg_load(ctx->home, &pc, err, sizeof err);
+    if (rc)
+        return peers_fail(ctx, rc, err);
+    *publish = 0;
+    for (size_t i = 0; i < pc.n; i++)
+        *publish |= pc.peers[i].publish;
+    ds_peers_cfg_free(&pc);
+    return 0;
+}
+
+#define TICKET_NO_PUBLISH "no peer may pull from us yet (the daemon listens once one may: " \
+                          "ds peer add ID --publish)"
+
+/* Where this node accepts syncs, or would: |bound| receives the addresses
+ * (as configured or bound, before wildcard expansion), *listening whether
+ * the daemon accepts syncs on them now, |why| (when not) the reason.
+ * Inside the daemon: the addresses bound, else the ones its sync service
+ * was started with (--listen, sync.listen or the default); a bind that
+ * failed is tried again here, so the answer is current.  Without a
+ * daemon: config.json's sync.listen or the default; a config.json that
+ * cannot be loaded is an error (the daemon would refuse it too). */
+static int ticket_addrs(ds_ctx *ctx, char bound[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX], size_t *nb,
+                        int *listening, char *why, size_t whylen)
+{
+    *nb = 0;
+    *listening = 0;
+    why[0] = '\0';
+    int publish = 0, rc;
+    if (ctx->netsync) {
+        ds_netsync_bound(ctx->netsync, bound, nb);
+        if (*nb) {
+            *listening = 1;
+            return 0;
+        }
+        int always = 0;
+        ds_netsync_listen_addrs(ctx->netsync, bound, nb, &always);
+        if (!always && (rc = any_publish(ctx, &publish)) != 0)
+            return rc;
+        if (*nb && !always && !publish) {
+            snprintf(why, whylen, "%s", TICKET_NO_PUBLISH);
+            return 0;
+        }
+        if (*nb) {
+            char nerr[512] = "";
+            if (ds_netsync_refresh(ctx->netsync, nerr, sizeof nerr) != 0) {
+                snprintf(why, whylen, "%s (free that address, or set another with sync.listen "
+                                      "in config.json or ds start --listen and restart the "
+                                      "daemon)", nerr);
+                return 0;
+            }
+            size_t n = 0;
+            char now[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];
+            ds_netsync_bound(ctx->netsync, now, &n);
+            if (n) {
+                memcpy(bound, now, sizeof now);
+                *nb = n;
+                *listening = 1;
+            } else {
+                snprintf(why, whylen, "the daemon is not listening yet (its identity just "
+                                      "changed, the old connections are closing); run ds peer "
+                                      "ticket again in a moment");
+            }
+            return 0;
+        }
+        /* Fall through: the daemon's sync service has no listen address. */
+    }
+    if (ctx->daemon) {
+        /* The daemon could not bind its default address when it started
+         * and runs without listening (its log says why). */
+        snprintf(bound[0], DS_ADDR_MAX, "0.0.0.0:%u", (unsigned)DS_QUIC_DEFAULT_PORT);
+        *nb = 1;
+        snprintf(why, whylen, "the daemon's network sync is off: it could not listen on %s when "
+                              "it started (see %s/daemon.log); restart it (ds stop, then ds "
+                              "start), with another address if needed (sync.listen in "
+                              "config.json, or ds start --listen)",
+                 bound[0], ctx->home);
+        return 0;
+    }
+    /* No daemon: the address it would listen on, from config.json. */
+    char *path = ds_path_join(ctx->home, DS_CONFIG_FILE);
+    if (!path)
+        return ds_ops_fail(ctx, DS_ERR_NOMEM, DS_OPS_E_NOMEM, NULL, "out of memory");
+    ds_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    char err[ERRLEN] = "";
+    rc = ds_config_load(&cfg, path, ds_user_home(), err, sizeof err);
+    free(path);
+    if (rc) {
+        ds_config_free(&cfg);
+        return ds_ops_fail(ctx, rc, rc == DS_ERR_NOMEM ? DS_OPS_E_NOMEM : DS_OPS_E_BAD_CONFIG,
+                           "Fix config.json (ds start refuses it as it is), or move it away "
+                           "to use the defaults.",
+                           "cannot tell which address the daemon listens on: %s", err);
+    }
+    if (cfg.sync_listen)
+        snprintf(bound[0], DS_ADDR_MAX, "%s", cfg.sync_listen);
+    else
+        snprintf(bound[0], DS_ADDR_MAX, "0.0.0.0:%u", (unsigned)DS_QUIC_DEFAULT_PORT);
+    *nb = 1;
+    rc = cfg.sync_listen ? 0 : any_publish(ctx, &publish);
+    if (!rc)
+        snprintf(why, whylen, "the daemon is not running (start it with ds start)%s",
+                 cfg.sync_listen || publish
+                     ? ""
+                     : "; and " TICKET_NO_PUBLISH);
+    ds_config_free(&cfg);
+    return rc;
+}
+
 int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
 {
     (void)params;
@@ -257,23 +384,11 @@ int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
     char bound[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];
     size_t nb = 0;
     int listening = 0;
-    if (ctx->netsync) {
-        ds_netsync_bound(ctx->netsync, bound, &nb);
-        listening = nb > 0;
-    }
-    if (!nb) {
-        /* Not listening (yet): the address the daemon would use. */
-        char *path = ds_path_join(ctx->home, DS_CONFIG_FILE);
-        ds_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        char err[256];
-        if (path && ds_config_load(&cfg, path, getenv("HOME"), err, sizeof err) == 0 &&
-            cfg.sync_listen)
-            snprintf(bound[nb++], DS_ADDR_MAX, "%s", cfg.sync_listen);
-        else
-            snprintf(bound[nb++], DS_ADDR_MAX, "0.0.0.0:%u", (unsigned)DS_QUIC_DEFAULT_PORT);
-        ds_config_free(&cfg);
-        free(path);
+    char why[1024];
+    rc = ticket_addrs(ctx, bound, &nb, &listening, why, sizeof why);
+    if (rc) {
+        ds_identity_wipe(&id);
+        return rc;
     }
     char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
     size_t na = 0;
@@ -288,7 +403,7 @@ int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         ds_identity_wipe(&id);
         return ds_ops_fail(ctx, rc, DS_OPS_E_INTERNAL, NULL, "the ticket does not fit");
     }
-    msgpack_pack_map(reply, 4);
+    msgpack_pack_map(reply, 5);
     ds_pack_cstr(reply, "node_id");
     ds_pack_cstr(reply, id.node_id);
     ds_pack_cstr(reply, "ticket");
@@ -302,6 +417,9 @@ int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         msgpack_pack_true(reply);
     else
         msgpack_pack_false(reply);
+    /* Why this node does not accept syncs now (null when it does). */
+    ds_pack_cstr(reply, "why");
+    ds_pack_cstr(reply, listening ? NULL : why);
     ds_identity_wipe(&id);
     return 0;
 }

@@ -27,6 +27,7 @@
 #include "daemon/log.h"
 #include "daemon/netsync.h"
 #include "daemon/peers.h"
+#include "io/quic.h"
 
 #define ERRLEN 1024
 static const char EXPORT_CURSOR_KEY[] = "export_cursor";
@@ -55,11 +56,11 @@ void ds_ops_replicas_free(ds_ctx *ctx)
     ctx->replicas = NULL;
 }
 
-static void cache_close(ds_ctx *ctx, const char *id)
+static void cache_close(ds_ctx *ctx, const char *id, const char *why)
 {
     struct ds_replica_cache *c = ctx->replicas;
     if (ctx->netsync)
-        ds_netsync_cancel_peer(ctx->netsync, id);   /* a sync may be writing it */
+        ds_netsync_cancel_peer(ctx->netsync, id, why);   /* a sync may be writing it */
     for (size_t i = 0; c && i < c->n; i++)
         if (strcmp(c->e[i].id, id) == 0) {
             ds_store_close(c->e[i].st);
@@ -87,7 +88,8 @@ static int cache_open(ds_ctx *ctx, const char *id, int create, int by_sync, repl
             e = &c->e[i];
     if (e && e->st && ds_store_replaced(e->st) == 1) {
         if (ctx->netsync && !by_sync)
-            ds_netsync_cancel_peer(ctx->netsync, id);
+            ds_netsync_cancel_peer(ctx->netsync, id,
+                                   "its replica was replaced (sync again to fill the new one)");
         ds_store_close(e->st);
         e->st = NULL;
     }
@@ -437,6 +439,43 @@ static uint64_t replica_nodes(ds_ctx *ctx, const char *id, int *exists, char *wh
 
 /* ---- identity ----------------------------------------------------------- */
 
+/* After a change that may make the daemon accept syncs (a new identity, a
+ * peer with publish on): the daemon's sync service starts listening now
+ * if it should.  The change is saved whatever happens here; when the
+ * daemon still cannot accept syncs, |warn| says why (else it is ""), for
+ * the reply's "warning" (the CLI prints it; the exit status stays 0). */
+static void listen_now(ds_ctx *ctx, const ds_peers_cfg *cfg, char *warn, size_t warnlen)
+{
+    warn[0] = '\0';
+    if (!ctx->netsync)
+        return;
+    char nerr[512] = "";
+    if (ds_netsync_refresh(ctx->netsync, nerr, sizeof nerr) != 0) {
+        DS_LOGE("%s", nerr);
+        snprintf(warn, warnlen,
+                 "saved, but the daemon cannot accept syncs: %s (free that address, or set "
+                 "another with sync.listen in config.json or ds start --listen and restart the "
+                 "daemon)",
+                 nerr);
+        return;
+    }
+    /* A daemon whose default address could not be bound at start runs
+     * with no listen address at all: publish cannot take effect. */
+    char la[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];
+    size_t nl = 0;
+    ds_netsync_listen_addrs(ctx->netsync, la, &nl, NULL);
+    int publish = 0;
+    for (size_t i = 0; i < cfg->n; i++)
+        publish |= cfg->peers[i].publish;
+    if (!nl && publish)
+        snprintf(warn, warnlen,
+                 "saved, but the daemon cannot accept syncs: its network sync is off, since it "
+                 "could not listen on its default address 0.0.0.0:%u when it started (see "
+                 "%s/daemon.log); restart it (ds stop, then ds start), with another address if "
+                 "needed (sync.listen in config.json, or ds start --listen)",
+                 (unsigned)DS_QUIC_DEFAULT_PORT, ctx->home);
+}
+
 int op_peer_init(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
 {
     int force, fd = -1;
@@ -477,20 +516,21 @@ int op_peer_init(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
     if (!rc)
         rc = save_peers(ctx, &cfg);
     ds_peers_unlock(fd);
-    if (!rc && ctx->netsync) {
-        char nerr[512];
-        if (ds_netsync_refresh(ctx->netsync, nerr, sizeof nerr) != 0)
-            DS_LOGE("%s", nerr);
-    }
+    char warn[1024] = "";
+    if (!rc)
+        listen_now(ctx, &cfg, warn, sizeof warn);
     if (!rc) {
         char *path = ds_path_join(ctx->home, "identity.key");
-        msgpack_pack_map(reply, 3);
+        msgpack_pack_map(reply, 4);
         ds_pack_cstr(reply, "node_id");
         ds_pack_cstr(reply, id.node_id);
         ds_pack_cstr(reply, "path");
         ds_pack_cstr(reply, path);
         ds_pack_cstr(reply, "replaced");
         pack_bool(reply, had == 0);
+        /* The identity is saved; the daemon could not listen with it. */
+        ds_pack_cstr(reply, "warning");
+        ds_pack_cstr(reply, warn[0] ? warn : NULL);
         free(path);
     }
     ds_peers_cfg_free(&cfg);
@@ -786,12 +826,10 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
     if (!rc)
         rc = save_peers(ctx, &cfg);
     ds_peers_unlock(fd);
-    if (!rc && ctx->netsync) {
-        /* publish may now be on: the daemon starts accepting syncs. */
-        char nerr[512];
-        if (ds_netsync_refresh(ctx->netsync, nerr, sizeof nerr) != 0)
-            DS_LOGE("%s", nerr); /* the change is saved; listening failed */
-    }
+    /* publish may now be on: the daemon starts accepting syncs. */
+    char warn[1024] = "";
+    if (!rc)
+        listen_now(ctx, &cfg, warn, sizeof warn);
     if (!rc) {
         const ds_peer *p = ds_peers_find(&cfg, id);
         char sid[DS_PEER_SHORT_ID + 1];
@@ -807,9 +845,12 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
             if (added_addrs)
                 changed[nc++] = "addrs";
         }
-        msgpack_pack_map(reply, 10);
+        msgpack_pack_map(reply, 11);
         ds_pack_cstr(reply, "node_id");
         ds_pack_cstr(reply, p->node_id);
+        /* The change is saved; the daemon cannot accept syncs (null: fine). */
+        ds_pack_cstr(reply, "warning");
+        ds_pack_cstr(reply, warn[0] ? warn : NULL);
         /* Older addresses dropped to keep DS_PEER_MAX_ADDRS. */
         ds_pack_cstr(reply, "dropped_addrs");
         msgpack_pack_array(reply, ndropped);
@@ -863,7 +904,7 @@ int op_peer_remove(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         snprintf(name, sizeof name, "%s", p->name ? p->name : "");
         snprintf(label, sizeof label, "%s", ds_peer_label(p, sid));
         had = ds_replica_exists(ctx->home, gone.node_id);
-        cache_close(ctx, gone.node_id);
+        cache_close(ctx, gone.node_id, "the peer was removed");
         rc = ds_replica_delete(ctx->home, gone.node_id);
         if (rc)
             rc = ds_ops_fail(ctx, rc, DS_OPS_E_IO, NULL, "cannot delete %s/peers/%s: %s",
@@ -927,7 +968,7 @@ int ds_ops_peer_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size
     for (size_t i = 0; c && i < c->n;) {
         const ds_peer *p = ds_peers_find(&cfg, c->e[i].id);
         if (!p || !p->subscribe)
-            cache_close(ctx, c->e[i].id);
+            cache_close(ctx, c->e[i].id, "the peer was removed or unsubscribed");
         else
             i++;
     }

@@ -770,6 +770,15 @@ static int host_char_ok(char ch)
  * next such message on this thread. */
 static _Thread_local char why_buf[2 * DS_ADDR_MAX + 256];
 
+const char *ds_addr_expect(const char *why)
+{
+    /* The reasons below that name the form to write ("expected :PORT",
+     * "write [ADDR]:PORT", "give a global IPv6 address") need no more. */
+    if (!why || strstr(why, "expected") || strstr(why, "write ") || strstr(why, "give "))
+        return "";
+    return " (expected HOST:PORT or [IPv6]:PORT)";
+}
+
 static int addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
                       uint16_t *port, const char **why, int allow_mapped)
 {
@@ -962,10 +971,8 @@ int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
         if (ds_addr_parse(a, 0, host, &port, &w) != 0) {
             char aw[400];
             snprintf(aw, sizeof aw, "%s", w);   /* w may point into why_buf */
-            snprintf(why_buf, sizeof why_buf,
-                     "holds the address '%.299s', which %.399s (expected HOST:PORT or "
-                     "[IPv6]:PORT)",
-                     a, aw);
+            snprintf(why_buf, sizeof why_buf, "holds the address '%.299s', which %.399s%s", a,
+                     aw, ds_addr_expect(aw));
             return *why = why_buf, DS_ERR_INVALID;
         }
         ds_addr_format(host, port, addrs[(*n)++]);

@@ -142,6 +142,10 @@ int ds_peers_set_result(ds_peers_cfg *c, const char *id, const char *when, int o
  * buffer valid until the next call on this thread. */
 int ds_addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MAX],
                   uint16_t *port, const char **why);
+/* What to append to a reason from ds_addr_parse for a user: " (expected
+ * HOST:PORT or [IPv6]:PORT)", or "" when the reason already says what to
+ * write. */
+const char *ds_addr_expect(const char *why);
 /* ds_addr_parse for an address to listen on: the host must be an IP
  * address literal (IPv4 dotted quad, or IPv6 in brackets), since nothing
  * is resolved for a bind.  *why as for ds_addr_parse. */

@@ -66,6 +66,7 @@ lib_cleanup() {
     done
     for p in ${PIDS[@]+"${PIDS[@]}"}; do
         kill -9 "$p" 2>/dev/null
+        wait "$p" 2>/dev/null   # reaps a child quietly (no "Killed" notice)
     done
     chmod -R u+rwx "$T" 2>/dev/null
     rm -rf "$T"
@@ -173,6 +174,18 @@ poll() {
 }
 # wait_until CMD...: poll quietly for up to 10 s.
 wait_until() { poll "" 10 "$@"; }
+# hold_udp_port SECONDS: a process holds a UDP port on 127.0.0.1 (the
+# system picks it) for SECONDS at most; sets BUSY (the port) and BUSYPID
+# (kill it to free the port; remembered, so killed at exit anyway).
+hold_udp_port() {
+    python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True); time.sleep(float(sys.argv[1]))' "$1" >"$T/busy.port" &
+    BUSYPID=$!
+    remember "$BUSYPID"
+    wait_until test -s "$T/busy.port"
+    BUSY=$(cat "$T/busy.port")
+}
 
 # ---- Claude Code session fixtures (tests/cli/claude_fixture.py) -----------------
 # Two planted secrets the transcripts carry and the store must never hold.

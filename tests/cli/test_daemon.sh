@@ -226,13 +226,7 @@ check "daemon gone" wait_until dead "${P5:-0}"
 # (binding needs the node's key)
 run peer init
 check "peer init" rc_is 0
-python3 -c 'import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1], flush=True); time.sleep(120)' >"$T/busy.port" &
-BUSYPID=$!
-remember "$BUSYPID"
-wait_until test -s "$T/busy.port"
-BUSY=$(cat "$T/busy.port")
+hold_udp_port 120
 write_cfg "$T/watch" "\"sync\": {\"listen\": \"127.0.0.1:$BUSY\"}"
 N=$(log_count "startup failed")
 run start

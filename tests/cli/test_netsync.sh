@@ -270,6 +270,55 @@ check "bob has exactly alice's shared set" [ "$(replica_count "$B" alice)" = "$S
 run "$B" query --peer alice --json --limit 100 "CANARYPRIVATE secret private"
 check "still no canary after resume" jq_ "not any('CANARYPRIVATE' in h['content'] for h in d)"
 
+# ---- bob's own daemon stops mid-sync ----------------------------------------------------
+# The job lived in bob's daemon: ds peer sync must say it was interrupted
+# (not "no such job"), and the peer's last result and the log record it.
+mtime_ns() { python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' "$1"; }
+wait_written() {  # FILE MTIME: up to 8 s, until FILE's mtime is no longer MTIME
+    local i
+    for i in $(seq 1 400); do
+        [ "$(mtime_ns "$1")" != "$2" ] && return 0
+        sleep 0.02
+    done
+    return 1
+}
+MT0=$(mtime_ns "$B/peers/$AID/db/data.mdb")
+DS_HOME="$B" "$DS" peer sync alice --full >"$T/stop.out" 2>"$T/stop.err" </dev/null &
+SYNCPID=$!
+remember "$SYNCPID"
+wait_written "$B/peers/$AID/db/data.mdb" "$MT0"   # stop once bob's replica is being written
+run "$B" stop
+check "bob's daemon stops during the sync" rc_is 0
+wait "$SYNCPID"
+SRC=$?
+check "stopped mid-sync: ds peer sync fails" [ "$SRC" -eq 1 ]
+check "stopped mid-sync: says the daemon stopped" \
+    grep -qF "was interrupted: the daemon that ran it has stopped" "$T/stop.err"
+check "stopped mid-sync: says how to go on" grep -qF "Run ds peer sync again" "$T/stop.err"
+check "stopped mid-sync: not 'no daemon sync job'" bash -c "! grep -qF 'no daemon sync job' '$T/stop.err'"
+run "$B" peer list --json
+check "stopped mid-sync: the last result says so" \
+    jq_ "[p for p in d['peers'] if p['label'] == 'alice'][0]['last_result'].startswith('interrupted: the daemon stopped during the sync')"
+check "stopped mid-sync: logged" grep -qF "sync: alice failed: interrupted: the daemon stopped" "$B/daemon.log"
+check "stopped mid-sync: nothing lost" [ "$(replica_count "$B" alice)" = "$SHARED" ]
+start_daemon_port "$B" "$BPORT"
+check "bob's daemon restarts" rc_is 0
+# A second sync of the same peer queues behind the first: waiting is not
+# a stall (the stall limit is cut to 300 ms here; the first sync takes
+# longer than that).
+MT0=$(mtime_ns "$B/peers/$AID/db/data.mdb")
+DS_HOME="$B" "$DS" peer sync alice --full >"$T/q1.out" 2>"$T/q1.err" </dev/null &
+Q1=$!
+remember "$Q1"
+wait_written "$B/peers/$AID/db/data.mdb" "$MT0"
+DS_SYNC_STALL_MS=300 DS_HOME="$B" "$DS" peer sync alice --full >"$T/q2.out" 2>"$T/q2.err" </dev/null
+Q2RC=$?
+wait "$Q1"
+Q1RC=$?
+check "two syncs of one peer: the first ends" [ "$Q1RC" -eq 0 ]
+check "two syncs of one peer: the queued one waits, then ends" [ "$Q2RC" -eq 0 ]
+check "two syncs of one peer: no stall reported" bash -c "! grep -qF 'made no progress' '$T/q2.err'"
+
 # ---- unreachable peer: bounded failure -----------------------------------------------
 run "$A" stop
 START=$(date +%s%N)
@@ -337,7 +386,7 @@ run "$B" peer remove eve
 check "remove during the sync: ok" rc_is 0
 poll "" 20 dead "$EVESYNC"
 check "the sync of eve ends" bash -c "! kill -0 $EVESYNC 2>/dev/null"
-check "the sync says eve was removed" grep -qF "eve was removed during the sync" "$T/eve.err" "$T/eve.out"
+check "the sync says eve was removed" grep -qF "the sync with eve stopped: the peer was removed" "$T/eve.err" "$T/eve.out"
 check "the daemon did not wait for its own lock" bash -c "! grep -q 'held by another ds process' '$B/daemon.log'"
 run "$B" peer list --json
 check "eve is gone" jq_ "not any(p['label'] == 'eve' for p in d['peers'])"

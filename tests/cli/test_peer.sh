@@ -17,7 +17,12 @@
 # 40); ds peer sync of every peer skips (and says so) a peer without an
 # address, and fails only when no subscribed peer has one; IPv4-mapped
 # IPv6 addresses and zone ids are refused (--addr, tickets, --listen)
-# saying what to write instead.
+# saying what to write instead, and a bad --addr says the expected form
+# once; ds peer add --help states the address rules; ds peer ticket gives
+# the daemon's listen addresses and why it does not accept syncs (no
+# daemon, no peer with publish, a bind failure), and fails on a broken
+# config.json; ds peer init / add --publish while the daemon cannot bind
+# its listen address save the change and warn (a held UDP port).
 set -u
 . "$(dirname "$0")/lib.sh"
 lib_init ds-peer-test "$@"
@@ -211,6 +216,24 @@ check "ticket with '@' and no address: says so" err_has "no address after '@'"
 run "$D" peer add "$AID" --addr 127.0.0.1
 check "--addr without port: refused" rc_is 2
 check "--addr without port: the hint once" [ "$(grep -o 'expected HOST:PORT' "$T/err" | wc -l)" -eq 1 ]
+# the expected form is said once: not appended to a reason that says it already
+run "$D" peer add "$AID" --addr bad
+check "--addr bad: refused" rc_is 2
+check "--addr bad: the expected form, once" [ "$(grep -o 'expected HOST:PORT or \[IPv6\]:PORT' "$T/err" | wc -l)" -eq 1 ]
+run "$D" peer add "$AID" --addr '[::1]x'
+check "--addr text after ']': refused" rc_is 2
+check "--addr text after ']': one expectation" [ "$(grep -o 'expected' "$T/err" | wc -l)" -eq 1 ]
+check "--addr text after ']': says :PORT" err_has "has text after ']' (expected :PORT)"
+run "$D" peer add "ds1:$AID@[::1]x"
+check "ticket, text after ']': refused" rc_is 2
+check "ticket, text after ']': one expectation" [ "$(grep -o 'expected' "$T/err" | wc -l)" -eq 1 ]
+run "$D" peer add "ds1:$AID@bad"
+check "ticket, address without port: the expected form, once" [ "$(grep -o 'expected HOST:PORT or \[IPv6\]:PORT' "$T/err" | wc -l)" -eq 1 ]
+run "$D" peer add "$AID" --addr 'a:b:c'
+check "--addr unbracketed IPv6: says what to write, once" [ "$(grep -cE 'write \[ADDR\]:PORT|expected' "$T/err")" -eq 1 ]
+check "--addr unbracketed IPv6: no second form" err_lacks "expected HOST:PORT"
+run "$D" peer add "$AID" --addr '[::ffff:127.0.0.1]:4000'
+check "--addr IPv4-mapped: only what to write" err_lacks "expected HOST:PORT"
 run "$D" peer add "$AID" --addr 127.0.0.1:5,127.0.0.1:6
 check "--addr with a comma: refused" rc_is 2
 check "--addr with a comma: says so" err_has "holds a ',' (one address at a time)"
@@ -366,6 +389,115 @@ check "sync of one named peer without an address: still an error" rc_is 1
 check "sync of one named peer without an address: what to do" err_has "no address known for importonly: add one with ds peer add importonly --addr HOST:PORT"
 run "$G" peer sync --help
 check "sync --help: addressless peers are skipped" out_has "is skipped"
+
+# ---- ds peer add / ticket --help: the address rules, tickets' reason -------
+run "$D" peer add --help
+check "add --help: HOST:PORT with a host name" out_has "HOST is an IPv4 address (192.0.2.7) or a host name"
+check "add --help: [IPv6]:PORT" out_has "[IPv6]:PORT   an IPv6 address in brackets"
+check "add --help: port required and its range" out_has "PORT is required, 1 to 65535"
+check "add --help: IPv4-mapped refused" out_has "an IPv4-mapped IPv6 address ([::ffff:192.0.2.7]:7979: write"
+check "add --help: zone ids refused" out_has "a zone id ([fe80::1%eth0]:7979)"
+check "add --help: a failed listen is a warning" out_has "change is still saved and a warning on stderr says why"
+run "$D" peer ticket --help
+check "ticket --help: why in --json" out_has "print {node_id, ticket, addrs, listening, why}"
+
+# ---- ds peer ticket: where this node accepts syncs, and why it does not ----
+# Without a daemon: config.json's sync.listen (or the default), read with
+# the user's home; a config.json that cannot be loaded is an error, not a
+# silent 0.0.0.0:7979.
+K="$T/kim"
+STOP_HOMES+=("$K" "$T/lou" "$T/mia")   # stopped at exit: only our daemons
+run "$K" peer init
+run "$K" peer ticket --json
+check "ticket, no daemon: not listening" jq_ "d['listening'] is False and d['ticket'].startswith('ds1:')"
+check "ticket, no daemon: the default port" jq_ "len(d['addrs']) >= 1 and all(a.endswith(':7979') for a in d['addrs'])"
+check "ticket, no daemon: why says the daemon is not running" jq_ "d['why'].startswith('the daemon is not running (start it with ds start)')"
+check "ticket, no daemon: why says no peer may pull" jq_ "'no peer may pull from us yet' in d['why']"
+run "$K" peer ticket
+check "ticket text: the ticket on stdout" out_has "ds1:"
+check "ticket text: the note says why" err_has "note: this node is not accepting syncs now: the daemon is not running"
+printf '{"sync": {"listen": "127.0.0.1:4000",}}\n' >"$K/config.json"
+run "$K" peer ticket
+check "ticket, broken config.json: fails" rc_is 1
+check "ticket, broken config.json: names the file and the problem" err_has "$K/config.json:1:"
+check "ticket, broken config.json: says to fix it" err_has "Fix config.json"
+check "ticket, broken config.json: no ticket" out_empty
+printf '{"sync": {"listen": "localhost:4000"}}\n' >"$K/config.json"
+run "$K" peer ticket
+check "ticket, bad sync.listen: fails, naming the key" err_has "sync.listen"
+check "ticket, bad sync.listen: no ticket" out_empty
+# "~" in config.json is the user's home: with $HOME empty, the password entry's
+printf '{"watch": ["~/notes"], "sync": {"listen": "127.0.0.1:4000"}}\n' >"$K/config.json"
+HOME='' run "$K" peer ticket --json
+check "ticket, no daemon: sync.listen of config.json (~ expanded without \$HOME)" jq_ "d['addrs'] == ['127.0.0.1:4000']"
+check "ticket, no daemon, sync.listen set: why is only that the daemon is not running" \
+    jq_ "d['why'] == 'the daemon is not running (start it with ds start)'"
+rm -f "$K/config.json"
+
+# A daemon that starts fine (no identity yet, so nothing to listen with)
+# but whose --listen address is taken when ds peer init, then ds peer add
+# --publish, make it listen: the change is saved, the reply warns.
+hold_udp_port 60
+L="$T/lou"
+run "$L" start --listen "127.0.0.1:$BUSY"
+check "busy --listen, no identity: the daemon starts" rc_is 0
+[ -s "$L/daemon.pid" ] && remember "$(cat "$L/daemon.pid")"
+run "$L" peer init
+check "init, daemon cannot listen: exit 0 (saved)" rc_is 0
+check "init, daemon cannot listen: the NodeId" out_has "Generated NodeId: "
+check "init, daemon cannot listen: identity saved" test -s "$L/identity.key"
+check "init, daemon cannot listen: warning on stderr" \
+    err_has "ds: warning: saved, but the daemon cannot accept syncs: cannot listen on 127.0.0.1:$BUSY"
+run "$L" peer ticket --json
+check "ticket in the daemon: its --listen address, not the default" jq_ "d['addrs'] == ['127.0.0.1:$BUSY'] and d['listening'] is False"
+check "ticket in the daemon: why names the bind failure" jq_ "d['why'].startswith('cannot listen on 127.0.0.1:$BUSY')"
+run "$L" peer add "$AID" --name alice --publish --json
+check "add --publish, daemon cannot listen: exit 0" rc_is 0
+check "add --publish, daemon cannot listen: --json warning" \
+    jq_ "d['warning'].startswith('saved, but the daemon cannot accept syncs: cannot listen on 127.0.0.1:$BUSY')"
+check "add --publish, daemon cannot listen: warning on stderr too" err_has "ds: warning: saved, but the daemon cannot accept syncs"
+check "add --publish, daemon cannot listen: saved" python3 -c "
+import json,sys; p=json.load(open('$L/peers.json'))['peers']['$AID']; sys.exit(0 if p['publish'] is True else 1)"
+kill "$BUSYPID" 2>/dev/null
+wait "$BUSYPID" 2>/dev/null
+run "$L" peer add "$BID" --name bob --publish --json
+check "add --publish, address free: no warning" jq_ "d['warning'] is None"
+check "add --publish, address free: nothing on stderr" err_lacks "warning"
+run "$L" peer ticket --json
+check "ticket in the daemon: listening on --listen, no why" jq_ "d['listening'] is True and d['addrs'] == ['127.0.0.1:$BUSY'] and d['why'] is None"
+run "$L" stop
+check "lou's daemon stops" rc_is 0
+
+# The default address (0.0.0.0:7979), bound only once some peer has
+# publish on: ds peer add --publish is what makes the daemon listen.  The
+# port is held on 127.0.0.1 (or something else holds it: just as taken).
+python3 -c 'import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.bind(("127.0.0.1", 7979))
+except OSError:
+    pass
+print("ready", flush=True); time.sleep(60)' >"$T/hold.7979" &
+HOLDPID=$!
+remember "$HOLDPID"
+wait_until test -s "$T/hold.7979"
+M="$T/mia"
+run "$M" peer init
+run "$M" start
+check "default address: the daemon starts (no peer has publish)" rc_is 0
+[ -s "$M/daemon.pid" ] && remember "$(cat "$M/daemon.pid")"
+run "$M" peer ticket --json
+check "ticket in the daemon, no peer has publish: says so" jq_ "d['listening'] is False and d['why'].startswith('no peer may pull from us yet')"
+check "ticket in the daemon, no peer has publish: the default port" jq_ "all(a.endswith(':7979') for a in d['addrs'])"
+run "$M" peer add "$AID" --publish
+check "add --publish, default address taken: exit 0" rc_is 0
+check "add --publish, default address taken: added" out_has "can pull from us"
+check "add --publish, default address taken: warns" err_has "ds: warning: saved, but the daemon cannot accept syncs: cannot listen on 0.0.0.0:7979"
+run "$M" peer ticket
+check "ticket text: the note gives the bind failure" err_has "not accepting syncs now: cannot listen on 0.0.0.0:7979"
+run "$M" stop
+kill "$HOLDPID" 2>/dev/null
+wait "$HOLDPID" 2>/dev/null
 
 # ---- malformed files -------------------------------------------------------
 cp "$B/share.json" "$T/share.bak" 2>/dev/null || true

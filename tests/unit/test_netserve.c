@@ -224,6 +224,39 @@ static int is_connected(world *w)
     return w->connected || w->closed;
 }
 
+/* A UDP socket bound to 127.0.0.1 on a port the system picks; *port
+ * receives it.  |keep|: the socket stays open (the port is busy). */
+static int udp_port(uint16_t *port, int keep)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+    *port = ntohs(sin.sin_port);
+    if (!keep) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int port_free(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons(port);
+    int ok = bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0;
+    close(fd);
+    return ok;
+}
+
 /* Starts alice's sync service (listening on 127.0.0.1, port chosen by
  * the system) and connects to it as bob. */
 static void world_start(world *w, int bob_publish, uint32_t max_concurrent)
@@ -239,17 +272,14 @@ static void world_start(world *w, int bob_publish, uint32_t max_concurrent)
     w->check.data = w;
 
     /* A port the system just handed out (listen addresses need one). */
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_true(fd >= 0);
+    uint16_t port;
+    udp_port(&port, 0);
     struct sockaddr_in sin = {0};
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
-    close(fd);
+    sin.sin_port = htons(port);
     char listen[32];
-    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)port);
 
     ds_netsync_opts o = {0};
     o.listen[0] = listen;
@@ -587,6 +617,121 @@ static void unshare_during_a_sync_ends_it(void **state)
     world_stop(&w);
 }
 
+/* Two listen addresses, the second busy: the service does not start, the
+ * first address is let go again (nothing half-listening), and nothing
+ * leaks (ASan). */
+static void failed_listen_releases_every_address(void **state)
+{
+    (void)state;
+    world w;
+    memset(&w, 0, sizeof w);
+    identity(&alice, 0xa1);
+    identity(&bob, 0xb0);
+    alice_home(&w, ds_test_tmpdir(), 1);
+    assert_int_equal(uv_loop_init(&w.loop), 0);
+    uint16_t free_port, busy_port;
+    udp_port(&free_port, 0);
+    int busy = udp_port(&busy_port, 1);
+    char a1[32], a2[32];
+    snprintf(a1, sizeof a1, "127.0.0.1:%u", (unsigned)free_port);
+    snprintf(a2, sizeof a2, "127.0.0.1:%u", (unsigned)busy_port);
+    ds_netsync_opts o = {0};
+    o.listen[0] = a1;
+    o.listen[1] = a2;
+    o.nlisten = 2;
+    o.listen_always = 1;
+    char err[256] = "";
+    ds_netsync *ns = NULL;
+    assert_int_equal(ds_netsync_new(&ns, &w.loop, &w.ctx, &o, err, sizeof err), DS_ERR_IO);
+    assert_null(ns);
+    assert_non_null(strstr(err, a2));
+    assert_non_null(strstr(err, "in use"));
+    for (int i = 0; i < 100 && uv_run(&w.loop, UV_RUN_NOWAIT) != 0; i++)
+        ;
+    assert_true(port_free(free_port));
+    assert_false(port_free(busy_port));
+    close(busy);
+    assert_int_equal(uv_loop_close(&w.loop), 0);
+    ds_ctx_free(&w.ctx);
+}
+
+/* Calls peer_sync_status {job, instance?}; returns ds_ops_call's result
+ * and copies the error message (if any) into |msg|. */
+static int job_status(world *w, uint64_t job, uint64_t instance, char *msg, size_t cap,
+                      uint64_t *got_instance)
+{
+    msgpack_sbuffer pb;
+    msgpack_sbuffer_init(&pb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &pb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, instance ? 2 : 1);
+    msgpack_pack_str(&pk, 3);
+    msgpack_pack_str_body(&pk, "job", 3);
+    msgpack_pack_uint64(&pk, job);
+    if (instance) {
+        msgpack_pack_str(&pk, 8);
+        msgpack_pack_str_body(&pk, "instance", 8);
+        msgpack_pack_uint64(&pk, instance);
+    }
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    assert_int_equal(msgpack_unpack_next(&up, pb.data, pb.size, NULL), MSGPACK_UNPACK_SUCCESS);
+    msgpack_sbuffer reply;
+    msgpack_sbuffer_init(&reply);
+    int rc = ds_ops_call(&w->ctx, "peer_sync_status", &up.data, &reply);
+    snprintf(msg, cap, "%s", rc ? w->ctx.error.message : "");
+    *got_instance = 0;
+    msgpack_unpacked r;
+    msgpack_unpacked_init(&r);
+    assert_int_equal(msgpack_unpack_next(&r, reply.data, reply.size, NULL),
+                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(r.data.type, MSGPACK_OBJECT_MAP);
+    for (uint32_t i = 0; i < r.data.via.map.size; i++) {
+        const msgpack_object_kv *kv = &r.data.via.map.ptr[i];
+        if (kv->key.via.str.size == 8 && memcmp(kv->key.via.str.ptr, "instance", 8) == 0)
+            *got_instance = kv->val.via.u64;
+    }
+    msgpack_unpacked_destroy(&r);
+    msgpack_sbuffer_destroy(&reply);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&pb);
+    return rc;
+}
+
+/* Job numbers restart with each daemon: a poll that names the instance of
+ * the daemon that started its job is told when that daemon is gone,
+ * instead of being shown the job of the same number in a new one. */
+static void job_status_checks_the_daemon_instance(void **state)
+{
+    (void)state;
+    world w;
+    world_start(&w, 1, 0);
+    w.ctx.netsync = w.ns;
+    uint32_t inst = ds_netsync_instance(w.ns);
+    assert_true(inst != 0);
+    char ids[1][DS_NODE_ID_HEX + 1];
+    snprintf(ids[0], sizeof ids[0], "%s", bob.node_id);
+    uint64_t job = 0;
+    assert_int_equal(ds_netsync_sync(w.ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, 1, 0, 0,
+                                     &job), 0);
+    char msg[sizeof w.ctx.error.message];
+    uint64_t got;
+    /* the daemon's own job: found, with its instance */
+    assert_int_equal(job_status(&w, job, inst, msg, sizeof msg, &got), 0);
+    assert_int_equal(got, inst);
+    /* without an instance (older clients): still found */
+    assert_int_equal(job_status(&w, job, 0, msg, sizeof msg, &got), 0);
+    /* the same number from another daemon: interrupted, not this job */
+    assert_int_equal(job_status(&w, job, inst == 1 ? 2 : inst - 1, msg, sizeof msg, &got),
+                     DS_ERR_NOTFOUND);
+    assert_non_null(strstr(msg, "was interrupted: the daemon that ran it has stopped"));
+    /* no daemon at all (the CLI fell back to running the request itself) */
+    w.ctx.netsync = NULL;
+    assert_int_equal(job_status(&w, job, inst, msg, sizeof msg, &got), DS_ERR_NOTFOUND);
+    assert_non_null(strstr(msg, "was interrupted"));
+    world_stop(&w);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -599,6 +744,8 @@ int main(void)
         cmocka_unit_test(unauthorized_peer_gets_no_node),
         cmocka_unit_test(unreadable_share_set_gets_internal),
         cmocka_unit_test(unshare_during_a_sync_ends_it),
+        cmocka_unit_test(failed_listen_releases_every_address),
+        cmocka_unit_test(job_status_checks_the_daemon_instance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
