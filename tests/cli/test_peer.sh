@@ -548,6 +548,14 @@ run "$E" peer add c64 --subscribe
 check "subscribing it later: refused too" rc_is 1
 run "$E" peer add s0 --publish
 check "a subscribed peer's other flags still change" rc_is 0
+# ds peer import --add of a new signer would subscribe a 64th peer too
+run "$E" peer import --add --name alice "$T/alice1.dsx"
+check "import --add at the limit: refused" rc_is 1
+check "import --add at the limit: says the limit" err_has "63 peers are subscribed already"
+check "import --add at the limit: says what to do" err_has "Unsubscribe a peer first"
+check "import --add at the limit: no replica made" [ ! -e "$E/peers/$AID" ]
+run "$E" peer list --json
+check "import --add at the limit: the peer not saved" jq_ "len(d['peers']) == 64 and not any(p['node_id'] == '$AID' for p in d['peers'])"
 # A hand-edited peers.json with more: a sync of every peer says so.
 python3 - "$E/peers.json" <<'PY'
 import json, sys
