@@ -31,6 +31,7 @@ _Static_assert((uint64_t)DS_SYNC_MAX_PAGE_BYTES + DS_NODE_MAX_ENCODED + 4096 < D
 #define MSG_CAP 4200                     /* peer messages are at most 4096 bytes */
 #define PEND_PAGES 64                    /* decoded pages held for one transaction, at most */
 #define PEND_BYTES (16u << 20)           /* ... and their frames' bytes */
+#define RATE_LIMITED_TEXT "Too many concurrent syncs; try again later"
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -179,7 +180,7 @@ static int server_gate(ds_sync_server *s)
     }
     if (s->cfg.rate_limited) {
         server_reply_error(s, DS_ERR_BUSY, DS_SYNC_E_RATE_LIMITED,
-                           "Too many concurrent syncs; try again later");
+                           "%s", RATE_LIMITED_TEXT);
         return 1;
     }
     return 0;
@@ -688,8 +689,22 @@ static int client_on_error(ds_sync_client *c, const ds_msg *m)
     else if (strcmp(m->code, DS_SYNC_E_RATE_LIMITED) == 0) err = DS_ERR_BUSY;
     else if (strcmp(m->code, DS_SYNC_E_VERSION) == 0) err = DS_ERR_VERSION;
     copy_text(c->code, sizeof c->code, m->code);
-    copy_text(c->message, sizeof c->message,
-              m->message && m->message[0] ? m->message : ds_strerror(err));
+    if (m->message && m->message[0]) {
+        copy_text(c->message, sizeof c->message, m->message);
+    } else {
+        /* Another implementation may leave the message out (docs/protocol.md). */
+        char t[128];
+        if (err == DS_ERR_UNAUTHORIZED)
+            snprintf(t, sizeof t, "the publisher does not authorize this node");
+        else if (err == DS_ERR_BUSY)
+            snprintf(t, sizeof t, "%s", RATE_LIMITED_TEXT);
+        else if (err == DS_ERR_VERSION)
+            snprintf(t, sizeof t, "the publisher does not speak sync protocol version %d",
+                     DS_SYNC_VERSION);
+        else
+            snprintf(t, sizeof t, "the publisher reported an error without a message");
+        copy_text(c->message, sizeof c->message, t);
+    }
     c->err = err;
     c->phase = C_FAILED;
     return 0;
