@@ -414,14 +414,18 @@ def read_str(r, what, limit, text=False, nil_ok=False, too_long=MALFORMED):
     return item.value
 
 
-def read_bin(r, what, size):
-    item = r.next()
+def _bin_of(item, what, size, expected):
+    """The value of |item|, a bin of exactly |size| bytes."""
     if item.kind != BIN:
-        raise _kind_error(what, f"a bin of {size} bytes", item)
+        raise _kind_error(what, expected, item)
     if len(item.value) != size:
         raise Malformed(MALFORMED, f"`{what}` is {len(item.value)} bytes, "
                         f"not {size}")
     return item.value
+
+
+def read_bin(r, what, size):
+    return _bin_of(r.next(), what, size, f"a bin of {size} bytes")
 
 
 def read_cursor(r, what):
@@ -429,12 +433,7 @@ def read_cursor(r, what):
     item = r.next()
     if item.kind == NIL:
         return None
-    if item.kind != BIN:
-        raise _kind_error(what, "nil or a bin of 41 bytes", item)
-    if len(item.value) != CURSOR_LEN:
-        raise Malformed(MALFORMED, f"`{what}` is {len(item.value)} bytes, "
-                        f"not {CURSOR_LEN}")
-    return item.value
+    return _bin_of(item, what, CURSOR_LEN, "nil or a bin of 41 bytes")
 
 
 def read_confidence(r, what):

@@ -83,6 +83,60 @@ static int get_u32(const char *s, uint32_t *out)
     return 0;
 }
 
+/* The options both modes take. */
+typedef struct opts {
+    uint32_t page_nodes, page_bytes, chunk;
+} opts;
+
+/* Takes argv[*i] (and its value) when it is a common option: 1 when it
+ * was, 0 when it is not one, -1 when its value is bad. */
+static int common_opt(int argc, char **argv, int *i, opts *o)
+{
+    static const char *const names[] = { "--page-nodes", "--page-bytes", "--chunk" };
+    uint32_t *vals[] = { &o->page_nodes, &o->page_bytes, &o->chunk };
+    for (int k = 0; k < 3; k++) {
+        if (strcmp(argv[*i], names[k]) != 0)
+            continue;
+        if (*i + 1 >= argc || get_u32(argv[*i + 1], vals[k]) != 0 || (k == 2 && !*vals[k]))
+            return -1;
+        (*i)++;
+        return 1;
+    }
+    return 0;
+}
+
+/* Feeds |in| to a machine's recv, |chunk| bytes at a time (frames arrive
+ * split), with the end of the stream on the last piece; stops early when
+ * |running| says the machine has ended.  0, or recv's error. */
+static int feed(const ds_buf *in, uint32_t chunk, void *m,
+                int (*recv)(void *m, const uint8_t *p, size_t n, int fin),
+                int (*running)(void *m))
+{
+    size_t off = 0;
+    do {
+        size_t n = in->len - off < chunk ? in->len - off : chunk;
+        int rc = recv(m, bytes_at(in, off), n, off + n == in->len);
+        if (rc)
+            return rc;
+        off += n;
+    } while (off < in->len && running(m));
+    return 0;
+}
+
+static int server_recv(void *m, const uint8_t *p, size_t n, int fin)
+{
+    return ds_sync_server_recv(m, p, n, fin, NOW_MS);
+}
+
+static int server_running(void *m) { (void)m; return 1; }   /* takes it all */
+
+static int client_recv(void *m, const uint8_t *p, size_t n, int fin)
+{
+    return ds_sync_client_recv(m, p, n, fin, NOW_MS);
+}
+
+static int client_running(void *m) { return ds_sync_client_state(m) == DS_SYNCS_RUNNING; }
+
 /* Prints |s| as a JSON string. */
 static void json_str(const char *s)
 {
@@ -105,23 +159,19 @@ static int serve(int argc, char **argv)
     const char *home = argv[0];
     const char *peer = "0000000000000000000000000000000000000000000000000000000000000000";
     int authorized = 1, limited = 0;
-    uint32_t page_nodes = 0, page_bytes = 0, chunk = 7;
+    opts o = { .chunk = 7 };
     for (int i = 1; i < argc; i++) {
+        int c = common_opt(argc, argv, &i, &o);
+        if (c < 0)
+            return usage();
+        if (c)
+            continue;
         if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc)
             peer = argv[++i];
         else if (strcmp(argv[i], "--unauthorized") == 0)
             authorized = 0;
         else if (strcmp(argv[i], "--rate-limited") == 0)
             limited = 1;
-        else if (strcmp(argv[i], "--page-nodes") == 0 && i + 1 < argc &&
-                 get_u32(argv[i + 1], &page_nodes) == 0)
-            i++;
-        else if (strcmp(argv[i], "--page-bytes") == 0 && i + 1 < argc &&
-                 get_u32(argv[i + 1], &page_bytes) == 0)
-            i++;
-        else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc &&
-                 get_u32(argv[i + 1], &chunk) == 0 && chunk > 0)
-            i++;
         else
             return usage();
     }
@@ -155,20 +205,15 @@ static int serve(int argc, char **argv)
     int status = 2;
     ds_sync_server_cfg sc = {
         .store = st, .share = &share, .authorized = authorized, .rate_limited = limited,
-        .peer_id = peer, .page_nodes = page_nodes, .page_bytes = page_bytes,
+        .peer_id = peer, .page_nodes = o.page_nodes, .page_bytes = o.page_bytes,
     };
     if (read_all(stdin, &in) || ds_sync_server_new(&s, &sc, NOW_MS)) {
         fprintf(stderr, "sync_wire: out of memory or unreadable input\n");
         goto done;
     }
     /* The request arrives in small pieces, then the subscriber's FIN. */
-    size_t off = 0;
-    do {
-        size_t n = in.len - off < chunk ? in.len - off : chunk;
-        if (ds_sync_server_recv(s, bytes_at(&in, off), n, off + n == in.len, NOW_MS))
-            goto done;
-        off += n;
-    } while (off < in.len);
+    if (feed(&in, o.chunk, s, server_recv, server_running))
+        goto done;
     /* Everything the publisher sends, as a transport that always has room
      * would take it.  Bounded: each send produces a frame or ends. */
     int fin = 0;
@@ -205,21 +250,17 @@ static int apply(int argc, char **argv)
         return usage();
     const char *home = argv[0], *peer = argv[1], *reqout = NULL;
     int full = 0;
-    uint32_t chunk = 7, page_nodes = 0, page_bytes = 0;
+    opts o = { .chunk = 7 };
     for (int i = 2; i < argc; i++) {
+        int c = common_opt(argc, argv, &i, &o);
+        if (c < 0)
+            return usage();
+        if (c)
+            continue;
         if (strcmp(argv[i], "--full") == 0)
             full = 1;
-        else if (strcmp(argv[i], "--page-nodes") == 0 && i + 1 < argc &&
-                 get_u32(argv[i + 1], &page_nodes) == 0)
-            i++;
-        else if (strcmp(argv[i], "--page-bytes") == 0 && i + 1 < argc &&
-                 get_u32(argv[i + 1], &page_bytes) == 0)
-            i++;
         else if (strcmp(argv[i], "--request-out") == 0 && i + 1 < argc)
             reqout = argv[++i];
-        else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc &&
-                 get_u32(argv[i + 1], &chunk) == 0 && chunk > 0)
-            i++;
         else
             return usage();
     }
@@ -238,8 +279,8 @@ static int apply(int argc, char **argv)
     ds_buf in = { 0 }, out = { 0 };
     ds_sync_client *c = NULL;
     int status = 2;
-    ds_sync_client_cfg cc = { .replica = rep, .full = full, .page_nodes = page_nodes,
-                              .page_bytes = page_bytes };
+    ds_sync_client_cfg cc = { .replica = rep, .full = full, .page_nodes = o.page_nodes,
+                              .page_bytes = o.page_bytes };
     if (ds_sync_client_new(&c, &cc, NOW_MS)) {
         fprintf(stderr, "sync_wire: cannot start the subscriber\n");
         goto done;
@@ -248,19 +289,15 @@ static int apply(int argc, char **argv)
     if (ds_sync_client_send(c, &out, 1u << 16, &fin, NOW_MS))
         goto done;
     FILE *rf = fopen(reqout, "wb");
-    if (!rf || fwrite(out.data, 1, out.len, rf) != out.len || fclose(rf) != 0) {
+    int wrote = rf && fwrite(out.data, 1, out.len, rf) == out.len;
+    if (rf && fclose(rf) != 0)
+        wrote = 0;
+    if (!wrote) {
         fprintf(stderr, "sync_wire: cannot write %s\n", reqout);
         goto done;
     }
-    if (read_all(stdin, &in))
+    if (read_all(stdin, &in) || feed(&in, o.chunk, c, client_recv, client_running))
         goto done;
-    size_t off = 0;
-    do {
-        size_t n = in.len - off < chunk ? in.len - off : chunk;
-        if (ds_sync_client_recv(c, bytes_at(&in, off), n, off + n == in.len, NOW_MS))
-            goto done;
-        off += n;
-    } while (off < in.len && ds_sync_client_state(c) == DS_SYNCS_RUNNING);
 
     ds_sync_progress p;
     ds_sync_client_progress(c, &p);
