@@ -260,7 +260,7 @@ static int decode_body(ds_mr *r, ds_msg *m)
         } else if (ds_mr_key_eq(k, kl, "v")) {
             uint64_t v;
             if ((rc = ds_mr_uint(r, &v))) return rc;
-            m->version = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+            m->version = v;
             have_v = 1;
         } else if (ds_mr_key_eq(k, kl, "cursor") || ds_mr_key_eq(k, kl, "new_cursor")) {
             if (ds_mr_peek(r) == DS_MR_NIL) { rc = ds_mr_nil(r); m->has_cursor = 0; }
@@ -321,7 +321,7 @@ int ds_msg_decode(const uint8_t *buf, size_t len, ds_msg *out)
     if (!rc && ds_mr_left(&r)) rc = DS_ERR_MALFORMED;
     if (!rc && out->version != DS_SYNC_VERSION) {
         ds_msg_type t = out->type;
-        uint32_t v = out->version;
+        uint64_t v = out->version;
         ds_msg_free(out);
         out->type = t;
         out->version = v;

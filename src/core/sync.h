@@ -78,7 +78,7 @@ typedef enum {
 
 typedef struct ds_msg {
     ds_msg_type type;
-    uint32_t version;
+    uint64_t version;                       /* the "v" received, in full */
     /* SYNC_REQUEST */
     int has_cursor;
     uint8_t cursor[DS_CURSOR_LEN];          /* also SYNC_RESPONSE new_cursor */

@@ -580,11 +580,18 @@ static void unknown_version(void **state)
                            0xa1, 'v', 0x02 };
     const uint8_t v7[] = { 0x83, 0xa4, 't', 'y', 'p', 'e', 0xac, 's', 'y', 'n', 'c', '_', 'r', 'e', 'q', 'u', 'e', 's', 't',
                            0xa6, 'c', 'u', 'r', 's', 'o', 'r', 0xa3, 'a', 'b', 'c', 0xa1, 'v', 0x07 };
+    /* v = 2^40, in a request that parses and in one that does not: the
+     * same number either way, never cut to 32 bits. */
+    const uint8_t vbig[] = { 0x82, 0xa4, 't', 'y', 'p', 'e', 0xac, 's', 'y', 'n', 'c', '_', 'r', 'e', 'q', 'u', 'e', 's',
+                             't', 0xa1, 'v', 0xcf, 0, 0, 0x01, 0, 0, 0, 0, 0 };
+    const uint8_t vbigbad[] = { 0x82, 0xa1, 'v', 0xcf, 0, 0, 0x01, 0, 0, 0, 0, 0, 0xa6, 'c', 'u', 'r', 's', 'o', 'r', 0x05 };
     struct { const uint8_t *p; size_t n; const char *text; } cases[] = {
         { v2, sizeof v2, "Unsupported sync protocol version 2; this publisher speaks version 1" },
         { v7, sizeof v7, "Unsupported sync protocol version 7; this publisher speaks version 1" },
+        { vbig, sizeof vbig, "Unsupported sync protocol version 1099511627776; this publisher speaks version 1" },
+        { vbigbad, sizeof vbigbad, "Unsupported sync protocol version 1099511627776; this publisher speaks version 1" },
     };
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ds_sync_server *s = new_server(pub, &share, 1);
         ds_buf in = { 0 };
         frame(&in, cases[i].p, cases[i].n);
