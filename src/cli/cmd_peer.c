@@ -201,6 +201,11 @@ static void print_share(const msgpack_object *R)
         printf("Added to shared projects: %.*s\n", (int)pl, p);
     else
         printf("Already shared: %.*s\n", (int)pl, p);
+    /* Everything lies beneath /: easy to type by mistake (an unset
+     * variable before a slash), and it makes no project private. */
+    if (pl == 1 && p[0] == '/')
+        fprintf(stderr, "warning: / covers every project on this machine: peers you publish to get "
+                        "all of their nodes. Undo with: ds peer unshare /\n");
 }
 
 static int sub_share(cli *c, const sub *s, int argc, char **argv)

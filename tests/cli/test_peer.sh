@@ -75,6 +75,16 @@ check "unshare unshared: error" rc_is 1
 check "unshare unshared: message" err_has "is not shared"
 run "$A" peer shared --json
 check "shared --json" jq_ "d['shared_projects'] == ['$P']"
+run "$A" peer share "$P"
+check "share: no warning for a project" err_lacks "warning"
+run "$A" peer share /
+check "share /: ok" rc_is 0
+check "share /: warns that every project is shared" err_has "warning: / covers every project on this machine"
+check "share /: says how to undo" err_has "ds peer unshare /"
+run "$A" peer unshare /
+check "unshare /: ok" rc_is 0
+run "$A" peer shared --json
+check "unshare /: back to one root" jq_ "d['shared_projects'] == ['$P']"
 
 # ---- content -------------------------------------------------------------
 note "$A" "$P" "SHARED zebra lmdb transactions are serializable writers"
