@@ -1055,6 +1055,7 @@ static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
         uint8_t *dst;
         if ((rc = segw_term(&w, t, tl, (uint32_t)total, &dst))) break;
         for (size_t j = 0; j < n && !rc; j++) {
+            if (!cnt[j]) continue;                  /* post[j] may be NULL */
             const uint8_t *p = post[j], *end = p + (size_t)cnt[j] * DS_POSTING_LEN;
             uint32_t nd = segs[j].ndocs;
             if (!map) {                             /* renumber: shift by base[j] */
