@@ -95,8 +95,6 @@ static inline uint32_t rng_below(rng *r, uint32_t n)
     return (uint32_t)(((rng_next(r) >> 32) * (uint64_t)n) >> 32);
 }
 
-static inline double rng_unit(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
-
 /* ---- small helpers ------------------------------------------------------- */
 
 static void die(const char *fmt, ...)

@@ -31,7 +31,7 @@ typedef enum {
 static inline void ds_mr_init(ds_mr *r, const void *buf, size_t len)
 {
     r->p = (const uint8_t *)buf;
-    r->end = r->p + len;
+    r->end = len ? r->p + len : r->p;   /* (NULL, 0) is an empty input; NULL + 0 is UB */
 }
 static inline size_t ds_mr_left(const ds_mr *r) { return (size_t)(r->end - r->p); }
 
