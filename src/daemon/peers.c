@@ -843,6 +843,10 @@ static int addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MA
         host[hl] = '\0';
         if (hl == 0)
             return *why = "has no host", DS_ERR_INVALID;
+        /* DNS's limit; it also keeps any "host:port" within DS_ADDR_MAX,
+         * so formatting the address again never cuts the host short. */
+        if (hl > DS_HOST_MAX)
+            return *why = "has a host name longer than 253 characters", DS_ERR_INVALID;
         for (size_t i = 0; i < hl; i++)
             if (!host_char_ok(host[i]))
                 return *why = "has a character a host name cannot hold", DS_ERR_INVALID;

@@ -30,6 +30,7 @@
 #define DS_PEER_SHORT_ID 8              /* hex digits of a label without a name */
 #define DS_PEER_MAX_ADDRS 8             /* "addrs" entries per peer */
 #define DS_ADDR_MAX 300                 /* "host:port" text, NUL included */
+#define DS_HOST_MAX 253                 /* longest host name (DNS) */
 #define DS_TICKET_PREFIX "ds1:"
 #define DS_TICKET_MAX (4 + DS_NODE_ID_HEX + 1 + DS_PEER_MAX_ADDRS * DS_ADDR_MAX)
 

@@ -297,6 +297,20 @@ static void addrs_and_tickets(void **state)
     assert_non_null(strstr(why, "','"));
     assert_null(strstr(why, "IPv6"));
     assert_int_equal(ds_addr_parse("localhost:4000", 0, host, &port, &why), 0);
+    /* A host name of 253 characters is the longest: formatted again it
+     * comes back whole (fuzz_config found 290+ cut short). */
+    char longhost[300], out[DS_ADDR_MAX];
+    memset(longhost, 'a', 253);
+    strcpy(longhost + 253, ":4000");
+    assert_int_equal(ds_addr_parse(longhost, 0, host, &port, &why), 0);
+    ds_addr_format(host, port, out);
+    assert_string_equal(out, longhost);
+    memset(longhost, 'a', 254);
+    strcpy(longhost + 254, ":4000");
+    assert_int_equal(ds_addr_parse(longhost, 0, host, &port, &why), DS_ERR_INVALID);
+    assert_string_equal(why, "has a host name longer than 253 characters");
+    longhost[254] = 0;                           /* no port: the default applies */
+    assert_int_equal(ds_addr_parse(longhost, 7979, host, &port, &why), DS_ERR_INVALID);
 
     /* listen: IP literals only, one spelling each */
     static const char *const nolisten[] = { "localhost:4000", "256.1.1.1:4000", "example.org",
