@@ -39,6 +39,7 @@ enum {
     DS_ERR_VERSION = -21,     /* incompatible protocol/format version */
     DS_ERR_UNREACHABLE = -22, /* the network said no one is there (ICMP unreachable) */
     DS_ERR_SHORT = -23,       /* store's data file shorter than its database (cut short) */
+    DS_ERR_CANCELLED = -24,   /* stopped on request (a signal, a cancel) before the end */
 };
 
 /* Returns a static description of |err| (never NULL). */

@@ -7,6 +7,7 @@
  */
 #include "cli/cli.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -605,6 +606,42 @@ static uint64_t job_mark(const msgpack_object *R, int *waiting)
     return m;
 }
 
+/* Ctrl-C (or SIGTERM, SIGHUP) while the CLI waits for a daemon's sync job:
+ * the job is cancelled, as an in-process sync stops on the same signals.
+ * SA_RESETHAND: a second one ends the CLI at once. */
+static volatile sig_atomic_t sync_signal;
+
+static void on_sync_signal(int signo)
+{
+    sync_signal = signo;
+}
+
+static void sync_signals(int on)
+{
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on ? on_sync_signal : SIG_DFL;
+    sa.sa_flags = on ? SA_RESETHAND : 0;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+/* The exit status of a sync stopped by a signal: 128 + its number, as a
+ * shell reports a process that signal ended; 0 when none did. */
+static int signal_status(const msgpack_object *job)
+{
+    size_t l;
+    const char *by = cli_str(cli_get(job, "stopped_by"), &l);
+    static const struct { const char *name; int signo; } names[] = {
+        { "SIGINT", SIGINT }, { "SIGTERM", SIGTERM }, { "SIGHUP", SIGHUP } };
+    for (size_t i = 0; by && i < sizeof names / sizeof names[0]; i++)
+        if (l == strlen(names[i].name) && memcmp(by, names[i].name, l) == 0)
+            return 128 + names[i].signo;
+    return 0;
+}
+
 static int sub_sync(cli *c, const sub *s, int argc, char **argv)
 {
     popts o;
@@ -639,25 +676,39 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
     const char *env = getenv("DS_SYNC_STALL_MS");   /* tests shorten it */
     if (env && atol(env) > 0)
         stall_ms = atol(env);
+    sync_signal = 0;
+    if (!cli_bool(cli_get(rep.root, "done")))
+        sync_signals(1);
+    int cancelled = 0;
     while (!cli_bool(cli_get(rep.root, "done"))) {
         if (tty)
             progress_from_reply(rep.root);
         struct timespec ts = { 0, 200 * 1000000L };
-        nanosleep(&ts, NULL);
+        if (!sync_signal)
+            nanosleep(&ts, NULL);     /* a signal cuts it short */
+        const char *op = "peer_sync_status";
         cli_params q = { .n = 0 };
         cli_param_uint(&q, "job", job);
         if (instance)   /* a restarted daemon has its own job numbers */
             cli_param_uint(&q, "instance", instance);
+        if (sync_signal && !cancelled) {
+            op = "peer_sync_cancel";
+            cli_param_str(&q, "cause", sync_signal == SIGINT    ? "SIGINT"
+                                      : sync_signal == SIGTERM ? "SIGTERM"
+                                                               : "SIGHUP");
+            cancelled = sync_signal;
+        }
         cli_reply_free(&rep);
         /* A daemon being stopped may drop the request: ask again (in
          * process once it is gone, which says the job was interrupted). */
-        rc = cli_call_ex(c, "peer_sync_status", &q, &rep, 1);
+        rc = cli_call_ex(c, op, &q, &rep, 1);
         for (int i = 0; rc != CLI_OK && !rep.root && i < 10; i++) {
             nanosleep(&ts, NULL);
             cli_reply_free(&rep);
-            rc = cli_call_ex(c, "peer_sync_status", &q, &rep, 1);
+            rc = cli_call_ex(c, op, &q, &rep, 1);
         }
         if (rc != CLI_OK) {
+            sync_signals(0);
             progress_clear(tty);
             if (rep.root)
                 cli_print_reply_error(&rep);
@@ -672,6 +723,7 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
             mark = m;
             moved = mono_ms();
         } else if (mono_ms() - moved > stall_ms) {
+            sync_signals(0);
             progress_clear(tty);
             cli_reply_free(&rep);
             return cli_fail("the daemon's sync job %llu made no progress for %g s; see "
@@ -679,7 +731,13 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
                             (double)stall_ms / 1000.0);
         }
     }
+    sync_signals(0);
     progress_clear(tty);
+    /* Stopped by a signal (ours, or the in-process sync's): after the
+     * results, the status says so. */
+    int sigstatus = signal_status(rep.root);
+    if (cancelled && !sigstatus)   /* the job had ended before the cancel */
+        sigstatus = 128 + cancelled;
     /* A peer skipped by a sync of every peer (it has no address) is not
      * a failure; the request itself fails when no peer has one. */
     const msgpack_object *arr = cli_get(rep.root, "peers");
@@ -694,6 +752,8 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
     if (c->json) {
         rc = json_reply(rep.root);
         cli_reply_free(&rep);
+        if (rc == CLI_OK && sigstatus)
+            return sigstatus;
         return rc == CLI_OK && failed ? CLI_FAIL : rc;
     }
     for (uint32_t i = 0; i < cli_len(arr); i++) {
@@ -721,7 +781,8 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
         } else {
             const char *e = cli_str(cli_get(p, "error"), &el);
             const char *code = cli_str(cli_get(p, "code"), &cl);
-            printf("Syncing with %.*s... failed.\n", (int)ll, label);
+            int stopped = cl == 11 && memcmp(code, "interrupted", 11) == 0;
+            printf("Syncing with %.*s... %s.\n", (int)ll, label, stopped ? "interrupted" : "failed");
             fflush(stdout);
             fprintf(stderr, "ds: %.*s: %.*s\n", (int)ll, label, (int)el, e);
             if (cl == 13 && memcmp(code, "NotAuthorized", 13) == 0)
@@ -731,6 +792,8 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
         }
     }
     cli_reply_free(&rep);
+    if (sigstatus)
+        return sigstatus;
     return failed ? CLI_FAIL : CLI_OK;
 }
 
@@ -1009,15 +1072,20 @@ static const sub subs[] = {
       "the sync was interrupted, and the next one continues from there; a sync\n"
       "of a peer another sync is busy with waits for it); otherwise it runs in\n"
       "this process.  On a terminal a progress line shows nodes, bytes and rate.\n"
+      "Ctrl-C (SIGINT, also SIGTERM or SIGHUP) stops the sync, in the daemon\n"
+      "too: the batch being written goes in, the peer is told, and the command\n"
+      "says \"interrupted\" and how many nodes were kept; the next sync continues\n"
+      "from there.  A second Ctrl-C ends the command at once.\n"
       "\n"
       "Options:\n"
       "      --full           re-fetch everything (reset the cursor)\n"
-      "  -j, --json           print {job, instance, done, peers: [...]}\n"
+      "  -j, --json           print {job, instance, done, stopped_by, peers: [...]}\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
       "\n"
       "Exit status: 0 when every peer with an address synced, 1 when one\n"
-      "failed or none has an address.\n"
+      "failed or none has an address, 128 + the signal's number when a signal\n"
+      "stopped it (130 for Ctrl-C).\n"
       "\n"
       "Example:\n"
       "  $ ds peer sync\n"

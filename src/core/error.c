@@ -30,6 +30,7 @@ const char *ds_strerror(int err)
     case DS_ERR_VERSION: return "incompatible version";
     case DS_ERR_UNREACHABLE: return "unreachable";
     case DS_ERR_SHORT: return "its data file is shorter than its database (cut short or damaged)";
+    case DS_ERR_CANCELLED: return "interrupted before the end";
     default: return "unknown error";
     }
 }

@@ -682,6 +682,17 @@ static int client_running(const ds_sync_client *c)
     return c->phase == C_START || c->phase == C_PAGES || c->phase == C_LAST;
 }
 
+void ds_sync_client_stop(ds_sync_client *c)
+{
+    client_drop_pending(c);
+    int rc = c->ap ? client_collect(c) : 0;
+    if (client_running(c)) {
+        c->code[0] = 0;
+        client_fail(c, rc ? rc : DS_ERR_CANCELLED, "%s",
+                    rc ? "could not write the replica" : "stopped before the end");
+    }
+}
+
 static int client_on_error(ds_sync_client *c, const ds_msg *m)
 {
     int err = DS_ERR_PROTO;

@@ -156,6 +156,12 @@ int64_t ds_sync_client_expiry(const ds_sync_client *c);
  * machine), or fails the machine with DS_ERR_TIMEOUT after timeout_ms
  * without progress. */
 void ds_sync_client_handle_expiry(ds_sync_client *c, int64_t now_ms);
+/* Stops the machine where it is (a user's Ctrl-C): pages held for a
+ * batch are dropped, the batches already handed to the apply thread are
+ * written and counted in the progress, so that it says exactly what the
+ * replica got; a running machine becomes FAILED with DS_ERR_CANCELLED.
+ * Any later input is ignored. */
+void ds_sync_client_stop(ds_sync_client *c);
 ds_sync_state ds_sync_client_state(const ds_sync_client *c);
 void ds_sync_client_progress(const ds_sync_client *c, ds_sync_progress *p);
 /* After FAILED: the DS_ERR_* (DS_ERR_UNAUTHORIZED, DS_ERR_BUSY for

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,7 @@ struct job {
     int resolving;        /* gai is pending (until on_resolved runs, even if cancelled) */
     size_t resolve_cur;   /* the peer it resolves for */
     int64_t last_progress;
+    char stopped_by[16];  /* what stopped the job before its end (job_stop), or "" */
 };
 
 typedef struct retry_ent {
@@ -1542,7 +1544,7 @@ static void pack_peer(msgpack_packer *pk, const ds_netsync_peer *p)
 
 static void pack_job(msgpack_packer *pk, const job *j)
 {
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     ds_pack_cstr(pk, "job");
     msgpack_pack_uint64(pk, j->id);
     ds_pack_cstr(pk, "instance");
@@ -1552,6 +1554,8 @@ static void pack_job(msgpack_packer *pk, const job *j)
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);
+    ds_pack_cstr(pk, "stopped_by");
+    ds_pack_cstr(pk, j->stopped_by[0] ? j->stopped_by : NULL);
     ds_pack_cstr(pk, "peers");
     msgpack_pack_array(pk, j->n);
     for (size_t i = 0; i < j->n; i++)
@@ -1569,6 +1573,68 @@ int ds_netsync_job_pack(ds_netsync *ns, uint64_t id, msgpack_packer *pk)
     if (!j)
         return DS_ERR_NOTFOUND;
     pack_job(pk, j);
+    return 0;
+}
+
+/* Stops the current peer's machine, if any, so that its progress says
+ * exactly what the replica got: the batches being written go in and are
+ * counted; nothing more does. */
+static void client_stop(job *j)
+{
+    if (!j->cl)
+        return;
+    ds_netsync_peer *p = &j->peers[j->cur];
+    ds_sync_client_stop(j->cl);
+    ds_sync_progress pr;
+    ds_sync_client_progress(j->cl, &pr);
+    p->pages = pr.pages;
+    p->nodes_received = pr.nodes_received;
+    p->nodes_new = pr.nodes_new;
+    p->bytes = pr.bytes;
+}
+
+/* Stops job |j| at once: the peer being synced or dialed ends failed
+ * with |why| (what was written stays, with its cursor, so the next sync
+ * continues from there), and so do the peers not started yet.  Each is
+ * recorded as any failed attempt.  |cause| is what the job reply says
+ * stopped it.  The job is done when this returns. */
+static void job_stop(job *j, const char *cause, const char *why)
+{
+    if (j->done)
+        return;
+    snprintf(j->stopped_by, sizeof j->stopped_by, "%s", cause);
+    for (size_t i = j->cur + (j->active ? 1 : 0); i < j->n; i++) {
+        ds_netsync_peer *q = &j->peers[i];
+        if (q->state != DS_NETSYNC_PENDING)
+            continue;
+        q->state = DS_NETSYNC_FAILED;
+        q->err = DS_ERR_CANCELLED;
+        snprintf(q->code, sizeof q->code, "interrupted");
+        snprintf(q->message, sizeof q->message, "not synced: %s", why);
+    }
+    if (!j->active) {          /* queued, or between two peers */
+        job_next(j);           /* nothing is pending now: the job is done */
+        return;
+    }
+    ds_netsync_peer *p = &j->peers[j->cur];
+    if (j->resolving)          /* its callback still runs: resolving stays set until then */
+        uv_cancel((uv_req_t *)&j->gai);
+    client_stop(j);
+    if (p->state == DS_NETSYNC_SYNCING)
+        client_finish(j, DS_ERR_CANCELLED, "interrupted",
+                      "%s: the %llu nodes received (%llu new) were kept, the next sync "
+                      "continues from there", why, (unsigned long long)p->nodes_received,
+                      (unsigned long long)p->nodes_new);
+    else
+        client_finish(j, DS_ERR_CANCELLED, "interrupted", "%s while connecting", why);
+}
+
+int ds_netsync_job_stop(ds_netsync *ns, uint64_t id, const char *cause, const char *why)
+{
+    job *j = find_job(ns, id);
+    if (!j)
+        return DS_ERR_NOTFOUND;
+    job_stop(j, cause, why);
     return 0;
 }
 
@@ -1692,7 +1758,8 @@ void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud)
     ns->pending_closes++;     /* held until everything has been asked */
     for (job *j = ns->jobs; j; j = j->next) {
         if (j->cl) {
-            ds_sync_client_free(j->cl);   /* waits for the batch being written */
+            client_stop(j);
+            ds_sync_client_free(j->cl);
             j->cl = NULL;
         }
         if (!j->done && j->active && !j->cancelled) {
@@ -1752,13 +1819,54 @@ void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud)
 
 /* ---- in process --------------------------------------------------------------------- */
 
+/* SIGINT, SIGTERM and SIGHUP stop an in-process sync cleanly: the batch
+ * being written is finished, the publisher gets a CONNECTION_CLOSE (so
+ * its slot for us is free at once), and the result is recorded. */
+static const int RUN_SIGNALS[] = { SIGINT, SIGTERM, SIGHUP };
+#define RUN_NSIG (sizeof RUN_SIGNALS / sizeof RUN_SIGNALS[0])
+
 typedef struct run_state {
     int closed;
+    ds_netsync *ns;
+    uint64_t job;
+    uv_signal_t sig[RUN_NSIG];
+    size_t nsig;          /* handles initialized (to close) */
+    int signo;            /* the signal that stopped the job, or 0 */
 } run_state;
 
 static void run_closed(void *ud)
 {
     ((run_state *)ud)->closed = 1;
+}
+
+static const char *signal_name(int signo)
+{
+    switch (signo) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    }
+    return "a signal";
+}
+
+static void run_signal(uv_signal_t *h, int signo)
+{
+    run_state *rs = h->data;
+    /* A second signal acts as usual (it ends the process at once), in
+     * case stopping ever takes long. */
+    for (size_t i = 0; i < rs->nsig; i++)
+        uv_signal_stop(&rs->sig[i]);
+    if (rs->signo)
+        return;
+    rs->signo = signo;
+    char why[64];
+    snprintf(why, sizeof why, "interrupted by %s", signal_name(signo));
+    ds_netsync_job_stop(rs->ns, rs->job, signal_name(signo), why);
+}
+
+static void run_handle_closed(uv_handle_t *h)
+{
+    (void)h;
 }
 
 int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
@@ -1783,6 +1891,17 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
         ns->progress_ud = progress ? ud : g_progress_ud;
         rc = start_job(ns, ids, n, full, skip_addrless, 0, &id);
     }
+    run_state rs = { .ns = ns, .job = id };
+    for (size_t i = 0; !rc && i < RUN_NSIG; i++) {
+        if (uv_signal_init(&loop, &rs.sig[i]) != 0)
+            break;
+        rs.nsig++;
+        rs.sig[i].data = &rs;
+        (void)uv_signal_start_oneshot(&rs.sig[i], run_signal, RUN_SIGNALS[i]);
+        /* Not what keeps the loop alive: a loop turn whose timer ends the
+         * job must not then wait for a signal. */
+        uv_unref((uv_handle_t *)&rs.sig[i]);
+    }
     if (!rc) {
         job *j = find_job(ns, id);
         /* Bounded: every step has a timeout (dial deadline, sync machine
@@ -1802,7 +1921,8 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
         }
         pack_job(pk, j);
     }
-    run_state rs = { 0 };
+    for (size_t i = 0; i < rs.nsig; i++)
+        uv_close((uv_handle_t *)&rs.sig[i], run_handle_closed);
     if (ns)
         ds_netsync_close(ns, run_closed, &rs);
     for (int i = 0; i < 1000 && !rs.closed; i++)

@@ -117,10 +117,19 @@ void ds_netsync_listen_addrs(const ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTE
  * DS_ERR_INVALID / DS_ERR_NOMEM. */
 int ds_netsync_sync(ds_netsync *ns, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
                     int skip_addrless, uint64_t *job);
-/* Packs the job's status {job, done, peers: [peer]} (see docs/peers.md);
+/* Packs the job's status {job, instance, done, stopped_by, peers: [peer]}
+ * (see docs/peers.md);
  * DS_ERR_NOTFOUND when the job is unknown (finished jobs are kept for a
  * while: the last 16). */
 int ds_netsync_job_pack(ds_netsync *ns, uint64_t job, msgpack_packer *pk);
+/* Stops job |job| now (a user's Ctrl-C, peer_sync_cancel): the peer being
+ * synced or dialed and those not started yet end "failed", code
+ * "interrupted", message |why| (for the one syncing, with the nodes kept
+ * so far); results are recorded as any failed attempt, and what was
+ * written stays, with its cursor.  The job's "stopped_by" becomes |cause|
+ * (at most 15 characters).  A finished job is left as it is.
+ * DS_ERR_NOTFOUND when the job is unknown. */
+int ds_netsync_job_stop(ds_netsync *ns, uint64_t job, const char *cause, const char *why);
 /* Aborts any sync running against peer |id| (its replica is about to be
  * closed or deleted); the peer's result says "the sync with LABEL
  * stopped: |why|". */
@@ -132,6 +141,8 @@ uint32_t ds_netsync_instance(const ds_netsync *ns);
 
 /* In process (no daemon): runs one job (as ds_netsync_sync) on a private
  * loop until it is done and packs its status like ds_netsync_job_pack.
+ * SIGINT, SIGTERM or SIGHUP meanwhile stops the job (ds_netsync_job_stop,
+ * "stopped_by" the signal's name); a second one has its default action.
  * |progress| may be NULL. */
 int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n, int full,
                    int skip_addrless, const ds_netsync_opts *o, ds_netsync_progress_fn progress,

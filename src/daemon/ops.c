@@ -40,6 +40,7 @@ static const ds_op ops_table[] = {
     { "peer_import", op_peer_import },
     { "peer_sync", op_peer_sync },
     { "peer_sync_status", op_peer_sync_status },
+    { "peer_sync_cancel", op_peer_sync_cancel },
     { "peer_ticket", op_peer_ticket },
 };
 

@@ -206,9 +206,14 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
  *                                   peers: [run]} (poll peer_sync_status); in
  *                                   process the sync runs to the end: {job,
  *                                   instance, done: true, peers: [run]}
- * peer_sync_status {job, instance?} -> {job, instance, done, peers: [run]};
- *                                   NotFound "was interrupted" when |instance|
- *                                   is not the running daemon's (it stopped)
+ * peer_sync_status {job, instance?} -> {job, instance, done, stopped_by,
+ *                                   peers: [run]}; NotFound "was interrupted"
+ *                                   when |instance| is not the running
+ *                                   daemon's (it stopped)
+ * peer_sync_cancel {job, instance?, cause?} -> as peer_sync_status, once the
+ *                                   job is stopped (ds_netsync_job_stop; a
+ *                                   finished job is left as it is); cause:
+ *                                   what stopped it, such as SIGINT
  * peer_ticket      {}            -> {node_id, ticket, addrs: [str], listening}
  * A run is {node_id, label, state, full, pages, nodes_received, nodes_new,
  * bytes, replica_nodes, elapsed_ms, addr, path, tried, code, error, reason};
@@ -216,6 +221,7 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
  * a sync of every peer. */
 int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+int op_peer_sync_cancel(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 
 /* ---- Helpers for handlers (ops.c) ------------------------------------- */

@@ -183,7 +183,9 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
     return 0;
 }
 
-int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+/* The daemon's job named by params {job, instance?}: 0 and *id, or the
+ * reply's error. */
+static int job_param(ds_ctx *ctx, const msgpack_object *params, uint64_t *id)
 {
     const msgpack_object *jv = ds_ops_get(params, "job");
     if (!jv || jv->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -205,10 +207,59 @@ int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packe
         return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
                            "Sync jobs live in the daemon: start it with ds start.",
                            "no daemon sync job %llu", (unsigned long long)jv->via.u64);
-    int rc = ds_netsync_job_pack(ctx->netsync, jv->via.u64, reply);
+    *id = jv->via.u64;
+    return 0;
+}
+
+int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    uint64_t id;
+    int rc = job_param(ctx, params, &id);
+    if (rc)
+        return rc;
+    rc = ds_netsync_job_pack(ctx->netsync, id, reply);
     if (rc)
         return ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND, NULL, "no sync job %llu",
-                           (unsigned long long)jv->via.u64);
+                           (unsigned long long)id);
+    return 0;
+}
+
+int op_peer_sync_cancel(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    uint64_t id;
+    int rc = job_param(ctx, params, &id);
+    if (rc)
+        return rc;
+    /* What stopped it, as the job reply will say: a signal's name from
+     * the CLI, or "cancel". */
+    char cause[16] = "cancel";
+    const msgpack_object *cv = ds_ops_get(params, "cause");
+    if (cv) {
+        int ok = cv->type == MSGPACK_OBJECT_STR && cv->via.str.size > 0 &&
+                 cv->via.str.size < sizeof cause;
+        for (uint32_t i = 0; ok && i < cv->via.str.size; i++) {
+            char ch = cv->via.str.ptr[i];
+            ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                 ch == '_' || ch == '-';
+        }
+        if (!ok)
+            return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL,
+                               "parameter 'cause' must be 1 to %zu letters, digits, '_' or '-' "
+                               "(such as SIGINT)", sizeof cause - 1);
+        memcpy(cause, cv->via.str.ptr, cv->via.str.size);
+        cause[cv->via.str.size] = 0;
+    }
+    char why[64];
+    if (cv)
+        snprintf(why, sizeof why, "interrupted by %s", cause);
+    else
+        snprintf(why, sizeof why, "cancelled");
+    rc = ds_netsync_job_stop(ctx->netsync, id, cause, why);
+    if (!rc)
+        rc = ds_netsync_job_pack(ctx->netsync, id, reply);
+    if (rc)
+        return ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND, NULL, "no sync job %llu",
+                           (unsigned long long)id);
     return 0;
 }
 

@@ -319,6 +319,49 @@ check "two syncs of one peer: the first ends" [ "$Q1RC" -eq 0 ]
 check "two syncs of one peer: the queued one waits, then ends" [ "$Q2RC" -eq 0 ]
 check "two syncs of one peer: no stall reported" bash -c "! grep -qF 'made no progress' '$T/q2.err'"
 
+# ---- Ctrl-C stops a sync cleanly -----------------------------------------------------------
+# SIGINT mid-sync, through bob's daemon (the CLI cancels the job) and in
+# process (the sync stops itself): the batch being written is finished,
+# alice gets a CONNECTION_CLOSE, the result says what was kept, and the
+# exit status is 130 as for a process that SIGINT ended.  alice's daemon
+# is paused (SIGSTOP) once bob's replica is being written, so the signal
+# surely lands mid-sync; she is resumed before anything else is checked.
+sigint_sync() {  # NAME ARGS...: ds peer sync alice --full ARGS, SIGINT mid-sync; sets IRC
+    local name=$1 mt pid apid
+    shift
+    apid=$(cat "$A/daemon.pid")
+    mt=$(mtime_ns "$B/peers/$AID/db/data.mdb")
+    DS_HOME="$B" "$DS" peer sync alice --full "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null &
+    pid=$!
+    remember "$pid"
+    wait_written "$B/peers/$AID/db/data.mdb" "$mt"
+    kill -STOP "$apid"
+    kill -INT "$pid"
+    wait "$pid"   # bounded: the sync would time out on its own
+    IRC=$?
+    kill -CONT "$apid"
+}
+sigint_sync int-daemon
+check "Ctrl-C (daemon): exit status 130" [ "$IRC" -eq 130 ]
+check "Ctrl-C (daemon): says interrupted" grep -qF "Syncing with alice... interrupted." "$T/int-daemon.out"
+check "Ctrl-C (daemon): says what was kept" \
+    grep -qE "ds: alice: interrupted by SIGINT: the [0-9]+ nodes received \([0-9]+ new\) were kept, the next sync continues from there" "$T/int-daemon.err"
+check "Ctrl-C (daemon): logged" grep -qF "sync: alice failed: interrupted by SIGINT" "$B/daemon.log"
+run "$B" peer list --json
+check "Ctrl-C (daemon): the last result says so" \
+    jq_ "[p for p in d['peers'] if p['label'] == 'alice'][0]['last_result'].startswith('interrupted by SIGINT')"
+run "$B" stop
+check "bob's daemon stops (in-process sync next)" rc_is 0
+sigint_sync int-inproc --json
+check "Ctrl-C (in process): exit status 130" [ "$IRC" -eq 130 ]
+check "Ctrl-C (in process): --json says stopped_by SIGINT" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["peers"][0]; sys.exit(not (d["done"] and d["stopped_by"] == "SIGINT" and p["state"] == "failed" and p["code"] == "interrupted" and p["error"].startswith("interrupted by SIGINT: the ")))' "$T/int-inproc.out"
+start_daemon_port "$B" "$BPORT"
+check "bob's daemon restarts" rc_is 0
+run "$B" peer sync alice --json
+check "after Ctrl-C: the next sync is done" jq_ "d['peers'][0]['state'] == 'done' and d['stopped_by'] is None"
+check "after Ctrl-C: exactly alice's shared set" [ "$(replica_count "$B" alice)" = "$SHARED" ]
+
 # ---- unreachable peer: bounded failure -----------------------------------------------
 run "$A" stop
 START=$(date +%s%N)

@@ -655,16 +655,39 @@ static void failed_listen_releases_every_address(void **state)
     ds_ctx_free(&w.ctx);
 }
 
-/* Calls peer_sync_status {job, instance?}; returns ds_ops_call's result
- * and copies the error message (if any) into |msg|. */
-static int job_status(world *w, uint64_t job, uint64_t instance, char *msg, size_t cap,
-                      uint64_t *got_instance)
+/* What a job reply says (job_call). */
+typedef struct job_reply {
+    uint64_t instance;
+    int done;
+    char stopped_by[32];     /* "" for nil */
+    char state0[16], code0[32], error0[512];   /* of its first peer */
+} job_reply;
+
+static void copy_str(char *dst, size_t cap, const msgpack_object *o)
+{
+    if (o->type == MSGPACK_OBJECT_STR)
+        snprintf(dst, cap, "%.*s", (int)o->via.str.size, o->via.str.ptr);
+    else
+        dst[0] = 0;
+}
+
+static int key_is(const msgpack_object *k, const char *s)
+{
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(s) &&
+           memcmp(k->via.str.ptr, s, k->via.str.size) == 0;
+}
+
+/* Calls |op| (peer_sync_status or peer_sync_cancel) with {job, instance?,
+ * cause?}; returns ds_ops_call's result, copies the error message (if
+ * any) into |msg| and what the reply says into |out|. */
+static int job_call(world *w, const char *op, uint64_t job, uint64_t instance, const char *cause,
+                    char *msg, size_t cap, job_reply *out)
 {
     msgpack_sbuffer pb;
     msgpack_sbuffer_init(&pb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &pb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, instance ? 2 : 1);
+    msgpack_pack_map(&pk, 1 + (instance != 0) + (cause != NULL));
     msgpack_pack_str(&pk, 3);
     msgpack_pack_str_body(&pk, "job", 3);
     msgpack_pack_uint64(&pk, job);
@@ -673,14 +696,20 @@ static int job_status(world *w, uint64_t job, uint64_t instance, char *msg, size
         msgpack_pack_str_body(&pk, "instance", 8);
         msgpack_pack_uint64(&pk, instance);
     }
+    if (cause) {
+        msgpack_pack_str(&pk, 5);
+        msgpack_pack_str_body(&pk, "cause", 5);
+        msgpack_pack_str(&pk, strlen(cause));
+        msgpack_pack_str_body(&pk, cause, strlen(cause));
+    }
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     assert_int_equal(msgpack_unpack_next(&up, pb.data, pb.size, NULL), MSGPACK_UNPACK_SUCCESS);
     msgpack_sbuffer reply;
     msgpack_sbuffer_init(&reply);
-    int rc = ds_ops_call(&w->ctx, "peer_sync_status", &up.data, &reply);
+    int rc = ds_ops_call(&w->ctx, op, &up.data, &reply);
     snprintf(msg, cap, "%s", rc ? w->ctx.error.message : "");
-    *got_instance = 0;
+    memset(out, 0, sizeof *out);
     msgpack_unpacked r;
     msgpack_unpacked_init(&r);
     assert_int_equal(msgpack_unpack_next(&r, reply.data, reply.size, NULL),
@@ -688,13 +717,39 @@ static int job_status(world *w, uint64_t job, uint64_t instance, char *msg, size
     assert_int_equal(r.data.type, MSGPACK_OBJECT_MAP);
     for (uint32_t i = 0; i < r.data.via.map.size; i++) {
         const msgpack_object_kv *kv = &r.data.via.map.ptr[i];
-        if (kv->key.via.str.size == 8 && memcmp(kv->key.via.str.ptr, "instance", 8) == 0)
-            *got_instance = kv->val.via.u64;
+        if (key_is(&kv->key, "instance"))
+            out->instance = kv->val.via.u64;
+        else if (key_is(&kv->key, "done"))
+            out->done = kv->val.type == MSGPACK_OBJECT_BOOLEAN && kv->val.via.boolean;
+        else if (key_is(&kv->key, "stopped_by"))
+            copy_str(out->stopped_by, sizeof out->stopped_by, &kv->val);
+        else if (key_is(&kv->key, "peers") && kv->val.type == MSGPACK_OBJECT_ARRAY &&
+                 kv->val.via.array.size > 0) {
+            const msgpack_object *p0 = &kv->val.via.array.ptr[0];
+            for (uint32_t k = 0; p0->type == MSGPACK_OBJECT_MAP && k < p0->via.map.size; k++) {
+                const msgpack_object_kv *f = &p0->via.map.ptr[k];
+                if (key_is(&f->key, "state"))
+                    copy_str(out->state0, sizeof out->state0, &f->val);
+                else if (key_is(&f->key, "code"))
+                    copy_str(out->code0, sizeof out->code0, &f->val);
+                else if (key_is(&f->key, "error"))
+                    copy_str(out->error0, sizeof out->error0, &f->val);
+            }
+        }
     }
     msgpack_unpacked_destroy(&r);
     msgpack_sbuffer_destroy(&reply);
     msgpack_unpacked_destroy(&up);
     msgpack_sbuffer_destroy(&pb);
+    return rc;
+}
+
+static int job_status(world *w, uint64_t job, uint64_t instance, char *msg, size_t cap,
+                      uint64_t *got_instance)
+{
+    job_reply jr;
+    int rc = job_call(w, "peer_sync_status", job, instance, NULL, msg, cap, &jr);
+    *got_instance = jr.instance;
     return rc;
 }
 
@@ -732,6 +787,56 @@ static void job_status_checks_the_daemon_instance(void **state)
     world_stop(&w);
 }
 
+/* peer_sync_cancel (the CLI's Ctrl-C): the job is stopped and done at
+ * once, its peer failed with code "interrupted" and the cause in its
+ * message and in stopped_by; a finished job is left as it is; a bad
+ * cause or an unknown job is refused. */
+static void cancel_stops_the_job(void **state)
+{
+    (void)state;
+    world w;
+    world_start(&w, 1, 0);
+    w.ctx.netsync = w.ns;
+    uint32_t inst = ds_netsync_instance(w.ns);
+    char ids[1][DS_NODE_ID_HEX + 1];
+    snprintf(ids[0], sizeof ids[0], "%s", bob.node_id);
+    uint64_t job = 0;
+    assert_int_equal(ds_netsync_sync(w.ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, 1, 0, 0,
+                                     &job), 0);
+    char msg[sizeof w.ctx.error.message];
+    job_reply jr;
+    assert_int_equal(job_call(&w, "peer_sync_status", job, inst, NULL, msg, sizeof msg, &jr), 0);
+    assert_false(jr.done);
+    assert_string_equal(jr.stopped_by, "");
+    /* a cause that is not a plain word: refused, the job goes on */
+    assert_int_equal(job_call(&w, "peer_sync_cancel", job, inst, "SIG INT", msg, sizeof msg, &jr),
+                     DS_ERR_INVALID);
+    assert_non_null(strstr(msg, "parameter 'cause'"));
+    assert_int_equal(job_call(&w, "peer_sync_cancel", job, inst, "SIGINTERRUPTEDXX", msg,
+                              sizeof msg, &jr), DS_ERR_INVALID);
+    assert_int_equal(job_call(&w, "peer_sync_status", job, inst, NULL, msg, sizeof msg, &jr), 0);
+    assert_false(jr.done);
+    /* cancelled: done at once */
+    assert_int_equal(job_call(&w, "peer_sync_cancel", job, inst, "SIGINT", msg, sizeof msg, &jr), 0);
+    assert_true(jr.done);
+    assert_string_equal(jr.stopped_by, "SIGINT");
+    assert_string_equal(jr.state0, "failed");
+    assert_string_equal(jr.code0, "interrupted");
+    assert_non_null(strstr(jr.error0, "interrupted by SIGINT"));
+    /* again, with another cause: the finished job is left as it is */
+    assert_int_equal(job_call(&w, "peer_sync_cancel", job, inst, NULL, msg, sizeof msg, &jr), 0);
+    assert_true(jr.done);
+    assert_string_equal(jr.stopped_by, "SIGINT");
+    assert_non_null(strstr(jr.error0, "interrupted by SIGINT"));
+    /* unknown job, another daemon's job */
+    assert_int_equal(job_call(&w, "peer_sync_cancel", job + 100, inst, NULL, msg, sizeof msg, &jr),
+                     DS_ERR_NOTFOUND);
+    assert_int_equal(job_call(&w, "peer_sync_cancel", job, inst == 1 ? 2 : inst - 1, NULL, msg,
+                              sizeof msg, &jr), DS_ERR_NOTFOUND);
+    assert_non_null(strstr(msg, "was interrupted: the daemon that ran it has stopped"));
+    world_stop(&w);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -746,6 +851,7 @@ int main(void)
         cmocka_unit_test(unshare_during_a_sync_ends_it),
         cmocka_unit_test(failed_listen_releases_every_address),
         cmocka_unit_test(job_status_checks_the_daemon_instance),
+        cmocka_unit_test(cancel_stops_the_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

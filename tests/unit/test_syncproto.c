@@ -1152,7 +1152,8 @@ static void batched_pump(void **state)
 /* apply_thread: batches are applied on a second thread while the next
  * arrives.  The result is the same as on one thread: whole sync, a cut
  * (every batch handed over is in when the machine is freed, and the
- * cursor matches), and a store failure that fails the machine with the
+ * cursor matches), a stop (ds_sync_client_stop: counted exactly), and a
+ * store failure that fails the machine with the
  * store's error and lets a later sync finish exactly. */
 static void threaded_apply(void **state)
 {
@@ -1187,6 +1188,40 @@ static void threaded_apply(void **state)
     assert_int_equal(p.nodes_received, 230 - before);
     assert_exact_set(pub, &share, rep);
     ds_store_close(rep);
+
+    /* Stopped mid-way (a user's Ctrl-C): the batches handed over go in
+     * and are counted, held pages are dropped, so the progress says
+     * exactly what the replica got; the machine is FAILED, CANCELLED,
+     * ignores later input, and the next sync fetches exactly the rest. */
+    for (int thread = 0; thread < 2; thread++) {
+        rep = open_store(thread ? "rep-epoch-stop01" : "rep-epoch-stop00");
+        session_init(&x, pub, &share, rep);
+        x.scfg.page_nodes = 7;
+        x.ccfg.batch_nodes = 40;
+        x.ccfg.hold_ms = 1000000;        /* pages wait for a full batch */
+        x.ccfg.apply_thread = thread;
+        session_start(&x);
+        pump_opts so = { .chunks = SEVEN, .nchunks = 1, .stop_after_pages = 10 };
+        pump(x.c, x.s, &so, &x.now);
+        ds_sync_client_stop(x.c);
+        assert_int_equal(ds_sync_client_state(x.c), DS_SYNCS_FAILED);
+        const char *scode, *smsg;
+        assert_int_equal(ds_sync_client_error(x.c, &scode, &smsg), DS_ERR_CANCELLED);
+        assert_string_equal(scode, "");
+        ds_sync_client_progress(x.c, &p);
+        assert_true(p.nodes_received >= 70 && p.nodes_received < 230);
+        assert_int_equal(p.nodes_received % 42, 0);   /* whole batches of 6 pages of 7 */
+        assert_int_equal(count_nodes(rep), p.nodes_new);
+        uint8_t junk[8] = { 0, 0, 0, 4, 1, 2, 3, 4 };
+        assert_int_equal(ds_sync_client_recv(x.c, junk, sizeof junk, 1, x.now), 0);
+        assert_int_equal(ds_sync_client_error(x.c, &scode, &smsg), DS_ERR_CANCELLED);
+        session_free(&x);
+        assert_int_equal(count_nodes(rep), p.nodes_new);
+        ds_sync_progress q = sync_ok(pub, &share, rep, 0, SEVEN, 1, NULL);
+        assert_int_equal(q.nodes_new, 230 - p.nodes_new);
+        assert_exact_set(pub, &share, rep);
+        ds_store_close(rep);
+    }
 
     /* A batch that cannot be written fails the machine with the store's
      * error, however the stream goes on. */
