@@ -211,17 +211,22 @@ static int job_param(ds_ctx *ctx, const msgpack_object *params, uint64_t *id)
     return 0;
 }
 
-int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+/* Replies with job |id|'s status; |rc| is that of what came before. */
+static int job_reply(ds_ctx *ctx, int rc, uint64_t id, msgpack_packer *reply)
 {
-    uint64_t id;
-    int rc = job_param(ctx, params, &id);
-    if (rc)
-        return rc;
-    rc = ds_netsync_job_pack(ctx->netsync, id, reply);
+    if (!rc)
+        rc = ds_netsync_job_pack(ctx->netsync, id, reply);
     if (rc)
         return ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND, NULL, "no sync job %llu",
                            (unsigned long long)id);
     return 0;
+}
+
+int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
+{
+    uint64_t id;
+    int rc = job_param(ctx, params, &id);
+    return rc ? rc : job_reply(ctx, 0, id, reply);
 }
 
 int op_peer_sync_cancel(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
@@ -254,13 +259,7 @@ int op_peer_sync_cancel(ds_ctx *ctx, const msgpack_object *params, msgpack_packe
         snprintf(why, sizeof why, "interrupted by %s", cause);
     else
         snprintf(why, sizeof why, "cancelled");
-    rc = ds_netsync_job_stop(ctx->netsync, id, cause, why);
-    if (!rc)
-        rc = ds_netsync_job_pack(ctx->netsync, id, reply);
-    if (rc)
-        return ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND, NULL, "no sync job %llu",
-                           (unsigned long long)id);
-    return 0;
+    return job_reply(ctx, ds_netsync_job_stop(ctx->netsync, id, cause, why), id, reply);
 }
 
 /* Expands a wildcard address (0.0.0.0 / ::) to this machine's interface

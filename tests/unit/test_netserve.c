@@ -753,6 +753,22 @@ static int job_status(world *w, uint64_t job, uint64_t instance, char *msg, size
     return rc;
 }
 
+/* Starts the world as a daemon with a job syncing bob; returns the job
+ * and sets *inst to the daemon's instance. */
+static uint64_t start_bob_job(world *w, uint32_t *inst)
+{
+    world_start(w, 1, 0);
+    w->ctx.netsync = w->ns;
+    *inst = ds_netsync_instance(w->ns);
+    assert_true(*inst != 0);
+    char ids[1][DS_NODE_ID_HEX + 1];
+    snprintf(ids[0], sizeof ids[0], "%s", bob.node_id);
+    uint64_t job = 0;
+    assert_int_equal(ds_netsync_sync(w->ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, 1, 0, 0,
+                                     &job), 0);
+    return job;
+}
+
 /* Job numbers restart with each daemon: a poll that names the instance of
  * the daemon that started its job is told when that daemon is gone,
  * instead of being shown the job of the same number in a new one. */
@@ -760,15 +776,8 @@ static void job_status_checks_the_daemon_instance(void **state)
 {
     (void)state;
     world w;
-    world_start(&w, 1, 0);
-    w.ctx.netsync = w.ns;
-    uint32_t inst = ds_netsync_instance(w.ns);
-    assert_true(inst != 0);
-    char ids[1][DS_NODE_ID_HEX + 1];
-    snprintf(ids[0], sizeof ids[0], "%s", bob.node_id);
-    uint64_t job = 0;
-    assert_int_equal(ds_netsync_sync(w.ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, 1, 0, 0,
-                                     &job), 0);
+    uint32_t inst;
+    uint64_t job = start_bob_job(&w, &inst);
     char msg[sizeof w.ctx.error.message];
     uint64_t got;
     /* the daemon's own job: found, with its instance */
@@ -795,14 +804,8 @@ static void cancel_stops_the_job(void **state)
 {
     (void)state;
     world w;
-    world_start(&w, 1, 0);
-    w.ctx.netsync = w.ns;
-    uint32_t inst = ds_netsync_instance(w.ns);
-    char ids[1][DS_NODE_ID_HEX + 1];
-    snprintf(ids[0], sizeof ids[0], "%s", bob.node_id);
-    uint64_t job = 0;
-    assert_int_equal(ds_netsync_sync(w.ns, (const char (*)[DS_NODE_ID_HEX + 1])ids, 1, 0, 0,
-                                     &job), 0);
+    uint32_t inst;
+    uint64_t job = start_bob_job(&w, &inst);
     char msg[sizeof w.ctx.error.message];
     job_reply jr;
     assert_int_equal(job_call(&w, "peer_sync_status", job, inst, NULL, msg, sizeof msg, &jr), 0);
