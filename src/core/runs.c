@@ -8,7 +8,10 @@
  * of the table.  Here a transaction's entries are sorted once at commit
  * and written sequentially as a run; runs are merged size-tiered
  * (DS_RUN_FANOUT of a size class at a time), so each entry is rewritten
- * a logarithmic number of times, in large sequential blocks.
+ * a logarithmic number of times, in large sequential blocks; and all
+ * runs are compacted into one once 1/DS_RUN_DEAD_SHARE of their entries
+ * are dead (maybe_merge), which tiered merging alone would never do in a
+ * store that stops growing.
  *
  * Layout (big-endian):
  *   runs     first seq (8) | last seq (8) -> header: version u32, 0 u32,
@@ -786,22 +789,96 @@ static int merge_runs(ds_wtxn *tx, const ds_runview *in, size_t m)
 
 /* Size-tiered, as for index segments: for the smallest class c such
  * that the newest runs of class <= c include DS_RUN_FANOUT of class
- * exactly c, merges those newest runs. */
+ * exactly c, those newest runs; *count 0 when there is no such c. */
+static void tiered_pick(const ds_runview *v, size_t n, size_t *from, size_t *count)
+{
+    unsigned c = 0;
+    *from = *count = 0;
+    for (size_t i = n; i > 0;) {
+        while (i > 0 && size_class(v[i - 1].n[K_ID]) <= c) i--;
+        size_t same = 0;
+        for (size_t j = i; j < n; j++) same += size_class(v[j].n[K_ID]) == c;
+        if (same >= DS_RUN_FANOUT) { *from = i; *count = n - i; return; }
+        if (i == 0) return;
+        c = size_class(v[i - 1].n[K_ID]);
+    }
+}
+
+/* Steps |cur| from |op| while its seq is outside [first, last]: the
+ * records a merge of the runs covering that range would keep. */
+static int dead_outside(MDB_cursor *cur, MDB_cursor_op op, MDB_cursor_op next, uint64_t first,
+                        uint64_t last, uint64_t *n)
+{
+    MDB_val k, d;
+    int mrc = mdb_cursor_get(cur, &k, &d, op);
+    *n = 0;
+    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &d, next)) {
+        if (k.mv_size != 8) return DS_ERR_STORE;
+        uint64_t s = ds_get_be64(k.mv_data);
+        if (s >= first && s <= last) break;
+        (*n)++;
+    }
+    return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : ds__lmdb_err(mrc);
+}
+
+/* The dead records of seqs in [first, last], the range of the committed
+ * runs: all records (O(1)) but those this transaction made for nodes it
+ * put itself, whose entries are in no run yet, so a merge now could not
+ * drop them.  The walk visits only those (none are expected below
+ * |first|, but a stray one must not make every commit compact). */
+static int dead_in_runs(ds_wtxn *tx, uint64_t first, uint64_t last, uint64_t *dead)
+{
+    MDB_stat ms;
+    int rc = ds__lmdb_err(mdb_stat(tx->txn, tx->st->dbi[DBI_RUNDEAD], &ms));
+    if (rc) return rc;
+    *dead = ms.ms_entries;
+    if (!*dead) return 0;
+    MDB_cursor *cur;
+    if ((rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_RUNDEAD], &cur)))) return rc;
+    uint64_t above = 0, below = 0;
+    rc = dead_outside(cur, MDB_LAST, MDB_PREV, first, last, &above);
+    if (!rc && above < *dead) rc = dead_outside(cur, MDB_FIRST, MDB_NEXT, first, last, &below);
+    mdb_cursor_close(cur);
+    *dead -= above + below <= *dead ? above + below : *dead;
+    return rc;
+}
+
+/* Whether to merge all |n| runs into one to drop their dead entries.
+ * Tiered merges reach the largest runs only when the store grows by
+ * about DS_RUN_FANOUT times, so a store that stops growing but keeps
+ * replacing or deleting nodes would keep their dead entries and records
+ * forever.  Compacting once 1/DS_RUN_DEAD_SHARE of the id entries are
+ * dead bounds that waste, and amortizes: a rewrite of all entries comes
+ * after at least total / DS_RUN_DEAD_SHARE deletions.  One run is left
+ * alone: merged by itself it would be rewritten under its own key (the
+ * next commit adds a run). */
+static int compact_due(ds_wtxn *tx, const ds_runview *v, size_t n, int *due)
+{
+    *due = 0;
+    if (n < 2) return 0;
+    uint64_t total = 0, dead;
+    for (size_t i = 0; i < n; i++) total += v[i].n[K_ID];
+    int rc = dead_in_runs(tx, v[0].first, v[n - 1].last, &dead);
+    /* Records of distinct seqs <= DS_SEQ_MAX < 2^40: no overflow. */
+    if (!rc) *due = dead > 0 && dead * DS_RUN_DEAD_SHARE >= total;
+    return rc;
+}
+
+/* At most one merge per commit: the size-tiered one, else a compaction
+ * when enough entries are dead. */
 static int maybe_merge(ds_wtxn *tx)
 {
     ds_runbuf *rb = &tx->rb;
     int rc = rb_views(tx->st, tx->txn, rb);
     if (rc) return rc;
     ds_runview *v = rb->views;
-    size_t n = rb->nviews, from = 0, count = 0;
-    unsigned c = 0;
-    for (size_t i = n; i > 0 && !count;) {
-        while (i > 0 && size_class(v[i - 1].n[K_ID]) <= c) i--;
-        size_t same = 0;
-        for (size_t j = i; j < n; j++) same += size_class(v[j].n[K_ID]) == c;
-        if (same >= DS_RUN_FANOUT) { from = i; count = n - i; break; }
-        if (i == 0) break;
-        c = size_class(v[i - 1].n[K_ID]);
+    size_t n = rb->nviews, from, count;
+    tiered_pick(v, n, &from, &count);
+    if (count < 2) {
+        int due;
+        if ((rc = compact_due(tx, v, n, &due))) return rc;
+        from = 0;
+        count = due ? n : 0;
     }
     if (count < 2) return 0;
     rc = merge_runs(tx, v + from, count);

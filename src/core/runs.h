@@ -9,8 +9,9 @@
  * size are merged (size-tiered, like index segments), so a put costs a
  * few sequential bytes instead of a random B-tree insert.  A deleted seq
  * is recorded in a small table and its entries are dropped by the next
- * merge over it.  Lookups search the transaction's own entries, then the
- * runs from newest to oldest.
+ * merge over it; when the dead reach a share of all entries, all runs
+ * are merged (compacted) into one.  Lookups search the transaction's own
+ * entries, then the runs from newest to oldest.
  */
 #ifndef DS_CORE_RUNS_H
 #define DS_CORE_RUNS_H
@@ -23,6 +24,11 @@
 #include "ds/store.h"
 
 #define DS_RUN_FANOUT 8            /* merge this many runs of one size class */
+/* Compact all runs into one once 1/DS_RUN_DEAD_SHARE of their id entries
+ * are dead (runs.c): the same 8 as the fan-out, so dead entries cost at
+ * most about 1/8 more space and lookup steps, and each deletion pays for
+ * at most 8 entry rewrites, like one extra merge level. */
+#define DS_RUN_DEAD_SHARE 8
 #define DS_RUN_PART_BYTES (1u << 20)
 #define DS_RUN_SRCKEY_LEN 16       /* SipHash key for source entries */
 
@@ -70,8 +76,9 @@ int ds__runs_ids_from(ds_store *st, MDB_txn *txn, const uint8_t from[DS_ID_LEN],
  * committed or not; *count receives their number (the id filter is
  * rebuilt from them). */
 int ds__runs_each_id(ds_wtxn *tx, int (*cb)(ds_wtxn *tx, const uint8_t *id), uint64_t *count);
-/* At commit: at most one merge of committed runs, then the transaction's
- * entries as a new run. */
+/* At commit: at most one merge of committed runs (size-tiered, else a
+ * compaction of all runs when enough entries are dead), then the
+ * transaction's entries as a new run. */
 int ds__runs_commit(ds_wtxn *tx);
 /* Forgets the transaction's entries and cached runs (end of a
  * transaction, a reset); large buffers are freed. */

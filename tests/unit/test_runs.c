@@ -1,10 +1,14 @@
 /*
  * test_runs.c - ids and sources as sorted runs (runs.c): every lookup (by
  * id, id prefix, source) stays exact across many commits, tiered merges,
- * parts of a few entries, replacements and deletions; merges keep the run
- * count small and drop the entries and dead records of deleted nodes; a
- * corrupt run is an error, not a crash; a schema-3 store (B-tree id and
- * source tables) is migrated.
+ * compactions, parts of a few entries, replacements and deletions; merges
+ * keep the run count small and drop the entries and dead records of
+ * deleted nodes; once 1/DS_RUN_DEAD_SHARE of the entries are dead (and not
+ * before), all runs are compacted into one even when the store stops
+ * growing, but never a single run by itself, and never counting nodes the
+ * committing transaction put and deleted itself; a corrupt run is an
+ * error, not a crash; a schema-3 store (B-tree id and source tables) is
+ * migrated.
  */
 #include "testutil.h"
 
@@ -50,25 +54,73 @@ static int by_source_count(ds_store *st, const char *src)
     return c;
 }
 
+/* Every node by id and by id prefix (the whole id, and its first 12
+ * digits: 48 random bits, unique among a test's ids): the live ones give
+ * their newest version, the gone ones nothing. */
 static void check_all(ds_store *st, ds_node *n, int count, const int *gone)
 {
     for (int i = 0; i < count; i++) {
         ds_node got;
+        char hex[33], part[13];
+        uint8_t id[DS_ID_LEN];
+        ds_hex_encode(n[i].id, DS_ID_LEN, hex);
+        memcpy(part, hex, 12);
+        part[12] = 0;
         int rc = ds_store_get(st, n[i].id, &got);
         if (gone && gone[i]) {
             assert_int_equal(rc, DS_ERR_NOTFOUND);
+            assert_int_equal(ds_store_resolve_prefix(st, hex, id), DS_ERR_NOTFOUND);
+            assert_int_equal(ds_store_resolve_prefix(st, part, id), DS_ERR_NOTFOUND);
             continue;
         }
         assert_int_equal(rc, 0);
         assert_int_equal(got.seq, n[i].seq);
         assert_string_equal(got.content, n[i].content);
         ds_node_free(&got);
-        char hex[33];
-        ds_hex_encode(n[i].id, DS_ID_LEN, hex);
-        uint8_t id[DS_ID_LEN];
         assert_int_equal(ds_store_resolve_prefix(st, hex, id), 0);
         assert_memory_equal(id, n[i].id, DS_ID_LEN);
+        memset(id, 0, sizeof id);
+        assert_int_equal(ds_store_resolve_prefix(st, part, id), 0);
+        assert_memory_equal(id, n[i].id, DS_ID_LEN);
     }
+}
+
+/* Node i has source "src-<i % nsrc>": each source gives its live nodes. */
+static void check_sources(ds_store *st, const int *gone, int count, int nsrc)
+{
+    char text[32];
+    for (int s = 0; s < nsrc; s++) {
+        int live = 0;
+        for (int i = s; i < count; i += nsrc) live += !gone[i];
+        snprintf(text, sizeof text, "src-%d", s);
+        assert_int_equal(by_source_count(st, text), live);
+    }
+}
+
+/* The id (|kind| 0) or source (1) entries of all runs, from their headers
+ * (id and source counts at bytes 24 and 32, big-endian). */
+static uint64_t run_entries(ds_store *st, int kind)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, d;
+    uint64_t sum = 0;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_cursor_open(txn, st->dbi[DBI_RUNS], &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        assert_true(d.mv_size >= 40);
+        sum += ds_get_be64((const uint8_t *)d.mv_data + (kind ? 32 : 24));
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return sum;
+}
+
+static void empty_commit(ds_store *st)
+{
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
 }
 
 /* 50 transactions of 8 nodes over 7 shared sources, parts of 3 entries:
@@ -113,13 +165,15 @@ static void lookups_survive_merges(void **state)
 }
 
 /* Replacing and deleting: the old entries stop counting at once, and
- * the merges over them drop them and their dead records. */
+ * the tiered merges over them drop them and their dead records.  The
+ * dead stay below 1/DS_RUN_DEAD_SHARE of the entries, so no compaction
+ * (compacts_when_enough_dead) does it instead. */
 static void deletes_then_purged(void **state)
 {
     (void)state;
     ds_store *st = open_at(ds_test_tmpdir());
     st->run_part_ents = 4;
-    enum { N = 64 };
+    enum { N = 64, SRCS = 16 };
     ds_node n[N];
     int gone[N] = { 0 };
     char text[64];
@@ -129,7 +183,7 @@ static void deletes_then_purged(void **state)
         for (int i = t; i < t + 8; i++) {
             snprintf(text, sizeof text, "purge node %d", i);
             ds_test_make_node(&n[i], text, "/p");
-            snprintf(text, sizeof text, "src-%d", i % 5);
+            snprintf(text, sizeof text, "src-%d", i % SRCS);
             assert_int_equal(ds_node_set_str(&n[i].source, text), 0);
             assert_int_equal(ds_wtxn_put(tx, &n[i]), 0);
         }
@@ -148,12 +202,13 @@ static void deletes_then_purged(void **state)
     assert_int_equal(ds_wtxn_commit(tx), 0);
     int expect = 0;
     for (int i = 0; i < N; i++)
-        if (i % 5 == 3 && !gone[i]) { gone[i] = 1; expect++; }
+        if (i % SRCS == 3 && !gone[i]) { gone[i] = 1; expect++; }
     assert_int_equal((int)removed, expect);
     check_all(st, n, N, gone);
     assert_int_equal(by_source_count(st, "src-3"), 0);
-    assert_int_equal(by_source_count(st, "src-0"), (N + 4) / 5);   /* the replaced node kept its source */
+    assert_int_equal(by_source_count(st, "src-0"), N / SRCS);   /* the replaced node kept its source */
     assert_true(entries(st, DBI_RUNDEAD) > 0);
+    assert_true(entries(st, DBI_RUNDEAD) * DS_RUN_DEAD_SHARE < (size_t)N);
     /* Enough small commits to merge everything: the dead are purged. */
     for (int r = 0; r < 80 && entries(st, DBI_RUNDEAD) > 0; r++) {
         ds_node x;
@@ -165,7 +220,174 @@ static void deletes_then_purged(void **state)
     assert_int_equal(entries(st, DBI_RUNDEAD), 0);
     check_all(st, n, N, gone);
     assert_int_equal(by_source_count(st, "src-3"), 0);
-    assert_int_equal(by_source_count(st, "src-1"), (N - 1 + 4) / 5 - 1);   /* n[1] was deleted */
+    assert_int_equal(by_source_count(st, "src-1"), N / SRCS - 1);   /* n[1] was deleted */
+    for (int i = 0; i < N; i++) ds_node_free(&n[i]);
+    ds_store_close(st);
+}
+
+/* Puts nodes [from, to) in commits of |per|, node i with source
+ * "src-<i % nsrc>". */
+static void put_batches(ds_store *st, ds_node *n, int from, int to, int per, int nsrc)
+{
+    char text[64];
+    for (int t = from; t < to; t += per) {
+        ds_wtxn *tx;
+        assert_int_equal(ds_store_begin(st, &tx), 0);
+        for (int i = t; i < t + per && i < to; i++) {
+            snprintf(text, sizeof text, "compact node %d", i);
+            ds_test_make_node(&n[i], text, "/p");
+            snprintf(text, sizeof text, "src-%d", i % nsrc);
+            assert_int_equal(ds_node_set_str(&n[i].source, text), 0);
+            assert_int_equal(ds_wtxn_put(tx, &n[i]), 0);
+        }
+        assert_int_equal(ds_wtxn_commit(tx), 0);
+    }
+}
+
+/* In one transaction, kills the nodes (k * 7) % count for k in [from,
+ * to): even k replaced (new content, same id and source), odd k
+ * deleted.  Returns how many were replaced. */
+static int kill_some(ds_store *st, ds_node *n, int count, int *gone, int from, int to)
+{
+    ds_wtxn *tx;
+    int replaced = 0;
+    char text[64];
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    for (int k = from; k < to; k++) {
+        int i = (k * 7) % count;
+        assert_false(gone[i]);
+        if (k % 2) {
+            assert_int_equal(ds_wtxn_delete(tx, n[i].id), 0);
+            gone[i] = 1;
+            continue;
+        }
+        snprintf(text, sizeof text, "replaced node %d", i);
+        assert_int_equal(ds_node_set_content(&n[i], text, strlen(text)), 0);
+        assert_int_equal(ds_wtxn_put(tx, &n[i]), 0);
+        replaced++;
+    }
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    return replaced;
+}
+
+/* A store that stops growing but keeps replacing and deleting: one big
+ * run and a few small ones, which tiered merging leaves alone.  While
+ * the dead are fewer than 1/DS_RUN_DEAD_SHARE of the id entries they
+ * stay (commit after commit); the commit that reaches that share merges
+ * all runs into one, dropping every dead entry and record, and every
+ * lookup stays exact. */
+static void compacts_when_enough_dead(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir());
+    st->run_part_ents = 5;
+    enum { BIG = 520, N = BIG + 24, NSRC = 7 };
+    ds_node *n = calloc(N, sizeof *n);
+    int *gone = calloc(N, sizeof *gone);
+    assert_non_null(n);
+    assert_non_null(gone);
+    /* 65 commits of 8 end in one run of 520 after a commit, then three
+     * runs of 8 (fewer than DS_RUN_FANOUT: no tiered merge). */
+    put_batches(st, n, 0, BIG, 8, NSRC);
+    empty_commit(st);
+    assert_int_equal(entries(st, DBI_RUNS), 1);
+    put_batches(st, n, BIG, N, 8, NSRC);
+    assert_int_equal(entries(st, DBI_RUNS), 4);
+    uint64_t total = run_entries(st, 0);
+    assert_int_equal(total, N);
+
+    /* Just below the share: nothing is compacted, now or later. */
+    int below = (int)((total - 1) / DS_RUN_DEAD_SHARE);
+    int replaced = kill_some(st, n, N, gone, 0, below);
+    assert_int_equal(entries(st, DBI_RUNDEAD), (size_t)below);
+    assert_int_equal(entries(st, DBI_RUNS), 5);                  /* + the replacements' run */
+    total += (uint64_t)replaced;
+    assert_int_equal(run_entries(st, 0), total);
+    assert_int_equal(run_entries(st, 1), total);
+    empty_commit(st);
+    assert_int_equal(entries(st, DBI_RUNDEAD), (size_t)below);
+    assert_int_equal(run_entries(st, 0), total);
+    check_all(st, n, N, gone);
+    check_sources(st, gone, N, NSRC);
+
+    /* Reaching the share: one commit compacts all runs. */
+    int reach = (int)((total + DS_RUN_DEAD_SHARE - 1) / DS_RUN_DEAD_SHARE);
+    replaced = kill_some(st, n, N, gone, below, reach);
+    assert_int_equal(entries(st, DBI_RUNDEAD), 0);
+    assert_int_equal(entries(st, DBI_RUNS), 2);                  /* compacted + the new run */
+    int live = 0;
+    for (int i = 0; i < N; i++) live += !gone[i];
+    assert_int_equal(run_entries(st, 0), (uint64_t)live);
+    assert_int_equal(run_entries(st, 1), (uint64_t)live);
+    check_all(st, n, N, gone);
+    check_sources(st, gone, N, NSRC);
+    assert_true(replaced > 0);
+    for (int i = 0; i < N; i++) ds_node_free(&n[i]);
+    free(n);
+    free(gone);
+    ds_store_close(st);
+}
+
+/* A single run is not merged by itself, however dead: the compaction
+ * waits for a second run, then drops the dead. */
+static void one_run_waits_for_another(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir());
+    enum { N = 17, NSRC = 3 };
+    ds_node n[N];
+    int gone[N] = { 0 };
+    put_batches(st, n, 0, N - 1, N - 1, NSRC);
+    kill_some(st, n, N - 1, gone, 1, 9);                       /* 8 of 16: 4 deleted, 4 replaced */
+    assert_int_equal(entries(st, DBI_RUNDEAD), 8);
+    /* The replacements' run came after the check: two runs now. */
+    assert_int_equal(entries(st, DBI_RUNS), 2);
+    empty_commit(st);
+    assert_int_equal(entries(st, DBI_RUNDEAD), 0);
+    assert_int_equal(entries(st, DBI_RUNS), 1);
+    assert_int_equal(run_entries(st, 0), 12);
+    put_batches(st, n, N - 1, N, 1, NSRC);
+    check_all(st, n, N, gone);
+    check_sources(st, gone, N, NSRC);
+    for (int i = 0; i < N; i++) ds_node_free(&n[i]);
+    ds_store_close(st);
+}
+
+/* Nodes a transaction puts and deletes itself are not in a run yet when
+ * its commit checks for compaction: they do not count, and their dead
+ * records wait for a later commit. */
+static void own_deaths_wait_for_their_run(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir());
+    enum { N = 20, NSRC = 4 };
+    ds_node n[N];
+    int gone[N] = { 0 };
+    put_batches(st, n, 0, 16, 8, NSRC);
+    assert_int_equal(entries(st, DBI_RUNS), 2);
+    char text[64];
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    for (int i = 16; i < N; i++) {
+        snprintf(text, sizeof text, "short-lived node %d", i);
+        ds_test_make_node(&n[i], text, "/p");
+        snprintf(text, sizeof text, "src-%d", i % NSRC);
+        assert_int_equal(ds_node_set_str(&n[i].source, text), 0);
+        assert_int_equal(ds_wtxn_put(tx, &n[i]), 0);
+        assert_int_equal(ds_wtxn_delete(tx, n[i].id), 0);
+        gone[i] = 1;
+    }
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    /* 4 dead of 20 would reach the share, but none of 16 in the runs. */
+    assert_int_equal(entries(st, DBI_RUNDEAD), 4);
+    assert_int_equal(entries(st, DBI_RUNS), 3);
+    check_all(st, n, N, gone);
+    empty_commit(st);
+    assert_int_equal(entries(st, DBI_RUNDEAD), 0);
+    assert_int_equal(entries(st, DBI_RUNS), 1);
+    assert_int_equal(run_entries(st, 0), 16);
+    check_all(st, n, N, gone);
+    check_sources(st, gone, N, NSRC);
     for (int i = 0; i < N; i++) ds_node_free(&n[i]);
     ds_store_close(st);
 }
@@ -302,6 +524,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lookups_survive_merges),
         cmocka_unit_test(deletes_then_purged),
+        cmocka_unit_test(compacts_when_enough_dead),
+        cmocka_unit_test(one_run_waits_for_another),
+        cmocka_unit_test(own_deaths_wait_for_their_run),
         cmocka_unit_test(same_transaction),
         cmocka_unit_test(corrupt_run_is_an_error),
         cmocka_unit_test(migrates_schema3),
