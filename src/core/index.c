@@ -10,9 +10,11 @@
  * rewritten, so a commit costs about the size of what it adds, however
  * large the store.  Merging runs of adjacent segments of similar size
  * (size-tiered, fan-out DS_SEG_FANOUT) keeps the segment count
- * logarithmic; a merge only reads segments committed earlier, whose
- * pages this transaction never modifies, so its zero-copy reads stay
- * valid while it writes.
+ * logarithmic, and a compaction drops the dead once they are
+ * 1/DS_SEG_DEAD_SHARE of the documents (compact_pick), which tiered
+ * merging alone would never do in a store that stops growing; a merge
+ * only reads segments committed earlier, whose pages this transaction
+ * never modifies, so its zero-copy reads stay valid while it writes.
  *
  * Segment layout, format version 2 (header and dictionary in host byte
  * order, LMDB files are not portable across architectures anyway;
@@ -972,7 +974,10 @@ static int drop_segment(ds_wtxn *tx, const ds_segview *s)
 /* The merged docs table: the live documents of |segs[0..n)| in order.
  * When some are dropped, *map (malloc'd) receives each input document's
  * new ordinal (UINT32_MAX = dropped), indexed by base[j] + ordinal in
- * segment j; else *map = NULL and the ordinals just shift by base[j]. */
+ * segment j; else *map = NULL and the ordinals just shift by base[j].
+ * More live documents than the docs table has room for (at most
+ * DS_SEG_MAX_DOCS) is DS_ERR_TOOLARGE: the inputs may hold more, dead
+ * ones included (a compaction). */
 static int merge_docs(segw *w, const ds_segview *segs, size_t n, const deadset *dead,
                       const uint32_t *base, uint32_t **map)
 {
@@ -996,6 +1001,10 @@ static int merge_docs(segw *w, const ds_segview *segs, size_t n, const deadset *
                 dropped++;
                 continue;
             }
+            if (w->ndocs == w->docs_cap) {
+                free(m);
+                return DS_ERR_TOOLARGE;
+            }
             if (m) m[base[j] + i] = w->ndocs;
             segw_doc(w, (uint32_t)(seq - lo), DS_SEG_DOC_LEN(s, i));
         }
@@ -1006,7 +1015,9 @@ static int merge_docs(segw *w, const ds_segview *segs, size_t n, const deadset *
 
 /* Merges the adjacent segments |segs[0..n)| into one, dropping the
  * postings and docs-table entries of dead documents and their dead
- * records.  The caller checked the result fits (merge_fits). */
+ * records.  The caller checked the result fits (merge_fits, compact_pick):
+ * its live documents within DS_SEG_MAX_DOCS, all of them within
+ * UINT32_MAX (ordinal map indexes). */
 static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
 {
     uint64_t lo = segs[0].first_seq, hi = segs[n - 1].last_seq;
@@ -1026,10 +1037,11 @@ static int merge_segments(ds_wtxn *tx, const ds_segview *segs, size_t n)
     for (size_t j = 0; j < n && !rc; j++) {
         base[j] = (uint32_t)ndocs;
         ndocs += segs[j].ndocs;
-        if (ndocs > DS_SEG_MAX_DOCS) rc = DS_ERR_TOOLARGE;
+        if (ndocs > UINT32_MAX) rc = DS_ERR_TOOLARGE;
     }
     if (!rc) base[n] = (uint32_t)ndocs;
-    if (!rc) rc = segw_docs_reserve(&w, ndocs);
+    /* Dead documents are dropped: the result may have room for fewer. */
+    if (!rc) rc = segw_docs_reserve(&w, ndocs < DS_SEG_MAX_DOCS ? ndocs : DS_SEG_MAX_DOCS);
     if (!rc) rc = merge_docs(&w, segs, n, &dead, base, &map);
     dictwalk dw = { segs, n, pos };
     while (!rc) {
@@ -1115,12 +1127,110 @@ static int merge_fits(const ds_store *st, const ds_segview *segs, size_t n)
            segs[n - 1].last_seq - segs[0].first_seq <= UINT32_MAX;
 }
 
+/* dead[j] = the dead records within segs[j]'s seq range (one walk over
+ * the records of the committed range, capped at the segment's documents:
+ * more would be damage, which the merge reports). */
+static int dead_per_segment(ds_wtxn *tx, const ds_segview *segs, size_t n, uint64_t *dead)
+{
+    MDB_cursor *cur;
+    int rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_DEAD], &cur));
+    if (rc) return rc;
+    uint8_t kb[8];
+    ds_put_be64(kb, segs[0].first_seq);
+    MDB_val k = { 8, kb }, d;
+    size_t j = 0;
+    int mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        if (k.mv_size != 8) { rc = DS_ERR_STORE; break; }
+        uint64_t s = ds_get_be64(k.mv_data);
+        while (j < n && segs[j].last_seq < s) j++;
+        if (j == n) break;
+        if (s >= segs[j].first_seq && dead[j] < segs[j].ndocs) dead[j]++;
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc && mrc != MDB_NOTFOUND) rc = ds__lmdb_err(mrc);
+    return rc;
+}
+
+/* The compaction, for a commit whose tiered rule merges nothing: once the
+ * dead of the committed segments |segs[0..n)| are at least
+ * 1/DS_SEG_DEAD_SHARE of their documents, merges the adjacent segments
+ * holding the most dead (fewest documents on a tie) among those that
+ * (a) pay: at least 1/DS_SEG_DEAD_SHARE of their documents are dead;
+ * (b) fit: their live documents make one segment (DS_SEG_MAX_DOCS, or
+ *     st->seg_max_docs), their seq span 32-bit offsets, and all their
+ *     documents at most twice that limit (the ordinal map of the merge,
+ *     4 bytes per input document, stays within twice a tiered merge's).
+ * In a store whose live documents fit one segment that is every segment
+ * holding dead, as for id/source runs; in a larger one, the adjacent
+ * segments around the densest dead that fit.
+ *
+ * The trigger costs one mdb_stat (returning at once when nothing is
+ * dead) and a step over each of this transaction's own flushed and
+ * deleted documents, if any.  The walk counting each segment's dead
+ * comes only once it fires, and a merge then follows (below).
+ *
+ * It cannot loop, and never rewrites for nothing.  When it fires (dead D
+ * > 0, D * DS_SEG_DEAD_SHARE >= documents T), some segment holding dead
+ * pays alone (if every segment with d_j > 0 had d_j * 8 < n_j, summing
+ * would give D * 8 < T), and a segment alone always fits (it holds at
+ * most DS_SEG_MAX_DOCS documents and a valid span), so a range is
+ * chosen and its merge drops all its dead records: D falls by at least
+ * one each time, and only deletions raise it.  Each compaction rewrites
+ * at most DS_SEG_DEAD_SHARE documents per dead one it drops, each dead
+ * one from one deletion: all compactions together rewrite at most 8
+ * documents per deletion, however often they run.  (Two cases would
+ * cost the walk without a merge, never a rewrite for nothing: a segment
+ * larger than a test's lowered st->seg_max_docs, and stray records
+ * between segments, which no code writes.) */
+static int compact_pick(ds_wtxn *tx, const ds_segview *segs, size_t n, size_t *from, size_t *count)
+{
+    *from = *count = 0;
+    if (!n) return 0;
+    uint64_t total = 0, dead;
+    /* Not those of documents this transaction wrote as a segment of its
+     * own (past PB_FLUSH_BYTES) and deleted again: a merge now could not
+     * drop them.  Documents put and deleted while still buffered leave no
+     * record at all. */
+    int rc = ds__dead_in_range(tx->txn, tx->st->dbi[DBI_DEAD], segs[0].first_seq,
+                               segs[n - 1].last_seq, &dead);
+    if (rc || !dead) return rc;
+    for (size_t j = 0; j < n; j++) total += segs[j].ndocs;
+    /* Dead records are of distinct seqs <= DS_SEQ_MAX < 2^40: no overflow. */
+    if (dead * DS_SEG_DEAD_SHARE < total) return 0;
+    uint64_t *d = calloc(n, sizeof *d);
+    if (!d) return DS_ERR_NOMEM;
+    rc = dead_per_segment(tx, segs, n, d);
+    uint64_t max = tx->st->seg_max_docs ? tx->st->seg_max_docs : DS_SEG_MAX_DOCS;
+    if (max > DS_SEG_MAX_DOCS) max = DS_SEG_MAX_DOCS;
+    uint64_t best_dead = 0, best_docs = 0;
+    for (size_t a = 0; a < n && !rc; a++) {
+        uint64_t docs = 0, dd = 0;
+        for (size_t b = a; b < n; b++) {
+            docs += segs[b].ndocs;
+            dd += d[b];
+            /* Documents, live documents and span only grow with b. */
+            if (docs - dd > max || docs > 2 * max || segs[b].last_seq - segs[a].first_seq > UINT32_MAX)
+                break;
+            if (!dd || dd * DS_SEG_DEAD_SHARE < docs) continue;
+            if (dd > best_dead || (dd == best_dead && docs < best_docs)) {
+                best_dead = dd;
+                best_docs = docs;
+                *from = a;
+                *count = b - a + 1;
+            }
+        }
+    }
+    free(d);
+    return rc;
+}
+
 /* Chooses at most one merge among the segments committed before this
  * transaction: for the smallest size class c such that the newest run of
  * segments of class <= c holds DS_SEG_FANOUT segments of class exactly c,
  * that run (each commit adds a small segment at the end, so the run must
- * be allowed to include smaller ones); else a segment more than
- * 1/DS_SEG_DEAD_PURGE dead, alone.  Counting only class c matters: one
+ * be allowed to include smaller ones); else a compaction when enough
+ * documents are dead (compact_pick).  Counting only class c matters: one
  * large segment followed by a few small ones is not a full tier, and
  * merging it would rewrite the large segment every few commits. */
 static int maybe_merge(ds_wtxn *tx)
@@ -1155,15 +1265,7 @@ static int maybe_merge(ds_wtxn *tx)
         if (i == 0) break;
         c = size_class(segs[i - 1].ndocs);       /* the next larger class met */
     }
-    int anydead = 0;
-    if (!count && clean && !(rc = ds__dead_any(tx->st, tx->txn, &anydead)) && anydead) {
-        for (size_t j = 0; j < clean && !rc && !count; j++) {
-            deadset d;
-            if ((rc = deadset_load(tx, segs[j].first_seq, segs[j].last_seq, 0, &d))) break;
-            if ((uint64_t)d.n * DS_SEG_DEAD_PURGE > segs[j].ndocs) { from = j; count = 1; }
-            deadset_free(&d);
-        }
-    }
+    if (!count) rc = compact_pick(tx, segs, clean, &from, &count);
     if (!rc && count) rc = merge_segments(tx, segs + from, count);
     free(segs);
     return rc;

@@ -804,45 +804,6 @@ static void tiered_pick(const ds_runview *v, size_t n, size_t *from, size_t *cou
     }
 }
 
-/* Steps |cur| from |op| while its seq is outside [first, last]: the
- * records a merge of the runs covering that range would keep. */
-static int dead_outside(MDB_cursor *cur, MDB_cursor_op op, MDB_cursor_op next, uint64_t first,
-                        uint64_t last, uint64_t *n)
-{
-    MDB_val k, d;
-    int mrc = mdb_cursor_get(cur, &k, &d, op);
-    *n = 0;
-    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &d, next)) {
-        if (k.mv_size != 8) return DS_ERR_STORE;
-        uint64_t s = ds_get_be64(k.mv_data);
-        if (s >= first && s <= last) break;
-        (*n)++;
-    }
-    return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : ds__lmdb_err(mrc);
-}
-
-/* The dead records of seqs in [first, last], the range of the committed
- * runs: all records (O(1)) but those this transaction made for nodes it
- * put itself, whose entries are in no run yet, so a merge now could not
- * drop them.  The walk visits only those (none are expected below
- * |first|, but a stray one must not make every commit compact). */
-static int dead_in_runs(ds_wtxn *tx, uint64_t first, uint64_t last, uint64_t *dead)
-{
-    MDB_stat ms;
-    int rc = ds__lmdb_err(mdb_stat(tx->txn, tx->st->dbi[DBI_RUNDEAD], &ms));
-    if (rc) return rc;
-    *dead = ms.ms_entries;
-    if (!*dead) return 0;
-    MDB_cursor *cur;
-    if ((rc = ds__lmdb_err(mdb_cursor_open(tx->txn, tx->st->dbi[DBI_RUNDEAD], &cur)))) return rc;
-    uint64_t above = 0, below = 0;
-    rc = dead_outside(cur, MDB_LAST, MDB_PREV, first, last, &above);
-    if (!rc && above < *dead) rc = dead_outside(cur, MDB_FIRST, MDB_NEXT, first, last, &below);
-    mdb_cursor_close(cur);
-    *dead -= above + below <= *dead ? above + below : *dead;
-    return rc;
-}
-
 /* Whether to merge all |n| runs into one to drop their dead entries.
  * Tiered merges reach the largest runs only when the store grows by
  * about DS_RUN_FANOUT times, so a store that stops growing but keeps
@@ -858,7 +819,10 @@ static int compact_due(ds_wtxn *tx, const ds_runview *v, size_t n, int *due)
     if (n < 2) return 0;
     uint64_t total = 0, dead;
     for (size_t i = 0; i < n; i++) total += v[i].n[K_ID];
-    int rc = dead_in_runs(tx, v[0].first, v[n - 1].last, &dead);
+    /* Not those of nodes this transaction put and deleted itself: their
+     * entries are in no run yet, so a merge now could not drop them. */
+    int rc = ds__dead_in_range(tx->txn, tx->st->dbi[DBI_RUNDEAD], v[0].first, v[n - 1].last,
+                               &dead);
     /* Records of distinct seqs <= DS_SEQ_MAX < 2^40: no overflow. */
     if (!rc) *due = dead > 0 && dead * DS_RUN_DEAD_SHARE >= total;
     return rc;

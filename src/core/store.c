@@ -48,6 +48,40 @@ int ds__lmdb_err(int rc)
     }
 }
 
+/* Steps |cur| from |op| while its seq key is outside [first, last],
+ * counting the records passed. */
+static int seqs_outside(MDB_cursor *cur, MDB_cursor_op op, MDB_cursor_op next, uint64_t first,
+                        uint64_t last, uint64_t *n)
+{
+    MDB_val k, d;
+    int mrc = mdb_cursor_get(cur, &k, &d, op);
+    *n = 0;
+    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &d, next)) {
+        if (k.mv_size != 8) return DS_ERR_STORE;
+        uint64_t s = ds_get_be64(k.mv_data);
+        if (s >= first && s <= last) break;
+        (*n)++;
+    }
+    return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : ds__lmdb_err(mrc);
+}
+
+int ds__dead_in_range(MDB_txn *txn, MDB_dbi dbi, uint64_t first, uint64_t last, uint64_t *dead)
+{
+    MDB_stat ms;
+    int rc = ds__lmdb_err(mdb_stat(txn, dbi, &ms));
+    if (rc) return rc;
+    *dead = ms.ms_entries;
+    if (!*dead) return 0;
+    MDB_cursor *cur;
+    if ((rc = ds__lmdb_err(mdb_cursor_open(txn, dbi, &cur)))) return rc;
+    uint64_t above = 0, below = 0;
+    rc = seqs_outside(cur, MDB_LAST, MDB_PREV, first, last, &above);
+    if (!rc && above < *dead) rc = seqs_outside(cur, MDB_FIRST, MDB_NEXT, first, last, &below);
+    mdb_cursor_close(cur);
+    *dead -= above + below <= *dead ? above + below : *dead;
+    return rc;
+}
+
 int ds__store_write_check(ds_store *st)
 {
     if (st->fail_after > 0 && --st->fail_after == 0) return DS_ERR_INJECTED;

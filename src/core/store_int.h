@@ -40,13 +40,24 @@
  * seq dead (dead table: seq -> the document's distinct terms) and counts
  * it against each of its terms (dterm table: term -> dead count), so
  * document frequencies stay exact; the next merge over that range drops
- * the postings, the docs-table entry and both records. */
+ * the postings, the docs-table entry and both records.  Once the dead
+ * reach 1/DS_SEG_DEAD_SHARE of the documents, a commit whose tiered rule
+ * merges nothing compacts the adjacent segments holding the most dead
+ * whose live documents fit one segment. */
 #define DS_POSTING_LEN 4
 #define DS_SEG_MAX_DOCS ((1u << 24) - 1)
 #define DS_SEQ_MAX ((1ull << 40) - 1)
 #define DS_SEG_PART_BYTES (1u << 20)
 #define DS_SEG_FANOUT 8          /* merge this many segments of one size class */
-#define DS_SEG_DEAD_PURGE 4      /* rewrite a segment alone when > 1/4 of it is dead */
+/* Compact once 1/DS_SEG_DEAD_SHARE of the committed segments' documents
+ * are dead (index.c, compact_pick): tiered merges reach the largest
+ * segments only when the store grows about DS_SEG_FANOUT times, so a
+ * store that stops growing would keep its dead for good.  The same 8 as
+ * the fan-out: dead documents cost at most about 1/8 more space and
+ * candidates skipped, and each deletion pays for at most 8 document
+ * rewrites, like one extra merge level (the rule for id/source runs,
+ * DS_RUN_DEAD_SHARE, is the same). */
+#define DS_SEG_DEAD_SHARE 8
 
 /* The id filter is sized for at least this many ids (idfilter.c). */
 #define DS_IDF_MIN_CAP 65536
@@ -210,6 +221,14 @@ struct ds_wtxn {
 };
 
 int ds__lmdb_err(int rc);
+/* The records of |dbi| (keys: seq, 8 bytes big-endian; the dead tables of
+ * runs and segments) whose seq is in [first, last], the range of the
+ * committed runs or segments: the table's count (O(1)) less the records
+ * outside, which are stepped over from each end (those of nodes the
+ * transaction wrote and deleted itself lie above |last|; none are
+ * expected below |first|, but a stray one must not be counted).  A
+ * compaction could drop only the ones inside. */
+int ds__dead_in_range(MDB_txn *txn, MDB_dbi dbi, uint64_t first, uint64_t last, uint64_t *dead);
 /* Begins a transaction (|flags|: 0 or MDB_RDONLY) once the data file holds
  * every page of the database (ds_store_check), else DS_ERR_SHORT. */
 int ds__store_begin(ds_store *st, unsigned flags, MDB_txn **txn);

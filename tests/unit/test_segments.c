@@ -2,7 +2,11 @@
  * test_segments.c - the log-structured index: segments written per
  * commit, tiered merges keeping their number logarithmic, deletions
  * (dead records counted against document frequencies, then purged by a
- * merge), the index worker giving exactly the single-threaded result,
+ * merge), compaction once 1/DS_SEG_DEAD_SHARE of the documents are dead
+ * (not before, not counting a transaction's own put-and-deleted
+ * documents, within the per-segment limit; results then exactly those of
+ * a store holding only the live documents), the index worker giving
+ * exactly the single-threaded result,
  * the version-2 format (docs tables and ordinals read back what was
  * indexed through merges; merges past the ordinal or seq-span limits are
  * skipped; corrupt segments are errors) and migration of a schema-1
@@ -30,13 +34,19 @@ static ds_store *open_at(const char *dir, int no_thread)
     return st;
 }
 
-typedef struct segstat { size_t nseg; uint64_t postings_of_term; size_t dead; uint64_t oldest_id; } segstat;
+typedef struct segstat {
+    size_t nseg;
+    uint64_t postings_of_term, docs;
+    size_t dead;
+    uint64_t oldest_id;
+} segstat;
 
 /* Reads the index layout directly: segment count, |term|'s physical
- * postings over all segments, dead records. */
+ * postings over all segments, documents in all docs tables, dead
+ * records. */
 static segstat layout(ds_store *st, const char *term)
 {
-    segstat r = { 0, 0, 0, 0 };
+    segstat r = { 0, 0, 0, 0, 0 };
     MDB_txn *txn;
     assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
     ds_segview *segs;
@@ -48,6 +58,7 @@ static segstat layout(ds_store *st, const char *term)
         uint32_t n;
         assert_int_equal(ds__seg_find(st, txn, &segs[i], term, strlen(term), &p, &n), 0);
         r.postings_of_term += n;
+        r.docs += segs[i].ndocs;
     }
     free(segs);
     MDB_stat ms;
@@ -169,9 +180,10 @@ static void deletes_are_exact_then_purged(void **state)
         assert_int_equal(ds_wtxn_put(tx, &nodes[i]), 0);
     }
     assert_int_equal(ds_wtxn_commit(tx), 0);
-    /* Delete a quarter of one committed segment: dead records, exact df. */
+    /* Delete just under 1/DS_SEG_DEAD_SHARE of the only committed
+     * segment: dead records, exact df, no compaction. */
     int removed = 0;
-    for (int i = 0; i < N; i += 4) {
+    for (int i = 0; i < (N / DS_SEG_DEAD_SHARE - 1) * 4; i += 4) {
         assert_int_equal(ds_store_delete(st, nodes[i].id), 0);
         removed++;
     }
@@ -185,7 +197,7 @@ static void deletes_are_exact_then_purged(void **state)
     ds_store_info info;
     assert_int_equal(ds_store_info_get(st, &info), 0);
     assert_int_equal(info.term_count, 2 + (N - removed));   /* zebra, stripe, live items */
-    /* One more makes it more than 1/4 dead: that commit rewrites it. */
+    /* One more reaches the share: that commit compacts (rewrites) it. */
     assert_int_equal(ds_store_delete(st, nodes[1].id), 0);
     removed++;
     s = layout(st, "zebra");
@@ -231,27 +243,64 @@ static void replace_within_transaction(void **state)
     ds_store_close(st);
 }
 
-typedef struct ranked { size_t n; uint64_t seq[10]; double score[10]; } ranked;
+enum { RANK_K = 64 };
+typedef struct ranked { size_t n; uint8_t id[RANK_K][DS_ID_LEN]; double score[RANK_K]; } ranked;
 
-static ranked top10(ds_store *st, const char *text)
+/* The best RANK_K hits of |text|: ids and scores, best first. */
+static ranked top_hits(ds_store *st, const char *text)
 {
     ranked r = { 0 };
     ds_query *q;
     assert_int_equal(ds_query_parse(text, strlen(text), &q), 0);
-    ds_hit hits[10];
-    assert_int_equal(ds_search_multi(&st, 1, q, NULL, 10, hits, &r.n), 0);
-    for (size_t i = 0; i < r.n; i++) { r.seq[i] = hits[i].node.seq; r.score[i] = hits[i].score; }
+    ds_hit hits[RANK_K];
+    assert_int_equal(ds_search_multi(&st, 1, q, NULL, RANK_K, hits, &r.n), 0);
+    for (size_t i = 0; i < r.n; i++) {
+        memcpy(r.id[i], hits[i].node.id, DS_ID_LEN);
+        r.score[i] = hits[i].score;
+    }
     ds_hits_free(hits, r.n);
     ds_query_free(q);
     return r;
+}
+
+/* |a| and |b| hold the same live nodes (ids and texts, in the same seq
+ * order), however differently indexed: the same statistics (nodes, total
+ * length, distinct terms, each word's df) and, for each word alone and
+ * all of them together, the same hits in the same order with bit-equal
+ * scores. */
+static void assert_same_search(ds_store *a, ds_store *b, const char *const *words, size_t nw)
+{
+    ds_store_info ia, ib;
+    assert_int_equal(ds_store_info_get(a, &ia), 0);
+    assert_int_equal(ds_store_info_get(b, &ib), 0);
+    assert_int_equal(ia.node_count, ib.node_count);
+    assert_int_equal(ia.total_len, ib.total_len);
+    assert_int_equal(ia.term_count, ib.term_count);
+    char all[512] = "";
+    for (size_t w = 0; w <= nw; w++) {
+        const char *text = all;
+        if (w < nw) {
+            text = words[w];
+            assert_true(strlen(all) + strlen(text) + 2 < sizeof all);
+            strcat(all, text);
+            strcat(all, " ");
+            assert_int_equal(ds_test_df(a, text), ds_test_df(b, text));
+        }
+        ranked ra = top_hits(a, text), rb = top_hits(b, text);
+        assert_int_equal(ra.n, rb.n);
+        for (size_t i = 0; i < ra.n; i++) {
+            assert_memory_equal(ra.id[i], rb.id[i], DS_ID_LEN);
+            assert_true(ra.score[i] == rb.score[i]);
+        }
+    }
 }
 
 static void worker_matches_inline(void **state)
 {
     (void)state;
     ds_store *a = open_at(ds_test_tmpdir(), 0), *b = open_at(ds_test_tmpdir(), 1);
-    static const char *words[] = { "alpha", "beta", "gamma", "delta", "epsilon", "zeta",
-                                   "eta", "theta", "iota", "kappa", "lambda", "mu" };
+    static const char *const words[] = { "alpha", "beta", "gamma", "delta", "epsilon", "zeta",
+                                         "eta", "theta", "iota", "kappa", "lambda", "mu" };
     ds_test_seed(42);
     for (int t = 0; t < 12; t++) {               /* transactions of varied sizes */
         ds_wtxn *ta, *tb;
@@ -277,21 +326,7 @@ static void worker_matches_inline(void **state)
         assert_int_equal(ds_wtxn_commit(ta), 0);
         assert_int_equal(ds_wtxn_commit(tb), 0);
     }
-    ds_store_info ia, ib;
-    assert_int_equal(ds_store_info_get(a, &ia), 0);
-    assert_int_equal(ds_store_info_get(b, &ib), 0);
-    assert_int_equal(ia.total_len, ib.total_len);
-    assert_int_equal(ia.term_count, ib.term_count);
-    assert_int_equal(ia.node_count, ib.node_count);
-    for (int w = 0; w < 12; w++) {
-        assert_int_equal(ds_test_df(a, words[w]), ds_test_df(b, words[w]));
-        ranked ra = top10(a, words[w]), rb = top10(b, words[w]);
-        assert_int_equal(ra.n, rb.n);
-        for (size_t i = 0; i < ra.n; i++) {
-            assert_int_equal(ra.seq[i], rb.seq[i]);
-            assert_true(ra.score[i] == rb.score[i]);
-        }
-    }
+    assert_same_search(a, b, words, sizeof words / sizeof *words);
     ds_store_close(a);
     ds_store_close(b);
 }
@@ -338,7 +373,7 @@ static void migrates_schema1(void **state)
 /* ---- segment format 2: docs tables and ordinals ------------------------ */
 
 /* A document as the test knows it. */
-typedef struct tdoc { uint64_t seq; char *text; int deleted; } tdoc;
+typedef struct tdoc { uint64_t seq; uint8_t id[DS_ID_LEN]; char *text; int deleted; } tdoc;
 
 typedef struct tcount { const char *term; size_t len; uint32_t tf, ntok; } tcount;
 
@@ -463,6 +498,7 @@ static void commit_random(ds_store *st, tdoc *d, size_t *nd, int per)
         ds_test_make_node(&n, d[*nd].text, "/p");
         assert_int_equal(ds_wtxn_put(tx, &n), 0);
         d[*nd].seq = n.seq;
+        memcpy(d[*nd].id, n.id, DS_ID_LEN);
         d[*nd].deleted = 0;
         assert_true(d[*nd].seq != 0);
         (*nd)++;
@@ -477,21 +513,10 @@ static void free_docs(tdoc *d, size_t n)
     free(d);
 }
 
-/* Deletes document |i| (by seq: the node's id is not kept). */
+/* Deletes document |i|. */
 static void delete_doc(ds_store *st, tdoc *d, size_t i)
 {
-    MDB_txn *txn;
-    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
-    uint8_t kb[8];
-    ds_put_be64(kb, d[i].seq);
-    MDB_val k = { 8, kb }, v;
-    assert_int_equal(mdb_get(txn, st->dbi[DBI_NODES], &k, &v), 0);
-    ds_node n;
-    ds_node_init(&n);
-    assert_int_equal(ds_node_decode(v.mv_data, v.mv_size, &n), 0);
-    mdb_txn_abort(txn);
-    assert_int_equal(ds_store_delete(st, n.id), 0);
-    ds_node_free(&n);
+    assert_int_equal(ds_store_delete(st, d[i].id), 0);
     d[i].deleted = 1;
 }
 
@@ -615,6 +640,264 @@ static void merge_across_seq_gap_is_skipped(void **state)
     /* 16 class-1 segments: the 8 oldest after the gap merged. */
     assert_true(n < 16);
     assert_int_equal(ds_test_count_hits(st, "apple pear plum fig kiwi lime date yuzu"), nd < 64 ? nd : 64);
+    free_docs(d, nd);
+    ds_store_close(st);
+}
+
+/* ---- compaction ---------------------------------------------------- */
+
+static void empty_commit(ds_store *st)
+{
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+}
+
+/* In one transaction, kills documents which[0..k): when |replace|, those
+ * at even positions get a new random text (same id, a new seq, recorded
+ * at d[*nd..]), the rest are deleted.  Returns how many were replaced. */
+static size_t kill_docs(ds_store *st, tdoc *d, size_t *nd, const size_t *which, size_t k, int replace)
+{
+    ds_node *n = calloc(k, sizeof *n);
+    assert_non_null(n);
+    for (size_t i = 0; i < k; i++) {
+        assert_false(d[which[i]].deleted);
+        assert_int_equal(ds_store_get(st, d[which[i]].id, &n[i]), 0);
+    }
+    ds_wtxn *tx;
+    size_t replaced = 0;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    for (size_t i = 0; i < k; i++) {
+        tdoc *t = &d[which[i]];
+        t->deleted = 1;
+        if (!replace || i % 2) {
+            assert_int_equal(ds_wtxn_delete(tx, t->id), 0);
+            continue;
+        }
+        tdoc *r = &d[(*nd)++];
+        r->text = random_text();
+        assert_int_equal(ds_node_set_content(&n[i], r->text, strlen(r->text)), 0);
+        assert_int_equal(ds_wtxn_put(tx, &n[i]), 0);
+        r->seq = n[i].seq;
+        memcpy(r->id, t->id, DS_ID_LEN);
+        r->deleted = 0;
+        replaced++;
+    }
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    for (size_t i = 0; i < k; i++) ds_node_free(&n[i]);
+    free(n);
+    return replaced;
+}
+
+/* A fresh store holding only the live documents of |d| (same ids and
+ * texts, in the same seq order): what a compacted store must answer
+ * like. */
+static ds_store *live_only(const tdoc *d, size_t nd)
+{
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    for (size_t i = 0; i < nd; i++) {
+        if (d[i].deleted) continue;
+        if (i) assert_true(d[i].seq > d[i - 1].seq);
+        ds_node n;
+        ds_test_make_node(&n, d[i].text, "/p");
+        memcpy(n.id, d[i].id, DS_ID_LEN);
+        assert_int_equal(ds_wtxn_put(tx, &n), 0);
+        ds_node_free(&n);
+    }
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    return st;
+}
+
+static size_t live_docs(const tdoc *d, size_t nd)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nd; i++) n += !d[i].deleted;
+    return n;
+}
+
+/* A store that stops growing but keeps replacing and deleting: one big
+ * segment and a few small ones, which tiered merging leaves alone (no
+ * segment is a quarter dead either).  While the dead are fewer than
+ * 1/DS_SEG_DEAD_SHARE of the documents nothing is compacted, commit
+ * after commit; the commit that reaches the share merges the segments
+ * holding them, dropping every dead document (postings, docs-table
+ * entries, dead records), and the store then answers exactly like one
+ * that only ever held the live documents. */
+static void compacts_once_an_eighth_is_dead(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    enum { BIG = 520, SMALL = 3, PER = 8, N0 = BIG + SMALL * PER };
+    tdoc *d = calloc(2 * N0, sizeof *d);
+    size_t nd = 0;
+    ds_test_seed(21);
+    /* 65 commits of 8 end in one segment of 520 after a commit. */
+    for (int c = 0; c < BIG / PER; c++) commit_random(st, d, &nd, PER);
+    empty_commit(st);
+    assert_int_equal(layout(st, "pear").nseg, 1);
+    for (int c = 0; c < SMALL; c++) commit_random(st, d, &nd, PER);
+    segstat s0 = layout(st, "pear");
+    assert_int_equal(s0.nseg, 1 + SMALL);
+    assert_int_equal(s0.docs, N0);
+
+    /* Just below the share: dead records only, now and at later commits. */
+    size_t which[N0], below = (N0 - 1) / DS_SEG_DEAD_SHARE;
+    for (size_t k = 0; k < N0; k++) which[k] = k * 37 % N0;   /* spread over all segments */
+    size_t replaced = kill_docs(st, d, &nd, which, below, 1);
+    segstat s = layout(st, "pear");
+    assert_int_equal(s.dead, below);
+    assert_int_equal(s.nseg, s0.nseg + 1);                      /* + the replacements */
+    assert_int_equal(s.docs, N0 + replaced);
+    empty_commit(st);
+    segstat s1 = layout(st, "pear");
+    assert_int_equal(s1.dead, below);
+    assert_int_equal(s1.docs, s.docs);
+    assert_int_equal(s1.postings_of_term, s.postings_of_term);
+    assert_int_equal(s1.oldest_id, s0.oldest_id);
+    check_index(st, d, nd, VOCAB, NVOCAB);
+
+    /* Reaching it (the replacements' segment now counts too): that
+     * commit compacts. */
+    size_t reach = (N0 + replaced + DS_SEG_DEAD_SHARE - 1) / DS_SEG_DEAD_SHARE;
+    assert_true(s1.dead * DS_SEG_DEAD_SHARE < s1.docs && reach * DS_SEG_DEAD_SHARE >= s1.docs);
+    kill_docs(st, d, &nd, which + below, reach - below, 1);
+    s = layout(st, "pear");
+    assert_int_equal(s.dead, 0);
+    assert_int_equal(s.docs, live_docs(d, nd));
+    assert_int_equal(s.postings_of_term, ds_test_df(st, "pear"));   /* no dead posting left */
+    assert_true(s.postings_of_term < s1.postings_of_term);
+    /* All dead sat in the four first segments: they became one; the
+     * replacements' two segments hold none and stay. */
+    assert_int_equal(s.nseg, 3);
+    assert_true(s.oldest_id != s0.oldest_id);
+    check_index(st, d, nd, VOCAB, NVOCAB);
+    ds_store *ref = live_only(d, nd);
+    assert_same_search(st, ref, VOCAB, NVOCAB);
+    /* Nothing dead, nothing more to do. */
+    empty_commit(st);
+    segstat s2 = layout(st, "pear");
+    assert_int_equal(s2.nseg, s.nseg);
+    assert_int_equal(s2.oldest_id, s.oldest_id);
+    ds_store_close(ref);
+    free_docs(d, nd);
+    ds_store_close(st);
+}
+
+/* Documents a transaction puts and deletes itself are in no committed
+ * segment when its commit checks the share: buffered ones leave no dead
+ * record, and those it already wrote as a segment of its own (past the
+ * buffer limit, forced here) are not counted, so they cannot make that
+ * commit compact.  The next commit counts them (their segment is then
+ * committed) and compacts. */
+static void own_deaths_do_not_compact(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    enum { N0 = 64, KILL = N0 / DS_SEG_DEAD_SHARE - 1, OWN = 8, BUFFERED = 4 };
+    tdoc *d = calloc(N0 + OWN + BUFFERED, sizeof *d);
+    size_t nd = 0;
+    ds_test_seed(22);
+    commit_random(st, d, &nd, N0);
+    size_t which[KILL];
+    for (size_t k = 0; k < KILL; k++) which[k] = k * 9;
+    kill_docs(st, d, &nd, which, KILL, 0);
+    segstat s0 = layout(st, "pear");
+    assert_int_equal(s0.nseg, 1);
+    assert_int_equal(s0.dead, KILL);
+
+    ds_wtxn *tx;
+    assert_int_equal(ds_store_begin(st, &tx), 0);
+    for (size_t i = 0; i < OWN + BUFFERED; i++) {
+        ds_node n;
+        d[nd].text = random_text();
+        ds_test_make_node(&n, d[nd].text, "/p");
+        if (i == OWN - 1) tx->pending_bytes = (size_t)1 << 40;   /* as if past the buffer limit */
+        assert_int_equal(ds_wtxn_put(tx, &n), 0);
+        d[nd].seq = n.seq;
+        memcpy(d[nd].id, n.id, DS_ID_LEN);
+        d[nd++].deleted = 1;
+        ds_node_free(&n);
+    }
+    for (size_t i = N0; i < nd; i++) assert_int_equal(ds_wtxn_delete(tx, d[i].id), 0);
+    assert_int_equal(ds_wtxn_commit(tx), 0);
+    /* KILL + OWN dead of N0 + OWN documents would reach the share. */
+    assert_true((KILL + OWN) * DS_SEG_DEAD_SHARE >= N0 + OWN);
+    segstat s = layout(st, "pear");
+    assert_int_equal(s.dead, KILL + OWN);
+    assert_int_equal(s.nseg, 2);
+    assert_int_equal(s.oldest_id, s0.oldest_id);
+    assert_int_equal(s.docs, N0 + OWN);
+    check_index(st, d, nd, VOCAB, NVOCAB);
+
+    empty_commit(st);
+    s = layout(st, "pear");
+    assert_int_equal(s.dead, 0);
+    assert_int_equal(s.nseg, 1);
+    assert_int_equal(s.docs, N0 - KILL);
+    check_index(st, d, nd, VOCAB, NVOCAB);
+    ds_store *ref = live_only(d, nd);
+    assert_same_search(st, ref, VOCAB, NVOCAB);
+    ds_store_close(ref);
+    free_docs(d, nd);
+    ds_store_close(st);
+}
+
+/* The per-segment limit (lowered to 20 documents here): a compaction
+ * merges only segments whose live documents fit one segment (all their
+ * documents may be more), choosing the adjacent ones holding the most
+ * dead; dead elsewhere stay, below the share, and later commits do not
+ * try again. */
+static void compaction_respects_doc_limit(void **state)
+{
+    (void)state;
+    ds_store *st = open_at(ds_test_tmpdir(), 0);
+    enum { PER = 8, SEGS = 6, N0 = PER * SEGS };
+    tdoc *d = calloc(N0, sizeof *d);
+    size_t nd = 0;
+    ds_test_seed(23);
+    st->seg_max_docs = 20;
+    for (int c = 0; c < SEGS; c++) commit_random(st, d, &nd, PER);
+    segstat s0 = layout(st, "pear");
+    assert_int_equal(s0.nseg, SEGS);
+    /* Dead per segment 3, 2, 2, 0, 0, 1: 8 of 48, the share.  All six
+     * would fit without the limit (40 live); with it, segments 0-2 hold
+     * the most dead (7) and their 17 live documents fit, while their 24
+     * documents would not. */
+    static const size_t which[] = { 0, 3, 6, PER + 1, PER + 5, 2 * PER + 2, 2 * PER + 7, 5 * PER + 4 };
+    enum { KILLS = sizeof which / sizeof *which };
+    assert_true(KILLS * DS_SEG_DEAD_SHARE >= N0);
+    kill_docs(st, d, &nd, which, KILLS, 0);
+    segstat s = layout(st, "pear");
+    assert_int_equal(s.dead, 1);
+    assert_int_equal(s.nseg, SEGS - 2);
+    assert_int_equal(s.docs, N0 - (KILLS - 1));
+    check_index(st, d, nd, VOCAB, NVOCAB);      /* every segment within the limit */
+    MDB_txn *txn;
+    ds_segview *segs;
+    size_t n;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(ds__segs_load(st, txn, &segs, &n), 0);
+    assert_int_equal(n, SEGS - 2);
+    assert_int_equal(segs[0].ndocs, 3 * PER - 7);
+    uint64_t newest = segs[n - 1].id;
+    free(segs);
+    mdb_txn_abort(txn);
+    ds_store *ref = live_only(d, nd);
+    assert_same_search(st, ref, VOCAB, NVOCAB);
+    /* One dead of 41 documents: no further compaction. */
+    empty_commit(st);
+    segstat s2 = layout(st, "pear");
+    assert_int_equal(s2.dead, 1);
+    assert_int_equal(s2.nseg, s.nseg);
+    assert_int_equal(s2.oldest_id, s.oldest_id);
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(ds__segs_load(st, txn, &segs, &n), 0);
+    assert_int_equal(segs[n - 1].id, newest);
+    free(segs);
+    mdb_txn_abort(txn);
+    ds_store_close(ref);
     free_docs(d, nd);
     ds_store_close(st);
 }
@@ -777,6 +1060,9 @@ int main(void)
         cmocka_unit_test(ordinals_survive_merges_with_deletes),
         cmocka_unit_test(merge_past_doc_limit_is_skipped),
         cmocka_unit_test(merge_across_seq_gap_is_skipped),
+        cmocka_unit_test(compacts_once_an_eighth_is_dead),
+        cmocka_unit_test(own_deaths_do_not_compact),
+        cmocka_unit_test(compaction_respects_doc_limit),
         cmocka_unit_test(corrupt_segments_are_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
