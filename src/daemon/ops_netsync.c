@@ -224,14 +224,14 @@ static int job_reply(ds_ctx *ctx, int rc, uint64_t id, msgpack_packer *reply)
 
 int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
 {
-    uint64_t id;
+    uint64_t id = 0;
     int rc = job_param(ctx, params, &id);
     return rc ? rc : job_reply(ctx, 0, id, reply);
 }
 
 int op_peer_sync_cancel(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
 {
-    uint64_t id;
+    uint64_t id = 0;
     int rc = job_param(ctx, params, &id);
     if (rc)
         return rc;
