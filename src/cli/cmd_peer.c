@@ -618,14 +618,13 @@ static void on_sync_signal(int signo)
 
 static void sync_signals(int on)
 {
-    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
     sa.sa_handler = on ? on_sync_signal : SIG_DFL;
     sa.sa_flags = on ? SA_RESETHAND : 0;
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigaction(sigs[i], &sa, NULL);
+    for (size_t i = 0; i < DS_NETSYNC_NSTOP_SIGNALS; i++)
+        sigaction(ds_netsync_stop_signals[i], &sa, NULL);
 }
 
 /* The exit status of a sync stopped by a signal: 128 + its number, as a
@@ -634,11 +633,11 @@ static int signal_status(const msgpack_object *job)
 {
     size_t l;
     const char *by = cli_str(cli_get(job, "stopped_by"), &l);
-    static const struct { const char *name; int signo; } names[] = {
-        { "SIGINT", SIGINT }, { "SIGTERM", SIGTERM }, { "SIGHUP", SIGHUP } };
-    for (size_t i = 0; by && i < sizeof names / sizeof names[0]; i++)
-        if (l == strlen(names[i].name) && memcmp(by, names[i].name, l) == 0)
-            return 128 + names[i].signo;
+    for (size_t i = 0; by && i < DS_NETSYNC_NSTOP_SIGNALS; i++) {
+        const char *name = ds_netsync_signal_name(ds_netsync_stop_signals[i]);
+        if (l == strlen(name) && memcmp(by, name, l) == 0)
+            return 128 + ds_netsync_stop_signals[i];
+    }
     return 0;
 }
 
@@ -693,9 +692,7 @@ static int sub_sync(cli *c, const sub *s, int argc, char **argv)
             cli_param_uint(&q, "instance", instance);
         if (sync_signal && !cancelled) {
             op = "peer_sync_cancel";
-            cli_param_str(&q, "cause", sync_signal == SIGINT    ? "SIGINT"
-                                      : sync_signal == SIGTERM ? "SIGTERM"
-                                                               : "SIGHUP");
+            cli_param_str(&q, "cause", ds_netsync_signal_name(sync_signal));
             cancelled = sync_signal;
         }
         cli_reply_free(&rep);

@@ -1822,8 +1822,8 @@ void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud)
 /* SIGINT, SIGTERM and SIGHUP stop an in-process sync cleanly: the batch
  * being written is finished, the publisher gets a CONNECTION_CLOSE (so
  * its slot for us is free at once), and the result is recorded. */
-static const int RUN_SIGNALS[] = { SIGINT, SIGTERM, SIGHUP };
-#define RUN_NSIG (sizeof RUN_SIGNALS / sizeof RUN_SIGNALS[0])
+const int ds_netsync_stop_signals[DS_NETSYNC_NSTOP_SIGNALS] = { SIGINT, SIGTERM, SIGHUP };
+#define RUN_NSIG DS_NETSYNC_NSTOP_SIGNALS
 
 typedef struct run_state {
     int closed;
@@ -1839,7 +1839,7 @@ static void run_closed(void *ud)
     ((run_state *)ud)->closed = 1;
 }
 
-static const char *signal_name(int signo)
+const char *ds_netsync_signal_name(int signo)
 {
     switch (signo) {
     case SIGINT: return "SIGINT";
@@ -1860,8 +1860,9 @@ static void run_signal(uv_signal_t *h, int signo)
         return;
     rs->signo = signo;
     char why[64];
-    snprintf(why, sizeof why, "interrupted by %s", signal_name(signo));
-    ds_netsync_job_stop(rs->ns, rs->job, signal_name(signo), why);
+    const char *name = ds_netsync_signal_name(signo);
+    snprintf(why, sizeof why, "interrupted by %s", name);
+    ds_netsync_job_stop(rs->ns, rs->job, name, why);
 }
 
 static void run_handle_closed(uv_handle_t *h)
@@ -1897,7 +1898,7 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
             break;
         rs.nsig++;
         rs.sig[i].data = &rs;
-        (void)uv_signal_start_oneshot(&rs.sig[i], run_signal, RUN_SIGNALS[i]);
+        (void)uv_signal_start_oneshot(&rs.sig[i], run_signal, ds_netsync_stop_signals[i]);
         /* Not what keeps the loop alive: a loop turn whose timer ends the
          * job must not then wait for a signal. */
         uv_unref((uv_handle_t *)&rs.sig[i]);

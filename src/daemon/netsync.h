@@ -139,6 +139,13 @@ void ds_netsync_cancel_peer(ds_netsync *ns, const char *id, const char *why);
  * a job passes it back to tell a restarted daemon's job from its own. */
 uint32_t ds_netsync_instance(const ds_netsync *ns);
 
+/* The signals that stop a sync cleanly (SIGINT, SIGTERM, SIGHUP): in
+ * process (ds_netsync_run), and in the CLI waiting for a daemon's job. */
+#define DS_NETSYNC_NSTOP_SIGNALS 3
+extern const int ds_netsync_stop_signals[DS_NETSYNC_NSTOP_SIGNALS];
+/* "SIGINT", "SIGTERM" or "SIGHUP" for those; "a signal" otherwise. */
+const char *ds_netsync_signal_name(int signo);
+
 /* In process (no daemon): runs one job (as ds_netsync_sync) on a private
  * loop until it is done and packs its status like ds_netsync_job_pack.
  * SIGINT, SIGTERM or SIGHUP meanwhile stops the job (ds_netsync_job_stop,
