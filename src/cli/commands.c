@@ -305,7 +305,7 @@ static const cli_cmd commands[] = {
       "  ds queue\n"
       "  ds queue failed\n"
       "  ds queue retry 3f2a\n" },
-    { "peer", cmd_peer, "SUBCOMMAND", "identity, shared projects, peers, export/import",
+    { "peer", cmd_peer, "SUBCOMMAND", "identity, shared projects, peers, sync, export/import",
       "Usage: ds peer SUBCOMMAND [ARGS...]\n"
       "\n"
       "Share chosen projects' nodes with other ds users.  Everything is private\n"

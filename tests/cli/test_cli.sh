@@ -46,6 +46,23 @@ for c in add note query show related stats reset help; do
 done
 check "--help mentions --home" out_has "--home DIR"
 
+# The man page and docs/cli.md document every command --help lists, and
+# every peer subcommand (so a new command cannot ship undocumented).
+DOCS=$HERE/../../docs
+cmds=$(awk '/^Commands:/ {on = 1; next} on && /^$/ {exit} on {print $1}' "$T/out")
+check "--help lists commands" test -n "$cmds"
+for c in $cmds; do
+    check "man page documents ds $c" grep -qE "^\.SS \"ds $c( |\")" "$DOCS/ds.1"
+    check "docs/cli.md documents ds $c" grep -qE "^## .*ds $c( |$|,)" "$DOCS/cli.md"
+done
+run peer --help
+subs=$(awk '/^Subcommands:/ {on = 1; next} on && /^$/ {exit} on && /^  [a-z]/ {print $1}' "$T/out")
+check "peer --help lists subcommands" test -n "$subs"
+for c in $subs; do
+    check "man page documents ds peer $c" grep -qE "^\.SS \"ds peer (.* )?$c( |\")" "$DOCS/ds.1"
+    check "docs/cli.md documents ds peer $c" grep -qE "ds peer $c( |\`|$)" "$DOCS/cli.md"
+done
+
 for c in add note query show related stats reset; do
     run "$c" --help
     check "$c --help: exit 0" rc_is 0
