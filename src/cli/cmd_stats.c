@@ -31,10 +31,15 @@ int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
     const msgpack_object *s = rep.root, *bt = cli_get(s, "by_type");
     uint64_t nodes = cli_u64(cli_get(s, "nodes"));
     uint64_t bytes = cli_u64(cli_get(s, "file_bytes"));
+    /* false: a home with peers' replicas but nothing stored locally yet
+     * (a daemon older than the key always had a local store to report) */
+    const msgpack_object *ls = cli_get(s, "local_store");
+    int local = !ls || cli_bool(ls);
     if (c->json) {
         json_t *o = json_object(), *t = json_object();
         if (o && t) {
             json_object_set_new(o, "home", cli_json_str(cli_get(s, "home")));
+            json_object_set_new(o, "local_store", json_boolean(local));
             json_object_set_new(o, "data_bytes", json_integer((json_int_t)bytes));
             json_object_set_new(o, "nodes", json_integer((json_int_t)nodes));
             for (uint32_t i = 0; bt && bt->type == MSGPACK_OBJECT_MAP && i < bt->via.map.size;
@@ -55,7 +60,8 @@ int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
             json_object_set_new(o, "files",
                                 json_integer((json_int_t)cli_u64(cli_get(s, "files"))));
             json_object_set_new(o, "schema",
-                                json_integer((json_int_t)cli_u64(cli_get(s, "schema"))));
+                                local ? json_integer((json_int_t)cli_u64(cli_get(s, "schema")))
+                                      : json_null());
             json_t *pa = json_array();
             const msgpack_object *peers = cli_get(s, "peers");
             for (uint32_t i = 0; pa && i < cli_len(peers); i++) {
@@ -89,6 +95,10 @@ int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
     char size[32];
     cli_human_size(bytes, size);
     printf("Home:           %.*s\n", (int)hl, home);
+    if (!local) {
+        printf("Local store:    none yet (ds note or ds add creates it)\n");
+        goto peers;
+    }
     printf("Data size:      %s\n", size);
     printf("Nodes:          %llu\n", (unsigned long long)nodes);
     for (uint32_t i = 0; bt && bt->type == MSGPACK_OBJECT_MAP && i < bt->via.map.size; i++) {
@@ -101,6 +111,7 @@ int cmd_stats(cli *c, const cli_cmd *cmd, int argc, char **argv)
     printf("Index terms:    %llu\n", (unsigned long long)cli_u64(cli_get(s, "term_count")));
     printf("Last sequence:  %llu\n", (unsigned long long)cli_u64(cli_get(s, "last_seq")));
     printf("Store epoch:    %.*s\n", (int)el, epoch);
+peers:;
     const msgpack_object *peers = cli_get(s, "peers");
     if (cli_len(peers))
         printf("Peers:\n");

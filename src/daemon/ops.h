@@ -271,6 +271,8 @@ int ds_ops_stores_select(ds_ctx *ctx, const msgpack_object *params, ds_store **s
  * the peer's name or short id (ops_peer.c); *n counts what was added. */
 int ds_ops_peer_stores(ds_ctx *ctx, ds_store **stores, const char **labels, size_t max,
                        size_t *n);
+/* The number of known peers (peers.json; 0 without the file). */
+int ds_ops_peer_count(ds_ctx *ctx, size_t *n);
 /* Packs the per-peer statistics of "stats": [{node_id, label, nodes,
  * last_sync, subscribe, publish}] (ops_peer.c). */
 int ds_ops_pack_peer_stats(ds_ctx *ctx, msgpack_packer *pk);

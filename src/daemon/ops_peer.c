@@ -1062,6 +1062,18 @@ int ds_ops_stores_select(ds_ctx *ctx, const msgpack_object *params, ds_store **s
     return rc;
 }
 
+int ds_ops_peer_count(ds_ctx *ctx, size_t *n)
+{
+    ds_peers_cfg cfg;
+    *n = 0;
+    int rc = load_peers(ctx, &cfg);
+    if (rc)
+        return rc;
+    *n = cfg.n;
+    ds_peers_cfg_free(&cfg);
+    return 0;
+}
+
 int ds_ops_pack_peer_stats(ds_ctx *ctx, msgpack_packer *pk)
 {
     ds_peers_cfg cfg;

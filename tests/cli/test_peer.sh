@@ -151,6 +151,26 @@ run "$B" query --peer alice --json --limit 50 zebra
 check "replica = exactly the shared set" jq_ "sorted(h['content'].split()[0] for h in d) == ['SHARED', 'SHARED']"
 check "replica hits labelled alice, with project" jq_ "all(h['store'] == 'alice' and h['project'].startswith('$P') for h in d)"
 
+# A home holding only a peer's replica: stats reports it (no local store)
+# and creates nothing; a home with neither still says there is no store.
+R="$T/replica-only"
+run "$R" peer init
+run "$R" peer add "$AID" --name alice
+run "$R" peer import "$T/alice1.dsx"
+check "replica-only: import ok" rc_is 0
+run "$R" stats
+check "replica-only stats: ok" rc_is 0
+check "replica-only stats: no local store" out_has "Local store:    none yet"
+check "replica-only stats: peer line" out_has "alice         2 nodes, last sync"
+run "$R" stats --json
+check "replica-only stats --json" jq_ "d['local_store'] is False and d['nodes'] == 0 and d['epoch'] is None and d['schema'] is None and d['peers'][0]['nodes'] == 2"
+check "replica-only stats: no store created" [ ! -e "$R/db" ]
+run "$T/nothing" stats
+check "empty home stats: still an error" rc_is 1
+check "empty home stats: message" err_has "No knowledge store at"
+run "$B" stats --json
+check "stats --json: local_store true" jq_ "d['local_store'] is True and d['schema'] >= 1"
+
 # ---- fan-out ---------------------------------------------------------------
 run "$B" query quokka
 check "fan-out: ok" rc_is 0
