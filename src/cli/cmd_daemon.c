@@ -204,6 +204,101 @@ static void uptime_text(int64_t s, char out[48])
         snprintf(out, 48, "%llds", sec);
 }
 
+/* A duration as ds start --sync-interval takes it: 1h30m, 45s. */
+static void interval_text(int64_t s, char out[48])
+{
+    static const struct { int64_t n; char u; } units[] = {
+        { 86400, 'd' }, { 3600, 'h' }, { 60, 'm' }, { 1, 's' },
+    };
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < 4 && s > 0 && o < 40; i++) {
+        if (s >= units[i].n) {
+            o += (size_t)snprintf(out + o, 48 - o, "%lld%c", (long long)(s / units[i].n),
+                                  units[i].u);
+            s %= units[i].n;
+        }
+    }
+}
+
+/* The int or nil |o| as a JSON integer or null. */
+static json_t *int_or_null(const msgpack_object *o)
+{
+    if (!o || (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+               o->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
+        return json_null();
+    return json_integer((json_int_t)cli_i64(o));
+}
+
+static json_t *sync_json(const msgpack_object *y)
+{
+    json_t *o = json_object(), *a = json_array();
+    if (!o || !a) {
+        json_decref(o);
+        json_decref(a);
+        return json_null();
+    }
+    const msgpack_object *addrs = cli_get(y, "addrs");
+    for (uint32_t i = 0; i < cli_len(addrs); i++)
+        json_array_append_new(a, cli_json_str(cli_at(addrs, i)));
+    json_object_set_new(o, "listening", json_boolean(cli_bool(cli_get(y, "listening"))));
+    json_object_set_new(o, "addrs", a);
+    json_object_set_new(o, "why", cli_json_str(cli_get(y, "why")));
+    json_object_set_new(o, "interval_s", json_integer((json_int_t)cli_u64(cli_get(y, "interval_s"))));
+    json_object_set_new(o, "next_sync_in_s", int_or_null(cli_get(y, "next_sync_in_s")));
+    json_object_set_new(o, "retries", json_integer((json_int_t)cli_u64(cli_get(y, "retries"))));
+    json_object_set_new(o, "next_retry_in_s", int_or_null(cli_get(y, "next_retry_in_s")));
+    json_object_set_new(o, "jobs_active",
+                        json_integer((json_int_t)cli_u64(cli_get(y, "jobs_active"))));
+    return o;
+}
+
+/* The daemon's network sync: where it accepts syncs (or why not), the
+ * periodic schedule, retries waiting and jobs running. */
+static void sync_text(const msgpack_object *y)
+{
+    const char *pre = "Peer sync:      ", *more = "                ";
+    if (cli_bool(cli_get(y, "listening"))) {
+        const msgpack_object *addrs = cli_get(y, "addrs");
+        printf("%saccepting syncs on ", pre);
+        for (uint32_t i = 0; i < cli_len(addrs); i++) {
+            size_t al;
+            const char *a = cli_str(cli_at(addrs, i), &al);
+            printf("%s%.*s", i ? ", " : "", (int)al, a);
+        }
+        printf("\n");
+    } else {
+        size_t wl;
+        const char *why = cli_str(cli_get(y, "why"), &wl);
+        printf("%snot accepting syncs: %.*s\n", pre, wl ? (int)wl : 7, wl ? why : "unknown");
+    }
+    uint64_t iv = cli_u64(cli_get(y, "interval_s"));
+    const msgpack_object *next = cli_get(y, "next_sync_in_s");
+    char a[48], b[48];
+    if (iv) {
+        interval_text((int64_t)iv, a);
+        if (next && next->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            uptime_text(cli_i64(next), b);
+            printf("%ssyncs subscribed peers every %s (next in %s)\n", more, a, b);
+        } else {
+            printf("%ssyncs subscribed peers every %s\n", more, a);
+        }
+    } else {
+        printf("%sno periodic sync (ds start --sync-interval 30m sets one)\n", more);
+    }
+    uint64_t nr = cli_u64(cli_get(y, "retries"));
+    const msgpack_object *nri = cli_get(y, "next_retry_in_s");
+    if (nr && nri && nri->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        uptime_text(cli_i64(nri), b);
+        printf("%s%llu failed peer sync%s to retry (next in %s)\n", more,
+               (unsigned long long)nr, nr == 1 ? "" : "s", b);
+    }
+    uint64_t ja = cli_u64(cli_get(y, "jobs_active"));
+    if (ja)
+        printf("%s%llu sync job%s running (ds peer list shows the results)\n", more,
+               (unsigned long long)ja, ja == 1 ? "" : "s");
+}
+
 static json_t *by_type_json(const msgpack_object *bt)
 {
     json_t *t = json_object();
@@ -283,6 +378,9 @@ static int status_json(const msgpack_object *s, int running)
         }
         json_object_set_new(o, "requests",
                             json_integer((json_int_t)cli_u64(cli_get(s, "requests"))));
+        const msgpack_object *y = cli_get(s, "sync");
+        json_object_set_new(o, "sync", y && y->type == MSGPACK_OBJECT_MAP ? sync_json(y)
+                                                                         : json_null());
     }
     if (cli_get(s, "nodes")) {
         json_object_set_new(o, "nodes", json_integer((json_int_t)cli_u64(cli_get(s, "nodes"))));
@@ -341,6 +439,9 @@ static void status_text(const msgpack_object *s)
     } else {
         printf("Last ingest:    none yet\n");
     }
+    const msgpack_object *y = cli_get(s, "sync");
+    if (y && y->type == MSGPACK_OBJECT_MAP)
+        sync_text(y);
     if (cli_get(s, "nodes"))
         print_nodes_line(s);
     printf("Requests:       %llu served\n", (unsigned long long)cli_u64(cli_get(s, "requests")));

@@ -1395,6 +1395,28 @@ static void retry_note(ds_netsync *ns, const char *id, int ok)
     retry_arm(ns);
 }
 
+void ds_netsync_info_get(ds_netsync *ns, ds_netsync_info *out)
+{
+    memset(out, 0, sizeof *out);
+    out->interval_s = ns->o.interval_s;
+    out->next_periodic_ms = ns->o.interval_s && uv_is_active((uv_handle_t *)&ns->periodic)
+                                ? (int64_t)uv_timer_get_due_in(&ns->periodic)
+                                : -1;
+    out->next_retry_ms = -1;
+    int64_t now = now_ms();
+    for (size_t k = 0; k < ns->nretry; k++) {
+        if (!ns->retry[k].due)
+            continue;
+        int64_t in = ns->retry[k].due > now ? ns->retry[k].due - now : 0;
+        if (out->next_retry_ms < 0 || in < out->next_retry_ms)
+            out->next_retry_ms = in;
+        out->retries++;
+    }
+    for (const job *j = ns->jobs; j; j = j->next)
+        if (!j->done)
+            out->jobs_active++;
+}
+
 static void periodic_cb(uv_timer_t *t)
 {
     ds_netsync *ns = t->data;

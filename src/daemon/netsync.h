@@ -110,6 +110,17 @@ void ds_netsync_bound(ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MA
 void ds_netsync_listen_addrs(const ds_netsync *ns, char out[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX],
                              size_t *n, int *always);
 
+/* What the service is doing, for "status". */
+typedef struct ds_netsync_info {
+    uint32_t interval_s;        /* periodic sync of every subscribed peer; 0 = none */
+    int64_t next_periodic_ms;   /* ms until the next periodic sync; -1 = none */
+    size_t retries;             /* peers whose failed sync waits for a retry */
+    int64_t next_retry_ms;      /* ms until the first of those retries; -1 = none */
+    size_t jobs_active;         /* sync jobs started and not finished */
+} ds_netsync_info;
+
+void ds_netsync_info_get(ds_netsync *ns, ds_netsync_info *out);
+
 /* Starts a job syncing the peers |ids| (NodeIds, |n| <= DS_NETSYNC_MAX_PEERS)
  * in turn; *job receives its number.  With |skip_addrless| (a sync of every
  * subscribed peer) a peer without an address is SKIPPED; without it (one

@@ -223,6 +223,12 @@ int op_peer_sync(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
 int op_peer_sync_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_sync_cancel(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
 int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply);
+/* The "sync" part of "status" inside the daemon (ctx->netsync set):
+ * {listening, addrs: [str], why, interval_s, next_sync_in_s, retries,
+ * next_retry_in_s, jobs_active}; why (null while listening) says why no
+ * sync is accepted, next_*_in_s are null when nothing is scheduled.
+ * Never fails the status: a problem reading peers.json becomes |why|. */
+void ds_ops_pack_sync_status(ds_ctx *ctx, msgpack_packer *pk);
 
 /* ---- Helpers for handlers (ops.c) ------------------------------------- */
 

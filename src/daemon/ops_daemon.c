@@ -1,6 +1,7 @@
 /*
  * ops_daemon.c - the "status" request: whether the daemon runs, for how
- * long, what it watches, its ingestion queue and the node counts.  Run
+ * long, what it watches, its ingestion queue, its network sync (where it
+ * listens, the periodic schedule) and the node counts.  Run
  * inside the daemon it reports the live services; run in process by the
  * CLI (no daemon reachable) it says running: false and still counts the
  * nodes when a store exists.
@@ -44,7 +45,8 @@ int op_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     ds_daemon_info di;
     if (running)
         ds_daemon_info_get(ctx->daemon, &di);
-    size_t n = 6 + (have_store ? 2 : 0) + (running ? 7 : 0);
+    int sync = running && ctx->netsync;
+    size_t n = 6 + (have_store ? 2 : 0) + (running ? 7 : 0) + (sync ? 1 : 0);
     msgpack_pack_map(reply, n);
     key(reply, "running");
     if (running)
@@ -93,6 +95,10 @@ int op_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
         ds_pack_cstr(reply, di.log_path);
         key(reply, "socket");
         ds_pack_cstr(reply, di.socket_path);
+    }
+    if (sync) {
+        key(reply, "sync");
+        ds_ops_pack_sync_status(ctx, reply);
     }
     return 0;
 }

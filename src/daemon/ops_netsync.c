@@ -424,6 +424,63 @@ static int ticket_addrs(ds_ctx *ctx, char bound[DS_NETSYNC_MAX_LISTEN][DS_ADDR_M
     return rc;
 }
 
+static void pack_in_s(msgpack_packer *pk, int64_t ms)
+{
+    if (ms < 0)
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_int64(pk, (ms + 999) / 1000);
+}
+
+void ds_ops_pack_sync_status(ds_ctx *ctx, msgpack_packer *pk)
+{
+    char bound[DS_NETSYNC_MAX_LISTEN][DS_ADDR_MAX];
+    size_t nb = 0;
+    int listening = 0;
+    char why[1024] = "";
+    ds_identity id;
+    char err[ERRLEN] = "";
+    int rc = ds_peers_identity_load(ctx->home, &id, err, sizeof err);
+    if (rc == DS_ERR_NOTFOUND) {
+        snprintf(why, sizeof why, "this node has no identity yet (run ds peer init)");
+    } else if (rc) {
+        snprintf(why, sizeof why, "%s", err);
+    } else {
+        ds_identity_wipe(&id);
+        ds_op_error saved = ctx->error;
+        if (ticket_addrs(ctx, bound, &nb, &listening, why, sizeof why) != 0) {
+            snprintf(why, sizeof why, "%s", ctx->error.message);
+            nb = 0;
+            listening = 0;
+        }
+        ctx->error = saved;
+    }
+    ds_netsync_info in;
+    ds_netsync_info_get(ctx->netsync, &in);
+    msgpack_pack_map(pk, 8);
+    ds_pack_cstr(pk, "listening");
+    if (listening)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    ds_pack_cstr(pk, "addrs");
+    msgpack_pack_array(pk, nb);
+    for (size_t i = 0; i < nb; i++)
+        ds_pack_cstr(pk, bound[i]);
+    ds_pack_cstr(pk, "why");
+    ds_pack_cstr(pk, listening || !why[0] ? NULL : why);
+    ds_pack_cstr(pk, "interval_s");
+    msgpack_pack_uint32(pk, in.interval_s);
+    ds_pack_cstr(pk, "next_sync_in_s");
+    pack_in_s(pk, in.next_periodic_ms);
+    ds_pack_cstr(pk, "retries");
+    msgpack_pack_uint64(pk, in.retries);
+    ds_pack_cstr(pk, "next_retry_in_s");
+    pack_in_s(pk, in.next_retry_ms);
+    ds_pack_cstr(pk, "jobs_active");
+    msgpack_pack_uint64(pk, in.jobs_active);
+}
+
 int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
 {
     (void)params;

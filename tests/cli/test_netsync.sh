@@ -385,6 +385,14 @@ note "$A" "$PA" "RETRYNODE arrives through the daemon's retry"
 # the ICMP port unreachable, or after DS_SYNC_CONNECT_TIMEOUT_MS) and a
 # retry is scheduled; starting her earlier would let that dial succeed.
 check "daemon log: retries" poll "" 20 grep -q "will retry" "$B/daemon.log"
+# ds status tells where bob accepts syncs, his schedule and the retry
+# waiting (between two attempts; the backoff makes that most of the time).
+run "$B" status
+check "status: accepting syncs on the --listen address" out_has "Peer sync:      accepting syncs on 127.0.0.1:$BPORT"
+check "status: the periodic schedule" out_has "syncs subscribed peers every 1h (next in"
+check "status: a retry waits" poll "" 10 bash -c "DS_HOME='$B' '$DS' status | grep -q 'failed peer sync to retry (next in'"
+run "$B" status --json
+check "status --json: sync" jq_ "d['sync']['listening'] is True and d['sync']['addrs'] == ['127.0.0.1:$BPORT'] and d['sync']['why'] is None and d['sync']['interval_s'] == 3600 and 0 < d['sync']['next_sync_in_s'] <= 3600 and d['sync']['retries'] + d['sync']['jobs_active'] >= 1"
 start_daemon_port "$A" "$APORT"
 check "alice back" rc_is 0
 check "retry with backoff brings the new node" poll "" 20 replica_is "$B" alice $((SHARED + 1))
@@ -457,6 +465,9 @@ F="$T/fay"
 start_daemon "$F"
 check "fay: ds start --listen without an identity still starts" rc_is 0
 check "fay: warned that nothing listens yet" err_has "not accepting peer connections yet: this node has no identity yet"
+run "$F" status
+check "fay: status says why no sync is accepted" out_has "not accepting syncs: this node has no identity yet (run ds peer init)"
+check "fay: status: no periodic sync" out_has "no periodic sync (ds start --sync-interval 30m sets one)"
 run "$F" peer init
 check "fay: init through her daemon" rc_is 0
 run "$F" peer ticket --json
