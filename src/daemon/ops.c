@@ -480,6 +480,14 @@ void ds_pack_strn(msgpack_packer *pk, const char *s, size_t n)
     msgpack_pack_str_body(pk, s, n);
 }
 
+void ds_pack_bool(msgpack_packer *pk, int b)
+{
+    if (b)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
 void ds_pack_cstr(msgpack_packer *pk, const char *s)
 {
     if (!s)

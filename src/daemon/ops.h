@@ -314,6 +314,7 @@ void ds_ops_pack_warnings(ds_ctx *ctx, msgpack_packer *pk);
 
 /* Packing helpers (the packer's buffer records allocation failure). */
 void ds_pack_cstr(msgpack_packer *pk, const char *s);      /* nil for NULL */
+void ds_pack_bool(msgpack_packer *pk, int b);
 void ds_pack_strn(msgpack_packer *pk, const char *s, size_t n);
 void ds_pack_node(msgpack_packer *pk, const ds_node *n, const double *score,
                   const char *store_label);

@@ -49,10 +49,7 @@ int op_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     size_t n = 6 + (have_store ? 2 : 0) + (running ? 7 : 0) + (sync ? 1 : 0);
     msgpack_pack_map(reply, n);
     key(reply, "running");
-    if (running)
-        msgpack_pack_true(reply);
-    else
-        msgpack_pack_false(reply);
+    ds_pack_bool(reply, running);
     key(reply, "version");
     ds_pack_cstr(reply, DS_VERSION);
     key(reply, "protocol");
@@ -60,10 +57,7 @@ int op_status(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     key(reply, "home");
     ds_pack_cstr(reply, ctx->home);
     key(reply, "store");
-    if (have_store)
-        msgpack_pack_true(reply);
-    else
-        msgpack_pack_false(reply);
+    ds_pack_bool(reply, have_store);
     key(reply, "ingest");
     if (running && ctx->ingestd)
         ds_ingestd_status(ctx->ingestd, reply);

@@ -459,10 +459,7 @@ void ds_ops_pack_sync_status(ds_ctx *ctx, msgpack_packer *pk)
     ds_netsync_info_get(ctx->netsync, &in);
     msgpack_pack_map(pk, 8);
     ds_pack_cstr(pk, "listening");
-    if (listening)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    ds_pack_bool(pk, listening);
     ds_pack_cstr(pk, "addrs");
     msgpack_pack_array(pk, nb);
     for (size_t i = 0; i < nb; i++)
@@ -520,10 +517,7 @@ int op_peer_ticket(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
     for (size_t i = 0; i < na; i++)
         ds_pack_cstr(reply, addrs[i]);
     ds_pack_cstr(reply, "listening");
-    if (listening)
-        msgpack_pack_true(reply);
-    else
-        msgpack_pack_false(reply);
+    ds_pack_bool(reply, listening);
     /* Why this node does not accept syncs now (null when it does). */
     ds_pack_cstr(reply, "why");
     ds_pack_cstr(reply, listening ? NULL : why);

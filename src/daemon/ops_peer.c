@@ -409,14 +409,6 @@ static int param_path(ds_ctx *ctx, const msgpack_object *params, const char *key
     return rc;
 }
 
-static void pack_bool(msgpack_packer *pk, int b)
-{
-    if (b)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
-}
-
 /* The number of nodes in |id|'s replica; *exists tells whether it has
  * one; |why| is "" or why it cannot be opened or read. */
 static uint64_t replica_nodes(ds_ctx *ctx, const char *id, int *exists, char *why,
@@ -527,7 +519,7 @@ int op_peer_init(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *repl
         ds_pack_cstr(reply, "path");
         ds_pack_cstr(reply, path);
         ds_pack_cstr(reply, "replaced");
-        pack_bool(reply, had == 0);
+        ds_pack_bool(reply, had == 0);
         /* The identity is saved; the daemon could not listen with it. */
         ds_pack_cstr(reply, "warning");
         ds_pack_cstr(reply, warn[0] ? warn : NULL);
@@ -600,7 +592,7 @@ int op_peer_share(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *rep
         ds_pack_cstr(reply, "path");
         ds_pack_cstr(reply, canon);
         ds_pack_cstr(reply, "added");
-        pack_bool(reply, added);
+        ds_pack_bool(reply, added);
     }
     ds_share_cfg_free(&cfg);
     free(path);
@@ -708,9 +700,9 @@ static void pack_peer(ds_ctx *ctx, msgpack_packer *pk, const ds_peer *p)
     ds_pack_cstr(pk, "label");
     ds_pack_cstr(pk, ds_peer_label(p, sid));
     ds_pack_cstr(pk, "subscribe");
-    pack_bool(pk, p->subscribe);
+    ds_pack_bool(pk, p->subscribe);
     ds_pack_cstr(pk, "publish");
-    pack_bool(pk, p->publish);
+    ds_pack_bool(pk, p->publish);
     ds_pack_cstr(pk, "last_sync");
     ds_pack_cstr(pk, p->last_sync);
     ds_pack_cstr(pk, "nodes");
@@ -719,7 +711,7 @@ static void pack_peer(ds_ctx *ctx, msgpack_packer *pk, const ds_peer *p)
     else
         msgpack_pack_uint64(pk, nodes);
     ds_pack_cstr(pk, "replica");
-    pack_bool(pk, exists);
+    ds_pack_bool(pk, exists);
     ds_pack_cstr(pk, "replica_error");
     ds_pack_cstr(pk, why[0] ? why : NULL);
 }
@@ -865,11 +857,11 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
         for (size_t i = 0; i < p->naddrs; i++)
             ds_pack_cstr(reply, p->addrs[i]);
         ds_pack_cstr(reply, "created");
-        pack_bool(reply, created);
+        ds_pack_bool(reply, created);
         ds_pack_cstr(reply, "subscribe");
-        pack_bool(reply, p->subscribe);
+        ds_pack_bool(reply, p->subscribe);
         ds_pack_cstr(reply, "publish");
-        pack_bool(reply, p->publish);
+        ds_pack_bool(reply, p->publish);
         ds_pack_cstr(reply, "old_name");
         ds_pack_cstr(reply, before_name[0] ? before_name : NULL);
         ds_pack_cstr(reply, "changed");
@@ -924,7 +916,7 @@ int op_peer_remove(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         ds_pack_cstr(reply, "label");
         ds_pack_cstr(reply, label);
         ds_pack_cstr(reply, "replica_deleted");
-        pack_bool(reply, had);
+        ds_pack_bool(reply, had);
     }
     ds_peers_cfg_free(&cfg);
     free(raw);
@@ -1207,7 +1199,7 @@ int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         ds_pack_cstr(reply, "node_id");
         ds_pack_cstr(reply, id.node_id);
         ds_pack_cstr(reply, "full");
-        pack_bool(reply, res.full);
+        ds_pack_bool(reply, res.full);
         ds_pack_cstr(reply, "nodes");
         msgpack_pack_uint64(reply, res.nodes);
         ds_pack_cstr(reply, "pages");
@@ -1406,9 +1398,9 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         ds_pack_cstr(reply, "label");
         ds_pack_cstr(reply, ds_peer_label(p, sid));
         ds_pack_cstr(reply, "added_peer");
-        pack_bool(reply, added_peer);
+        ds_pack_bool(reply, added_peer);
         ds_pack_cstr(reply, "full");
-        pack_bool(reply, info.full);
+        ds_pack_bool(reply, info.full);
         ds_pack_cstr(reply, "pages");
         msgpack_pack_uint64(reply, res.pages);
         ds_pack_cstr(reply, "nodes");
@@ -1416,7 +1408,7 @@ int op_peer_import(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         ds_pack_cstr(reply, "inserted");
         msgpack_pack_uint64(reply, res.inserted);
         ds_pack_cstr(reply, "cursor_advanced");
-        pack_bool(reply, res.cursor_advanced);
+        ds_pack_bool(reply, res.cursor_advanced);
         ds_pack_cstr(reply, "replica_nodes");
         msgpack_pack_uint64(reply, replica_n);
         ds_pack_cstr(reply, "last_sync");
