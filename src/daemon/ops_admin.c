@@ -18,49 +18,16 @@ static int count_file(const void *k, size_t kl, const void *v, size_t vl, void *
     return 0;
 }
 
-/* "stats" for a home with peers but no local store yet (a subscriber that
- * only ever synced): the local figures are zero, epoch and schema nil. */
-static int stats_no_local(ds_ctx *ctx, msgpack_packer *reply)
-{
-    msgpack_pack_map(reply, 13);
-    ds_pack_cstr(reply, "home");
-    ds_pack_cstr(reply, ctx->home);
-    ds_pack_cstr(reply, "local_store");
-    msgpack_pack_false(reply);
-    ds_pack_cstr(reply, "file_bytes");
-    msgpack_pack_uint64(reply, 0);
-    ds_pack_cstr(reply, "nodes");
-    msgpack_pack_uint64(reply, 0);
-    ds_pack_cstr(reply, "by_type");
-    msgpack_pack_map(reply, DS_SOURCE_TYPE_COUNT);
-    for (int t = 0; t < DS_SOURCE_TYPE_COUNT; t++) {
-        ds_pack_cstr(reply, ds_source_type_name((ds_source_type)t));
-        msgpack_pack_uint64(reply, 0);
-    }
-    static const char *const zero[] = { "term_count", "total_len", "last_seq" };
-    for (size_t i = 0; i < sizeof zero / sizeof zero[0]; i++) {
-        ds_pack_cstr(reply, zero[i]);
-        msgpack_pack_uint64(reply, 0);
-    }
-    ds_pack_cstr(reply, "epoch");
-    msgpack_pack_nil(reply);
-    ds_pack_cstr(reply, "schema");
-    msgpack_pack_nil(reply);
-    ds_pack_cstr(reply, "files");
-    msgpack_pack_uint64(reply, 0);
-    ds_pack_cstr(reply, "stores");
-    msgpack_pack_array(reply, 0);
-    ds_pack_cstr(reply, "peers");
-    return ds_ops_pack_peer_stats(ctx, reply);
-}
-
 int op_stats(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
 {
     ds_store *st;
-    int rc = ds_ctx_store(ctx, 0, &st);
+    ds_store_info info;
+    uint64_t files = 0;
+    int rc = ds_ctx_store(ctx, 0, &st), local = 1;
     if (rc == DS_ERR_NOTFOUND && strcmp(ctx->error.code, DS_OPS_E_NO_STORE) == 0) {
         /* Nothing stored here yet: still an error, unless peers' replicas
-         * are something to show. */
+         * are something to show (a subscriber that only ever synced); the
+         * local figures are then zero, epoch and schema nil. */
         ds_op_error saved = ctx->error;
         size_t peers = 0;
         if (ds_ops_peer_count(ctx, &peers) || peers == 0) {
@@ -68,18 +35,18 @@ int op_stats(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
             return rc;
         }
         memset(&ctx->error, 0, sizeof ctx->error);
-        return stats_no_local(ctx, reply);
-    }
-    if (rc)
+        memset(&info, 0, sizeof info);
+        local = 0;
+    } else if (rc) {
         return rc;
-    ds_store_info info;
-    rc = ds_store_info_get(st, &info);
-    if (rc)
-        return ds_ops_fail_store(ctx, rc, "reading the store statistics");
-    uint64_t files = 0;
-    rc = ds_store_aux_iter(st, DS_TABLE_FILES, count_file, &files);
-    if (rc)
-        return ds_ops_fail_store(ctx, rc, "counting added files");
+    } else {
+        rc = ds_store_info_get(st, &info);
+        if (rc)
+            return ds_ops_fail_store(ctx, rc, "reading the store statistics");
+        rc = ds_store_aux_iter(st, DS_TABLE_FILES, count_file, &files);
+        if (rc)
+            return ds_ops_fail_store(ctx, rc, "counting added files");
+    }
     char epoch[2 * DS_EPOCH_LEN + 1];
     ds_hex_encode(info.epoch, DS_EPOCH_LEN, epoch);
 
@@ -87,7 +54,7 @@ int op_stats(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     ds_pack_cstr(reply, "home");
     ds_pack_cstr(reply, ctx->home);
     ds_pack_cstr(reply, "local_store");
-    msgpack_pack_true(reply);
+    ds_pack_bool(reply, local);
     ds_pack_cstr(reply, "file_bytes");
     msgpack_pack_uint64(reply, info.file_bytes);
     ds_pack_cstr(reply, "nodes");
@@ -105,14 +72,18 @@ int op_stats(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     ds_pack_cstr(reply, "last_seq");
     msgpack_pack_uint64(reply, info.last_seq);
     ds_pack_cstr(reply, "epoch");
-    ds_pack_cstr(reply, epoch);
+    ds_pack_cstr(reply, local ? epoch : NULL);
     ds_pack_cstr(reply, "schema");
-    msgpack_pack_uint32(reply, info.schema);
+    if (local)
+        msgpack_pack_uint32(reply, info.schema);
+    else
+        msgpack_pack_nil(reply);
     ds_pack_cstr(reply, "files");
     msgpack_pack_uint64(reply, files);
     ds_pack_cstr(reply, "stores");
-    msgpack_pack_array(reply, 1);
-    ds_pack_cstr(reply, "local");
+    msgpack_pack_array(reply, local ? 1 : 0);
+    if (local)
+        ds_pack_cstr(reply, "local");
     ds_pack_cstr(reply, "peers"); /* [{node_id, label, nodes, last_sync, ...}] */
     return ds_ops_pack_peer_stats(ctx, reply);
 }
