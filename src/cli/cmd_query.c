@@ -11,12 +11,13 @@
 typedef struct read_opts {
     uint64_t limit;         /* 0 = the request's default */
     const char *ns, *project;
-    int local;              /* --local: the local store only (query) */
-    const char *peer;       /* --peer NAME: that peer's replica only (query) */
+    int local;              /* --local: the local store only (query, show) */
+    const char *peer;       /* --peer NAME: that peer's replica only (query, show) */
 } read_opts;
 
 /* Parses the options of the reading commands; |filters| allows
- * --namespace and --project, and (2, for query) --local and --peer.
+ * --namespace and --project, and (2, for query and show) --local and
+ * --peer.
  * Returns CLI_CONTINUE or an exit status. */
 static int parse_read_opts(cli *c, const cli_cmd *cmd, int argc, char **argv, int filters,
                            read_opts *o)
@@ -152,7 +153,7 @@ int cmd_query(cli *c, const cli_cmd *cmd, int argc, char **argv)
 int cmd_show(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     read_opts o;
-    int r = parse_read_opts(c, cmd, argc, argv, 1, &o);
+    int r = parse_read_opts(c, cmd, argc, argv, 2, &o);
     if (r != CLI_CONTINUE)
         return r;
     if (argc - optind > 0)
@@ -197,7 +198,13 @@ int cmd_related(cli *c, const cli_cmd *cmd, int argc, char **argv)
             size_t il, sl;
             const char *id = cli_str(cli_get(origin, "id"), &il);
             const char *src = cli_str(cli_get(origin, "source"), &sl);
-            printf("Related to %.*s (%.*s):\n\n", (int)il, id, (int)sl, src);
+            size_t tl = 0;
+            const char *store = cli_str(cli_get(origin, "store"), &tl);
+            if (store && tl && !(tl == 5 && memcmp(store, "local", 5) == 0))
+                printf("Related to %.*s (%.*s, from %.*s's replica):\n\n", (int)il, id, (int)sl,
+                       src, (int)tl, store);
+            else
+                printf("Related to %.*s (%.*s):\n\n", (int)il, id, (int)sl, src);
             if (cli_print_nodes(res, 1) == 0)
                 printf("No related nodes found.\n");
         }

@@ -50,26 +50,30 @@ static int probe_store(ds_store *st, const probe *pr)
 }
 
 /* After a search over |stores| failed with |rc|: leaves out (with a
- * warning) every store from index |first| on that is a peer replica and
- * fails on its own.  Returns 0 when the search should run again over the
+ * warning) every peer replica that fails on its own, except the store at
+ * *|keep| (the related search's origin; NULL: none), whose index is
+ * updated to its place in the shortened list.  Returns 0 when the search should run again over the
  * *n stores left, else the error, recorded: |rc| when no replica is to
  * blame (the local store, or memory), or the replica's own failure when
  * none is left (as with --peer). */
 static int drop_failing(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n,
-                        size_t first, const probe *pr, int rc)
+                        size_t *keep, const probe *pr, int rc)
 {
     if (rc == DS_ERR_NOMEM)
         return search_error(ctx, rc);
     size_t j = 0, dropped = 0;
     for (size_t i = 0; i < *n; i++) {
         int prc = 0;
-        if (i >= first && strcmp(labels[i], "local") != 0)
+        int kept = keep && *keep == i;
+        if (!kept && strcmp(labels[i], "local") != 0)
             prc = probe_store(stores[i], pr);
         if (prc && prc != DS_ERR_NOMEM) {
             ds_ops_replica_read_failed(ctx, stores[i], labels[i], prc);
             dropped++;
             continue;
         }
+        if (kept)
+            *keep = j;
         stores[j] = stores[i];
         labels[j] = labels[i];
         j++;
@@ -168,7 +172,7 @@ int op_query(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
         int src = ds_search_multi(stores, nstores, q, &filter, limit, hits, &nhits);
         if (!src)
             break;
-        rc = drop_failing(ctx, stores, labels, &nstores, 0, &pr, src);
+        rc = drop_failing(ctx, stores, labels, &nstores, NULL, &pr, src);
     }
     if (!rc) {
         msgpack_pack_map(reply, 2);
@@ -209,19 +213,51 @@ static int show_cb(const ds_node *n, void *ud)
     return ++a->n >= a->cap ? 1 : 0;
 }
 
+/* The store "show" lists: the local one, or with {peer} that peer's
+ * replica (with {local} too: an error).  A home without a local store
+ * but with peers is told about --peer. */
+static int show_store(ds_ctx *ctx, const msgpack_object *params, ds_store **st,
+                      const char **label)
+{
+    if (ds_ops_get(params, "peer")) {
+        ds_store *stores[DS_OPS_MAX_STORES];
+        const char *labels[DS_OPS_MAX_STORES];
+        size_t n = 0;
+        int rc = ds_ops_stores_select(ctx, params, stores, labels, &n);
+        if (!rc) {   /* one replica, or an error */
+            *st = stores[0];
+            *label = labels[0];
+        }
+        return rc;
+    }
+    int rc = ds_ctx_store(ctx, 0, st);
+    if (rc == DS_ERR_NOTFOUND && strcmp(ctx->error.code, DS_OPS_E_NO_STORE) == 0) {
+        ds_op_error saved = ctx->error;
+        size_t peers = 0;
+        int prc = ds_ops_peer_count(ctx, &peers);
+        ctx->error = saved;
+        if (!prc && peers)
+            snprintf(ctx->error.hint, sizeof ctx->error.hint, "%s",
+                     "This home has peers but no local store: ds show --peer NAME lists "
+                     "a peer's replica (names: ds peer list).");
+    }
+    return rc;
+}
+
 int op_show(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
 {
     show_acc acc = { 0 };
     char *ns = NULL, *project = NULL;
     size_t limit;
     ds_store *st = NULL;
+    const char *label = "local";
     int rc = ds_ops_get_limit(ctx, params, SHOW_DEFAULT_LIMIT, &limit);
     if (!rc)
         rc = ds_ops_get_name(ctx, params, "namespace", NULL, &ns);
     if (!rc)
         rc = ds_ops_get_project_filter(ctx, params, &project);
     if (!rc)
-        rc = ds_ctx_store(ctx, 0, &st);
+        rc = show_store(ctx, params, &st, &label);
     if (!rc) {
         acc.nodes = calloc(limit, sizeof *acc.nodes);
         acc.cap = limit;
@@ -242,7 +278,7 @@ int op_show(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
         ds_pack_cstr(reply, "results");
         msgpack_pack_array(reply, acc.n);
         for (size_t i = 0; i < acc.n; i++)
-            ds_pack_node(reply, &acc.nodes[i], NULL, "local");
+            ds_pack_node(reply, &acc.nodes[i], NULL, label);
     }
     for (size_t i = 0; i < acc.n; i++)
         ds_node_free(&acc.nodes[i]);
@@ -250,6 +286,63 @@ int op_show(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
     free(ns);
     free(project);
     return rc;
+}
+
+/* Finds the node whose id starts with |prefix| in any of the stores,
+ * the local store first, and sets *origin to the first store holding it
+ * (a node keeps its id when it is replicated, so one id in several
+ * stores is one node); two different ids under the prefix are ambiguous,
+ * in one store or across stores.  A replica that cannot be read is left out with a
+ * warning (the list shrinks); the local store's failure is an error.
+ * Records the error it returns. */
+static int resolve_id(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n,
+                      const char *prefix, uint8_t id[DS_ID_LEN], size_t *origin)
+{
+    size_t j = 0, searched = *n;
+    int found = 0, ambiguous = 0;
+    for (size_t i = 0; i < *n; i++) {
+        uint8_t cand[DS_ID_LEN];
+        int rc = ambiguous ? DS_ERR_NOTFOUND : ds_store_resolve_prefix(stores[i], prefix, cand);
+        if (rc == DS_ERR_INVALID)
+            return ds_ops_fail(ctx, rc, DS_OPS_E_INVALID,
+                               "Give at least 4 hexadecimal digits of a node id, as shown by "
+                               "ds query.",
+                               "'%s' is not a node id or id prefix", prefix);
+        if (rc == DS_ERR_NOMEM || (rc && rc != DS_ERR_NOTFOUND && rc != DS_ERR_AMBIGUOUS &&
+                                   strcmp(labels[i], "local") == 0))
+            return ds_ops_fail_store(ctx, rc, "looking up the id");
+        if (rc && rc != DS_ERR_NOTFOUND && rc != DS_ERR_AMBIGUOUS) {
+            ds_ops_replica_read_failed(ctx, stores[i], labels[i], rc);
+            continue;
+        }
+        if (rc == DS_ERR_AMBIGUOUS || (!rc && found && memcmp(cand, id, DS_ID_LEN) != 0))
+            ambiguous = 1;
+        else if (!rc && !found) {
+            memcpy(id, cand, DS_ID_LEN);
+            found = 1;
+            *origin = j;
+        }
+        stores[j] = stores[i];
+        labels[j] = labels[i];
+        j++;
+    }
+    *n = j;
+    if (j == 0 && ctx->nwarnings) {   /* no local store, and no replica could be read */
+        const ds_op_warning *w = &ctx->warnings[ctx->nwarnings - 1];
+        return ds_ops_fail(ctx, DS_ERR_STORE, w->code, w->hint[0] ? w->hint : NULL, "%s",
+                           w->message);
+    }
+    if (ambiguous)
+        return ds_ops_fail(ctx, DS_ERR_AMBIGUOUS, DS_OPS_E_AMBIGUOUS,
+                           "Give more characters of the id.",
+                           "id prefix '%s' matches more than one node", prefix);
+    if (!found)
+        return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
+                           searched > 1 ? "Neither the local store nor a peer's replica holds "
+                                          "it; ids are shown by ds query and ds show."
+                                        : "Ids are shown by ds query and ds show.",
+                           "no node with an id starting with '%s'", prefix);
+    return 0;
 }
 
 int op_related(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
@@ -277,24 +370,8 @@ int op_related(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
         rc = ds_ops_stores(ctx, stores, labels, &nstores);
     if (!rc)
         rc = check_local(ctx, stores, labels, nstores);
-    if (!rc) {
-        /* Only the local store is searched for the id for now; peer
-         * replicas will be tried in order once they are in the list. */
-        rc = ds_store_resolve_prefix(stores[origin_store], prefix, id);
-        if (rc == DS_ERR_NOTFOUND)
-            rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOT_FOUND,
-                             "Ids are shown by ds query and ds show.",
-                             "no node with an id starting with '%s'", prefix);
-        else if (rc == DS_ERR_AMBIGUOUS)
-            rc = ds_ops_fail(ctx, rc, DS_OPS_E_AMBIGUOUS, "Give more characters of the id.",
-                             "id prefix '%s' matches more than one node", prefix);
-        else if (rc == DS_ERR_INVALID)
-            rc = ds_ops_fail(ctx, rc, DS_OPS_E_INVALID,
-                             "Give at least 4 hexadecimal digits of a node id, as shown by ds query.",
-                             "'%s' is not a node id or id prefix", prefix);
-        else if (rc)
-            rc = ds_ops_fail_store(ctx, rc, "looking up the id");
-    }
+    if (!rc)
+        rc = resolve_id(ctx, stores, labels, &nstores, prefix, id, &origin_store);
     if (!rc) {
         rc = ds_store_get(stores[origin_store], id, &origin);
         if (rc)
@@ -323,7 +400,7 @@ int op_related(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
             break;
         }
         probe pr = { .q = q, .filter = NULL, .k = limit };
-        rc = drop_failing(ctx, stores, labels, &nstores, origin_store + 1, &pr, src);
+        rc = drop_failing(ctx, stores, labels, &nstores, &origin_store, &pr, src);
         ds_query_free(q);
     }
     if (!rc) {

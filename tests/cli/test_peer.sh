@@ -10,7 +10,8 @@
 # sibling /a/proj-x and behind a symlink into an unshared project never
 # appear in an export; export -> import reproduces exactly the shared
 # set; a tampered file and an unknown signer are refused and change
-# nothing; --add; fan-out ranking and [local]/[alice] labels; --local /
+# nothing; --add; fan-out ranking and [local]/[alice] labels; related and
+# show on a replica; --local /
 # --peer; stats per peer; peer remove deletes peers/<id>/; malformed
 # share.json / peers.json messages; the lock's bounded wait; ds peer list
 # aligns its columns for long names (NAME width = longest name, cut at
@@ -184,6 +185,28 @@ run "$B" query --peer alice --json quokka
 check "--peer: alice only" jq_ "len(d) >= 1 and all(h['store'] == 'alice' for h in d)"
 run "$B" query --peer nobody quokka
 check "--peer unknown: error" err_has "no peer 'nobody'"
+# related and show over a replica: the id of an [alice] hit works
+run "$B" query --peer alice --json "page cursor"
+AN=$(jval "d[0]['id']")
+run "$B" related "${AN:0:8}"
+check "related on a peer's hit: ok" rc_is 0
+check "related on a peer's hit: names the replica" out_has "Related to $AN (note:"
+check "related on a peer's hit: from alice" out_has "from alice's replica"
+run "$B" related --json "${AN:0:8}"
+check "related on a peer's hit: other stores searched" jq_ "any(h['store'] == 'local' for h in d) and all(h['id'] != '$AN' for h in d)"
+run "$B" show --peer alice --json
+check "show --peer: the replica's nodes" jq_ "len(d) == 2 and all(h['store'] == 'alice' for h in d) and any(h['id'] == '$AN' for h in d)"
+run "$B" show --peer alice
+check "show --peer: labelled" out_has "[alice] "
+run "$B" show --json
+check "show: local by default" jq_ "len(d) == 1 and d[0]['store'] == 'local'"
+run "$B" show --local --peer alice
+check "show --local --peer: usage error" rc_is 2
+run "$R" show
+check "replica-only show: error" rc_is 1
+check "replica-only show: points to --peer" err_has "ds show --peer NAME"
+run "$R" show --peer alice --json
+check "replica-only show --peer" jq_ "len(d) == 2"
 run "$B" stats --json
 check "stats: per-peer count and last sync" jq_ "d['peers'][0]['name'] == 'alice' and d['peers'][0]['nodes'] == 2 and d['peers'][0]['last_sync']"
 run "$B" stats
