@@ -144,8 +144,10 @@ int ds_ops_call(ds_ctx *ctx, const char *name, const msgpack_object *params,
  *         -> {id, source, project, namespace, timestamp}
  * query   {text, limit?, namespace?, project?, cwd?, local?, peer?}
  *         -> {results: [hit], warnings: [warning]}
- * show    {limit?, namespace?, project?, cwd?}      -> {results: [node]}
+ * show    {limit?, namespace?, project?, cwd?, local?, peer?} -> {results: [node]}
+ *         (the local store, or with peer that peer's replica)
  * related {id (prefix), limit?}  -> {origin: node, results: [hit], warnings: [warning]}
+ *         (id: of a node in any store, local first; origin.store says which)
  * stats   {}  -> {home, file_bytes, nodes, by_type: {session, file, note},
  *                 term_count, total_len, last_seq, epoch, schema, files, stores,
  *                 peers: [peer (see peer_list)]}
