@@ -97,6 +97,7 @@ struct job {
     int timer_closed;
     uv_getaddrinfo_t gai;
     int resolving;        /* gai is pending (until on_resolved runs, even if cancelled) */
+    int close_deferred;   /* ds_netsync_close met it resolving: on_resolved closes it */
     size_t resolve_cur;   /* the peer it resolves for */
     int64_t last_progress;
     char stopped_by[16];  /* what stopped the job before its end (job_stop), or "" */
@@ -714,12 +715,18 @@ static void client_connected(job *j)
 }
 
 static ds_quic_endpoint *dialer(ds_netsync *ns, int family, char *err, size_t errlen);
+static void job_handle_closed(uv_handle_t *h);
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     job *j = req->data;
     j->resolving = 0;
     ds_netsync *ns = j->ns;
+    if (j->close_deferred) {   /* closing: gai was the last thing using the job */
+        uv_freeaddrinfo(res);
+        uv_close((uv_handle_t *)&j->timer, job_handle_closed);
+        return;
+    }
     /* Cancelled (the peer was removed, its replica replaced): the job has
      * moved on, and waits for this callback before it resolves again. */
     if (ns->closing || j->done || !j->active || j->resolve_cur != j->cur ||
@@ -1833,6 +1840,14 @@ void ds_netsync_close(ds_netsync *ns, void (*done)(void *ud), void *ud)
         job *j = ns->jobs;
         ns->jobs = j->next;
         ns->pending_closes++;
+        if (j->resolving) {
+            /* A look-up already running on the thread pool cannot be
+             * cancelled, and its request lives in the job: the job is
+             * freed only after on_resolved has run. */
+            j->close_deferred = 1;
+            uv_timer_stop(&j->timer);
+            continue;
+        }
         uv_close((uv_handle_t *)&j->timer, job_handle_closed);
     }
     ns->pending_closes--;
@@ -1909,12 +1924,10 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
     char err[256];
     rc = ds_netsync_new(&ns, &loop, ctx, &oo, err, sizeof err);
     uint64_t id = 0;
-    if (!rc) {
-        ns->progress = progress ? progress : g_progress;
-        ns->progress_ud = progress ? ud : g_progress_ud;
-        rc = start_job(ns, ids, n, full, skip_addrless, 0, &id);
-    }
-    run_state rs = { .ns = ns, .job = id };
+    run_state rs = { .ns = ns };
+    /* The handlers go in before the job starts, so that a signal during
+     * its first step (a host name look-up starts at once) is not missed;
+     * libuv runs run_signal from the loop, once rs.job is set. */
     for (size_t i = 0; !rc && i < RUN_NSIG; i++) {
         if (uv_signal_init(&loop, &rs.sig[i]) != 0)
             break;
@@ -1924,6 +1937,12 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
         /* Not what keeps the loop alive: a loop turn whose timer ends the
          * job must not then wait for a signal. */
         uv_unref((uv_handle_t *)&rs.sig[i]);
+    }
+    if (!rc) {
+        ns->progress = progress ? progress : g_progress;
+        ns->progress_ud = progress ? ud : g_progress_ud;
+        rc = start_job(ns, ids, n, full, skip_addrless, 0, &id);
+        rs.job = id;
     }
     if (!rc) {
         job *j = find_job(ns, id);
@@ -1948,6 +1967,9 @@ int ds_netsync_run(ds_ctx *ctx, const char (*ids)[DS_NODE_ID_HEX + 1], size_t n,
         uv_close((uv_handle_t *)&rs.sig[i], run_handle_closed);
     if (ns)
         ds_netsync_close(ns, run_closed, &rs);
+    /* Closing waits for a host name look-up still running on the thread
+     * pool, whose request lives in the job (a stop while resolving):
+     * usually milliseconds, at most the resolver's own timeout. */
     for (int i = 0; i < 1000 && !rs.closed; i++)
         if (!uv_run(&loop, UV_RUN_ONCE))
             break;
