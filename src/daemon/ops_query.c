@@ -52,10 +52,10 @@ static int probe_store(ds_store *st, const probe *pr)
 /* After a search over |stores| failed with |rc|: leaves out (with a
  * warning) every peer replica that fails on its own, except the store at
  * *|keep| (the related search's origin; NULL: none), whose index is
- * updated to its place in the shortened list.  Returns 0 when the search should run again over the
- * *n stores left, else the error, recorded: |rc| when no replica is to
- * blame (the local store, or memory), or the replica's own failure when
- * none is left (as with --peer). */
+ * updated to its place in the shortened list.  Returns 0 when the search
+ * should run again over the *n stores left, else the error, recorded:
+ * |rc| when no replica is to blame (the local store, or memory), or the
+ * replica's own failure when none is left (as with --peer). */
 static int drop_failing(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n,
                         size_t *keep, const probe *pr, int rc)
 {
@@ -291,33 +291,34 @@ int op_show(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply)
 /* Finds the node whose id starts with |prefix| in any of the stores,
  * the local store first, and sets *origin to the first store holding it
  * (a node keeps its id when it is replicated, so one id in several
- * stores is one node); two different ids under the prefix are ambiguous,
- * in one store or across stores.  A replica that cannot be read is left out with a
- * warning (the list shrinks); the local store's failure is an error.
- * Records the error it returns. */
+ * stores is one node); two different ids under the prefix are
+ * ambiguous, in one store or across stores.  A replica that cannot be
+ * read is left out with a warning (the list shrinks); the local store's
+ * failure is an error.  Records the error it returns. */
 static int resolve_id(ds_ctx *ctx, ds_store **stores, const char **labels, size_t *n,
                       const char *prefix, uint8_t id[DS_ID_LEN], size_t *origin)
 {
     size_t j = 0, searched = *n;
-    int found = 0, ambiguous = 0;
+    int found = 0;
     for (size_t i = 0; i < *n; i++) {
         uint8_t cand[DS_ID_LEN];
-        int rc = ambiguous ? DS_ERR_NOTFOUND : ds_store_resolve_prefix(stores[i], prefix, cand);
+        int rc = ds_store_resolve_prefix(stores[i], prefix, cand);
         if (rc == DS_ERR_INVALID)
             return ds_ops_fail(ctx, rc, DS_OPS_E_INVALID,
                                "Give at least 4 hexadecimal digits of a node id, as shown by "
                                "ds query.",
                                "'%s' is not a node id or id prefix", prefix);
-        if (rc == DS_ERR_NOMEM || (rc && rc != DS_ERR_NOTFOUND && rc != DS_ERR_AMBIGUOUS &&
-                                   strcmp(labels[i], "local") == 0))
-            return ds_ops_fail_store(ctx, rc, "looking up the id");
-        if (rc && rc != DS_ERR_NOTFOUND && rc != DS_ERR_AMBIGUOUS) {
+        if (rc == DS_ERR_AMBIGUOUS || (!rc && found && memcmp(cand, id, DS_ID_LEN) != 0))
+            return ds_ops_fail(ctx, DS_ERR_AMBIGUOUS, DS_OPS_E_AMBIGUOUS,
+                               "Give more characters of the id.",
+                               "id prefix '%s' matches more than one node", prefix);
+        if (rc && rc != DS_ERR_NOTFOUND) {
+            if (rc == DS_ERR_NOMEM || strcmp(labels[i], "local") == 0)
+                return ds_ops_fail_store(ctx, rc, "looking up the id");
             ds_ops_replica_read_failed(ctx, stores[i], labels[i], rc);
             continue;
         }
-        if (rc == DS_ERR_AMBIGUOUS || (!rc && found && memcmp(cand, id, DS_ID_LEN) != 0))
-            ambiguous = 1;
-        else if (!rc && !found) {
+        if (!rc && !found) {
             memcpy(id, cand, DS_ID_LEN);
             found = 1;
             *origin = j;
@@ -332,10 +333,6 @@ static int resolve_id(ds_ctx *ctx, ds_store **stores, const char **labels, size_
         return ds_ops_fail(ctx, DS_ERR_STORE, w->code, w->hint[0] ? w->hint : NULL, "%s",
                            w->message);
     }
-    if (ambiguous)
-        return ds_ops_fail(ctx, DS_ERR_AMBIGUOUS, DS_OPS_E_AMBIGUOUS,
-                           "Give more characters of the id.",
-                           "id prefix '%s' matches more than one node", prefix);
     if (!found)
         return ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
                            searched > 1 ? "Neither the local store nor a peer's replica holds "

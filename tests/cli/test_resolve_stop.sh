@@ -53,6 +53,7 @@ slow() {
 }
 
 # ---- in process: SIGINT during the look-up -----------------------------------
+# (env here, not slow: $! must be ds's own PID, not a subshell's)
 env DS_TEST_SLOW_HOST=slow.test DS_TEST_SLOW_MARK="$T/mark1" DS_TEST_SLOW_MS=1500 \
     LD_PRELOAD="$SHIM" DS_HOME="$B" "$DS" peer sync >"$T/out" 2>"$T/err" </dev/null &
 pid=$!
