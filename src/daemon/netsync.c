@@ -1106,11 +1106,15 @@ static ds_quic_endpoint *dialer(ds_netsync *ns, int family, char *err, size_t er
     if (load_identity(ns, err, errlen) != 0)
         return NULL;
     /* The dial's own timer gives each address its share of the connect
-     * timeout; QUIC's handshake limit must not end one sooner. */
+     * timeout; QUIC's handshake limit must not end one sooner.  The
+     * keep-alive makes a subscriber whose publisher went silent send
+     * something: if the publisher restarted, its stateless reset ends the
+     * sync at once instead of at the no-progress timeout. */
     ds_quic_config qc = {
         .identity_sk = ns->sk, .alpn = DS_SYNC_ALPN,
         .handshake_timeout_ms = ns->o.connect_timeout_ms ? ns->o.connect_timeout_ms
                                                          : DS_NETSYNC_DIAL_TIMEOUT_MS,
+        .keep_alive_ms = DS_NETSYNC_KEEP_ALIVE_MS,
     };
     ds_quic_endpoint *ep = NULL;
     int rc = ds_quic_endpoint_new(&ep, ns->loop, &qc, &callbacks, ns);

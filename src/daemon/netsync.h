@@ -38,6 +38,7 @@
 
 #define DS_NETSYNC_MAX_LISTEN 4
 #define DS_NETSYNC_DIAL_TIMEOUT_MS 10000      /* all of a peer's addresses */
+#define DS_NETSYNC_KEEP_ALIVE_MS 1000         /* a subscriber pings a silent publisher */
 #define DS_NETSYNC_RETRY_BASE_MS 30000        /* first retry of a failed periodic sync */
 #define DS_NETSYNC_RETRY_MAX_MS 3600000
 #define DS_NETSYNC_MAX_PEERS 64               /* peers in one job (>= DS_OPS_MAX_SUBSCRIBED) */

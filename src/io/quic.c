@@ -59,9 +59,21 @@ int ds_quic_endpoint_new(ds_quic_endpoint **out, uv_loop_t *loop, const ds_quic_
     ep->ud = ud;
     ep->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 30000;
     ep->hs_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : 10000;
-    randombytes_buf(ep->reset_secret, sizeof ep->reset_secret);
+    ep->keep_alive_ms = cfg->keep_alive_ms;
+    /* The stateless reset key is derived from the identity, so that after
+     * a restart this node can still reset the connections its peers hold
+     * with its previous process (RFC 9000, 10.3.2: a static key). */
+    uint8_t seed[crypto_sign_SEEDBYTES];
+    crypto_sign_ed25519_sk_to_seed(seed, cfg->identity_sk);
+    crypto_kdf_derive_from_key(ep->reset_secret, sizeof ep->reset_secret, 1, "dsquicsr", seed);
+    sodium_memzero(seed, sizeof seed);
     *out = ep;
     return 0;
+}
+
+uint64_t ds_quic_endpoint_resets_sent(ds_quic_endpoint *ep)
+{
+    return ep ? ep->resets_sent : 0;
 }
 
 void ds_quic_endpoint_free(ds_quic_endpoint *ep)
@@ -255,6 +267,70 @@ static void move_to_front(ds_quic_endpoint *ep, ds_quic_conn *c)
     ep->nconns++;
 }
 
+/* A short-header packet for a connection ID of ours that no connection
+ * holds: most likely the peer's connection with this node's previous
+ * process (a restart) or one closed and forgotten.  Answer with a
+ * stateless reset (RFC 9000, 10.3) so the peer ends it at once rather
+ * than at its idle timeout.  The reset is always shorter than the packet
+ * that caused it, so two endpoints cannot answer each other forever, and
+ * at most DS_QUIC_RESETS_PER_S go out per second. */
+static void send_reset(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *from,
+                       const ngtcp2_version_cid *vc, size_t len)
+{
+    if (vc->dcidlen != DS_QUIC_CIDLEN || len < DS_QUIC_RESET_MIN_TRIGGER)
+        return;
+    uint64_t now = ds_quic_now();
+    if (now - ep->reset_window >= NGTCP2_SECONDS) {
+        ep->reset_window = now;
+        ep->resets = 0;
+    }
+    if (ep->resets >= DS_QUIC_RESETS_PER_S)
+        return;
+    ngtcp2_cid cid;
+    ngtcp2_cid_init(&cid, vc->dcid, vc->dcidlen);
+    uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
+    if (ngtcp2_crypto_generate_stateless_reset_token(token, ep->reset_secret,
+                                                     sizeof ep->reset_secret, &cid) != 0)
+        return;
+    /* As long as a short packet with our connection IDs, never longer
+     * than the trigger minus one byte. */
+    size_t total = len - 1 < DS_QUIC_RESET_MAX ? len - 1 : DS_QUIC_RESET_MAX;
+    uint8_t rnd[DS_QUIC_RESET_MAX], out[DS_QUIC_RESET_MAX];
+    size_t rlen = total - NGTCP2_STATELESS_RESET_TOKENLEN;
+    randombytes_buf(rnd, rlen);
+    ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(out, sizeof out, token, rnd, rlen);
+    if (n <= 0)
+        return;
+    ep->resets++;
+    ep->resets_sent++;
+    (void)p->ops->send(p, from, out, (size_t)n, (size_t)n);
+}
+
+/* A stateless reset carries no connection ID we know (its sender lost
+ * the connection's state): it can only be recognized by the token in its
+ * last 16 bytes, which ngtcp2 checks when a packet fails to decrypt.  So
+ * a short-header packet no connection claims is offered to the
+ * connections with that peer address on that path.  1 if one of them
+ * took it as its reset. */
+static int offer_as_reset(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *from,
+                          const uint8_t *pkt, size_t len)
+{
+    if (len < 1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN)
+        return 0;
+    for (ds_quic_conn *c = ep->conns; c; c = c->next) {
+        if (c->freeing || c->state >= DS_QC_CLOSING || !c->established)
+            continue;
+        const ngtcp2_path *cur = ngtcp2_conn_get_path(c->qc);
+        if (!cur || cur->user_data != p || !same_addr((const struct sockaddr *)cur->remote.addr, from))
+            continue;
+        ds_quic_conn_read(c, p, from, pkt, len);
+        if (c->reset_rx)
+            return 1;
+        ds_quic_conn_after_read(c);
+    }
+    return 0;
+}
+
 static void recv_one(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *from,
                      const uint8_t *pkt, size_t len)
 {
@@ -263,7 +339,12 @@ static void recv_one(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockadd
         return; /* garbage or an unsupported version: dropped */
     ds_quic_conn *c = find_conn(ep, vc.dcid, vc.dcidlen);
     if (!c) {
-        if (!p->listening || !(pkt[0] & 0x80) || ep->nconns >= DS_QUIC_MAX_CONNS)
+        if (!(pkt[0] & 0x80)) {
+            if (!offer_as_reset(ep, p, from, pkt, len))
+                send_reset(ep, p, from, &vc, len);
+            return;
+        }
+        if (!p->listening || ep->nconns >= DS_QUIC_MAX_CONNS)
             return;
         ngtcp2_pkt_hd hd;
         if (ngtcp2_accept(&hd, pkt, len) != 0)

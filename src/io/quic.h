@@ -119,7 +119,9 @@ typedef struct ds_quic_callbacks {
      * (DS_ERR_TIMEOUT: handshake or idle timeout; DS_ERR_UNREACHABLE: the
      * network reported the peer's address unreachable during the dial
      * (ds_quic_endpoint_unreachable); DS_ERR_CRYPTO: pinning
-     * or TLS failure; DS_ERR_PROTO: ALPN mismatch or protocol error;
+     * or TLS failure; DS_ERR_IO: the peer sent a stateless reset (it
+     * restarted and no longer knows the connection);
+     * DS_ERR_PROTO: ALPN mismatch or protocol error;
      * DS_ERR_UNAUTHORIZED: the listener rejected us) and a reason.
      * Every connection ends with exactly one on_closed, also listener-side
      * connections that failed before on_accept (ds_quic_conn_established
@@ -136,6 +138,10 @@ typedef struct ds_quic_config {
     const char *alpn;                     /* e.g. "ds-sync/1" (1..255 bytes) */
     uint32_t idle_timeout_ms;             /* 0: 30000 */
     uint32_t handshake_timeout_ms;        /* 0: 10000 */
+    /* 0: off.  A connection that has received nothing for this long sends
+     * a PING.  A dialer waiting on a silent peer uses it to learn soon
+     * that the peer restarted (its stateless reset answers the PING). */
+    uint32_t keep_alive_ms;
 } ds_quic_config;
 
 /* Creates an endpoint (nothing bound yet): builds the self-signed Ed25519
@@ -158,6 +164,11 @@ int ds_quic_endpoint_bind(ds_quic_endpoint *ep, const char *host, uint16_t port)
 int ds_quic_endpoint_addr(ds_quic_endpoint *ep, struct sockaddr_storage *out);
 /* 1 if the first direct path sends with GSO. */
 int ds_quic_endpoint_gso(ds_quic_endpoint *ep);
+/* Stateless resets this endpoint has sent: answers to packets for one of
+ * its connection IDs that no connection holds (a peer still talking to
+ * this node's previous process).  The reset key is derived from the
+ * identity, so a restarted node's resets are accepted by its peers. */
+uint64_t ds_quic_endpoint_resets_sent(ds_quic_endpoint *ep);
 /* Closes every connection (one CONNECTION_CLOSE each, closing period
  * skipped; each gets its on_closed) and every path; |done| (may be NULL)
  * runs once all handles are closed (before this returns if nothing was
@@ -202,6 +213,9 @@ void ds_quic_conn_close(ds_quic_conn *c, uint64_t app_error, const char *reason)
 
 void ds_quic_conn_set_data(ds_quic_conn *c, void *data);
 void *ds_quic_conn_get_data(ds_quic_conn *c);
+/* Bytes sent on |c| and not yet acknowledged (0 once everything sent was
+ * acknowledged: nothing would be retransmitted). */
+uint64_t ds_quic_conn_in_flight(ds_quic_conn *c);
 /* The peer's key (once the handshake verified it; NULL before), the
  * remote address, and the kind of path ("direct" / "relay"). */
 const uint8_t *ds_quic_conn_peer_pk(ds_quic_conn *c);

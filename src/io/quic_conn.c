@@ -121,6 +121,12 @@ static void peer_reason(char *out, size_t cap, const char *prefix, const uint8_t
 /* The peer closed (or reset) the connection: map its error. */
 static void enter_draining(ds_quic_conn *c)
 {
+    if (c->reset_rx) { /* nothing to wait for: the peer has no state left */
+        conn_end(c, DS_QC_DEAD, DS_ERR_IO,
+                 "the peer no longer knows this connection (stateless reset: it restarted "
+                 "or dropped the connection)", 0);
+        return;
+    }
     ngtcp2_connection_close_error ce;
     ngtcp2_conn_get_connection_close_error(c->qc, &ce);
     int err = DS_ERR_PROTO;
@@ -438,6 +444,17 @@ static int cb_new_cid(ngtcp2_conn *qc, ngtcp2_cid *cid, uint8_t *token, size_t c
     return 0;
 }
 
+/* The peer answered with a stateless reset: it no longer knows this
+ * connection (it restarted, or dropped the connection's state). */
+static int cb_recv_reset(ngtcp2_conn *qc, const ngtcp2_pkt_stateless_reset *sr, void *ud)
+{
+    ds_quic_conn *c = ud;
+    (void)qc;
+    (void)sr;
+    c->reset_rx = 1;
+    return 0;
+}
+
 static int cb_remove_cid(ngtcp2_conn *qc, const ngtcp2_cid *cid, void *ud)
 {
     ds_quic_conn *c = ud;
@@ -630,6 +647,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int is_server)
     cb->rand = cb_rand;
     cb->get_new_connection_id = cb_new_cid;
     cb->remove_connection_id = cb_remove_cid;
+    cb->recv_stateless_reset = cb_recv_reset;
     cb->handshake_completed = cb_handshake_completed;
     cb->handshake_confirmed = cb_handshake_confirmed;
     cb->stream_open = cb_stream_open;
@@ -703,6 +721,13 @@ ds_quic_conn *ds_quic_conn_new(ds_quic_endpoint *ep, ds_quic_path *p, const stru
     path.user_data = p;
     int rv;
     if (is_server) {
+        /* Only a server announces the token of its first connection ID
+         * here; the others go out with NEW_CONNECTION_ID (cb_new_cid). */
+        if (ngtcp2_crypto_generate_stateless_reset_token(tp.stateless_reset_token,
+                                                         ep->reset_secret,
+                                                         sizeof ep->reset_secret, &scid) != 0)
+            goto fail_qc;
+        tp.stateless_reset_token_present = 1;
         tp.original_dcid = hd->dcid;
         c->odcid = hd->dcid;
         c->has_odcid = 1;
@@ -717,6 +742,8 @@ ds_quic_conn *ds_quic_conn_new(ds_quic_endpoint *ep, ds_quic_path *p, const stru
     if (rv != 0)
         goto fail_qc;
     c->cids[c->ncids++] = scid;
+    if (ep->keep_alive_ms)
+        ngtcp2_conn_set_keep_alive_timeout(c->qc, (uint64_t)ep->keep_alive_ms * NGTCP2_MILLISECONDS);
     c->ssl = ds_quic_tls_session(&ep->tls, is_server, &c->pin, &c->ref);
     if (!c->ssl)
         goto fail_ssl;
@@ -1029,6 +1056,15 @@ int ds_quic_conn_remote(ds_quic_conn *c, struct sockaddr_storage *out)
     memset(out, 0, sizeof *out);
     memcpy(out, p->remote.addr, p->remote.addrlen);
     return 0;
+}
+
+uint64_t ds_quic_conn_in_flight(ds_quic_conn *c)
+{
+    if (c->freeing || c->state >= DS_QC_CLOSING)
+        return 0;
+    ngtcp2_conn_stat st;
+    ngtcp2_conn_get_conn_stat(c->qc, &st);
+    return st.bytes_in_flight;
 }
 
 const char *ds_quic_conn_path_kind(ds_quic_conn *c)

@@ -51,14 +51,23 @@ int ds_quic_tls_alpn_ok(ds_quic_tls *t, WOLFSSL *ssl);
 #define DS_QUIC_MAX_SCIDS 16    /* CIDs of ours alive at once per connection */
 #define DS_QUIC_TXBUF 65536     /* one GSO batch */
 #define DS_QUIC_MAX_CONNS 1024
+/* Stateless resets (quic.c send_reset): sent only for a packet of at
+ * least MIN_TRIGGER bytes (a short header with our CID, a packet number
+ * and an AEAD tag), at most MAX bytes long, at most PER_S per second. */
+#define DS_QUIC_RESET_MIN_TRIGGER (1 + DS_QUIC_CIDLEN + 1 + 16)
+#define DS_QUIC_RESET_MAX (1 + DS_QUIC_CIDLEN + 1 + 16 + 4)
+#define DS_QUIC_RESETS_PER_S 100
 
 struct ds_quic_endpoint {
     uv_loop_t *loop;
     ds_quic_callbacks cb;
     void *ud;
-    uint32_t idle_ms, hs_ms;
+    uint32_t idle_ms, hs_ms, keep_alive_ms;
     ds_quic_tls tls;
-    uint8_t reset_secret[32];     /* stateless reset tokens */
+    uint8_t reset_secret[32];     /* stateless reset tokens, derived from the identity */
+    uint64_t reset_window;        /* start of the current second of resets */
+    unsigned resets;              /* resets sent in it */
+    uint64_t resets_sent;         /* all resets sent (ds_quic_endpoint_resets_sent) */
     ds_quic_path *paths;          /* every path, newest first */
     ds_quic_path *primary;        /* the first bound one */
     ds_quic_conn *conns;          /* live and lingering connections */
@@ -105,6 +114,7 @@ struct ds_quic_conn {
     uv_timer_t timer;
     int is_server, state, established, busy, dirty, notified, freeing, doomed, ack_evt;
     int heard;                    /* a packet arrived for it (ICMP may not end it) */
+    int reset_rx;                 /* the peer sent a stateless reset */
     ngtcp2_cid cids[DS_QUIC_MAX_SCIDS]; /* ours, as the peer addresses us */
     size_t ncids;
     ngtcp2_cid odcid;             /* listener: the dialer's first DCID */

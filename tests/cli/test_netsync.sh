@@ -11,8 +11,9 @@
 # alice shares later reaches bob on the next incremental sync, old nodes
 # included; --full re-fetches without duplicates; carol, not authorized,
 # gets the NotAuthorized message and no node; alice syncs back from bob;
-# killing alice's daemon mid-sync and syncing again ends with exactly
-# alice's shared set on bob's side; `ds query` on bob shows [alice] hits;
+# killing alice's daemon mid-sync (bob's sync ends with a stateless
+# reset once she is back) and syncing again ends with exactly alice's
+# shared set on bob's side; `ds query` on bob shows [alice] hits;
 # ds peer list shows result, address and path; an unreachable peer fails
 # within a bounded time naming the addresses tried; IPv6 (::1) and a dead
 # first address; the daemon's --sync retry with backoff; removing a peer
@@ -253,16 +254,22 @@ for i in $(seq 1 400); do   # up to 8 s: kill once bob's replica has grown
     sleep 0.02
 done
 kill -9 "$APID"
+# Alice comes back on the same port while bob's sync still waits on the
+# dead connection: bob's keep-alive reaches the new daemon, whose
+# stateless reset (its key comes from alice's identity) ends the sync at
+# once, not at the 15 s no-progress timeout.
+run "$A" stop   # cleans the stale pid/socket of the killed daemon
+start_daemon_port "$A" "$APORT"
+check "alice restarts" rc_is 0
 wait "$SYNCPID"
 KRC=$?
 MID=$(replica_count "$B" alice)
 check "sync interrupted by the kill fails" [ "$KRC" -eq 1 ]
-check "interrupted: a message naming alice" grep -qF "alice" "$T/kill.err"
+check "interrupted: a message naming alice" grep -qF "the connection to alice" "$T/kill.err"
+check "interrupted: alice's restarted daemon reset the connection" \
+    grep -qF "the peer no longer knows this connection (stateless reset" "$T/kill.err"
 check "interrupted: partial replica kept" [ "$MID" -gt 6 -a "$MID" -lt "$SHARED" ]
 echo "  (killed with $MID of $SHARED nodes on bob's side)" >&2
-run "$A" stop   # cleans the stale pid/socket of the killed daemon
-start_daemon_port "$A" "$APORT"
-check "alice restarts" rc_is 0
 run "$B" peer sync alice --json
 check "resumed sync: ok" jq_ "d['peers'][0]['state'] == 'done'"
 check "resumed: only the rest was new" jq_ "d['peers'][0]['nodes_new'] == $SHARED - $MID"

@@ -29,7 +29,7 @@ typedef struct peer {
     ds_quic_endpoint *ep;
     uint8_t pk[32], sk[64];
     const char *alpn;
-    uint32_t idle_ms, hs_ms;
+    uint32_t idle_ms, hs_ms, keep_alive_ms;
     int reject;                 /* on_accept says no */
     int accepted, connected, closed, close_err, stream_opens;
     char reason[256];
@@ -225,7 +225,7 @@ static void world_init(world *w)
 
 static void peer_start(world *w, peer *p)
 {
-    ds_quic_config cfg = {p->sk, p->alpn, p->idle_ms, p->hs_ms};
+    ds_quic_config cfg = {p->sk, p->alpn, p->idle_ms, p->hs_ms, p->keep_alive_ms};
     assert_int_equal(ds_quic_endpoint_new(&p->ep, &w->loop, &cfg, &CBS, p), 0);
 }
 
@@ -261,6 +261,7 @@ static void world_free(world *w)
     if (w->b.ep)
         ds_quic_endpoint_close(w->b.ep, ep_done, w);
     w->goal = both_ep_done;
+    w->timed_out = 0;
     uv_timer_start(&w->guard, guard_cb, 3000, 0);
     while (!both_ep_done(w) && !w->timed_out)
         uv_run(&w->loop, UV_RUN_ONCE);
@@ -311,7 +312,10 @@ typedef struct mem_path {
     struct mem_path *peer;      /* where datagrams go */
     uv_timer_t t;               /* delivers asynchronously (never inside send) */
     dgram *q, *qtail;
-    int drop_next, dropped, sent;
+    int drop_next, dropped, sent, delivered;
+    size_t last_len;            /* of the last datagram sent */
+    uint8_t last[64];           /* its first bytes */
+    world *w;
     int budget_max, budget, refusals; /* budget_max > 0: datagrams per tick */
     uv_timer_t refill;
     int open_handles;
@@ -336,6 +340,9 @@ static void mem_deliver(uv_timer_t *t)
         ds_quic_endpoint_recv(m->path.ep, &m->path, (struct sockaddr *)&m->peer->path.local,
                               d->data, d->len, d->len);
         free(d);
+        m->delivered++;
+        if (m->w)
+            check_goal(m->w);
     }
 }
 
@@ -355,6 +362,8 @@ static int mem_send(ds_quic_path *p, const struct sockaddr *to, const uint8_t *b
             m->budget--;
         }
         m->sent++;
+        m->last_len = n;
+        memcpy(m->last, buf + off, n < sizeof m->last ? n : sizeof m->last);
         if (m->drop_next > 0) {
             m->drop_next--;
             m->dropped++;
@@ -404,6 +413,7 @@ static const ds_quic_path_ops MEM_OPS = {"relay", mem_send, mem_close};
 static void mem_init(world *w, mem_path *m, mem_path *to, uint8_t host, int listening)
 {
     memset(m, 0, sizeof *m);
+    m->w = w;
     m->peer = to;
     m->path.ops = &MEM_OPS;
     m->path.impl = m;
@@ -487,6 +497,219 @@ static void relay_path_backpressure(void **state)
     assert_int_equal(w.b.received, 1024 * 1024);
     assert_true(pa.refusals > 0 && pb.refusals > 0);
     assert_int_equal(pa.dropped + pb.dropped, 0);
+    world_free(&w);
+}
+
+/* ---- Stateless reset ----------------------------------------------------- */
+
+static mem_path *g_watch;      /* g_delivered: this path received a datagram more */
+static int g_watch_from;
+static int g_delivered(world *w) { (void)w; return g_watch->delivered > g_watch_from; }
+
+/* Closes and frees one endpoint of the world (as world_free does). */
+static void close_one(world *w, ds_quic_endpoint *ep)
+{
+    w->ep_done = 0;
+    w->timed_out = 0;
+    ds_quic_endpoint_close(ep, ep_done, w);
+    uv_timer_start(&w->guard, guard_cb, 3000, 0);
+    while (w->ep_done == 0 && !w->timed_out)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    uv_timer_stop(&w->guard);
+    assert_int_equal(w->ep_done, 1);
+    ds_quic_endpoint_free(ep);
+    w->ep_done = 0;
+}
+
+/* Listener a "crashes": its endpoint goes away and every packet it sends
+ * while closing is lost, so b still holds the connection.  A new process
+ * of a (key seed |seed2|: 1 is the same identity) then listens at the
+ * same address, and b sends a packet there (if |write|, stream data;
+ * else only what its keep-alive sends). */
+static void restart_listener(world *w, mem_path *pa, mem_path *pa2, mem_path *pb, uint8_t seed2,
+                             int write)
+{
+    pa->drop_next = 1 << 30;
+    close_one(w, w->a.ep);
+    assert_int_equal(w->b.closed, 0); /* b heard nothing */
+
+    memset(&w->a, 0, sizeof w->a);
+    w->a.w = w;
+    w->a.alpn = "ds-test/1";
+    make_key(&w->a, seed2);
+    peer_start(w, &w->a);
+    mem_init(w, pa2, pb, 1, 1);       /* the same virtual address as pa */
+    pb->peer = pa2;
+    assert_int_equal(ds_quic_endpoint_add_path(w->a.ep, &pa2->path), 0);
+
+    g_watch = pb;
+    g_watch_from = pb->delivered;
+    if (!write)
+        return;
+    int64_t sid;
+    assert_int_equal(ds_quic_stream_open(w->b.conn, &sid), 0);
+    assert_int_equal(ds_quic_stream_write(w->b.conn, sid, (const uint8_t *)"ping", 4, 0), 0);
+}
+
+/* The restarted listener answers b's packet with a stateless reset, and
+ * b ends the connection at once (not at its 30 s idle timeout), saying
+ * why.  The reset key comes from the identity, so the new process's
+ * reset is one b accepts. */
+static void stateless_reset_after_restart(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.idle_ms = w.b.idle_ms = 30000;
+    static mem_path pa, pa2, pb;
+    relay_dial(&w, &pa, &pb, 0);
+    assert_true(run(&w, g_established, 5000));
+    restart_listener(&w, &pa, &pa2, &pb, 1, 1);
+    assert_true(run(&w, g_b_closed, 5000));
+    assert_int_equal(w.b.close_err, DS_ERR_IO);
+    assert_non_null(strstr(w.b.reason, "stateless reset"));
+    assert_true(ds_quic_endpoint_resets_sent(w.a.ep) >= 1);
+    assert_int_equal(w.a.accepted, 0);
+    world_free(&w);
+}
+
+/* A dialer with a keep-alive that has nothing to send still learns of
+ * the restart: its PING draws the reset.  Without the keep-alive it
+ * would wait for its idle timeout (30 s here). */
+static int g_b_quiet(world *w) { return w->b.conn && ds_quic_conn_in_flight(w->b.conn) == 0; }
+
+static void keep_alive_draws_the_reset(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.idle_ms = w.b.idle_ms = 30000;
+    w.b.keep_alive_ms = 100;
+    static mem_path pa, pa2, pb;
+    relay_dial(&w, &pa, &pb, 0);
+    assert_true(run(&w, g_established, 5000));
+    /* b has nothing left to retransmit: only the keep-alive can send. */
+    assert_true(run(&w, g_b_quiet, 5000));
+    restart_listener(&w, &pa, &pa2, &pb, 1, 0);
+    assert_true(run(&w, g_b_closed, 10000));
+    assert_int_equal(w.b.close_err, DS_ERR_IO);
+    assert_non_null(strstr(w.b.reason, "stateless reset"));
+    world_free(&w);
+}
+
+/* A different node at that address (another identity) also answers with
+ * a reset, but its token is not the one b holds: b ignores it and keeps
+ * the connection. */
+static void stateless_reset_from_another_node_ignored(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.idle_ms = w.b.idle_ms = 30000;
+    static mem_path pa, pa2, pb;
+    relay_dial(&w, &pa, &pb, 0);
+    assert_true(run(&w, g_established, 5000));
+    restart_listener(&w, &pa, &pa2, &pb, 3, 1);
+    assert_true(run(&w, g_delivered, 5000)); /* b received a reset */
+    assert_true(ds_quic_endpoint_resets_sent(w.a.ep) >= 1);
+    /* A connection b gave up on would report it from a timer due at once. */
+    assert_false(run(&w, g_b_closed, 300));
+    assert_int_equal(w.b.closed, 0);
+    world_free(&w);
+}
+
+/* An endpoint with identity seed |seed| on a listening in-memory path
+ * whose datagrams go nowhere (recorded only). */
+static ds_quic_endpoint *lone_endpoint(world *w, mem_path *m, mem_path *sink, uint8_t seed)
+{
+    uint8_t pk[32], sk[64], s32[32];
+    memset(s32, seed, sizeof s32);
+    crypto_sign_seed_keypair(pk, sk, s32);
+    ds_quic_config cfg = {sk, "ds-test/1", 0, 0, 0};
+    ds_quic_endpoint *ep;
+    assert_int_equal(ds_quic_endpoint_new(&ep, &w->loop, &cfg, &CBS, &w->a), 0);
+    mem_init(w, m, sink, 1, 1);
+    memset(sink, 0, sizeof *sink);
+    sink->path.closing = 1;
+    assert_int_equal(ds_quic_endpoint_add_path(ep, &m->path), 0);
+    return ep;
+}
+
+/* Sends |ep| a short-header packet of |len| bytes for CID |cid_byte|*18;
+ * returns 1 if a reset went out, its token in |token|. */
+static int poke(ds_quic_endpoint *ep, mem_path *m, size_t len, uint8_t cid_byte,
+                uint8_t token[16])
+{
+    uint8_t pkt[256];
+    memset(pkt, 0x5a, len);
+    pkt[0] = 0x40;                    /* short header, fixed bit */
+    memset(pkt + 1, cid_byte, 18);    /* a connection ID of our length */
+    struct sockaddr_in from = {0};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x0aff0002u);
+    from.sin_port = htons(1000);
+    int before = m->sent;
+    ds_quic_endpoint_recv(ep, &m->path, (const struct sockaddr *)&from, pkt, len, len);
+    if (m->sent == before)
+        return 0;
+    assert_int_equal(m->sent, before + 1);
+    assert_true(m->last_len >= 21 && m->last_len < len);
+    assert_int_equal(m->last[0] & 0xc0, 0x40); /* looks like a short-header packet */
+    if (token)
+        memcpy(token, m->last + m->last_len - 16, 16);
+    return 1;
+}
+
+/* Which packets get a reset, how long it is, what its token depends on,
+ * and how many go out per second. */
+static void stateless_reset_rules(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    static mem_path m1, s1, m2, s2, m3, s3;
+    ds_quic_endpoint *e1 = lone_endpoint(&w, &m1, &s1, 1);
+    uint8_t t1[16], t2[16], t3[16], t4[16];
+
+    assert_false(poke(e1, &m1, 35, 7, NULL)); /* too short for our CID and a tag */
+    assert_true(poke(e1, &m1, 36, 7, t1));    /* the smallest that gets one */
+    assert_int_equal(m1.last_len, 35);        /* one byte shorter: no reset loops */
+    assert_true(poke(e1, &m1, 200, 7, t2));   /* a big one: the reset stays small */
+    assert_int_equal(m1.last_len, 40);
+    assert_memory_equal(t1, t2, 16);          /* same CID, same token */
+    assert_true(poke(e1, &m1, 60, 8, t3));
+    assert_memory_not_equal(t1, t3, 16);      /* another CID, another token */
+    /* A long header for no connection (an Initial's first byte) is no
+     * reset case: this path would accept it, but it is too short. */
+    uint8_t lh[60];
+    memset(lh, 0, sizeof lh);
+    lh[0] = 0xc0;
+    struct sockaddr_in from = {0};
+    from.sin_family = AF_INET;
+    ds_quic_endpoint_recv(e1, &m1.path, (const struct sockaddr *)&from, lh, sizeof lh,
+                          sizeof lh);
+    assert_int_equal(m1.sent, 3);
+    assert_int_equal(ds_quic_endpoint_resets_sent(e1), 3);
+
+    /* Another process of the same identity makes the same token; another
+     * identity does not. */
+    ds_quic_endpoint *e2 = lone_endpoint(&w, &m2, &s2, 1);
+    assert_true(poke(e2, &m2, 60, 7, t4));
+    assert_memory_equal(t1, t4, 16);
+    ds_quic_endpoint *e3 = lone_endpoint(&w, &m3, &s3, 3);
+    assert_true(poke(e3, &m3, 60, 7, t4));
+    assert_memory_not_equal(t1, t4, 16);
+
+    /* At most 100 a second: of 250 packets in a row, far fewer than 250
+     * are answered (100, or 200 if a second ended in between). */
+    int n = 0;
+    for (int i = 0; i < 250; i++)
+        n += poke(e2, &m2, 60, (uint8_t)i, NULL);
+    assert_true(n >= 99 && n < 250);
+
+    close_one(&w, e1);
+    close_one(&w, e2);
+    close_one(&w, e3);
     world_free(&w);
 }
 
@@ -811,7 +1034,7 @@ static void unreachable_spares_live_connections(void **state)
     memset(&p2, 0, sizeof p2);
     p2.w = &w;
     ds_quic_endpoint *e2;
-    ds_quic_config cfg = {w.b.sk, w.b.alpn, 0, 30000};
+    ds_quic_config cfg = {w.b.sk, w.b.alpn, 0, 30000, 0};
     assert_int_equal(ds_quic_endpoint_new(&e2, &w.loop, &cfg, &CBS, &p2), 0);
     mem_init(&w, &pc, &pc, 3, 0);
     assert_int_equal(ds_quic_endpoint_add_path(e2, &pc.path), 0);
@@ -851,7 +1074,7 @@ static void constructor_errors(void **state)
     memset(seed, 7, sizeof seed);
     crypto_sign_seed_keypair(pk, sk, seed);
     ds_quic_endpoint *ep = (ds_quic_endpoint *)&loop; /* must be reset to NULL */
-    ds_quic_config cfg = {sk, "ds-test/1", 0, 0};
+    ds_quic_config cfg = {sk, "ds-test/1", 0, 0, 0};
     /* A secret key whose public half does not belong to its seed. */
     sk[40] ^= 1;
     assert_int_equal(ds_quic_endpoint_new(&ep, &loop, &cfg, &CBS, NULL), DS_ERR_CRYPTO);
@@ -890,6 +1113,10 @@ int main(void)
         cmocka_unit_test(relay_path_and_closing_period),
         cmocka_unit_test(relay_path_backpressure),
         cmocka_unit_test(many_streams),
+        cmocka_unit_test(stateless_reset_after_restart),
+        cmocka_unit_test(stateless_reset_from_another_node_ignored),
+        cmocka_unit_test(keep_alive_draws_the_reset),
+        cmocka_unit_test(stateless_reset_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
