@@ -321,7 +321,7 @@ static int listener_child(const uint8_t ssk[64], int fd, const char *ns, const c
     uv_loop_init(&loop);
     B.loop = &loop;
     ds_quic_callbacks scb = listener_callbacks();
-    ds_quic_config sc = {ssk, "ds-bench/1", 0, 0, 0};
+    ds_quic_config sc = {.identity_sk = ssk, .alpn = "ds-bench/1"};
     struct sockaddr_storage ss;
     int rc = ds_quic_endpoint_new(&B.srv, &loop, &sc, &scb, NULL);
     if (!rc)
@@ -445,7 +445,8 @@ int main(int argc, char **argv)
     ccb.on_stream_writable = on_writable;
     ccb.on_closed = on_closed;
     ccb.on_log = on_log;
-    ds_quic_config sc = {ssk, "ds-bench/1", 0, 0, 0}, cc = {csk, "ds-bench/1", 0, 0, 0};
+    ds_quic_config sc = {.identity_sk = ssk, .alpn = "ds-bench/1"};
+    ds_quic_config cc = {.identity_sk = csk, .alpn = "ds-bench/1"};
     int rc = ds_quic_endpoint_new(&B.cli, &loop, &cc, &ccb, NULL);
     if (!rc && procs == 1)
         rc = ds_quic_endpoint_new(&B.srv, &loop, &sc, &scb, NULL);

@@ -60,6 +60,8 @@ int ds_quic_endpoint_new(ds_quic_endpoint **out, uv_loop_t *loop, const ds_quic_
     ep->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 30000;
     ep->hs_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : 10000;
     ep->keep_alive_ms = cfg->keep_alive_ms;
+    ep->retry_always = cfg->retry_always;
+    randombytes_buf(ep->retry_secret, sizeof ep->retry_secret);
     /* The stateless reset key is derived from the identity, so that after
      * a restart this node can still reset the connections its peers hold
      * with its previous process (RFC 9000, 10.3.2: a static key). */
@@ -76,6 +78,16 @@ uint64_t ds_quic_endpoint_resets_sent(ds_quic_endpoint *ep)
     return ep ? ep->resets_sent : 0;
 }
 
+uint64_t ds_quic_endpoint_retries_sent(ds_quic_endpoint *ep)
+{
+    return ep ? ep->retries_sent : 0;
+}
+
+size_t ds_quic_endpoint_conn_count(ds_quic_endpoint *ep)
+{
+    return ep ? ep->nconns : 0;
+}
+
 void ds_quic_endpoint_free(ds_quic_endpoint *ep)
 {
     if (!ep)
@@ -85,6 +97,7 @@ void ds_quic_endpoint_free(ds_quic_endpoint *ep)
         return;
     ds_quic_tls_free(&ep->tls);
     sodium_memzero(ep->reset_secret, sizeof ep->reset_secret);
+    sodium_memzero(ep->retry_secret, sizeof ep->retry_secret);
     free(ep);
 }
 
@@ -331,6 +344,72 @@ static int offer_as_reset(ds_quic_endpoint *ep, ds_quic_path *p, const struct so
     return 0;
 }
 
+/* Handshakes of dialers under way (listener side, not yet completed). */
+static size_t half_open(ds_quic_endpoint *ep)
+{
+    size_t n = 0;
+    for (ds_quic_conn *c = ep->conns; c; c = c->next)
+        n += c->is_server && !c->established && c->state < DS_QC_CLOSING;
+    return n;
+}
+
+/* A new dialer's Initial.  Its source address is unproven: anyone can
+ * put any address in a UDP packet, and each accepted Initial costs a
+ * connection's memory and a TLS handshake.  While few handshakes are
+ * under way it is accepted at once (ngtcp2 then limits what is sent to
+ * the unproven address to 3 times what it received).  Beyond
+ * DS_QUIC_RETRY_HALF_OPEN (or always, with retry_always), the dialer
+ * gets a Retry first: a token sealed to its address that it must send
+ * back, which a forged source address never sees.  A Retry token that
+ * does not check out (other address, expired, not ours) gets a
+ * CONNECTION_CLOSE with INVALID_TOKEN and no connection. */
+static ds_quic_conn *accept_initial(ds_quic_endpoint *ep, ds_quic_path *p,
+                                    const struct sockaddr *from, const uint8_t *pkt, size_t len)
+{
+    ngtcp2_pkt_hd hd;
+    if (ngtcp2_accept(&hd, pkt, len) != 0 || hd.type != NGTCP2_PKT_INITIAL)
+        return NULL;
+    socklen_t flen = ds_quic_salen(from);
+    ngtcp2_cid odcid;
+    int retried = 0;
+    uint8_t out[512];
+    if (hd.token.len > 0 && hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY) {
+        if (ngtcp2_crypto_verify_retry_token(&odcid, hd.token.base, hd.token.len, ep->retry_secret,
+                                             sizeof ep->retry_secret, hd.version,
+                                             (const ngtcp2_sockaddr *)from, flen, &hd.dcid,
+                                             DS_QUIC_RETRY_TOKEN_TTL, ds_quic_now()) != 0) {
+            ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(
+                out, sizeof out, hd.version, &hd.scid, &hd.dcid, NGTCP2_INVALID_TOKEN, NULL, 0);
+            if (n > 0)
+                (void)p->ops->send(p, from, out, (size_t)n, (size_t)n);
+            return NULL;
+        }
+        retried = 1;
+    } else if (ep->retry_always || half_open(ep) >= DS_QUIC_RETRY_HALF_OPEN) {
+        /* (A token of another kind, which ds never issues, counts as none.) */
+        uint8_t b[DS_QUIC_CIDLEN], token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN];
+        randombytes_buf(b, sizeof b);
+        ngtcp2_cid scid;
+        ngtcp2_cid_init(&scid, b, sizeof b);
+        ngtcp2_ssize tl = ngtcp2_crypto_generate_retry_token(
+            token, ep->retry_secret, sizeof ep->retry_secret, hd.version,
+            (const ngtcp2_sockaddr *)from, flen, &scid, &hd.dcid, ds_quic_now());
+        if (tl < 0)
+            return NULL;
+        ngtcp2_ssize n = ngtcp2_crypto_write_retry(out, sizeof out, hd.version, &hd.scid, &scid,
+                                                   &hd.dcid, token, (size_t)tl);
+        if (n <= 0)
+            return NULL;
+        ep->retries_sent++;
+        (void)p->ops->send(p, from, out, (size_t)n, (size_t)n);
+        return NULL;
+    }
+    ds_quic_conn *c = ds_quic_conn_new(ep, p, from, &hd, retried ? &odcid : NULL, NULL);
+    if (!c)
+        ds_quic_log(ep, 1, "quic: cannot accept a connection (out of memory)");
+    return c;
+}
+
 static void recv_one(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *from,
                      const uint8_t *pkt, size_t len)
 {
@@ -346,14 +425,9 @@ static void recv_one(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockadd
         }
         if (!p->listening || ep->nconns >= DS_QUIC_MAX_CONNS)
             return;
-        ngtcp2_pkt_hd hd;
-        if (ngtcp2_accept(&hd, pkt, len) != 0)
+        c = accept_initial(ep, p, from, pkt, len);
+        if (!c)
             return;
-        c = ds_quic_conn_new(ep, p, from, &hd, NULL);
-        if (!c) {
-            ds_quic_log(ep, 1, "quic: cannot accept a connection (out of memory)");
-            return;
-        }
     } else {
         move_to_front(ep, c); /* the next datagram is likely for it too */
     }
@@ -405,7 +479,7 @@ int ds_quic_connect_via(ds_quic_endpoint *ep, ds_quic_path *p, const struct sock
         return DS_ERR_INVALID;
     if (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)
         return DS_ERR_INVALID;
-    ds_quic_conn *c = ds_quic_conn_new(ep, p, addr, NULL, expect_pk);
+    ds_quic_conn *c = ds_quic_conn_new(ep, p, addr, NULL, NULL, expect_pk);
     if (!c)
         return DS_ERR_NOMEM;
     if (out)

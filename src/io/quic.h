@@ -142,6 +142,9 @@ typedef struct ds_quic_config {
      * a PING.  A dialer waiting on a silent peer uses it to learn soon
      * that the peer restarted (its stateless reset answers the PING). */
     uint32_t keep_alive_ms;
+    /* 1: every new dialer must first answer a Retry (tests).  0: only
+     * once 32 handshakes are under way (see docs/transport.md). */
+    int retry_always;
 } ds_quic_config;
 
 /* Creates an endpoint (nothing bound yet): builds the self-signed Ed25519
@@ -169,6 +172,10 @@ int ds_quic_endpoint_gso(ds_quic_endpoint *ep);
  * this node's previous process).  The reset key is derived from the
  * identity, so a restarted node's resets are accepted by its peers. */
 uint64_t ds_quic_endpoint_resets_sent(ds_quic_endpoint *ep);
+/* Retry packets sent (address validation of new dialers). */
+uint64_t ds_quic_endpoint_retries_sent(ds_quic_endpoint *ep);
+/* Connections the endpoint holds (live, and closing or draining ones). */
+size_t ds_quic_endpoint_conn_count(ds_quic_endpoint *ep);
 /* Closes every connection (one CONNECTION_CLOSE each, closing period
  * skipped; each gets its on_closed) and every path; |done| (may be NULL)
  * runs once all handles are closed (before this returns if nothing was

@@ -669,7 +669,8 @@ static void debug_printf(void *ud, const char *fmt, ...)
 }
 
 ds_quic_conn *ds_quic_conn_new(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *remote,
-                               const ngtcp2_pkt_hd *hd, const uint8_t *expect_pk)
+                               const ngtcp2_pkt_hd *hd, const ngtcp2_cid *odcid,
+                               const uint8_t *expect_pk)
 {
     int is_server = hd != NULL;
     ds_quic_conn *c = calloc(1, sizeof *c);
@@ -728,7 +729,13 @@ ds_quic_conn *ds_quic_conn_new(ds_quic_endpoint *ep, ds_quic_path *p, const stru
                                                          sizeof ep->reset_secret, &scid) != 0)
             goto fail_qc;
         tp.stateless_reset_token_present = 1;
-        tp.original_dcid = hd->dcid;
+        if (odcid) { /* after a Retry: both IDs are authenticated (RFC 9000, 7.3) */
+            tp.original_dcid = *odcid;
+            tp.retry_scid = hd->dcid;
+            tp.retry_scid_present = 1;
+        } else {
+            tp.original_dcid = hd->dcid;
+        }
         c->odcid = hd->dcid;
         c->has_odcid = 1;
         rv = ngtcp2_conn_server_new(&c->qc, &hd->scid, &scid, &path, hd->version, &cbs, &st, &tp,

@@ -57,6 +57,11 @@ int ds_quic_tls_alpn_ok(ds_quic_tls *t, WOLFSSL *ssl);
 #define DS_QUIC_RESET_MIN_TRIGGER (1 + DS_QUIC_CIDLEN + 1 + 16)
 #define DS_QUIC_RESET_MAX (1 + DS_QUIC_CIDLEN + 1 + 16 + 4)
 #define DS_QUIC_RESETS_PER_S 100
+/* Address validation (quic.c accept_initial): once this many handshakes
+ * of dialers are under way, a new dialer must first answer a Retry
+ * (RFC 9000, 8.1.2); its token is good for TTL. */
+#define DS_QUIC_RETRY_HALF_OPEN 32
+#define DS_QUIC_RETRY_TOKEN_TTL (10 * NGTCP2_SECONDS)
 
 struct ds_quic_endpoint {
     uv_loop_t *loop;
@@ -68,6 +73,9 @@ struct ds_quic_endpoint {
     uint64_t reset_window;        /* start of the current second of resets */
     unsigned resets;              /* resets sent in it */
     uint64_t resets_sent;         /* all resets sent (ds_quic_endpoint_resets_sent) */
+    uint8_t retry_secret[32];     /* Retry tokens (random per process) */
+    int retry_always;             /* every new dialer gets a Retry first */
+    uint64_t retries_sent;
     ds_quic_path *paths;          /* every path, newest first */
     ds_quic_path *primary;        /* the first bound one */
     ds_quic_conn *conns;          /* live and lingering connections */
@@ -153,8 +161,11 @@ void ds_quic_schedule_flush(ds_quic_endpoint *ep);
 void ds_quic_unlink_conn(ds_quic_endpoint *ep, ds_quic_conn *c);
 void ds_quic_handle_closed(ds_quic_endpoint *ep); /* a handle of ep closed */
 /* quic_conn.c */
+/* Listener: |hd| is the dialer's first Initial; |odcid| the DCID of its
+ * Initial before a Retry (NULL: no Retry).  Dialer: |hd| NULL. */
 ds_quic_conn *ds_quic_conn_new(ds_quic_endpoint *ep, ds_quic_path *p, const struct sockaddr *remote,
-                               const ngtcp2_pkt_hd *hd, const uint8_t *expect_pk);
+                               const ngtcp2_pkt_hd *hd, const ngtcp2_cid *odcid,
+                               const uint8_t *expect_pk);
 /* The network reported the peer unreachable: ends a dial that has heard
  * nothing yet (see ds_quic_endpoint_unreachable); 1 if it ended it. */
 int ds_quic_conn_unreachable(ds_quic_conn *c, const char *why);

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ngtcp2/ngtcp2.h>
+
 #include "testutil.h"
 #include "ds/error.h"
 #include "io/quic.h"
@@ -30,6 +32,7 @@ typedef struct peer {
     uint8_t pk[32], sk[64];
     const char *alpn;
     uint32_t idle_ms, hs_ms, keep_alive_ms;
+    int retry_always;
     int reject;                 /* on_accept says no */
     int accepted, connected, closed, close_err, stream_opens;
     char reason[256];
@@ -225,7 +228,9 @@ static void world_init(world *w)
 
 static void peer_start(world *w, peer *p)
 {
-    ds_quic_config cfg = {p->sk, p->alpn, p->idle_ms, p->hs_ms, p->keep_alive_ms};
+    ds_quic_config cfg = {.identity_sk = p->sk, .alpn = p->alpn, .idle_timeout_ms = p->idle_ms,
+                          .handshake_timeout_ms = p->hs_ms, .keep_alive_ms = p->keep_alive_ms,
+                          .retry_always = p->retry_always};
     assert_int_equal(ds_quic_endpoint_new(&p->ep, &w->loop, &cfg, &CBS, p), 0);
 }
 
@@ -315,6 +320,9 @@ typedef struct mem_path {
     int drop_next, dropped, sent, delivered;
     size_t last_len;            /* of the last datagram sent */
     uint8_t last[64];           /* its first bytes */
+    int capture_token;          /* take (not deliver) the first Initial with a token */
+    uint8_t cap[1500];
+    size_t cap_len;
     world *w;
     int budget_max, budget, refusals; /* budget_max > 0: datagrams per tick */
     uv_timer_t refill;
@@ -364,6 +372,15 @@ static int mem_send(ds_quic_path *p, const struct sockaddr *to, const uint8_t *b
         m->sent++;
         m->last_len = n;
         memcpy(m->last, buf + off, n < sizeof m->last ? n : sizeof m->last);
+        ngtcp2_pkt_hd hd;
+        if (m->capture_token && !m->cap_len && n <= sizeof m->cap &&
+            ngtcp2_accept(&hd, buf + off, n) == 0 && hd.token.len > 0) {
+            memcpy(m->cap, buf + off, n);
+            m->cap_len = n;
+            if (m->w)
+                check_goal(m->w);
+            continue;
+        }
         if (m->drop_next > 0) {
             m->drop_next--;
             m->dropped++;
@@ -625,7 +642,7 @@ static ds_quic_endpoint *lone_endpoint(world *w, mem_path *m, mem_path *sink, ui
     uint8_t pk[32], sk[64], s32[32];
     memset(s32, seed, sizeof s32);
     crypto_sign_seed_keypair(pk, sk, s32);
-    ds_quic_config cfg = {sk, "ds-test/1", 0, 0, 0};
+    ds_quic_config cfg = {.identity_sk = sk, .alpn = "ds-test/1"};
     ds_quic_endpoint *ep;
     assert_int_equal(ds_quic_endpoint_new(&ep, &w->loop, &cfg, &CBS, &w->a), 0);
     mem_init(w, m, sink, 1, 1);
@@ -710,6 +727,98 @@ static void stateless_reset_rules(void **state)
     close_one(&w, e1);
     close_one(&w, e2);
     close_one(&w, e3);
+    world_free(&w);
+}
+
+/* ---- Retry (address validation) ----------------------------------------------- */
+
+/* A listener that always asks for a Retry: the dialer answers it, and the
+ * connection works as any other (RFC 9000's original/retry CID checks
+ * in the transport parameters pass). */
+static void retry_then_transfer(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.retry_always = 1;
+    w.a.to_send = w.b.to_send = 256 * 1024;
+    assert_int_equal(start_pair(&w, "127.0.0.1", NULL), 0);
+    assert_true(run(&w, g_transfer, 20000));
+    assert_false(w.a.bad_data || w.b.bad_data);
+    assert_int_equal(w.a.received, 256 * 1024);
+    assert_int_equal(w.b.received, 256 * 1024);
+    assert_int_equal(ds_quic_endpoint_retries_sent(w.a.ep), 1);
+    assert_int_equal(w.a.accepted, 1);
+    assert_memory_equal(w.a.accepted_pk, w.b.pk, 32);
+    world_free(&w);
+}
+
+static int g_captured(world *w) { (void)w; return g_watch->cap_len > 0; }
+
+/* A Retry token is sealed to the dialer's address: b's Initial carrying
+ * its token is taken off the wire and sent to the listener from another
+ * address: no connection, a small CONNECTION_CLOSE (INVALID_TOKEN).  The
+ * same datagram from b's own address makes the connection. */
+static void retry_token_bound_to_address(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    w.a.retry_always = 1;
+    static mem_path pa, pb;
+    relay_dial(&w, &pa, &pb, 0);
+    pb.capture_token = 1;            /* before the loop runs: nothing sent yet */
+    g_watch = &pb;
+    assert_true(run(&w, g_captured, 5000));
+    assert_int_equal(ds_quic_endpoint_retries_sent(w.a.ep), 1);
+    assert_true(pb.cap_len >= 1200);
+    assert_int_equal(ds_quic_endpoint_conn_count(w.a.ep), 0);
+    int sent = pa.sent;
+
+    struct sockaddr_in other = {0};
+    other.sin_family = AF_INET;
+    other.sin_addr.s_addr = htonl(0x0aff0009u);
+    other.sin_port = htons(1000);
+    pa.drop_next = 1;                /* the answer goes nowhere */
+    ds_quic_endpoint_recv(w.a.ep, &pa.path, (const struct sockaddr *)&other, pb.cap, pb.cap_len,
+                          pb.cap_len);
+    assert_int_equal(ds_quic_endpoint_conn_count(w.a.ep), 0);
+    assert_int_equal(pa.sent, sent + 1);        /* the CONNECTION_CLOSE */
+    assert_true(pa.last_len < 200);             /* small: no amplification */
+    assert_int_equal(ds_quic_endpoint_retries_sent(w.a.ep), 1);
+
+    ds_quic_endpoint_recv(w.a.ep, &pa.path, (const struct sockaddr *)&pb.path.local, pb.cap,
+                          pb.cap_len, pb.cap_len);
+    assert_int_equal(ds_quic_endpoint_conn_count(w.a.ep), 1);
+    assert_true(run(&w, g_established, 5000));
+    assert_int_equal(ds_quic_endpoint_retries_sent(w.a.ep), 1);
+    world_free(&w);
+}
+
+static int g_load(world *w)
+{
+    return ds_quic_endpoint_conn_count(w->a.ep) >= 32 && ds_quic_endpoint_retries_sent(w->a.ep) > 0;
+}
+
+/* Without retry_always, Retry starts once 32 handshakes are under way:
+ * here the listener's answers are all lost, so the first 32 dials stay
+ * half-open and the 33rd is asked to prove its address. */
+static void retry_under_load(void **state)
+{
+    (void)state;
+    world w;
+    world_init(&w);
+    static mem_path pa, pb;
+    relay_dial(&w, &pa, &pb, 0);
+    pa.drop_next = 1 << 30;
+    for (int i = 1; i < 33; i++) {
+        ds_quic_conn *c;
+        assert_int_equal(ds_quic_connect_via(w.b.ep, &pb.path, (struct sockaddr *)&pa.path.local,
+                                             w.a.pk, &c), 0);
+    }
+    assert_true(run(&w, g_load, 5000));
+    assert_int_equal(ds_quic_endpoint_conn_count(w.a.ep), 32);
+    assert_int_equal(w.a.accepted, 0);
     world_free(&w);
 }
 
@@ -1034,7 +1143,7 @@ static void unreachable_spares_live_connections(void **state)
     memset(&p2, 0, sizeof p2);
     p2.w = &w;
     ds_quic_endpoint *e2;
-    ds_quic_config cfg = {w.b.sk, w.b.alpn, 0, 30000, 0};
+    ds_quic_config cfg = {.identity_sk = w.b.sk, .alpn = w.b.alpn, .handshake_timeout_ms = 30000};
     assert_int_equal(ds_quic_endpoint_new(&e2, &w.loop, &cfg, &CBS, &p2), 0);
     mem_init(&w, &pc, &pc, 3, 0);
     assert_int_equal(ds_quic_endpoint_add_path(e2, &pc.path), 0);
@@ -1074,7 +1183,7 @@ static void constructor_errors(void **state)
     memset(seed, 7, sizeof seed);
     crypto_sign_seed_keypair(pk, sk, seed);
     ds_quic_endpoint *ep = (ds_quic_endpoint *)&loop; /* must be reset to NULL */
-    ds_quic_config cfg = {sk, "ds-test/1", 0, 0, 0};
+    ds_quic_config cfg = {.identity_sk = sk, .alpn = "ds-test/1"};
     /* A secret key whose public half does not belong to its seed. */
     sk[40] ^= 1;
     assert_int_equal(ds_quic_endpoint_new(&ep, &loop, &cfg, &CBS, NULL), DS_ERR_CRYPTO);
@@ -1117,6 +1226,9 @@ int main(void)
         cmocka_unit_test(stateless_reset_from_another_node_ignored),
         cmocka_unit_test(keep_alive_draws_the_reset),
         cmocka_unit_test(stateless_reset_rules),
+        cmocka_unit_test(retry_then_transfer),
+        cmocka_unit_test(retry_token_bound_to_address),
+        cmocka_unit_test(retry_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
