@@ -680,6 +680,14 @@ static void client_check(job *j)
     if (st == DS_SYNCS_FAILED) {
         const char *code = "", *msg = "";
         int e = ds_sync_client_error(j->cl, &code, &msg);
+        if (e == DS_ERR_TIMEOUT) { /* a stalled publisher: say what was kept, as for a lost connection */
+            client_finish(j, e, code,
+                          "%s; the %llu nodes received (%llu new) were kept, the next sync "
+                          "continues from there",
+                          msg && msg[0] ? msg : ds_strerror(e), (unsigned long long)p->nodes_received,
+                          (unsigned long long)p->nodes_new);
+            return;
+        }
         client_finish(j, e ? e : DS_ERR_PROTO, code, "%s",
                       msg && msg[0] ? msg : ds_strerror(e ? e : DS_ERR_PROTO));
         return;

@@ -6,22 +6,24 @@
 #
 # Usage: bash tests/cli/test_netsync.sh /path/to/ds [/path/to/bench_sync]
 #
-# Checks: tickets and --addr; bob receives alice's shared nodes and never
-# her private canary; an incremental sync sends only new nodes; a project
-# alice shares later reaches bob on the next incremental sync, old nodes
-# included; --full re-fetches without duplicates; carol, not authorized,
-# gets the NotAuthorized message and no node; alice syncs back from bob;
-# killing alice's daemon mid-sync (bob's sync ends with a stateless
-# reset once she is back) and syncing again ends with exactly alice's
-# shared set on bob's side; `ds query` on bob shows [alice] hits;
-# ds peer list shows result, address and path; an unreachable peer fails
-# within a bounded time naming the addresses tried; IPv6 (::1) and a dead
-# first address; the daemon's --sync retry with backoff; removing a peer
-# while the daemon is syncing it; ds peer init --force while the daemon
-# runs (the new key is used at once, the old one stops working); ds start
-# --listen before ds peer init (warns, then listens once there is a key);
-# a sync of every peer, in the daemon and in process, skips a subscribed
-# peer that has no address and still succeeds.
+# Checks: tickets and --addr; bob receives alice's shared nodes and
+# never her private canary; an incremental sync sends only new nodes; a
+# project alice shares later reaches bob on the next incremental sync,
+# old nodes included; --full re-fetches without duplicates; carol, not
+# authorized, gets the NotAuthorized message and no node; alice syncs
+# back from bob; killing alice's daemon mid-sync (bob's sync ends with a
+# stateless reset once she is back) and syncing again ends with exactly
+# alice's shared set on bob's side; a stalled publisher ends the sync at
+# the no-progress timeout, saying what was kept; `ds query` on bob shows
+# [alice] hits; ds peer list shows result, address and path; an
+# unreachable peer fails within a bounded time naming the addresses
+# tried; IPv6 (::1) and a dead first address; the daemon's --sync retry
+# with backoff; removing a peer while the daemon is syncing it; ds peer
+# init --force while the daemon runs (the new key is used at once, the
+# old one stops working); ds start --listen before ds peer init (warns,
+# then listens once there is a key); a sync of every peer, in the daemon
+# and in process, skips a subscribed peer that has no address and still
+# succeeds.
 # Only 127.0.0.1 / ::1, every wait bounded, only our daemons are stopped.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -363,6 +365,21 @@ sigint_sync int-inproc --json
 check "Ctrl-C (in process): exit status 130" [ "$IRC" -eq 130 ]
 check "Ctrl-C (in process): --json says stopped_by SIGINT" \
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["peers"][0]; sys.exit(not (d["done"] and d["stopped_by"] == "SIGINT" and p["state"] == "failed" and p["code"] == "interrupted" and p["error"].startswith("interrupted by SIGINT: the ")))' "$T/int-inproc.out"
+# A publisher that stalls mid-sync (paused, so no reset either): the sync
+# ends at the 15 s no-progress timeout, saying what was kept.
+APID=$(cat "$A/daemon.pid")
+MT=$(mtime_ns "$B/peers/$AID/db/data.mdb")
+DS_HOME="$B" "$DS" peer sync alice --full >"$T/stall.out" 2>"$T/stall.err" </dev/null &
+SYNCPID=$!
+remember "$SYNCPID"
+wait_written "$B/peers/$AID/db/data.mdb" "$MT"
+kill -STOP "$APID"
+wait "$SYNCPID"   # bounded by the no-progress timeout
+SRC=$?
+kill -CONT "$APID"
+check "stalled publisher: the sync fails" [ "$SRC" -eq 1 ]
+check "stalled publisher: says why and what was kept" \
+    grep -qE "ds: alice: no progress from the publisher for 15000 ms; the [0-9]+ nodes received \([0-9]+ new\) were kept, the next sync continues from there" "$T/stall.err"
 start_daemon_port "$B" "$BPORT"
 check "bob's daemon restarts" rc_is 0
 run "$B" peer sync alice --json
