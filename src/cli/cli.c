@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "daemon/home.h"
+#include "daemon/peers.h"
 #include "io/ipc.h"
 
 #ifndef DS_VERSION
@@ -205,6 +206,13 @@ static void real_random(void *buf, size_t len)
     randombytes_buf(buf, len);
 }
 
+/* Warnings of the peer files read in process (a secret file ds repaired):
+ * the daemon logs them, the CLI shows them like the others. */
+static void print_warning(const char *msg)
+{
+    fprintf(stderr, "ds: warning: %s\n", msg);
+}
+
 static int ensure_ctx(cli *c)
 {
     if (c->ctx_ready)
@@ -344,6 +352,7 @@ int cli_call_ex(cli *c, const char *op, const cli_params *ps, cli_reply *r, int 
     } else {
         /* No daemon (or none reachable): run the same handler here. */
         free(sock);
+        ds_peers_set_warn(print_warning);
         msgpack_unpacked params;
         msgpack_unpacked_init(&params);
         if (msgpack_unpack_next(&params, req.data, req.size, &off) != MSGPACK_UNPACK_SUCCESS) {

@@ -73,7 +73,7 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
         { "full", no_argument, NULL, O_FULL },
         { "add", no_argument, NULL, O_ADD },
         { "addr", required_argument, NULL, O_ADDR },
-        CLI_OPT_JSON, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
+        CLI_OPT_JSON, CLI_OPT_FORMAT, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END,
     };
     cli_cmd tmp;
     const cli_cmd *cc = as_cmd(s, &tmp);
@@ -81,7 +81,7 @@ static int parse(cli *c, const sub *s, int argc, char **argv, int allowed, popts
     o->publish = o->subscribe = -1;
     int opt;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, ":jh", lo, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":jf:h", lo, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
         case O_FORCE: bad = !(allowed & A_FORCE); o->force = 1; break;
@@ -132,7 +132,8 @@ static int json_reply(const msgpack_object *root);
 
 /* Sends request |op| with |ps| (NULL for none) and prints the reply: as
  * JSON with --json, else through |text|.  A "warning" in the reply (the
- * request succeeded, but something needs the user: peer_init, peer_add)
+ * request succeeded, but something needs the user: peer_init, peer_add,
+ * peer_share, peer_unshare)
  * goes to stderr as "ds: warning: ..." either way.  Returns the exit
  * status. */
 static int call_print(cli *c, const char *op, cli_params *ps, void (*text)(const msgpack_object *R))
@@ -202,11 +203,6 @@ static void print_share(const msgpack_object *R)
         printf("Added to shared projects: %.*s\n", (int)pl, p);
     else
         printf("Already shared: %.*s\n", (int)pl, p);
-    /* Everything lies beneath /: easy to type by mistake (an unset
-     * variable before a slash), and it makes no project private. */
-    if (pl == 1 && p[0] == '/')
-        fprintf(stderr, "warning: / covers every project on this machine: peers you publish to get "
-                        "all of their nodes. Undo with: ds peer unshare /\n");
 }
 
 static int sub_share(cli *c, const sub *s, int argc, char **argv)
@@ -347,7 +343,7 @@ static int sub_add(cli *c, const sub *s, int argc, char **argv)
     char tid[DS_NODE_ID_HEX + 1];
     char tad[DS_PEER_MAX_ADDRS][DS_ADDR_MAX];
     size_t nt = 0;
-    if (strncmp(idarg, DS_TICKET_PREFIX, strlen(DS_TICKET_PREFIX)) == 0) {
+    if (ds_ticket_version_len(idarg)) {   /* a ticket, of any version */
         const char *why;
         cli_cmd tmp;
         if (ds_ticket_parse(idarg, tid, tad, &nt, &why) != 0)
@@ -923,6 +919,7 @@ static const sub subs[] = {
       "Options:\n"
       "      --force          replace an existing identity (peers must re-add you)\n"
       "  -j, --json           print {node_id, path, replaced, warning}\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "id", sub_id, "print this node's NodeId",
@@ -932,6 +929,7 @@ static const sub subs[] = {
       "\n"
       "Options:\n"
       "  -j, --json           print {node_id}\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "ticket", sub_ticket, "print this node's NodeId and addresses on one line",
@@ -951,6 +949,7 @@ static const sub subs[] = {
       "Options:\n"
       "  -j, --json           print {node_id, ticket, addrs, listening, why}\n"
       "                       (why: null while listening)\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "share", sub_share, "publish a project's nodes to peers",
@@ -960,9 +959,12 @@ static const sub subs[] = {
       "canonical (absolute, symlinks resolved): sharing a symlink shares its\n"
       "target.  Nodes whose project is PATH or lies beneath it are published;\n"
       "a sibling such as PATH-x is not.  Everything else stays private.\n"
+      "Sharing / (every project) warns on stderr (--json: warning, null when\n"
+      "there is none).  A PATH that does not exist is an error (exit status 1).\n"
       "\n"
       "Options:\n"
-      "  -j, --json           print {path, added}\n"
+      "  -j, --json           print {path, added, warning}\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
       "\n"
@@ -971,11 +973,16 @@ static const sub subs[] = {
     { "unshare", sub_unshare, "stop publishing a project",
       "Usage: ds peer unshare PATH\n"
       "\n"
-      "Remove PATH from share.json.  It is an error if it is not shared.\n"
+      "Remove PATH from share.json.  It is an error if it is not listed\n"
+      "there; when PATH lies inside a shared project, the error says so (its\n"
+      "nodes are shared through that project).  When PATH is removed but still\n"
+      "lies inside another shared project, a warning on stderr says so (exit\n"
+      "status 0; --json: warning, null when there is none).\n"
       "Nodes peers already synced or imported stay in their replicas.\n"
       "\n"
       "Options:\n"
-      "  -j, --json           print {path}\n"
+      "  -j, --json           print {path, warning}\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "shared", sub_shared, "list shared projects",
@@ -985,6 +992,7 @@ static const sub subs[] = {
       "\n"
       "Options:\n"
       "  -j, --json           print {shared_projects: [path]}\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "add", sub_add, "add a peer, or change its flags",
@@ -1013,6 +1021,7 @@ static const sub subs[] = {
       "                       peer keeps 8: adding more drops the oldest, with\n"
       "                       a warning (--json: dropped_addrs)\n"
       "  -j, --json           print the peer as JSON\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
       "\n"
@@ -1037,6 +1046,7 @@ static const sub subs[] = {
       "\n"
       "Options:\n"
       "  -j, --json           print {node_id, name, label, replica_deleted}\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "list", sub_list, "show peers with their flags and sync status",
@@ -1049,6 +1059,7 @@ static const sub subs[] = {
       "\n"
       "Options:\n"
       "  -j, --json           print {node_id, peers: [peer]}\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
     { "sync", sub_sync, "pull new shared nodes from peers over the network",
@@ -1077,6 +1088,7 @@ static const sub subs[] = {
       "Options:\n"
       "      --full           re-fetch everything (reset the cursor)\n"
       "  -j, --json           print {job, instance, done, stopped_by, peers: [...]}\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
       "\n"
@@ -1099,6 +1111,7 @@ static const sub subs[] = {
       "Options:\n"
       "      --full           every shared node, not only the new ones\n"
       "  -j, --json           print the export's summary as JSON\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n"
       "\n"
@@ -1116,6 +1129,7 @@ static const sub subs[] = {
       "      --add            trust an unknown signer: add it as a peer\n"
       "      --name NAME      the name to give it (with --add)\n"
       "  -j, --json           print the import's summary as JSON\n"
+      "  -f, --format FMT     text or json\n"
       "      --home DIR       data directory\n"
       "  -h, --help           show this help\n" },
 };
@@ -1124,10 +1138,11 @@ static const sub subs[] = {
 int cmd_peer(cli *c, const cli_cmd *cmd, int argc, char **argv)
 {
     /* Options before the subcommand: only the common ones. */
-    static const struct option lo[] = { CLI_OPT_JSON, CLI_OPT_HOME, CLI_OPT_HELP, CLI_OPT_END };
+    static const struct option lo[] = { CLI_OPT_JSON, CLI_OPT_FORMAT, CLI_OPT_HOME, CLI_OPT_HELP,
+                                        CLI_OPT_END };
     int opt;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "+:jh", lo, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:jf:h", lo, NULL)) != -1) {
         int r = cli_common_opt(c, cmd, opt, argv, lo);
         if (r != CLI_CONTINUE)
             return r;

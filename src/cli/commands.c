@@ -337,7 +337,8 @@ static const cli_cmd commands[] = {
       "  export [--full] FILE     write shared nodes to a signed file\n"
       "  import [--add] FILE      verify a peer's file and add it to its replica\n"
       "\n"
-      "Every subcommand takes --json, --home DIR and --help.  A known peer (ID)\n"
+      "Every subcommand takes --json (or -f json), --home DIR and --help\n"
+      "(ds help peer SUBCOMMAND shows a subcommand's help).  A known peer (ID)\n"
       "is its name, NodeId, or a unique NodeId prefix of 8+ hex digits.\n"
       "\n"
       "Example (sneakernet):\n"
@@ -347,9 +348,11 @@ static const cli_cmd commands[] = {
       "  bob$   ds peer import /media/usb/alice.dsx\n"
       "  bob$   ds query \"thiserror derive\"\n" },
     { "help", cmd_help, "[COMMAND]", "show help for a command",
-      "Usage: ds help [COMMAND]\n"
+      "Usage: ds help [COMMAND [SUBCOMMAND]]\n"
       "\n"
-      "Show the list of commands, or the help of COMMAND.\n" },
+      "Show the list of commands, or the help of COMMAND (the same as\n"
+      "ds COMMAND --help).  ds help peer SUBCOMMAND shows that subcommand's\n"
+      "help, as ds peer SUBCOMMAND --help does.\n" },
 };
 
 const cli_cmd *cli_find_cmd(const char *name)
@@ -406,8 +409,8 @@ int cmd_help(cli *c, const cli_cmd *cmd, int argc, char **argv)
         if (r != CLI_CONTINUE)
             return r;
     }
-    if (argc - optind > 1)
-        return cli_usage_error(cmd, "give at most one command name");
+    if (argc - optind > 2)
+        return cli_usage_error(cmd, "give a command name, and for ds peer a subcommand name");
     if (argc - optind == 0) {
         cli_print_usage(stdout, 1);
         return CLI_OK;
@@ -415,6 +418,15 @@ int cmd_help(cli *c, const cli_cmd *cmd, int argc, char **argv)
     const cli_cmd *target = cli_find_cmd(argv[optind]);
     if (!target)
         return cli_usage_error(NULL, "unknown command '%s'", argv[optind]);
+    if (argc - optind == 2) {
+        /* "ds help peer sync" is "ds peer sync --help": the command
+         * finds the subcommand (or says it has none by that name). */
+        if (target->run != cmd_peer)
+            return cli_usage_error(cmd, "ds %s has no subcommands: run 'ds help %s'",
+                                   target->name, target->name);
+        char *sub[] = { argv[optind], argv[optind + 1], "--help", NULL };
+        return target->run(c, target, 3, sub);
+    }
     cli_print_help(target, stdout);
     return CLI_OK;
 }

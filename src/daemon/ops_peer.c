@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,6 +364,19 @@ static int norm_id(const char *raw, char out[DS_NODE_ID_HEX + 1])
     return ds_node_id_valid(out) ? 0 : DS_ERR_INVALID;
 }
 
+/* 1 if |s| reads as a NodeId or a NodeId prefix (DS_PEER_SHORT_ID or more
+ * hex digits), typed wrong, rather than as a peer name. */
+static int looks_like_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < DS_PEER_SHORT_ID)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789abcdefABCDEF", s[i]))
+            return 0;
+    return 1;
+}
+
 static int bad_id(ds_ctx *ctx, const char *raw)
 {
     return ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
@@ -393,7 +407,8 @@ static int param_path(ds_ctx *ctx, const msgpack_object *params, const char *key
     *out = NULL;
     int rc = ds_ops_get_str(ctx, params, key, 1, &p);
     if (!rc && !p[0])
-        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL, "the %s is empty", key);
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, "Give the path of a file.",
+                         "the %s name is empty", key);
     if (!rc)
         rc = ds_ops_get_str(ctx, params, "cwd", 0, &cwd);
     if (!rc) {
@@ -554,13 +569,17 @@ int op_peer_share(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *rep
     if (!rc)
         rc = ds_ops_get_str(ctx, params, "cwd", 0, &cwd);
     if (!rc && !path[0])
-        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL, "the path is empty");
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                         "Give the project directory to share, e.g. ds peer share .",
+                         "the path is empty");
     if (!rc) {
         rc = ds_path_canonical(cwd, path, &canon);
         if (rc == DS_ERR_IO) {
             int e = errno;
-            rc = ds_ops_fail(ctx, rc, e == ENOENT || e == ENOTDIR ? DS_OPS_E_INVALID : DS_OPS_E_IO,
-                             e == ENOENT ? "Give the directory of an existing project." : NULL,
+            int gone = e == ENOENT || e == ENOTDIR;
+            rc = ds_ops_fail(ctx, rc, gone ? DS_OPS_E_NOT_FOUND : DS_OPS_E_IO,
+                             gone ? "Give the directory of an existing project."
+                                  : "Check that you may read that directory.",
                              "cannot share %s: %s", path, strerror(e));
         } else if (rc) {
             rc = ds_ops_fail(ctx, rc, DS_OPS_E_NOMEM, NULL, "out of memory");
@@ -588,11 +607,18 @@ int op_peer_share(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *rep
     }
     ds_peers_unlock(fd);
     if (!rc) {
-        msgpack_pack_map(reply, 2);
+        msgpack_pack_map(reply, 3);
         ds_pack_cstr(reply, "path");
         ds_pack_cstr(reply, canon);
         ds_pack_cstr(reply, "added");
         ds_pack_bool(reply, added);
+        /* Everything lies beneath /: easy to type by mistake (an unset
+         * variable before a slash), and it makes no project private. */
+        ds_pack_cstr(reply, "warning");
+        ds_pack_cstr(reply, strcmp(canon, "/") == 0
+                                ? "/ covers every project on this machine: peers you publish "
+                                  "to get all of their nodes. Undo with: ds peer unshare /"
+                                : NULL);
     }
     ds_share_cfg_free(&cfg);
     free(path);
@@ -608,7 +634,9 @@ int op_peer_unshare(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *r
     if (!rc)
         rc = ds_ops_get_str(ctx, params, "cwd", 0, &cwd);
     if (!rc && !path[0])
-        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID, NULL, "the path is empty");
+        rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
+                         "Give a shared project directory; ds peer shared lists them.",
+                         "the path is empty");
     if (!rc) {
         /* The project may be gone by now: fall back to the path as given. */
         if (ds_path_canonical(cwd, path, &canon) != 0)
@@ -622,7 +650,7 @@ int op_peer_unshare(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *r
     }
     int fd = -1;
     ds_share_cfg cfg = { 0 };
-    const char *removed = NULL;
+    const char *removed = NULL, *parent = NULL;
     if (!rc)
         rc = take_lock(ctx, &fd);
     if (!rc)
@@ -632,10 +660,24 @@ int op_peer_unshare(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *r
             removed = canon;
         else if (ds_share_cfg_remove(&cfg, abs) == 0)
             removed = abs;
-        else
+        /* Still shared through a listed directory above it? */
+        const char *p = removed ? removed : canon ? canon : abs;
+        parent = ds_share_cfg_covering(&cfg, p);
+        if (!parent && !removed && canon)
+            parent = ds_share_cfg_covering(&cfg, abs);
+        char hint[PATH_MAX + 128] = "";
+        if (parent)
+            snprintf(hint, sizeof hint, "To stop sharing it, unshare %s (and share the parts "
+                                        "you want).", parent);
+        if (!removed && parent)
+            rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND, hint,
+                             "%s is not shared by itself, but it is inside the shared project "
+                             "%s: its nodes are shared",
+                             p, parent);
+        else if (!removed)
             rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_NOT_FOUND,
                              "ds peer shared lists the shared projects.", "%s is not shared",
-                             canon ? canon : abs);
+                             p);
     }
     if (!rc) {
         char err[ERRLEN] = "";
@@ -645,9 +687,17 @@ int op_peer_unshare(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *r
     }
     ds_peers_unlock(fd);
     if (!rc) {
-        msgpack_pack_map(reply, 1);
+        char warn[2 * PATH_MAX + 160] = "";
+        if (parent)
+            snprintf(warn, sizeof warn,
+                     "%s is still shared: it is inside the shared project %s. To stop sharing "
+                     "it, unshare %s (and share the parts you want)",
+                     removed, parent, parent);
+        msgpack_pack_map(reply, 2);
         ds_pack_cstr(reply, "path");
         ds_pack_cstr(reply, removed);
+        ds_pack_cstr(reply, "warning");
+        ds_pack_cstr(reply, warn[0] ? warn : NULL);
     }
     ds_share_cfg_free(&cfg);
     free(path);
@@ -774,8 +824,14 @@ int op_peer_add(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *reply
             memcpy(id, p->node_id, sizeof id);
         else if (r == DS_ERR_AMBIGUOUS)
             rc = ds_ops_find_peer(ctx, &cfg, arg, &p);     /* says which peers */
-        else
+        else if (looks_like_id(arg) || ds_peer_name_check(arg, &why) != 0)
             rc = bad_id(ctx, arg);
+        else   /* a name no peer has: as ds peer remove says, plus what to give */
+            rc = ds_ops_fail(ctx, DS_ERR_NOTFOUND, DS_OPS_E_UNKNOWN_PEER,
+                             "To add a new peer, give its NodeId (ds peer id on its machine) "
+                             "or its ticket (ds peer ticket), with --name NAME; ds peer list "
+                             "shows the known peers.",
+                             "no peer named '%.100s'; give its NodeId", arg);
     } else if (!rc && !ds_peers_find(&cfg, id) && !ds_node_id_is_key(id)) {
         rc = ds_ops_fail(ctx, DS_ERR_INVALID, DS_OPS_E_INVALID,
                          "A NodeId is the public key printed by ds peer id on the peer's machine.",
@@ -1147,8 +1203,9 @@ int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
         unlink(tmp);
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0)
-            rc = ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_IO, NULL, "cannot write %s: %s", file,
-                             strerror(errno));
+            rc = ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_IO,
+                             "Give a FILE in a directory that exists and that you may write to.",
+                             "cannot write %s: %s", file, strerror(errno));
     }
     if (!rc) {
         fdw w = { fd };
@@ -1170,8 +1227,9 @@ int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
             rc = DS_ERR_IO;
         }
         if (rc == DS_ERR_IO)
-            rc = ds_ops_fail(ctx, rc, DS_OPS_E_IO, NULL, "cannot write %s: %s", file,
-                             strerror(e));
+            rc = ds_ops_fail(ctx, rc, DS_OPS_E_IO,
+                             "Check the free space of that disk and that you may write there.",
+                             "cannot write %s: %s", file, strerror(e));
         else if (rc)
             rc = ds_ops_fail_store(ctx, rc, "exporting");
         if (rc)
@@ -1227,14 +1285,20 @@ static int read_all(ds_ctx *ctx, const char *path, uint8_t **out, size_t *len)
     *out = NULL;
     *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ds_ops_fail(ctx, DS_ERR_IO, errno == ENOENT ? DS_OPS_E_INVALID : DS_OPS_E_IO,
-                           NULL, "cannot read %s: %s", path, strerror(errno));
+    if (fd < 0) {
+        int e = errno;
+        int gone = e == ENOENT || e == ENOTDIR;
+        return ds_ops_fail(ctx, DS_ERR_IO, gone ? DS_OPS_E_NOT_FOUND : DS_OPS_E_IO,
+                           gone ? "Give the path of a file written by ds peer export."
+                                : "Check that you may read that file.",
+                           "cannot read %s: %s", path, strerror(e));
+    }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_INVALID, NULL, "%s is not a regular file",
-                           path);
+        return ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_BAD_FILE,
+                           "Give the path of a file written by ds peer export.",
+                           "%s is not a regular file", path);
     }
     if ((uint64_t)sb.st_size > DS_EXCHANGE_MAX_FILE) {
         close(fd);

@@ -11,6 +11,7 @@
 #include <ftw.h>
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "ds/error.h"
 #include "core/util.h"
 #include "daemon/home.h"
+#include "daemon/log.h"
 
 static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -100,11 +102,59 @@ static int write_atomic(const char *path, const void *data, size_t len, mode_t m
     return rc;
 }
 
-static int read_small(const char *path, char *buf, size_t cap, size_t *len)
+/* Where warnings about a secret file ds repaired go (NULL: the log). */
+static void (*warn_fn)(const char *msg);
+
+void ds_peers_set_warn(void (*fn)(const char *msg))
+{
+    warn_fn = fn;
+}
+
+static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void warn(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (warn_fn)
+        warn_fn(msg);
+    else
+        DS_LOGW("%s", msg);
+}
+
+/* A secret file (open as |fd|) that other users may read or write is set
+ * back to 0600, with a warning: the repair makes it a one-time message.
+ * When the mode cannot be changed, that is said (once per process). */
+static void private_mode(int fd, const char *path)
+{
+    static atomic_int chmod_failed;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !(sb.st_mode & 077))
+        return;
+    unsigned mode = (unsigned)(sb.st_mode & 07777);
+    const char *how = sb.st_mode & 044 ? "readable" : "writable";
+    if (fchmod(fd, 0600) == 0)
+        warn("%s was %s by other users (mode %04o); ds set it to 0600. If someone else "
+             "could have read it, make a new identity: ds peer init --force",
+             path, how, mode);
+    else if (!atomic_exchange(&chmod_failed, 1))
+        warn("%s is %s by other users (mode %04o) and ds could not set it to 0600: %s. "
+             "Run: chmod 600 %s; if someone else could have read it, make a new identity: "
+             "ds peer init --force",
+             path, how, mode, strerror(errno), path);
+}
+
+/* Reads |path| (at most |cap| - 1 bytes) into |buf|; with |secret| its
+ * mode is checked first (private_mode). */
+static int read_small(const char *path, char *buf, size_t cap, size_t *len, int secret)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? DS_ERR_NOTFOUND : DS_ERR_IO;
+    if (secret)
+        private_mode(fd, path);
     size_t got = 0;
     for (;;) {
         ssize_t r = read(fd, buf + got, cap - got);
@@ -138,7 +188,7 @@ int ds_peers_identity_load(const char *home, ds_identity *id, char *err, size_t 
         return DS_ERR_NOMEM;
     char buf[DS_IDENTITY_FILE_MAX];
     size_t len = 0;
-    int rc = read_small(path, buf, sizeof buf, &len);
+    int rc = read_small(path, buf, sizeof buf, &len, 1);
     if (rc == DS_ERR_NOTFOUND)
         seterr(err, errlen, rc, "%s: no identity yet", path);
     else if (rc == DS_ERR_TOOLARGE)
@@ -197,7 +247,17 @@ static int load_json(const char *home, const char *name, json_t **root, char *er
     } else {
         json_error_t je;
         *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-        if (!*root)
+        /* jansson names its own flag for "\u0000" and says "control
+         * character 0x0" for a raw NUL byte: say what is in the file. */
+        if (!*root && (strstr(je.text, "JSON_ALLOW_NUL") ||
+                       (strncmp(je.text, "control character 0x0", 21) == 0 &&
+                        (je.text[21] == ' ' || je.text[21] == '\0'))))
+            rc = seterr(err, errlen, DS_ERR_MALFORMED,
+                        "%s: the file contains a NUL character%s, which no path or name may "
+                        "hold (line %d, column %d)",
+                        path, je.text[0] == '\\' ? " (written \\u0000)" : "", je.line,
+                        je.column);
+        else if (!*root)
             rc = seterr(err, errlen, DS_ERR_MALFORMED, "%s: %s (line %d)", path, je.text,
                         je.line);
         else if (!json_is_object(*root)) {
@@ -342,6 +402,14 @@ int ds_share_cfg_remove(ds_share_cfg *c, const char *path)
     if (!found)
         return DS_ERR_NOTFOUND;
     return share_rebuild(c);
+}
+
+const char *ds_share_cfg_covering(const ds_share_cfg *c, const char *path)
+{
+    for (size_t i = 0; path && i < c->n; i++)
+        if (ds_path_within(path, c->paths[i]))
+            return c->paths[i];
+    return NULL;
 }
 
 int ds_share_cfg_set(const ds_share_cfg *c, ds_share_set *out)
@@ -836,7 +904,8 @@ static int addr_parse(const char *s, uint16_t default_port, char host[DS_ADDR_MA
     } else {
         const char *colon = strrchr(s, ':');
         if (colon && strchr(s, ':') != colon)
-            return *why = "is an IPv6 address without brackets (write [ADDR]:PORT)",
+            return *why = "has more than one ':', so it is not HOST:PORT (an IPv6 address "
+                          "goes in brackets: write [ADDR]:PORT)",
                    DS_ERR_INVALID;
         size_t hl = colon ? (size_t)(colon - s) : n;
         memcpy(host, s, hl);
@@ -929,6 +998,16 @@ int ds_node_id_is_key(const char *id)
     return ds_node_id_parse(id, pk) == 0 && crypto_core_ed25519_is_valid_point(pk) == 1;
 }
 
+size_t ds_ticket_version_len(const char *s)
+{
+    if (strncmp(s, "ds", 2) != 0 || s[2] < '0' || s[2] > '9')
+        return 0;
+    size_t i = 2;
+    while (i < 12 && s[i] >= '0' && s[i] <= '9')
+        i++;
+    return s[i] == ':' ? i + 1 : 0;
+}
+
 int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
                     char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX], size_t *n, const char **why)
 {
@@ -937,6 +1016,14 @@ int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
         why = &dummy;
     *n = 0;
     size_t pl = strlen(DS_TICKET_PREFIX);
+    size_t vl = ds_ticket_version_len(s);
+    if (vl && (vl != pl || strncmp(s, DS_TICKET_PREFIX, pl) != 0)) {
+        snprintf(why_buf, sizeof why_buf,
+                 "has an unknown version '%.*s': this ds reads only " DS_TICKET_PREFIX
+                 " tickets (update ds, or add the peer by its NodeId with --addr HOST:PORT)",
+                 (int)vl, s);
+        return *why = why_buf, DS_ERR_INVALID;
+    }
     if (strncmp(s, DS_TICKET_PREFIX, pl) != 0)
         return *why = "does not start with " DS_TICKET_PREFIX, DS_ERR_INVALID;
     s += pl;
@@ -963,8 +1050,12 @@ int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
     while (*s) {
         const char *end = strchr(s, ',');
         size_t l = end ? (size_t)(end - s) : strlen(s);
-        if (*n >= DS_PEER_MAX_ADDRS)
-            return *why = "holds too many addresses", DS_ERR_INVALID;
+        if (*n >= DS_PEER_MAX_ADDRS) {
+            snprintf(why_buf, sizeof why_buf,
+                     "holds more than %d addresses, the most a peer keeps: give at most %d",
+                     DS_PEER_MAX_ADDRS, DS_PEER_MAX_ADDRS);
+            return *why = why_buf, DS_ERR_INVALID;
+        }
         if (l == 0 || l >= DS_ADDR_MAX)
             return *why = "holds an empty or over-long address", DS_ERR_INVALID;
         char a[DS_ADDR_MAX], host[DS_ADDR_MAX];

@@ -38,8 +38,16 @@
 
 /* Loads |home|/identity.key.  DS_ERR_NOTFOUND when there is none (not an
  * error message worth printing: the caller suggests `ds peer init`),
- * DS_ERR_MALFORMED / DS_ERR_VERSION / DS_ERR_IO with |err| set. */
+ * DS_ERR_MALFORMED / DS_ERR_VERSION / DS_ERR_IO with |err| set.  A file
+ * other users may read or write (mode & 077) is set back to 0600 first,
+ * with a warning through ds_peers_set_warn's function (a failed chmod is
+ * a warning too, once per process); the load goes on either way. */
 int ds_peers_identity_load(const char *home, ds_identity *id, char *err, size_t errlen);
+/* Sends the warnings of this module (one sentence each, no trailing
+ * newline) to |fn|, which must not keep |msg|; NULL (the default) logs
+ * them (DS_LOGW: the daemon's log).  Set it once, before other threads
+ * load files. */
+void ds_peers_set_warn(void (*fn)(const char *msg));
 /* Writes identity.key (mode 0600, atomically).  Without |force| an existing
  * file is kept and DS_ERR_EXISTS returned.  Creates |home| if needed. */
 int ds_peers_identity_save(const char *home, const ds_identity *id, int force, char *err,
@@ -62,6 +70,10 @@ void ds_share_cfg_free(ds_share_cfg *c);
 int ds_share_cfg_add(ds_share_cfg *c, const char *path);
 /* Removes |path|: DS_ERR_NOTFOUND if not listed. */
 int ds_share_cfg_remove(ds_share_cfg *c, const char *path);
+/* The listed path that |path| (canonical, absolute) equals or lies
+ * beneath, by the share set's rule (ds_path_within: "/a/p" covers
+ * "/a/p/x", not "/a/p-x"); NULL when none.  Points into |c|. */
+const char *ds_share_cfg_covering(const ds_share_cfg *c, const char *path);
 /* The share set for the sync engine. */
 int ds_share_cfg_set(const ds_share_cfg *c, ds_share_set *out);
 
@@ -166,10 +178,14 @@ int ds_node_id_is_key(const char *id);
  * DS_ERR_TOOLARGE if |cap| is too small. */
 int ds_ticket_format(const char *node_id, const char *const *addrs, size_t n, char *out,
                      size_t cap);
+/* The length of the version prefix "ds<digits>:" that |s| starts with
+ * (4 for "ds1:"), or 0: tells a ticket of any version from a NodeId. */
+size_t ds_ticket_version_len(const char *s);
 /* Parses a ticket into |node_id| (a valid key) and up to DS_PEER_MAX_ADDRS
  * addresses (each checked by ds_addr_parse; a '@' must be followed by at
  * least one).  DS_ERR_INVALID with *why set (for a bad address it quotes
- * the address and ds_addr_parse's reason; lifetime as there). */
+ * the address and ds_addr_parse's reason; lifetime as there).  Another
+ * version ("ds2:...") is refused saying this ds reads ds1: tickets. */
 int ds_ticket_parse(const char *s, char node_id[DS_NODE_ID_HEX + 1],
                     char addrs[DS_PEER_MAX_ADDRS][DS_ADDR_MAX], size_t *n, const char **why);
 /* A display label: the name, else the first DS_PEER_SHORT_ID hex digits. */

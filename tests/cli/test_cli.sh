@@ -77,6 +77,12 @@ check "query --help documents --json" out_has "--json"
 expect_usage "unknown command" "unknown command 'frobnicate'" frobnicate
 check "unknown command: hint names ds --help" err_has "Run 'ds --help'"
 expect_usage "help for unknown command" "unknown command 'nope'" help nope
+# ds help peer SUB is ds peer SUB --help
+run help peer sync
+check "help peer sync: exit 0" rc_is 0
+check "help peer sync: the subcommand's help" out_has "Usage: ds peer sync [NODE_ID|NAME] [--full]"
+expect_usage "help for an unknown peer subcommand" "unknown subcommand 'nope'" help peer nope
+expect_usage "help with a subcommand of a command without any" "ds query has no subcommands" help query x
 expect_usage "unknown global option" "unknown option '--bogus'" --bogus stats
 expect_usage "unknown command option" "unknown option '--bogus'" query --bogus foo
 check "unknown command option: hint names the command" err_has "ds query --help"

@@ -4,9 +4,14 @@
 #
 # Usage: bash tests/cli/test_peer.sh /path/to/ds
 #
-# Checks: identity (0600, no overwrite without --force, NodeId format);
+# Checks: identity (0600, no overwrite without --force, NodeId format; a
+# readable identity.key set back to 0600 with a warning, on stderr or in
+# the daemon's log); -f json as --json;
 # share canonicalization (symlink -> target, trailing slash), errors for
-# missing / unshared paths; canary notes in an unshared project, in the
+# missing / unshared paths (exit status and hint); unshare of a path
+# still shared through a parent says so (error, or warning and --json
+# warning); share / warns in --json too; missing or non-regular import
+# files and unwritable export paths (exit 1, hint); canary notes in an unshared project, in the
 # sibling /a/proj-x and behind a symlink into an unshared project never
 # appear in an export; export -> import reproduces exactly the shared
 # set; a tampered file and an unknown signer are refused and change
@@ -54,6 +59,25 @@ run "$A" peer id
 check "id: same NodeId" [ "$(cat "$T/out")" = "$AID" ]
 run "$A" peer id --json
 check "id --json" jq_ "d['node_id'] == '$AID'"
+# -f json is --json, for every subcommand (and before the subcommand)
+run "$A" peer id -f json
+check "id -f json" jq_ "d['node_id'] == '$AID'"
+run "$A" peer -f json list
+check "peer -f json list" jq_ "d['node_id'] == '$AID' and d['peers'] == []"
+run "$A" peer shared --format json
+check "shared --format json" jq_ "d['shared_projects'] == []"
+run "$A" peer id -f xml
+check "id -f xml: usage error" rc_is 2
+check "id -f xml: says which formats" err_has "use text or json"
+# an identity.key others may read is set back to 0600, with a warning
+chmod 644 "$A/identity.key"
+run "$A" peer id
+check "readable identity.key: still used" out_has "$AID"
+check "readable identity.key: warns" err_has "ds: warning: $A/identity.key was readable by other users (mode 0644); ds set it to 0600."
+check "readable identity.key: says what to do" err_has "make a new identity: ds peer init --force"
+check "readable identity.key: now 0600" [ "$(stat -c %a "$A/identity.key")" = 600 ]
+run "$A" peer id
+check "repaired identity.key: no second warning" err_lacks "warning"
 run "$B" peer init
 BID=$(sed -n 's/^Generated NodeId: //p' "$T/out")
 run "$C" peer init
@@ -69,11 +93,16 @@ check "share: share.json lists target" grep -qF "\"$P\"" "$A/share.json"
 run "$A" peer share "$P"
 check "share again: already" out_has "Already shared: $P"
 run "$A" peer share "$T/does-not-exist"
-check "share missing path: error" rc_is 2
+check "share missing path: runtime failure (exit 1)" rc_is 1
 check "share missing path: names it" err_has "$T/does-not-exist"
+check "share missing path: hint" err_has "Give the directory of an existing project."
+run "$A" peer share ""
+check "share empty path: usage error" rc_is 2
+check "share empty path: hint" err_has "Give the project directory to share"
 run "$A" peer unshare "$T/a/proj-x"
 check "unshare unshared: error" rc_is 1
 check "unshare unshared: message" err_has "is not shared"
+check "unshare of a sibling: not called inside" err_lacks "inside the shared project"
 run "$A" peer shared --json
 check "shared --json" jq_ "d['shared_projects'] == ['$P']"
 run "$A" peer share "$P"
@@ -86,6 +115,26 @@ run "$A" peer unshare /
 check "unshare /: ok" rc_is 0
 run "$A" peer shared --json
 check "unshare /: back to one root" jq_ "d['shared_projects'] == ['$P']"
+run "$A" peer share --json /
+check "share / --json: warning field" jq_ "d['warning'].startswith('/ covers every project on this machine')"
+check "share / --json: warning on stderr too" err_has "ds: warning: / covers every project"
+run "$A" peer unshare /
+run "$A" peer share --json "$P"
+check "share --json of a project: warning null" jq_ "d['warning'] is None"
+# a directory inside a shared project is shared through it: unshare says so
+run "$A" peer unshare "$P/sub"
+check "unshare inside a shared project: error" rc_is 1
+check "unshare inside a shared project: says its nodes are shared" err_has "$P/sub is not shared by itself, but it is inside the shared project $P: its nodes are shared"
+check "unshare inside a shared project: what to do" err_has "To stop sharing it, unshare $P (and share the parts you want)."
+run "$A" peer share "$P/sub"
+run "$A" peer unshare "$P/sub"
+check "unshare of a listed subdirectory: removed" out_has "Removed from shared projects: $P/sub"
+check "unshare of a listed subdirectory: warns it is still shared" err_has "ds: warning: $P/sub is still shared: it is inside the shared project $P."
+run "$A" peer share "$P/sub"
+run "$A" peer unshare --json "$P/sub"
+check "unshare --json, still shared: warning field" jq_ "d['path'] == '$P/sub' and d['warning'].startswith('$P/sub is still shared')"
+run "$A" peer shared --json
+check "unshare inside: only the parent listed" jq_ "d['shared_projects'] == ['$P']"
 
 # ---- content -------------------------------------------------------------
 note "$A" "$P" "SHARED zebra lmdb transactions are serializable writers"
@@ -109,6 +158,16 @@ run "$A" peer export --full --json "$T/alice3.dsx"
 check "export --full: 2 nodes" jq_ "d['nodes'] == 2 and d['full'] is True"
 
 # ---- import: unknown signer, tampering -----------------------------------
+run "$B" peer import "$T/missing.dsx"
+check "import missing file: runtime failure (exit 1)" rc_is 1
+check "import missing file: hint" err_has "Give the path of a file written by ds peer export."
+run "$B" peer import "$T"
+check "import a directory: exit 1" rc_is 1
+check "import a directory: says so" err_has "$T is not a regular file"
+check "import a directory: hint" err_has "Give the path of a file written by ds peer export."
+run "$A" peer export "$T/no-dir/x.dsx"
+check "export into a missing directory: exit 1" rc_is 1
+check "export into a missing directory: hint" err_has "Give a FILE in a directory that exists"
 run "$B" peer import "$T/alice1.dsx"
 check "import unknown signer: refused" rc_is 1
 check "import unknown signer: message" err_has "unknown node $AID"
@@ -223,6 +282,13 @@ check "duplicate name: refused" err_has "already used"
 run "$B" peer add "../../etc/passwd"
 check "bad NodeId: refused" rc_is 2
 check "bad NodeId: message" err_has "is not a NodeId"
+run "$B" peer add nobody --name X
+check "add an unknown name: exit 1, as remove" rc_is 1
+check "add an unknown name: no peer by that name" err_has "no peer named 'nobody'; give its NodeId"
+check "add an unknown name: not called a bad NodeId" err_lacks "is not a NodeId"
+run "$B" peer add "ds2:$AID@127.0.0.1:1"
+check "ds2: ticket: refused" rc_is 2
+check "ds2: ticket: unknown version" err_has "unknown version 'ds2:': this ds reads only ds1: tickets"
 run "$B" peer add "$BID"
 check "own NodeId: refused" err_has "own NodeId"
 run "$B" peer list --json
@@ -285,6 +351,12 @@ check "ticket, address without port: the expected form, once" [ "$(grep -o 'expe
 run "$D" peer add "$AID" --addr 'a:b:c'
 check "--addr unbracketed IPv6: says what to write, once" [ "$(grep -cE 'write \[ADDR\]:PORT|expected' "$T/err")" -eq 1 ]
 check "--addr unbracketed IPv6: no second form" err_lacks "expected HOST:PORT"
+run "$D" peer add "$AID" --addr 1.2.3.4:80:80
+check "--addr with two ports: not HOST:PORT" err_has "'1.2.3.4:80:80' has more than one ':', so it is not HOST:PORT"
+check "--addr with two ports: not called IPv6" err_lacks "is an IPv6 address"
+run "$D" peer add "ds1:$AID@10.0.0.1:1,10.0.0.2:1,10.0.0.3:1,10.0.0.4:1,10.0.0.5:1,10.0.0.6:1,10.0.0.7:1,10.0.0.8:1,10.0.0.9:1"
+check "ticket with 9 addresses: refused" rc_is 2
+check "ticket with 9 addresses: says the limit" err_has "more than 8 addresses"
 run "$D" peer add "$AID" --addr '[::ffff:127.0.0.1]:4000'
 check "--addr IPv4-mapped: only what to write" err_lacks "expected HOST:PORT"
 run "$D" peer add "$AID" --addr 127.0.0.1:5,127.0.0.1:6
@@ -486,6 +558,17 @@ check "ticket, no daemon: sync.listen of config.json (~ expanded without \$HOME)
 check "ticket, no daemon, sync.listen set: why is only that the daemon is not running" \
     jq_ "d['why'] == 'the daemon is not running (start it with ds start)'"
 rm -f "$K/config.json"
+# In the daemon a readable identity.key is set back to 0600 too; the
+# warning goes to its log.
+run "$K" start
+check "daemon for the identity.key mode: starts" rc_is 0
+[ -s "$K/daemon.pid" ] && remember "$(cat "$K/daemon.pid")"
+chmod 644 "$K/identity.key"
+run "$K" peer id
+check "readable identity.key, daemon: still used" rc_is 0
+check "readable identity.key, daemon: now 0600" [ "$(stat -c %a "$K/identity.key")" = 600 ]
+check "readable identity.key, daemon: the warning in its log" grep -qF "$K/identity.key was readable by other users (mode 0644); ds set it to 0600" "$K/daemon.log"
+run "$K" stop
 
 # A daemon that starts fine (no identity yet, so nothing to listen with)
 # but whose --listen address is taken when ds peer init, then ds peer add
@@ -562,6 +645,10 @@ check "bad share.json: says what" err_has "entry 2"
 printf '{"shared_projects": [\n  "/x",\n' >"$B/share.json"
 run "$B" peer shared
 check "truncated share.json: line" err_has "(line "
+printf '{"shared_projects": [\n  "/x\\u0000y"\n]}\n' >"$B/share.json"
+run "$B" peer shared
+check "share.json with a NUL: says so and where" err_has "$B/share.json: the file contains a NUL character (written \u0000), which no path or name may hold (line 2, column"
+check "share.json with a NUL: no jansson flag" err_lacks "JSON_ALLOW_NUL"
 rm -f "$B/share.json"
 cp "$B/peers.json" "$T/peers.bak"
 printf '{\n  "peers": {\n    "zz": {"name": "x"}\n  }\n}\n' >"$B/peers.json"

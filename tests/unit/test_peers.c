@@ -1,6 +1,7 @@
 /*
  * test_peers.c - the P2P home files: identity.key (0600, no overwrite
- * without force, damaged file), share.json and peers.json (round trip,
+ * without force, damaged file, a readable one set back to 0600 with a
+ * warning), share.json and peers.json (round trip,
  * extra fields kept, every malformed shape refused with the file name
  * and the problem), NodeId validation before path use, replicas
  * (create, open, meta.json, delete) and the peers/.lock bounded wait.
@@ -60,6 +61,47 @@ static void identity_file(void **state)
     assert_non_null(strstr(err, "identity.key"));
 }
 
+static char warned[1024];
+static int nwarned;
+
+static void catch_warning(const char *msg)
+{
+    snprintf(warned, sizeof warned, "%s", msg);
+    nwarned++;
+}
+
+/* An identity.key other users may read is set back to 0600 on load, with
+ * one warning that says what happened and what to do. */
+static void identity_mode(void **state)
+{
+    (void)state;
+    const char *home = ds_test_tmpdir();
+    ds_identity a, b;
+    uint8_t seed[32];
+    ds_test_random(seed, sizeof seed);
+    assert_int_equal(ds_identity_from_seed(&a, seed), 0);
+    assert_int_equal(ds_peers_identity_save(home, &a, 0, err, sizeof err), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/identity.key", home);
+    ds_peers_set_warn(catch_warning);
+    nwarned = 0;
+    assert_int_equal(ds_peers_identity_load(home, &b, err, sizeof err), 0);
+    assert_int_equal(nwarned, 0);                    /* 0600: nothing to say */
+    assert_int_equal(chmod(p, 0644), 0);
+    assert_int_equal(ds_peers_identity_load(home, &b, err, sizeof err), 0);
+    assert_string_equal(a.node_id, b.node_id);       /* still used */
+    assert_int_equal(nwarned, 1);
+    assert_non_null(strstr(warned, "identity.key was readable by other users (mode 0644); "
+                                   "ds set it to 0600"));
+    assert_non_null(strstr(warned, "ds peer init --force"));
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(ds_peers_identity_load(home, &b, err, sizeof err), 0);
+    assert_int_equal(nwarned, 1);                    /* repaired: once */
+    ds_peers_set_warn(NULL);
+}
+
 static void share_file(void **state)
 {
     (void)state;
@@ -83,7 +125,13 @@ static void share_file(void **state)
     assert_true(ds_share_set_contains(&set, "/a/proj/x"));
     assert_false(ds_share_set_contains(&set, "/a/proj-x"));
     ds_share_set_free(&set);
+    /* the listed path a path lies beneath, by the share set's rule */
+    assert_string_equal(ds_share_cfg_covering(&c, "/a/proj/x/y"), "/a/proj");
+    assert_string_equal(ds_share_cfg_covering(&c, "/a/proj"), "/a/proj");
+    assert_null(ds_share_cfg_covering(&c, "/a/proj-x"));
+    assert_null(ds_share_cfg_covering(&c, "/a"));
     assert_int_equal(ds_share_cfg_remove(&c, "/a/proj"), 0);
+    assert_null(ds_share_cfg_covering(&c, "/a/proj/x"));
     assert_int_equal(ds_share_cfg_remove(&c, "/a/proj"), DS_ERR_NOTFOUND);
     assert_int_equal(ds_share_cfg_save(home, &c, err, sizeof err), 0);
     ds_share_cfg_free(&c);
@@ -102,6 +150,10 @@ static void share_file(void **state)
         { "{\"shared_projects\": [\"rel/path\"]}", "not an absolute path" },
         { "\n\n{\"shared_projects\": [] ,, }", "(line 3)" },
         { "", "(line " },
+        /* a NUL: said as such, with where (not jansson's flag name) */
+        { "{\"shared_projects\":\n [\"/a\\u0000b\"]}",
+          "contains a NUL character (written \\u0000), which no path or name may hold "
+          "(line 2, column" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_file(home, "share.json", bad[i].text);
@@ -110,7 +162,17 @@ static void share_file(void **state)
         assert_non_null(strstr(err, p));
         if (!strstr(err, bad[i].needle))
             fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].needle);
+        assert_null(strstr(err, "JSON_ALLOW_NUL"));
     }
+    /* a raw NUL byte too */
+    static const char raw[] = "{\"shared_projects\": [\"/a\0b\"]}";
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fwrite(raw, 1, sizeof raw - 1, f);
+    fclose(f);
+    assert_int_equal(ds_share_cfg_load(home, &c, err, sizeof err), DS_ERR_MALFORMED);
+    if (!strstr(err, "contains a NUL character, which no path or name may hold (line 1, column"))
+        fail_msg("raw NUL: '%s'", err);
 }
 
 static void peers_file(void **state)
@@ -296,6 +358,11 @@ static void addrs_and_tickets(void **state)
                      DS_ERR_INVALID);
     assert_non_null(strstr(why, "','"));
     assert_null(strstr(why, "IPv6"));
+    /* several ':' without brackets: not HOST:PORT, whatever it meant */
+    assert_int_equal(ds_addr_parse("1.2.3.4:80:80", 0, host, &port, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "has more than one ':', so it is not HOST:PORT"));
+    assert_non_null(strstr(why, "write [ADDR]:PORT"));
+    assert_null(strstr(why, "is an IPv6 address"));
     assert_int_equal(ds_addr_parse("localhost:4000", 0, host, &port, &why), 0);
     /* A host name of 253 characters is the longest: formatted again it
      * comes back whole (fuzz_config found 290+ cut short). */
@@ -354,6 +421,20 @@ static void addrs_and_tickets(void **state)
     snprintf(t, sizeof t, "ds1:%s@1.2.3.4:5", ZERO);
     assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), DS_ERR_INVALID);
     assert_non_null(strstr(why, "Ed25519"));
+    /* more addresses than a peer keeps: the limit is said */
+    int tl = snprintf(t, sizeof t, "ds1:%s", id.node_id);
+    for (int i = 0; i <= DS_PEER_MAX_ADDRS; i++)
+        tl += snprintf(t + tl, sizeof t - (size_t)tl, "%c10.0.0.%d:1", i ? ',' : '@', i + 1);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "more than 8 addresses"));
+    /* another version: said so, not "not a NodeId" */
+    assert_int_equal(ds_ticket_version_len("ds1:abc"), 4);
+    assert_int_equal(ds_ticket_version_len("ds12:abc"), 5);
+    assert_int_equal(ds_ticket_version_len("dsx:abc"), 0);
+    assert_int_equal(ds_ticket_version_len("alice"), 0);
+    snprintf(t, sizeof t, "ds2:%s", id.node_id);
+    assert_int_equal(ds_ticket_parse(t, nid, ta, &n, &why), DS_ERR_INVALID);
+    assert_non_null(strstr(why, "unknown version 'ds2:': this ds reads only ds1: tickets"));
 
     /* pasted arguments */
     char b1[] = " \t ds1:abc \r\n", b2[] = "\n", b3[] = "x";
@@ -527,6 +608,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(identity_file),
+        cmocka_unit_test(identity_mode),
         cmocka_unit_test(share_file),
         cmocka_unit_test(peers_file),
         cmocka_unit_test(peer_names),
