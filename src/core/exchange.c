@@ -162,12 +162,14 @@ int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn 
         return rc;
     /* A cursor from another store epoch or share set means starting over:
      * say so in the header (full), so the importer may take the cursor. */
+    if (!o->seal)
+        return DS_ERR_INVALID;
     const uint8_t *since = o->since;
     if (since) {
         ds_cursor c;
-        if (ds_cursor_decode(since, DS_CURSOR_LEN, &c) != 0 ||
-            memcmp(c.epoch, epoch, DS_EPOCH_LEN) != 0 ||
-            memcmp(c.digest, o->share->digest, DS_SHARE_DIGEST_LEN) != 0)
+        memcpy(c.epoch, epoch, DS_EPOCH_LEN);
+        memcpy(c.digest, o->share->digest, DS_SHARE_DIGEST_LEN);
+        if (ds_cursor_decode(since, DS_CURSOR_LEN, o->seal, &c) != 0)
             since = NULL;
     }
     res->full = since == NULL;
@@ -194,20 +196,17 @@ int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn 
     while (!rc && more) {
         ds_publish_stats ps;
         payload.len = 0;
-        rc = ds_sync_publish(st, o->share, &req, &payload, &ps);
+        rc = ds_sync_publish_epoch(st, epoch, o->seal, o->share, &req, &payload, &ps);
         if (!rc)
             rc = page_peek(payload.data, payload.len, req.cursor, &more);
         if (rc)
             break;
-        ds_cursor c;
-        if ((rc = ds_cursor_decode(req.cursor, DS_CURSOR_LEN, &c)))
-            break;
-        if (!first && more && c.seq <= prev_seq) {
+        if (!first && more && ps.seq <= prev_seq) {
             rc = DS_ERR_PROTO;     /* cannot happen: the publisher always advances */
             break;
         }
         first = 0;
-        prev_seq = c.seq;
+        prev_seq = ps.seq;
         req.has_cursor = 1;
         if ((rc = emit(&ou, &payload, 1)))
             break;
@@ -469,11 +468,8 @@ int ds_import_apply_verified(const uint8_t *buf, size_t len, const char *expect_
         w.keep_cursor = 1;
         if (has)
             memcpy(w.held, held, DS_CURSOR_LEN);
-        else {
-            ds_cursor z;
-            memset(&z, 0, sizeof z);
-            ds_cursor_encode(&z, w.held);
-        }
+        else
+            memset(w.held, 0, DS_CURSOR_LEN);
     }
     ds_import_info scratch = *info;
     w.info = &scratch;

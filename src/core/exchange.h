@@ -42,6 +42,7 @@ typedef int (*ds_exchange_write_fn)(void *ud, const uint8_t *data, size_t len);
 typedef struct ds_export_opts {
     const ds_identity *id;          /* signer */
     const ds_share_set *share;      /* what is shared */
+    ds_cursor_seal *seal;           /* seals the cursors (the signer's key) */
     int64_t created_ms;             /* time of the export */
     const uint8_t *since;           /* continue from this cursor, NULL = full */
     uint32_t page_nodes, page_bytes;/* 0 = the sync defaults */
@@ -55,8 +56,8 @@ typedef struct ds_export_result {
 } ds_export_result;
 
 /* Writes an export of |st| (nodes of shared projects only) to |w|.  A
- * |since| cursor of another store epoch or share set is ignored (the
- * export is then full).  Returns 0 or a DS_ERR_* (store errors, the
+ * |since| cursor that does not open with |seal| for the store's epoch
+ * and the share set is ignored (the export is then full).  Returns 0 or a DS_ERR_* (store errors, the
  * writer's error, DS_ERR_NOMEM, DS_ERR_PROTO if paging made no progress). */
 int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn w, void *ud,
                     ds_export_result *res);

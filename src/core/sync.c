@@ -73,20 +73,63 @@ int ds_share_set_contains(const ds_share_set *s, const char *project)
 
 /* ---- cursor -------------------------------------------------------------- */
 
-void ds_cursor_encode(const ds_cursor *c, uint8_t out[DS_CURSOR_LEN])
+/* Layout 2: version (2) | nonce (12) | ChaCha20-Poly1305 (IETF) of the
+ * sequence (8, big-endian) and 4 zero bytes, with its 16-byte tag.  The
+ * epoch and share digest are not carried: they are the associated data,
+ * so a cursor opens only for the epoch and share set it was made for. */
+#define CURSOR_LAYOUT 2
+#define CURSOR_PLAIN 12
+_Static_assert(1 + DS_CURSOR_NONCE_LEN + CURSOR_PLAIN + crypto_aead_chacha20poly1305_IETF_ABYTES ==
+               DS_CURSOR_LEN, "a sealed cursor fills DS_CURSOR_LEN");
+_Static_assert(DS_CURSOR_NONCE_LEN == crypto_aead_chacha20poly1305_IETF_NPUBBYTES &&
+               DS_CURSOR_KEY_LEN == crypto_aead_chacha20poly1305_IETF_KEYBYTES &&
+               DS_CURSOR_KEY_LEN == crypto_kdf_KEYBYTES, "cursor key and nonce sizes");
+
+void ds_cursor_seal_init(ds_cursor_seal *s, const uint8_t sk[64], const uint8_t nonce[DS_CURSOR_NONCE_LEN])
 {
-    out[0] = 1;
-    memcpy(out + 1, c->epoch, DS_EPOCH_LEN);
-    ds_put_be64(out + 1 + DS_EPOCH_LEN, c->seq);
-    memcpy(out + 1 + DS_EPOCH_LEN + 8, c->digest, DS_SHARE_DIGEST_LEN);
+    uint8_t seed[crypto_sign_SEEDBYTES];
+    crypto_sign_ed25519_sk_to_seed(seed, sk);
+    crypto_kdf_derive_from_key(s->key, sizeof s->key, 2, "dscursor", seed);
+    sodium_memzero(seed, sizeof seed);
+    memcpy(s->nonce, nonce, sizeof s->nonce);
 }
 
-int ds_cursor_decode(const uint8_t *in, size_t len, ds_cursor *c)
+void ds_cursor_seal_wipe(ds_cursor_seal *s)
 {
-    if (len != DS_CURSOR_LEN || in[0] != 1) return DS_ERR_MALFORMED;
-    memcpy(c->epoch, in + 1, DS_EPOCH_LEN);
-    c->seq = ds_get_be64(in + 1 + DS_EPOCH_LEN);
-    memcpy(c->digest, in + 1 + DS_EPOCH_LEN + 8, DS_SHARE_DIGEST_LEN);
+    sodium_memzero(s, sizeof *s);
+}
+
+static void cursor_ad(uint8_t ad[1 + DS_EPOCH_LEN + DS_SHARE_DIGEST_LEN], const ds_cursor *c)
+{
+    ad[0] = CURSOR_LAYOUT;
+    memcpy(ad + 1, c->epoch, DS_EPOCH_LEN);
+    memcpy(ad + 1 + DS_EPOCH_LEN, c->digest, DS_SHARE_DIGEST_LEN);
+}
+
+void ds_cursor_encode(const ds_cursor *c, ds_cursor_seal *s, uint8_t out[DS_CURSOR_LEN])
+{
+    uint8_t ad[1 + DS_EPOCH_LEN + DS_SHARE_DIGEST_LEN], plain[CURSOR_PLAIN] = { 0 };
+    cursor_ad(ad, c);
+    ds_put_be64(plain, c->seq);
+    out[0] = CURSOR_LAYOUT;
+    memcpy(out + 1, s->nonce, DS_CURSOR_NONCE_LEN);
+    crypto_aead_chacha20poly1305_ietf_encrypt(out + 1 + DS_CURSOR_NONCE_LEN, NULL, plain, sizeof plain,
+                                              ad, sizeof ad, NULL, s->nonce, s->key);
+    sodium_increment(s->nonce, sizeof s->nonce);
+}
+
+int ds_cursor_decode(const uint8_t *in, size_t len, const ds_cursor_seal *s, ds_cursor *c)
+{
+    static const uint8_t zero[4];
+    uint8_t ad[1 + DS_EPOCH_LEN + DS_SHARE_DIGEST_LEN], plain[CURSOR_PLAIN];
+    if (len != DS_CURSOR_LEN || in[0] != CURSOR_LAYOUT) return DS_ERR_MALFORMED;
+    cursor_ad(ad, c);
+    if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, NULL, NULL, in + 1 + DS_CURSOR_NONCE_LEN,
+                                                  DS_CURSOR_LEN - 1 - DS_CURSOR_NONCE_LEN, ad, sizeof ad,
+                                                  in + 1, s->key) != 0 ||
+        memcmp(plain + 8, zero, sizeof zero) != 0)
+        return DS_ERR_MALFORMED;
+    c->seq = ds_get_be64(plain);
     return 0;
 }
 
@@ -437,29 +480,32 @@ static size_t pub_head(uint8_t hd[PUB_HEAD_MAX], const uint8_t *cursor, int has_
 _Static_assert(1 + 5 + 14 + 2 + 5 + 11 + 2 + DS_CURSOR_LEN + 9 + 1 + 6 + 5 <= PUB_HEAD_MAX,
                "PUB_HEAD_MAX holds the longest head");
 
-int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
-                    ds_buf *out, ds_publish_stats *stats)
+int ds_sync_publish(ds_store *st, ds_cursor_seal *seal, const ds_share_set *share,
+                    const ds_msg *req, ds_buf *out, ds_publish_stats *stats)
 {
     if (stats) memset(stats, 0, sizeof *stats);
     uint8_t epoch[DS_EPOCH_LEN];
     int rc = ds_store_epoch(st, epoch);
     if (rc) return rc;
-    return ds_sync_publish_epoch(st, epoch, share, req, out, stats);
+    return ds_sync_publish_epoch(st, epoch, seal, share, req, out, stats);
 }
 
-int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const ds_share_set *share,
-                          const ds_msg *req, ds_buf *out, ds_publish_stats *stats)
+int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], ds_cursor_seal *seal,
+                          const ds_share_set *share, const ds_msg *req, ds_buf *out,
+                          ds_publish_stats *stats)
 {
     if (stats) memset(stats, 0, sizeof *stats);
+    if (!seal) return DS_ERR_INVALID;
     int rc;
     uint64_t from = 0;
-    if (req->has_cursor) {
-        ds_cursor c;
-        if ((rc = ds_cursor_decode(req->cursor, DS_CURSOR_LEN, &c))) return rc;
-        if (memcmp(c.epoch, epoch, DS_EPOCH_LEN) == 0 &&
-            memcmp(c.digest, share->digest, DS_SHARE_DIGEST_LEN) == 0)
-            from = c.seq;             /* else: reset store or new share set: start over */
-    }
+    ds_cursor nc;
+    memcpy(nc.epoch, epoch, DS_EPOCH_LEN);
+    memcpy(nc.digest, share->digest, DS_SHARE_DIGEST_LEN);
+    /* A cursor that does not open for this epoch and share set (a reset
+     * store, a new share set, another layout, altered) means starting
+     * over from 0: never stuck, never a skipped node. */
+    if (req->has_cursor && ds_cursor_decode(req->cursor, DS_CURSOR_LEN, seal, &nc) == 0)
+        from = nc.seq;
     pub p = { .share = share, .last_seq = from, .out = out };
     p.max_nodes = req->max_nodes ? req->max_nodes : DS_SYNC_PAGE_NODES;
     if (p.max_nodes > DS_SYNC_MAX_PAGE_NODES) p.max_nodes = DS_SYNC_MAX_PAGE_NODES;
@@ -485,12 +531,9 @@ int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const
     int has_more = p.stopped;
     if (rc) { out->len = start; return rc; }
 
-    ds_cursor nc;
-    memcpy(nc.epoch, epoch, DS_EPOCH_LEN);
     nc.seq = p.last_seq;
-    memcpy(nc.digest, share->digest, DS_SHARE_DIGEST_LEN);
     uint8_t cb[DS_CURSOR_LEN];
-    ds_cursor_encode(&nc, cb);
+    ds_cursor_encode(&nc, seal, cb);
     size_t hl = pub_head(hd, cb, has_more, p.count);
     if (hl != room) {
         size_t nbytes = out->len - p.base;
@@ -500,6 +543,7 @@ int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const
     memcpy(out->data + start, hd, hl);
     if (stats) {
         stats->sent = p.count;
+        stats->seq = p.last_seq;
         stats->scanned = p.scanned;
         stats->has_more = has_more;
         memcpy(stats->cursor, cb, DS_CURSOR_LEN);

@@ -6,9 +6,9 @@
  * stream (`ds peer sync`); only the carrier differs.
  *
  * Messages are MessagePack maps carried in length-prefixed frames
- * (core/frame.h).  The cursor is opaque to the subscriber: it encodes the
- * publisher's store epoch, the last sequence it has scanned and a digest
- * of its share set, so a publisher store that was reset, or a change of
+ * (core/frame.h).  The cursor is opaque to the subscriber (sealed by the
+ * publisher): it stands for the publisher's store epoch, the last
+ * sequence it has scanned and a digest of its share set, so a publisher store that was reset, or a change of
  * what is shared, makes the publisher start over from sequence 0 instead
  * of silently skipping nodes (the subscriber keeps the first copy of
  * every id, so starting over never duplicates).  See docs/protocol.md.
@@ -23,7 +23,7 @@
 #include "core/util.h"
 
 #define DS_SYNC_VERSION 1
-#define DS_CURSOR_LEN 41                    /* 1 + 16 + 8 + 16 */
+#define DS_CURSOR_LEN 41                    /* 1 + 12 + 12 + 16 */
 #define DS_SHARE_DIGEST_LEN 16
 #define DS_SYNC_PAGE_NODES 100              /* default page size */
 #define DS_SYNC_PAGE_BYTES (1u << 20)       /* default page byte budget */
@@ -49,15 +49,42 @@ int ds_share_set_contains(const ds_share_set *s, const char *project);
 
 /* ---- cursor -------------------------------------------------------------- */
 
+/* What a cursor stands for.  On the wire it is sealed (ds_cursor_seal):
+ * the subscriber only stores it and sends it back, and learns nothing
+ * from it, not even how many nodes the publisher wrote since (its
+ * sequence numbers count unshared nodes too). */
 typedef struct ds_cursor {
     uint8_t epoch[DS_EPOCH_LEN];
     uint64_t seq;                           /* last sequence scanned */
     uint8_t digest[DS_SHARE_DIGEST_LEN];
 } ds_cursor;
 
-void ds_cursor_encode(const ds_cursor *c, uint8_t out[DS_CURSOR_LEN]);
-/* DS_ERR_MALFORMED for a wrong length or version byte. */
-int ds_cursor_decode(const uint8_t *in, size_t len, ds_cursor *c);
+#define DS_CURSOR_KEY_LEN 32
+#define DS_CURSOR_NONCE_LEN 12
+
+/* The publisher's sealing key and the nonce of the next cursor it seals.
+ * The nonce starts random (given by the caller: the core draws no random
+ * bytes) and is incremented after each cursor, so no two cursors of one
+ * process share one. */
+typedef struct ds_cursor_seal {
+    uint8_t key[DS_CURSOR_KEY_LEN];
+    uint8_t nonce[DS_CURSOR_NONCE_LEN];
+} ds_cursor_seal;
+
+/* The key derived from the publisher's identity (|sk|: its libsodium
+ * Ed25519 secret key; crypto_kdf from its seed, subkey 2, context
+ * "dscursor"), so every process of the node opens the cursors of the
+ * others; |nonce| is the first nonce. */
+void ds_cursor_seal_init(ds_cursor_seal *s, const uint8_t sk[64],
+                         const uint8_t nonce[DS_CURSOR_NONCE_LEN]);
+void ds_cursor_seal_wipe(ds_cursor_seal *s);
+/* Seals |c| into |out| and advances the nonce. */
+void ds_cursor_encode(const ds_cursor *c, ds_cursor_seal *s, uint8_t out[DS_CURSOR_LEN]);
+/* Opens a cursor sealed with |s|'s key for the store epoch and share
+ * digest given in |c|, setting c->seq.  DS_ERR_MALFORMED for any other
+ * cursor: another length or layout version, another key, epoch or share
+ * set, or altered bytes (all alike mean: start over). */
+int ds_cursor_decode(const uint8_t *in, size_t len, const ds_cursor_seal *s, ds_cursor *c);
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -122,26 +149,29 @@ int ds_msg_encode_signature(ds_buf *out, const uint8_t sig[64]);
 
 typedef struct ds_publish_stats {
     size_t sent;         /* nodes put in the page */
+    uint64_t seq;        /* the last sequence the page covers */
     size_t scanned;      /* nodes examined */
     int has_more;        /* the page's has_more */
     uint8_t cursor[DS_CURSOR_LEN];   /* the page's new_cursor */
 } ds_publish_stats;
 
 /* Builds the SYNC_RESPONSE for request |req| (its cursor may be absent:
- * full sync) from |st| restricted to |share| into |out| (appended).
- * Starts over from sequence 0 when the cursor's epoch or share digest
- * differ from the store's.  Stops at max_nodes nodes, max_bytes bytes
+ * full sync) from |st| restricted to |share| into |out| (appended), its
+ * new cursor sealed with |seal|.  Starts over from sequence 0 when the
+ * cursor does not open with |seal| for the store's epoch and the share
+ * digest (another epoch or share set, another layout, or altered).  Stops at max_nodes nodes, max_bytes bytes
  * (at least one node is always sent) or the scan budget; has_more tells
  * whether the subscriber should ask again.  Unshared nodes that follow a
  * full page are skipped over in the same page (so has_more is false when
  * only unshared nodes remain).  |stats| (optional) also receives the
  * page's has_more and new_cursor.  Returns 0 or a DS_ERR_*. */
-int ds_sync_publish(ds_store *st, const ds_share_set *share, const ds_msg *req,
-                    ds_buf *out, ds_publish_stats *stats);
+int ds_sync_publish(ds_store *st, ds_cursor_seal *seal, const ds_share_set *share,
+                    const ds_msg *req, ds_buf *out, ds_publish_stats *stats);
 /* The same with the store's epoch given (read once per sync stream with
  * ds_store_epoch). */
-int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], const ds_share_set *share,
-                          const ds_msg *req, ds_buf *out, ds_publish_stats *stats);
+int ds_sync_publish_epoch(ds_store *st, const uint8_t epoch[DS_EPOCH_LEN], ds_cursor_seal *seal,
+                          const ds_share_set *share, const ds_msg *req, ds_buf *out,
+                          ds_publish_stats *stats);
 
 /* ---- subscriber ---------------------------------------------------------- */
 

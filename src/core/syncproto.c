@@ -137,7 +137,7 @@ static void server_reply_error(ds_sync_server *s, int err, const char *code, con
 int ds_sync_server_new(ds_sync_server **out, const ds_sync_server_cfg *cfg, int64_t now_ms)
 {
     *out = NULL;
-    if (!cfg || (!cfg->unavailable && (!cfg->store || !cfg->share))) return DS_ERR_INVALID;
+    if (!cfg || (!cfg->unavailable && (!cfg->store || !cfg->share || !cfg->seal))) return DS_ERR_INVALID;
     ds_sync_server *s = calloc(1, sizeof *s);
     if (!s) return DS_ERR_NOMEM;
     s->cfg = *cfg;
@@ -205,16 +205,15 @@ static int server_on_request(ds_sync_server *s, const uint8_t *f, size_t fl)
                            ds_strerror(rc));
         return 0;
     }
-    ds_cursor c;
     if (m.type != DS_MSG_SYNC_REQUEST)
         server_reply_error(s, DS_ERR_PROTO, DS_SYNC_E_BAD_REQUEST, "Expected sync_request, got %s",
                            type_name(m.type));
     else {
         s->req.type = DS_MSG_SYNC_REQUEST;
         s->req.version = DS_SYNC_VERSION;
-        /* A cursor this build cannot read (another layout version) means
-         * starting over, like a cursor of another epoch: never stuck. */
-        s->req.has_cursor = m.has_cursor && ds_cursor_decode(m.cursor, DS_CURSOR_LEN, &c) == 0;
+        /* A cursor that does not open (another layout, epoch, share set
+         * or key) makes the publisher start over: never stuck. */
+        s->req.has_cursor = m.has_cursor;
         memcpy(s->req.cursor, m.cursor, DS_CURSOR_LEN);
         uint32_t pn = s->cfg.page_nodes ? s->cfg.page_nodes : DS_SYNC_PAGE_NODES;
         uint32_t pb = s->cfg.page_bytes ? s->cfg.page_bytes : DS_SYNC_PAGE_BYTES;
@@ -297,7 +296,7 @@ static int server_emit_page(ds_sync_server *s, ds_buf *out, ds_publish_stats *ps
         s->have_epoch = 1;
     }
     if ((rc = ds_buf_append(out, zero, sizeof zero))) return rc;
-    rc = ds_sync_publish_epoch(s->cfg.store, s->epoch, s->cfg.share, &s->req, out, ps);
+    rc = ds_sync_publish_epoch(s->cfg.store, s->epoch, s->cfg.seal, s->cfg.share, &s->req, out, ps);
     if (!rc) rc = ds_frame_header(out->data + at, out->len - at - DS_FRAME_HDR_LEN, DS_SYNC_MAX_FRAME);
     if (rc) out->len = at;
     return rc;

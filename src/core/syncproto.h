@@ -46,11 +46,12 @@ typedef struct ds_sync_server ds_sync_server;
 typedef struct ds_sync_server_cfg {
     ds_store *store;                 /* the publisher's local store */
     const ds_share_set *share;       /* what may leave the machine */
+    ds_cursor_seal *seal;            /* seals the cursors (its nonce advances) */
     /* The caller's decision about the authenticated peer: */
     int authorized;                  /* peer is known with publish = true */
     int rate_limited;                /* too many concurrent syncs */
     /* Why the publisher cannot serve (its share set or store could not be
-     * loaded; store and share may then be NULL), or NULL: answered with
+     * loaded; store, share and seal may then be NULL), or NULL: answered with
      * ERROR Internal "Publisher cannot serve now: <why>". */
     const char *unavailable;
     const char *peer_id;             /* 64 hex, for the NotAuthorized message */

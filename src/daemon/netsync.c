@@ -120,6 +120,7 @@ struct ds_netsync {
     int daemon_mode;      /* log to the daemon log */
     int have_identity;
     uint8_t sk[64];
+    ds_cursor_seal seal;             /* the served syncs' cursors (from sk) */
     ds_quic_endpoint *servers[DS_NETSYNC_MAX_LISTEN];
     size_t nservers;
     ds_quic_endpoint *dial4, *dial6;
@@ -420,7 +421,11 @@ static void srv_stream_open(ds_netsync *ns, nconn *nc, int64_t sid)
     s->share_sb_ok = share_file_stat(ns, &s->share_sb) == 0;
     int rc = ds_share_cfg_load(ns->ctx->home, &s->share_cfg, err, sizeof err);
     const char *unavailable = NULL;
-    if (rc) {
+    if (!ns->have_identity) {
+        rc = DS_ERR_INVALID;       /* between an identity change and the new listener */
+        unavailable = "its identity is being replaced";
+        snprintf(err, sizeof err, "%s", unavailable);
+    } else if (rc) {
         unavailable = "its share.json cannot be read";
     } else if ((rc = ds_share_cfg_set(&s->share_cfg, &s->share))) {
         unavailable = "out of memory";
@@ -438,7 +443,7 @@ static void srv_stream_open(ds_netsync *ns, nconn *nc, int64_t sid)
     /* A publisher that cannot serve still answers, with ERROR Internal
      * (after NotAuthorized: an unknown peer learns nothing of it). */
     ds_sync_server_cfg cfg = {
-        .store = st, .share = &s->share, .authorized = nc->authorized,
+        .store = st, .share = &s->share, .seal = &ns->seal, .authorized = nc->authorized,
         .rate_limited = s->limited, .peer_id = nc->peer, .unavailable = unavailable,
     };
     rc = ds_sync_server_new(&s->m, &cfg, now_ms());
@@ -1102,6 +1107,9 @@ static int load_identity(ds_netsync *ns, char *err, size_t errlen)
         return rc;
     memcpy(ns->sk, id.sk, sizeof ns->sk);
     ds_identity_wipe(&id);
+    uint8_t nonce[DS_CURSOR_NONCE_LEN];
+    ns->ctx->random_buf(nonce, sizeof nonce);
+    ds_cursor_seal_init(&ns->seal, ns->sk, nonce);
     ns->have_identity = 1;
     return 0;
 }
@@ -1212,6 +1220,7 @@ static void rekey(ds_netsync *ns)
         retire(ns, ns->dial6);
     ns->dial4 = ns->dial6 = NULL;
     sodium_memzero(ns->sk, sizeof ns->sk);
+    ds_cursor_seal_wipe(&ns->seal);
     ns->have_identity = 0;
     ns->relisten = 1;
     NLOG(ns, DS_LOG_WARN, "sync: the identity changed: connections made with the old NodeId are "
@@ -1782,6 +1791,7 @@ static void close_step(ds_netsync *ns)
         sstream_free(s);
     }
     sodium_memzero(ns->sk, sizeof ns->sk);
+    ds_cursor_seal_wipe(&ns->seal);
     void (*done)(void *) = ns->done;
     void *ud = ns->done_ud;
     free(ns);

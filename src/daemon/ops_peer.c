@@ -1209,9 +1209,14 @@ int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
     }
     if (!rc) {
         fdw w = { fd };
-        ds_export_opts o = { .id = &id, .share = &set, .created_ms = ctx->now_ms(),
-                             .since = has_since ? since : NULL };
+        uint8_t nonce[DS_CURSOR_NONCE_LEN];
+        ds_cursor_seal seal;
+        ctx->random_buf(nonce, sizeof nonce);
+        ds_cursor_seal_init(&seal, id.sk, nonce);
+        ds_export_opts o = { .id = &id, .share = &set, .seal = &seal,
+                             .created_ms = ctx->now_ms(), .since = has_since ? since : NULL };
         rc = ds_export_write(st, &o, write_fd, &w, &res);
+        ds_cursor_seal_wipe(&seal);
         int e = errno;
         if (!rc && fsync(fd) != 0) {
             e = errno;

@@ -27,9 +27,11 @@ error; hex output is lowercase):
   decode-request
       validates one framed request as a publisher must.
   cursor HEX
-      splits a 41-byte cursor into ds's publisher layout.
+      what a subscriber can see of a cursor from ds's publisher: its
+      layout version (the rest is sealed).
   share-digest ROOT...
-      the share digest of the cursor (BLAKE2b-128, key ds-share-v1).
+      the share digest a publisher binds its cursors to (BLAKE2b-128,
+      key ds-share-v1).
   response --nodes-json FILE [--page-nodes K] [--no-hash] [--bad-hash]
       a publisher->subscriber stream of SYNC_RESPONSE pages.
   error --code CODE --message TEXT
@@ -725,6 +727,9 @@ def is_shared(project, roots):
     return False
 
 
+# This tool's own publisher lays its cursors out in the clear (the
+# document lets a publisher put anything in the 41 bytes; ds's own are
+# sealed, layout 2).
 def make_cursor(epoch, seq, digest, layout=CURSOR_LAYOUT):
     return bytes((layout,)) + epoch + seq.to_bytes(8, "big") + digest
 
@@ -1406,7 +1411,7 @@ def cmd_cursor(args):
         print(f"ds_wire.py: a cursor is exactly 41 bytes, not {len(cursor)}",
               file=sys.stderr)
         return 1
-    _emit_json(split_cursor(cursor))
+    _emit_json({"length": len(cursor), "layout": cursor[0]})
     return 0
 
 
@@ -1465,7 +1470,7 @@ def build_parser():
     p = sub.add_parser("decode-request", help="validate one framed request")
     p.set_defaults(func=cmd_decode_request)
 
-    p = sub.add_parser("cursor", help="split a 41-byte cursor")
+    p = sub.add_parser("cursor", help="the layout version of a 41-byte cursor")
     p.add_argument("hex")
     p.set_defaults(func=cmd_cursor)
 

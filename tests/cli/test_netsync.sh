@@ -180,6 +180,18 @@ check "incremental: only the 2 new nodes sent" \
     jq_ "d['peers'][0]['nodes_received'] == 2 and d['peers'][0]['nodes_new'] == 2"
 run "$B" peer sync --json
 check "incremental again: nothing sent" jq_ "d['peers'][0]['nodes_received'] == 0"
+# Private writes show nowhere: not as nodes, and not in the cursor, which
+# is sealed (in the clear it would count them: sequence numbers count
+# every node written).
+CUR1=$(python3 -c "import json; print(json.load(open('$B/peers/$AID/meta.json'))['sync_cursor'])")
+for i in 1 2 3; do note "$A" "$PAPRIV" "private write $i after the sync"; done
+run "$B" peer sync --json
+check "private writes: nothing sent" jq_ "d['peers'][0]['nodes_received'] == 0"
+check "private writes: the cursor is sealed (layout 2, no sequence in the clear)" python3 -c "
+import json,sys; c=bytes.fromhex(json.load(open('$B/peers/$AID/meta.json'))['sync_cursor'])
+old=bytes.fromhex('$CUR1')
+sys.exit(0 if c[0]==2 and old[0]==2 and len(c)==41 and c!=old and not any(
+    c[i:i+8]==n.to_bytes(8,'big') for n in range(1,200) for i in range(34)) else 1)"
 
 # ---- a project shared later --------------------------------------------------
 run "$A" peer share "$PALATER"

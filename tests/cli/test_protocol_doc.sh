@@ -12,9 +12,10 @@
 # under every rule of the doc, with the shared nodes only (a sub-directory
 # of a shared root yes; /proj-x, a private project, no), correct hashes,
 # the record key order the doc gives and pages within the size asked; the
-# cursor has the documented layout and share digest; an incremental sync
-# with it sends nothing, then only a new node; a project shared later
-# arrives (old node included) under a new digest; every ERROR the doc
+# cursor has the documented length and layout version and no sequence
+# number in the clear; an incremental sync with it sends nothing (under
+# a new cursor), then only a new node; an altered cursor starts over; a
+# project shared later arrives (old node included); every ERROR the doc
 # lists for a request gets exactly the documented code and message.
 # Subscriber side (ds_wire.py builds the publisher's stream, ds applies
 # it): pages are applied, `ds query` shows the [alice] hits, the request
@@ -106,16 +107,14 @@ LAST=$(jval 'd["last_cursor"]')
 NPAGES=$(jval 'len(d["pages"])')
 
 # ---- the cursor ---------------------------------------------------------------------
-: >"$T/in"
-wire share-digest "$P"
-DIGEST=$(cat "$T/out")
 wire cursor "$LAST"
-check "cursor: 41 bytes, layout 1" jx 'd["layout"] == 1'
-check "cursor: the share digest the doc defines" jx 'd["share_digest"] == sys.argv[3]' "$DIGEST"
-check "cursor: a 16-byte epoch" jx 'len(d["epoch"]) == 32'
-SEQ=$(jval 'd["seq"]')
-check "cursor: the last sequence examined (all $((NSHARED + 3)) nodes written so far)" \
-    [ "$SEQ" -ge $((NSHARED + 3)) ]
+check "cursor: 41 bytes, layout 2 (sealed)" jx 'd["layout"] == 2 and d["length"] == 41'
+# Sealed: no sequence number (they count every node written, shared or
+# not) stands in it in the clear.
+check "cursor: no sequence number in the clear" python3 -c '
+import sys
+c = bytes.fromhex(sys.argv[1])
+sys.exit(any(c[i:i + 8] == n.to_bytes(8, "big") for n in range(1, 1000) for i in range(34)))' "$LAST"
 check "pages: one per 2 shared nodes, at least" [ "$NPAGES" -ge $(((NSHARED + 1) / 2)) ]
 
 # ---- incremental syncs ------------------------------------------------------------------
@@ -123,6 +122,15 @@ request --cursor "$LAST"
 serve
 decode --shared "$P"
 check "incremental: nothing new, nothing sent" jx 'd["ok"] and d["done"] and d["nodes"] == []'
+check "incremental: the same state gets another cursor (a fresh nonce)" \
+    jx 'd["last_cursor"] != sys.argv[3]' "$LAST"
+# An altered cursor does not open: the publisher starts over, no error.
+BAD=$(python3 -c 'import sys; c = bytearray.fromhex(sys.argv[1]); c[20] ^= 1; print(c.hex())' "$LAST")
+request --cursor "$BAD"
+serve
+decode --shared "$P"
+check "an altered cursor: started over (all $NSHARED shared nodes)" \
+    jx "d['ok'] and d['done'] and len(d['nodes']) == $NSHARED"
 note "$A" "$P" "numbat written after the first sync"
 request --cursor "$LAST"
 serve
@@ -144,9 +152,10 @@ LAST=$(jval 'd["last_cursor"]')
 : >"$T/in"
 wire share-digest "$T/later" "$P"
 DIGEST2=$(cat "$T/out")
-wire cursor "$LAST"
-check "shared later: the cursor has the new share set's digest" \
-    jx 'd["share_digest"] == sys.argv[3] != sys.argv[4]' "$DIGEST2" "$DIGEST"
+request --cursor "$LAST"
+serve
+decode --shared "$P" --shared "$T/later"
+check "shared later: the new cursor continues (nothing more)" jx 'd["ok"] and d["done"] and d["nodes"] == []'
 : >"$T/in"
 wire share-digest "$P" "$T/later" "$P"
 check "share digest: sorted and deduplicated roots" out_has "$DIGEST2"

@@ -129,7 +129,16 @@ static void check_server_output(const ds_buf *out, int authorized, int finished)
 static void run_server(const uint8_t *s, size_t n, uint8_t flags, size_t piece)
 {
     int authorized = flags & 1;
-    ds_sync_server_cfg cfg = { .store = pub, .share = &share, .authorized = authorized,
+    static ds_cursor_seal seal;                    /* a fixed key, nonce 0 and up */
+    static int sealed;
+    if (!sealed) {
+        uint8_t sk[64] = { 0 }, nonce[DS_CURSOR_NONCE_LEN] = { 0 };
+        memset(sk, 0x42, 32);
+        ds_cursor_seal_init(&seal, sk, nonce);
+        sealed = 1;
+    }
+    ds_sync_server_cfg cfg = { .store = pub, .share = &share, .seal = &seal,
+                               .authorized = authorized,
                                .rate_limited = (flags >> 1) & 1, .page_nodes = 1,
                                .peer_id = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff" };
     ds_sync_server *sv;

@@ -203,8 +203,16 @@ static int serve(int argc, char **argv)
     ds_buf in = { 0 }, out = { 0 };
     ds_sync_server *s = NULL;
     int status = 2;
+    /* Cursors are sealed with a fixed key (every run of the tool opens the
+     * cursors of the others, as every process of one node does) and a
+     * random first nonce, as ds's publisher does. */
+    uint8_t sk[64] = { 0 }, nonce[DS_CURSOR_NONCE_LEN];
+    memset(sk, 0x42, 32);
+    randombytes_buf(nonce, sizeof nonce);
+    ds_cursor_seal seal;
+    ds_cursor_seal_init(&seal, sk, nonce);
     ds_sync_server_cfg sc = {
-        .store = st, .share = &share, .authorized = authorized, .rate_limited = limited,
+        .store = st, .share = &share, .seal = &seal, .authorized = authorized, .rate_limited = limited,
         .peer_id = peer, .page_nodes = o.page_nodes, .page_bytes = o.page_bytes,
     };
     if (read_all(stdin, &in) || ds_sync_server_new(&s, &sc, NOW_MS)) {

@@ -94,7 +94,8 @@ static void export_import_exact(void **state)
     const char *roots[] = { "/a/proj" };
     ds_share_set share;
     assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
-    ds_export_opts o = { .id = &id, .share = &share, .created_ms = 1700000000000 };
+    ds_export_opts o = { .id = &id, .share = &share, .seal = ds_test_seal(),
+                         .created_ms = 1700000000000 };
     ds_buf file = { 0 };
     ds_export_result er;
     assert_int_equal(ds_export_write(alice, &o, to_buf, &file, &er), 0);
@@ -146,7 +147,7 @@ static void tamper_and_wrong_signer(void **state)
     const char *roots[] = { "/a/proj" };
     ds_share_set share;
     assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
-    ds_export_opts o = { .id = &id, .share = &share, .created_ms = 5 };
+    ds_export_opts o = { .id = &id, .share = &share, .seal = ds_test_seal(), .created_ms = 5 };
     ds_buf file = { 0 };
     ds_export_result er;
     assert_int_equal(ds_export_write(alice, &o, to_buf, &file, &er), 0);
@@ -185,7 +186,7 @@ static void tamper_and_wrong_signer(void **state)
                      DS_ERR_UNAUTHORIZED);
     assert_int_equal(count(rep), 0);
     /* mallory re-signs alice's pages claiming to be alice: bad signature */
-    ds_export_opts om = { .id = &mallory, .share = &share, .created_ms = 5 };
+    ds_export_opts om = { .id = &mallory, .share = &share, .seal = ds_test_seal(), .created_ms = 5 };
     ds_buf forged = { 0 };
     assert_int_equal(ds_export_write(alice, &om, to_buf, &forged, &er), 0);
     uint8_t *hid = memmem(forged.data, forged.len, mallory.node_id, 64);
@@ -219,7 +220,8 @@ static void pages_and_incremental(void **state)
     const char *roots[] = { "/a/proj" };
     ds_share_set share;
     assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
-    ds_export_opts o = { .id = &id, .share = &share, .created_ms = 1, .page_nodes = 4 };
+    ds_export_opts o = { .id = &id, .share = &share, .seal = ds_test_seal(), .created_ms = 1,
+                         .page_nodes = 4 };
     ds_buf f1 = { 0 }, f2 = { 0 };
     ds_export_result r1, r2;
     assert_int_equal(ds_export_write(alice, &o, to_buf, &f1, &r1), 0);
@@ -267,6 +269,22 @@ static void pages_and_incremental(void **state)
     assert_true(r2.full);
     assert_int_equal(r2.nodes, 26);
 
+    /* so is one that does not open with this node's key */
+    o.share = &share;
+    o.since = r1.cursor;
+    f2.len = 0;
+    assert_int_equal(ds_export_write(alice, &o, to_buf, &f2, &r2), 0);
+    assert_false(r2.full);                          /* (with the right key it continues) */
+    uint8_t sk2[64] = { 0 }, n0[DS_CURSOR_NONCE_LEN] = { 0 };
+    memset(sk2, 0x77, 32);
+    ds_cursor_seal other;
+    ds_cursor_seal_init(&other, sk2, n0);
+    o.seal = &other;
+    f2.len = 0;
+    assert_int_equal(ds_export_write(alice, &o, to_buf, &f2, &r2), 0);
+    assert_true(r2.full);
+    ds_cursor_seal_wipe(&other);
+
     ds_buf_free(&f1);
     ds_buf_free(&f2);
     ds_share_set_free(&share);
@@ -295,7 +313,8 @@ static void import_batches(void **state)
     const char *roots[] = { "/a/proj" };
     ds_share_set share;
     assert_int_equal(ds_share_set_init(&share, roots, 1), 0);
-    ds_export_opts o = { .id = &id, .share = &share, .created_ms = 1, .page_nodes = PAGE };
+    ds_export_opts o = { .id = &id, .share = &share, .seal = ds_test_seal(), .created_ms = 1,
+                         .page_nodes = PAGE };
     ds_buf f = { 0 };
     ds_export_result er;
     assert_int_equal(ds_export_write(alice, &o, to_buf, &f, &er), 0);
@@ -380,7 +399,7 @@ static void empty_share_and_writer_error(void **state)
     make_id(&id, 4);
     ds_share_set none;
     assert_int_equal(ds_share_set_init(&none, NULL, 0), 0);
-    ds_export_opts o = { .id = &id, .share = &none, .created_ms = 1 };
+    ds_export_opts o = { .id = &id, .share = &none, .seal = ds_test_seal(), .created_ms = 1 };
     ds_buf f = { 0 };
     ds_export_result r;
     assert_int_equal(ds_export_write(alice, &o, to_buf, &f, &r), 0);

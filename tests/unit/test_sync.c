@@ -56,14 +56,47 @@ static void share_matching(void **state)
 static void message_codec(void **state)
 {
     (void)state;
-    ds_cursor c = { .seq = 77 }, d;
+    ds_cursor c = { .seq = 77 };
     memset(c.epoch, 5, sizeof c.epoch);
     memset(c.digest, 9, sizeof c.digest);
-    uint8_t cb[DS_CURSOR_LEN];
-    ds_cursor_encode(&c, cb);
-    assert_int_equal(ds_cursor_decode(cb, sizeof cb, &d), 0);
+    ds_cursor d = c;
+    d.seq = 0;
+    uint8_t cb[DS_CURSOR_LEN], cb2[DS_CURSOR_LEN];
+    ds_cursor_encode(&c, ds_test_seal(), cb);
+    assert_int_equal(cb[0], 2);                            /* layout version */
+    assert_int_equal(ds_cursor_decode(cb, sizeof cb, ds_test_seal(), &d), 0);
     assert_int_equal(d.seq, 77);
-    assert_int_equal(ds_cursor_decode(cb, sizeof cb - 1, &d), DS_ERR_MALFORMED);
+    assert_int_equal(ds_cursor_decode(cb, sizeof cb - 1, ds_test_seal(), &d), DS_ERR_MALFORMED);
+    /* Sealed: the same cursor twice gives other bytes (a fresh nonce), and
+     * the sequence is nowhere in them in the clear. */
+    ds_cursor_encode(&c, ds_test_seal(), cb2);
+    assert_memory_not_equal(cb, cb2, DS_CURSOR_LEN);
+    d.seq = 0;
+    assert_int_equal(ds_cursor_decode(cb2, sizeof cb2, ds_test_seal(), &d), 0);
+    assert_int_equal(d.seq, 77);
+    uint8_t be[8];
+    ds_put_be64(be, 77);
+    for (size_t i = 0; i + 8 <= DS_CURSOR_LEN; i++)
+        assert_memory_not_equal(cb + i, be, 8);
+    /* It opens only for its epoch and share set, under its key, unaltered. */
+    ds_cursor e = d;
+    e.epoch[3] ^= 1;
+    assert_int_equal(ds_cursor_decode(cb, sizeof cb, ds_test_seal(), &e), DS_ERR_MALFORMED);
+    e = d;
+    e.digest[15] ^= 1;
+    assert_int_equal(ds_cursor_decode(cb, sizeof cb, ds_test_seal(), &e), DS_ERR_MALFORMED);
+    uint8_t sk2[64] = { 0 }, n0[DS_CURSOR_NONCE_LEN] = { 0 };
+    memset(sk2, 0x5b, 32);
+    ds_cursor_seal other;
+    ds_cursor_seal_init(&other, sk2, n0);
+    assert_int_equal(ds_cursor_decode(cb, sizeof cb, &other, &d), DS_ERR_MALFORMED);
+    for (size_t i = 0; i < DS_CURSOR_LEN; i++) {
+        uint8_t x[DS_CURSOR_LEN];
+        memcpy(x, cb, sizeof x);
+        x[i] ^= 0x40;
+        assert_int_equal(ds_cursor_decode(x, sizeof x, ds_test_seal(), &d), DS_ERR_MALFORMED);
+    }
+    ds_cursor_seal_wipe(&other);
 
     ds_buf b = { 0 };
     ds_msg m;
@@ -109,7 +142,7 @@ static size_t sync_all(ds_store *pubst, const ds_share_set *share, ds_store *rep
         assert_int_equal(ds_msg_encode_request(&req, has ? cur : NULL, page, 0), 0);
         ds_msg rq, rs;
         assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
-        assert_int_equal(ds_sync_publish(pubst, share, &rq, &resp, NULL), 0);
+        assert_int_equal(ds_sync_publish(pubst, ds_test_seal(), share, &rq, &resp, NULL), 0);
         assert_int_equal(ds_msg_decode(resp.data, resp.len, &rs), 0);
         assert_true(rs.nnodes <= page);
         size_t ins = 0;
@@ -228,7 +261,7 @@ static void publish_page_heads(void **state)
         assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
         assert_int_equal(ds_buf_append(&resp, prefix, sizeof prefix), 0);
         ds_publish_stats ps;
-        assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, &ps), 0);
+        assert_int_equal(ds_sync_publish(alice, ds_test_seal(), &share, &rq, &resp, &ps), 0);
         assert_memory_equal(resp.data, prefix, sizeof prefix);
         assert_int_equal(ds_msg_decode(resp.data + sizeof prefix, resp.len - sizeof prefix, &rs),
                          0);
@@ -269,7 +302,7 @@ static void fetch_pages(ds_store *alice, const ds_share_set *share, ds_msg *page
         assert_int_equal(ds_msg_encode_request(&req, i ? cur : NULL, 3, 0), 0);
         ds_msg rq;
         assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
-        assert_int_equal(ds_sync_publish(alice, share, &rq, &resp, NULL), 0);
+        assert_int_equal(ds_sync_publish(alice, ds_test_seal(), share, &rq, &resp, NULL), 0);
         assert_int_equal(ds_msg_decode(resp.data, resp.len, &pages[i]), 0);
         assert_int_equal(pages[i].nnodes, 3);
         assert_int_equal(pages[i].has_more, i < n - 1);
@@ -450,7 +483,7 @@ static void resume_after_interruption(void **state)
         ds_msg rq, rs;
         assert_int_equal(ds_msg_encode_request(&req, has ? cur : NULL, 4, 0), 0);
         assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
-        assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), 0);
+        assert_int_equal(ds_sync_publish(alice, ds_test_seal(), &share, &rq, &resp, NULL), 0);
         assert_int_equal(ds_msg_decode(resp.data, resp.len, &rs), 0);
         if (i < 2) {
             size_t ins;
@@ -488,15 +521,25 @@ static void byte_budget_and_bad_cursor(void **state)
     ds_buf resp = { 0 };
     ds_msg rs;
     /* A budget below one node still sends one node: progress is guaranteed. */
-    assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), 0);
+    assert_int_equal(ds_sync_publish(alice, ds_test_seal(), &share, &rq, &resp, NULL), 0);
     assert_int_equal(ds_msg_decode(resp.data, resp.len, &rs), 0);
     assert_int_equal(rs.nnodes, 1);
     assert_true(rs.has_more);
     ds_msg_free(&rs);
+    /* A cursor that does not open (here: a wrong version byte) means
+     * starting over: the first node again. */
+    ds_msg first;
+    assert_int_equal(ds_msg_decode(resp.data, resp.len, &first), 0);
     rq.has_cursor = 1;
-    memset(rq.cursor, 0xee, DS_CURSOR_LEN);                /* wrong version byte */
-    resp.len = 0;
-    assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), DS_ERR_MALFORMED);
+    memset(rq.cursor, 0xee, DS_CURSOR_LEN);
+    ds_buf again = { 0 };
+    assert_int_equal(ds_sync_publish(alice, ds_test_seal(), &share, &rq, &again, NULL), 0);
+    assert_int_equal(ds_msg_decode(again.data, again.len, &rs), 0);
+    assert_int_equal(rs.nnodes, 1);
+    assert_memory_equal(rs.nodes[0].id, first.nodes[0].id, DS_ID_LEN);
+    ds_msg_free(&rs);
+    ds_msg_free(&first);
+    ds_buf_free(&again);
     ds_buf_free(&resp);
     ds_share_set_free(&share);
     ds_store_close(alice);
@@ -572,7 +615,7 @@ static void stored_as_received(void **state)
     msgpack_pack_uint32(&pk, DS_SYNC_VERSION);
     ds_cursor c = { .seq = 3 };
     uint8_t cb[DS_CURSOR_LEN];
-    ds_cursor_encode(&c, cb);
+    ds_cursor_encode(&c, ds_test_seal(), cb);
     pk_str(&pk, "new_cursor");
     msgpack_pack_bin_with_body(&pk, cb, DS_CURSOR_LEN);
     pk_str(&pk, "has_more");
@@ -652,7 +695,7 @@ static void corrupt_record_publish(void **state)
     assert_int_equal(ds_msg_encode_request(&req, NULL, 10, 0), 0);
     ds_msg rq;
     assert_int_equal(ds_msg_decode(req.data, req.len, &rq), 0);
-    assert_int_equal(ds_sync_publish(alice, &share, &rq, &resp, NULL), DS_ERR_STORE);
+    assert_int_equal(ds_sync_publish(alice, ds_test_seal(), &share, &rq, &resp, NULL), DS_ERR_STORE);
     assert_int_equal(resp.len, 0);
     ds_msg_free(&rq);
     ds_buf_free(&req);

@@ -179,6 +179,7 @@ static void session_init(session *x, ds_store *pub, const ds_share_set *share, d
     memset(x, 0, sizeof *x);
     x->scfg.store = pub;
     x->scfg.share = share;
+    x->scfg.seal = ds_test_seal();
     x->scfg.authorized = 1;
     x->scfg.peer_id = PEER;
     x->scfg.page_nodes = 100;
@@ -277,7 +278,8 @@ static void expect_server_error(ds_sync_server *s, const char *code, int err, ch
 
 static ds_sync_server *new_server(ds_store *pub, const ds_share_set *share, int authorized)
 {
-    ds_sync_server_cfg cfg = { .store = pub, .share = share, .authorized = authorized, .peer_id = PEER };
+    ds_sync_server_cfg cfg = { .store = pub, .share = share, .seal = ds_test_seal(),
+                               .authorized = authorized, .peer_id = PEER };
     ds_sync_server *s;
     assert_int_equal(ds_sync_server_new(&s, &cfg, 0), 0);
     return s;
@@ -560,11 +562,20 @@ static void unavailable_publisher_answers_internal(void **state)
         session_free(&x);
         ds_store_close(rep);
     }
-    /* Without a store or share set, a machine must say why. */
+    /* Without a store, share set or cursor seal, a machine must say why. */
     ds_sync_server_cfg bad = { .authorized = 1 };
     ds_sync_server *s = NULL;
     assert_int_equal(ds_sync_server_new(&s, &bad, 0), DS_ERR_INVALID);
     assert_null(s);
+    ds_store *pub = open_store("pub-epoch-noseal");
+    ds_share_set none = { 0 };
+    ds_sync_server_cfg noseal = { .store = pub, .share = &none, .authorized = 1 };
+    assert_int_equal(ds_sync_server_new(&s, &noseal, 0), DS_ERR_INVALID);
+    assert_null(s);
+    noseal.seal = ds_test_seal();
+    assert_int_equal(ds_sync_server_new(&s, &noseal, 0), 0);
+    ds_sync_server_free(s);
+    ds_store_close(pub);
 }
 
 static void unknown_version(void **state)
@@ -690,7 +701,8 @@ static void bad_frames_to_publisher(void **state)
     expect_server_error(s, "BadRequest", DS_ERR_PROTO, msg, sizeof msg);
     assert_string_equal(msg, "Expected sync_request, got error");
     ds_sync_server_free(s);
-    /* A cursor of an unknown layout version means a full sync, not an error. */
+    /* A cursor that does not open (here an unknown layout version) means a
+     * full sync, not an error. */
     s = new_server(pub, &share, 1);
     uint8_t cur[DS_CURSOR_LEN];
     memset(cur, 0xee, sizeof cur);
@@ -768,7 +780,8 @@ static void bad_input_to_subscriber(void **state)
     ds_share_set share;
     make_share(&share, "/p", NULL);
     /* Pages as the publisher sends them. */
-    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .authorized = 1, .page_nodes = 2 };
+    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .seal = ds_test_seal(),
+                                .authorized = 1, .page_nodes = 2 };
     ds_sync_server *s;
     assert_int_equal(ds_sync_server_new(&s, &scfg, 0), 0);
     ds_buf rq = { 0 }, pages = { 0 };
@@ -862,7 +875,8 @@ static void page_frames_bounded(void **state)
     free(content);
     ds_share_set share;
     make_share(&share, "/p", NULL);
-    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .authorized = 1, .page_bytes = 500 * 1024 };
+    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .seal = ds_test_seal(),
+                                .authorized = 1, .page_bytes = 500 * 1024 };
     ds_sync_server *s;
     assert_int_equal(ds_sync_server_new(&s, &scfg, 0), 0);
     ds_sync_client *c;
@@ -907,7 +921,8 @@ static void timeouts(void **state)
     ds_share_set share;
     make_share(&share, "/p", NULL);
     /* Publisher: a silent subscriber. */
-    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .authorized = 1, .timeout_ms = 5000 };
+    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .seal = ds_test_seal(),
+                                .authorized = 1, .timeout_ms = 5000 };
     ds_sync_server *s;
     assert_int_equal(ds_sync_server_new(&s, &scfg, 1000), 0);
     assert_int_equal(ds_sync_server_expiry(s), 6000);
@@ -927,7 +942,8 @@ static void timeouts(void **state)
     assert_int_equal(ds_sync_server_expiry(s), INT64_MAX);
     ds_sync_server_free(s);
     /* Publisher: a subscriber that stops reading (send() never called again). */
-    ds_sync_server_cfg scfg2 = { .store = pub, .share = &share, .authorized = 1 };
+    ds_sync_server_cfg scfg2 = { .store = pub, .share = &share, .seal = ds_test_seal(),
+                                 .authorized = 1 };
     assert_int_equal(ds_sync_server_new(&s, &scfg2, 0), 0);
     ds_buf rq = { 0 };
     request_frame(&rq, NULL, 0);
@@ -1015,7 +1031,8 @@ static void batched_apply(void **state)
     add_many(pub, 250, "batched", "/b");
     ds_share_set share;
     make_share(&share, "/b", NULL);
-    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .authorized = 1, .page_nodes = 10 };
+    ds_sync_server_cfg scfg = { .store = pub, .share = &share, .seal = ds_test_seal(),
+                                .authorized = 1, .page_nodes = 10 };
     ds_sync_server *s;
     assert_int_equal(ds_sync_server_new(&s, &scfg, 0), 0);
     ds_store *rep = open_store("rep-epoch-batch1");
