@@ -1201,7 +1201,7 @@ int op_peer_export(ds_ctx *ctx, const msgpack_object *params, msgpack_packer *re
     }
     if (!rc) {
         unlink(tmp);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
             rc = ds_ops_fail(ctx, DS_ERR_IO, DS_OPS_E_IO,
                              "Give a FILE in a directory that exists and that you may write to.",

@@ -145,13 +145,18 @@ note "$A" "$P/secret-link" "CANARYLINK zebra quokka note through a symlink"
 note "$B" "$T" "bob local note mentions quokka once among many other words here"
 
 # ---- export --------------------------------------------------------------
+OLD_UMASK=$(umask)
+umask 022                     # a usual umask: the file is 0600 all the same
 run "$A" peer export "$T/alice1.dsx"
+umask "$OLD_UMASK"
 check "export: ok" rc_is 0
 check "export: 2 nodes" out_has "Exported 2 nodes"
 for c in CANARYSIBLING CANARYPRIVATE CANARYLINK; do
     check "export: no $c" [ "$(grep -c "$c" "$T/alice1.dsx")" -eq 0 ]
 done
 check "export: has shared" [ "$(grep -c zebra "$T/alice1.dsx")" -ge 1 ]
+check "export: the file is 0600 (umask 022), as when the daemon writes it" \
+    [ "$(stat -c %a "$T/alice1.dsx")" = 600 ]
 run "$A" peer export --json "$T/alice2.dsx"
 check "export again: incremental, 0 nodes" jq_ "d['nodes'] == 0 and d['full'] is False"
 run "$A" peer export --full --json "$T/alice3.dsx"
