@@ -156,14 +156,15 @@ int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn 
                     ds_export_result *res)
 {
     memset(res, 0, sizeof *res);
+    if (!o->seal)
+        return DS_ERR_INVALID;
     uint8_t epoch[DS_EPOCH_LEN];
     int rc = ds_store_epoch(st, epoch);
     if (rc)
         return rc;
-    /* A cursor from another store epoch or share set means starting over:
-     * say so in the header (full), so the importer may take the cursor. */
-    if (!o->seal)
-        return DS_ERR_INVALID;
+    /* A cursor that does not open for this store epoch and share set (or
+     * under this key) means starting over: say so in the header (full),
+     * so the importer may take the cursor. */
     const uint8_t *since = o->since;
     if (since) {
         ds_cursor c;

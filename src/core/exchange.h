@@ -57,8 +57,9 @@ typedef struct ds_export_result {
 
 /* Writes an export of |st| (nodes of shared projects only) to |w|.  A
  * |since| cursor that does not open with |seal| for the store's epoch
- * and the share set is ignored (the export is then full).  Returns 0 or a DS_ERR_* (store errors, the
- * writer's error, DS_ERR_NOMEM, DS_ERR_PROTO if paging made no progress). */
+ * and the share set is ignored (the export is then full).  Returns 0 or
+ * a DS_ERR_* (DS_ERR_INVALID without a seal, store errors, the writer's
+ * error, DS_ERR_NOMEM, DS_ERR_PROTO if paging made no progress). */
 int ds_export_write(ds_store *st, const ds_export_opts *o, ds_exchange_write_fn w, void *ud,
                     ds_export_result *res);
 

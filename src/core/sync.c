@@ -85,7 +85,8 @@ _Static_assert(DS_CURSOR_NONCE_LEN == crypto_aead_chacha20poly1305_IETF_NPUBBYTE
                DS_CURSOR_KEY_LEN == crypto_aead_chacha20poly1305_IETF_KEYBYTES &&
                DS_CURSOR_KEY_LEN == crypto_kdf_KEYBYTES, "cursor key and nonce sizes");
 
-void ds_cursor_seal_init(ds_cursor_seal *s, const uint8_t sk[64], const uint8_t nonce[DS_CURSOR_NONCE_LEN])
+void ds_cursor_seal_init(ds_cursor_seal *s, const uint8_t sk[64],
+                         const uint8_t nonce[DS_CURSOR_NONCE_LEN])
 {
     uint8_t seed[crypto_sign_SEEDBYTES];
     crypto_sign_ed25519_sk_to_seed(seed, sk);
@@ -113,8 +114,8 @@ void ds_cursor_encode(const ds_cursor *c, ds_cursor_seal *s, uint8_t out[DS_CURS
     ds_put_be64(plain, c->seq);
     out[0] = CURSOR_LAYOUT;
     memcpy(out + 1, s->nonce, DS_CURSOR_NONCE_LEN);
-    crypto_aead_chacha20poly1305_ietf_encrypt(out + 1 + DS_CURSOR_NONCE_LEN, NULL, plain, sizeof plain,
-                                              ad, sizeof ad, NULL, s->nonce, s->key);
+    crypto_aead_chacha20poly1305_ietf_encrypt(out + 1 + DS_CURSOR_NONCE_LEN, NULL, plain,
+                                              sizeof plain, ad, sizeof ad, NULL, s->nonce, s->key);
     sodium_increment(s->nonce, sizeof s->nonce);
 }
 
@@ -124,9 +125,10 @@ int ds_cursor_decode(const uint8_t *in, size_t len, const ds_cursor_seal *s, ds_
     uint8_t ad[1 + DS_EPOCH_LEN + DS_SHARE_DIGEST_LEN], plain[CURSOR_PLAIN];
     if (len != DS_CURSOR_LEN || in[0] != CURSOR_LAYOUT) return DS_ERR_MALFORMED;
     cursor_ad(ad, c);
-    if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, NULL, NULL, in + 1 + DS_CURSOR_NONCE_LEN,
-                                                  DS_CURSOR_LEN - 1 - DS_CURSOR_NONCE_LEN, ad, sizeof ad,
-                                                  in + 1, s->key) != 0 ||
+    const uint8_t *sealed = in + 1 + DS_CURSOR_NONCE_LEN;
+    if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, NULL, NULL, sealed,
+                                                  DS_CURSOR_LEN - 1 - DS_CURSOR_NONCE_LEN, ad,
+                                                  sizeof ad, in + 1, s->key) != 0 ||
         memcmp(plain + 8, zero, sizeof zero) != 0)
         return DS_ERR_MALFORMED;
     c->seq = ds_get_be64(plain);

@@ -8,10 +8,11 @@
  * Messages are MessagePack maps carried in length-prefixed frames
  * (core/frame.h).  The cursor is opaque to the subscriber (sealed by the
  * publisher): it stands for the publisher's store epoch, the last
- * sequence it has scanned and a digest of its share set, so a publisher store that was reset, or a change of
- * what is shared, makes the publisher start over from sequence 0 instead
- * of silently skipping nodes (the subscriber keeps the first copy of
- * every id, so starting over never duplicates).  See docs/protocol.md.
+ * sequence it has scanned and a digest of its share set, so a publisher
+ * store that was reset, or a change of what is shared, makes the
+ * publisher start over from sequence 0 instead of silently skipping
+ * nodes (the subscriber keeps the first copy of every id, so starting
+ * over never duplicates).  See docs/protocol.md.
  */
 #ifndef DS_SYNC_H
 #define DS_SYNC_H
@@ -159,12 +160,14 @@ typedef struct ds_publish_stats {
  * full sync) from |st| restricted to |share| into |out| (appended), its
  * new cursor sealed with |seal|.  Starts over from sequence 0 when the
  * cursor does not open with |seal| for the store's epoch and the share
- * digest (another epoch or share set, another layout, or altered).  Stops at max_nodes nodes, max_bytes bytes
- * (at least one node is always sent) or the scan budget; has_more tells
- * whether the subscriber should ask again.  Unshared nodes that follow a
- * full page are skipped over in the same page (so has_more is false when
- * only unshared nodes remain).  |stats| (optional) also receives the
- * page's has_more and new_cursor.  Returns 0 or a DS_ERR_*. */
+ * digest (another epoch or share set, another layout, or altered).
+ * Stops at max_nodes nodes, max_bytes bytes (at least one node is always
+ * sent) or the scan budget; has_more tells whether the subscriber should
+ * ask again.  Unshared nodes that follow a full page are skipped over in
+ * the same page (so has_more is false when only unshared nodes remain).
+ * |stats| (optional) also receives the page's has_more, new_cursor and
+ * last sequence.  Returns 0 or a DS_ERR_* (DS_ERR_INVALID without a
+ * seal). */
 int ds_sync_publish(ds_store *st, ds_cursor_seal *seal, const ds_share_set *share,
                     const ds_msg *req, ds_buf *out, ds_publish_stats *stats);
 /* The same with the store's epoch given (read once per sync stream with

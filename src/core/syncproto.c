@@ -137,7 +137,8 @@ static void server_reply_error(ds_sync_server *s, int err, const char *code, con
 int ds_sync_server_new(ds_sync_server **out, const ds_sync_server_cfg *cfg, int64_t now_ms)
 {
     *out = NULL;
-    if (!cfg || (!cfg->unavailable && (!cfg->store || !cfg->share || !cfg->seal))) return DS_ERR_INVALID;
+    if (!cfg || (!cfg->unavailable && (!cfg->store || !cfg->share || !cfg->seal)))
+        return DS_ERR_INVALID;
     ds_sync_server *s = calloc(1, sizeof *s);
     if (!s) return DS_ERR_NOMEM;
     s->cfg = *cfg;

@@ -186,7 +186,8 @@ static void tamper_and_wrong_signer(void **state)
                      DS_ERR_UNAUTHORIZED);
     assert_int_equal(count(rep), 0);
     /* mallory re-signs alice's pages claiming to be alice: bad signature */
-    ds_export_opts om = { .id = &mallory, .share = &share, .seal = ds_test_seal(), .created_ms = 5 };
+    ds_export_opts om = { .id = &mallory, .share = &share, .seal = ds_test_seal(),
+                          .created_ms = 5 };
     ds_buf forged = { 0 };
     assert_int_equal(ds_export_write(alice, &om, to_buf, &forged, &er), 0);
     uint8_t *hid = memmem(forged.data, forged.len, mallory.node_id, 64);
@@ -275,10 +276,8 @@ static void pages_and_incremental(void **state)
     f2.len = 0;
     assert_int_equal(ds_export_write(alice, &o, to_buf, &f2, &r2), 0);
     assert_false(r2.full);                          /* (with the right key it continues) */
-    uint8_t sk2[64] = { 0 }, n0[DS_CURSOR_NONCE_LEN] = { 0 };
-    memset(sk2, 0x77, 32);
     ds_cursor_seal other;
-    ds_cursor_seal_init(&other, sk2, n0);
+    ds_test_seal_make(&other, 0x77);
     o.seal = &other;
     f2.len = 0;
     assert_int_equal(ds_export_write(alice, &o, to_buf, &f2, &r2), 0);

@@ -167,14 +167,19 @@ size_t ds_test_tables_present(const char *dir, const char *const *names, size_t 
     return found;
 }
 
+void ds_test_seal_make(struct ds_cursor_seal *s, uint8_t seed_byte)
+{
+    uint8_t sk[64] = { 0 }, nonce[DS_CURSOR_NONCE_LEN] = { 0 };
+    memset(sk, seed_byte, 32);                        /* the seed half */
+    ds_cursor_seal_init(s, sk, nonce);
+}
+
 struct ds_cursor_seal *ds_test_seal(void)
 {
     static ds_cursor_seal seal;
     static int made;
     if (!made) {
-        uint8_t sk[64] = { 0 }, nonce[DS_CURSOR_NONCE_LEN] = { 0 };
-        memset(sk, 0x5a, 32);                         /* the seed half */
-        ds_cursor_seal_init(&seal, sk, nonce);
+        ds_test_seal_make(&seal, 0x5a);
         made = 1;
     }
     return &seal;

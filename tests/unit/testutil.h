@@ -37,9 +37,12 @@ void ds_test_old_layout(const char *dir, uint32_t schema, const char *const *dro
 /* Number of the tables |names| that exist in the closed store in |dir|. */
 size_t ds_test_tables_present(const char *dir, const char *const *names, size_t n);
 
-/* The cursor seal of a fixed test identity (the same key in every call;
- * a publisher's sealed cursors open with it). */
+/* A cursor seal from a test identity whose seed is 32 bytes of |seed_byte|
+ * (nonce 0). */
 struct ds_cursor_seal;
+void ds_test_seal_make(struct ds_cursor_seal *s, uint8_t seed_byte);
+/* The seal of one fixed test identity (the same key in every call; a
+ * publisher's sealed cursors open with it). */
 struct ds_cursor_seal *ds_test_seal(void);
 
 #endif
